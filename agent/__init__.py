@@ -1,0 +1,49 @@
+"""tpm-agent: a real-time runtime that turns spoken-style requests into robot arm motions.
+
+The public API (everything else is internal)::
+
+    from agent import Runtime, load_config
+
+    config = load_config("sim")
+    async with Runtime(config) as runtime:
+        async for event in runtime.execute("I spilled the milk"):
+            print(event.to_json())
+
+Imports here are light: drivers and models load when a Runtime starts.
+"""
+
+from agent.config import Config, ConfigError, load_config, profiles
+from agent.events import (
+    SCHEMA_VERSION,
+    Detected,
+    Event,
+    Fault,
+    Finished,
+    Outcome,
+    Reasoned,
+    Started,
+    Step,
+    parse_event,
+)
+from agent.runtime import RequestError, Runtime, RuntimeBusy, RuntimeNotStarted
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Config",
+    "ConfigError",
+    "Detected",
+    "Event",
+    "Fault",
+    "Finished",
+    "Outcome",
+    "Reasoned",
+    "RequestError",
+    "Runtime",
+    "RuntimeBusy",
+    "RuntimeNotStarted",
+    "Started",
+    "Step",
+    "load_config",
+    "parse_event",
+    "profiles",
+]

@@ -1,0 +1,129 @@
+"""Latest-wins channels: the only way the runtime's loops talk to each other about sensor data.
+
+anyio's memory object streams give backpressure (a fast writer waits for a slow reader), which is
+wrong for sensor data: a controller wants the newest frame, never a queue of old ones. `Latest` is a
+single versioned slot: `publish` overwrites and never blocks, `LatestReader.next` waits for a
+version newer than the one that reader saw last, so no value is delivered twice to one reader and a
+slow reader always gets the newest value. Values overwritten before any reader took them are counted
+in `dropped`, which the run summary reports per channel.
+
+All methods must be called from the event loop's thread (loops publish after their worker-thread
+call returns).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Generic, TypeVar
+
+import anyio
+
+T = TypeVar("T")
+
+
+class ChannelClosed(Exception):
+    """The channel was closed; `reason` says why (e.g. the camera that fed it failed)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"channel {name!r} closed: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class Latest(Generic[T]):
+    """A single-slot, versioned, awaitable value with a drop counter."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._value: T | None = None
+        self._version = 0
+        self._taken = 0  # newest version handed to any reader
+        self._changed = anyio.Event()
+        self._closed_reason: str | None = None
+        self.dropped = 0
+        self.published = 0
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def closed(self) -> bool:
+        return self._closed_reason is not None
+
+    def publish(self, value: T) -> int:
+        """Overwrite the slot and wake waiters; never blocks. Returns the new version."""
+        if self._closed_reason is not None:
+            raise ChannelClosed(self.name, self._closed_reason)
+        if self._version > self._taken:
+            self.dropped += 1
+        self._value = value
+        self._version += 1
+        self.published += 1
+        self._wake()
+        return self._version
+
+    def peek(self) -> tuple[int, T] | None:
+        """The current (version, value) without waiting, or None before the first publish.
+
+        Peeking does not count as taking: use it for side data such as the newest robot state.
+        """
+        if self._version == 0:
+            return None
+        return self._version, self._value  # type: ignore[return-value]
+
+    def take_newer(self, after: int) -> tuple[int, T] | None:
+        """(version, value) if a version newer than `after` exists, marked taken; no wait."""
+        if self._version <= after:
+            return None
+        self._taken = max(self._taken, self._version)
+        return self._version, self._value  # type: ignore[return-value]
+
+    def close(self, reason: str = "closed") -> None:
+        """Close the channel and wake every waiter; later reads raise ChannelClosed."""
+        if self._closed_reason is None:
+            self._closed_reason = reason
+            self._wake()
+
+    def reader(self) -> LatestReader[T]:
+        return LatestReader(self)
+
+    async def wait_newer(self, after: int, timeout: float = math.inf) -> tuple[int, T]:
+        """Wait up to `timeout` s for a version newer than `after`; TimeoutError when none came.
+
+        A value published before the close is still delivered; after that, ChannelClosed.
+        """
+        with anyio.fail_after(timeout):
+            while True:
+                taken = self.take_newer(after)
+                if taken is not None:
+                    return taken
+                if self._closed_reason is not None:
+                    raise ChannelClosed(self.name, self._closed_reason)
+                await self._changed.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
+class LatestReader(Generic[T]):
+    """One consumer's view of a `Latest`: remembers the last version it received."""
+
+    def __init__(self, channel: Latest[T]) -> None:
+        self.channel = channel
+        self.seen = 0
+
+    async def next(self, timeout: float = math.inf) -> T:
+        """The newest value this reader has not seen yet, waiting up to `timeout` seconds."""
+        version, value = await self.channel.wait_newer(self.seen, timeout)
+        self.seen = version
+        return value
+
+    def poll(self) -> T | None:
+        """The newest unseen value if there is one, else None; never waits."""
+        taken = self.channel.take_newer(self.seen)
+        if taken is None:
+            return None
+        self.seen = taken[0]
+        return taken[1]

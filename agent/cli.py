@@ -1,0 +1,180 @@
+"""`python -m agent VERB ...`: a thin terminal front end over the library API.
+
+The runtime only emits events; rendering them (live progress, the summary table) happens here.
+Every user error ends in one line on stderr and a non-zero exit code, never a traceback:
+0 success, 1 the task failed or faulted, 2 bad input or config, 3 nothing to do (no object fits
+or the object is not in view), 130 interrupted (the arm is stopped first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class _StderrProxyLogger:
+    """structlog logger writing to whatever sys.stderr is now (rich's live display swaps it)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent",
+        description="Follow spoken-style requests with a robot arm (TPM runtime).",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    run = verbs.add_parser("run", help='carry out one request, e.g. "I spilled the milk"')
+    run.add_argument("request", help="what the user said")
+    _add_config_args(run)
+    run.add_argument("--runs-dir", type=Path, help="parent folder of run folders (default: runs)")
+    run.add_argument("--no-video", action="store_true", help="do not write the video")
+    run.add_argument("--quiet", action="store_true", help="no live display, only the summary")
+
+    doctor = verbs.add_parser("doctor", help="report optional backends, checkpoints, renderers")
+    doctor.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    show = verbs.add_parser("config", help="print the resolved configuration")
+    _add_config_args(show)
+    return parser
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default=None, help="shipped profile (default: sim)")
+    parser.add_argument("--config", type=Path, help="a TOML config file (may name a profile)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. models.tracker=kcf",
+    )
+    parser.add_argument("--objects", type=Path, help="replacement object catalog (TOML)")
+    parser.add_argument("--seed", type=int, help="scene seed (sim)")
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="log level",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from agent.config import ConfigError
+    from agent.runtime import RequestError
+
+    try:
+        if args.verb == "doctor":
+            from agent.doctor import run_doctor
+
+            return run_doctor(as_json=args.json)
+        _setup_logging(args)
+        config = _load(args)
+        if args.verb == "config":
+            print(config.model_dump_json(indent=2))
+            return EXIT_OK
+        return _run(args, config)
+    except (ConfigError, RequestError) as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _fail("interrupted: the arm was stopped and the drivers closed")
+        return EXIT_INTERRUPTED
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    import structlog
+
+    from agent.telemetry import configure_logging
+
+    configure_logging(json=args.log_json, level=args.log_level)
+    structlog.configure(logger_factory=lambda *_: _StderrProxyLogger())
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from agent.config import ConfigError, load_config
+
+    if args.profile and args.config:
+        raise ConfigError("give either --profile or --config, not both")
+    source: Any = args.config or args.profile or "sim"
+    overrides = list(args.overrides)
+    if args.objects is not None:
+        if not args.objects.is_file():
+            raise ConfigError(f"--objects: file not found: {args.objects}")
+        overrides.append(f"sim.catalog={json.dumps(str(args.objects))}")
+    if args.seed is not None:
+        overrides.append(f"sim.seed={args.seed}")
+    if getattr(args, "runs_dir", None) is not None:
+        overrides.append(f"output.runs_dir={json.dumps(str(args.runs_dir))}")
+    if getattr(args, "no_video", False):
+        overrides.append("output.video=false")
+    return load_config(source, overrides)
+
+
+def run_folder(runs_dir: Path, request: str) -> Path:
+    """A new folder named by time and request, e.g. runs/20261125-190102-i-spilled-the-milk."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.lower()).strip("-")[:40] or "run"
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = runs_dir / f"{stamp}-{slug}"
+    suffix = 1
+    while folder.exists():
+        suffix += 1
+        folder = runs_dir / f"{stamp}-{slug}-{suffix}"
+    return folder
+
+
+def _run(args: argparse.Namespace, config: Any) -> int:
+    import anyio
+
+    from agent.backends import BackendError
+    from agent.display import RunDisplay
+    from agent.runtime import Runtime, validate_request
+
+    request = validate_request(args.request)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    folder = run_folder(config.output.runs_dir, request)
+    display = RunDisplay(request, folder, live=not args.quiet)
+
+    async def go() -> Any:
+        async with Runtime(config) as runtime:
+            display.stage("running")
+            async for event in runtime.execute(request, run_dir=folder):
+                display.update(event)
+        return display.outcome
+
+    try:
+        with display:
+            display.stage("starting (loading the world and models)")
+            outcome = anyio.run(go)
+    except BackendError as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    if outcome is None:
+        _fail("the run ended without an outcome; see the log above")
+        return EXIT_FAILED
+    display.print_summary()
+    if outcome.status == "success":
+        return EXIT_OK
+    if outcome.status in ("infeasible", "not_found"):
+        return EXIT_NOTHING
+    return EXIT_FAILED

@@ -1,0 +1,138 @@
+"""Terminal rendering of a run's events: a live status panel and the final summary table.
+
+Only the CLI uses this; the runtime knows nothing about terminals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from agent.events import Detected, Event, Fault, Finished, Outcome, Reasoned, Started, Step
+
+STAGES_SHOWN = ("perceive", "act", "command", "total")
+
+
+class RunDisplay:
+    """Collects events; shows a live panel on a terminal and prints the summary at the end."""
+
+    def __init__(self, request: str, folder: Path, *, live: bool = True) -> None:
+        self.request = request
+        self.folder = folder
+        self.outcome: Outcome | None = None
+        self._stage = "starting"
+        self._lines: list[str] = []
+        self._step: Step | None = None
+        self._faults: list[str] = []
+        self._out = Console()
+        self._err = Console(stderr=True)
+        self._live = (
+            Live(self._render(), console=self._err, refresh_per_second=8, transient=True)
+            if live and self._err.is_terminal
+            else None
+        )
+
+    def __enter__(self) -> RunDisplay:
+        if self._live is not None:
+            self._live.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._live is not None:
+            self._live.__exit__(exc_type, exc, tb)
+
+    def stage(self, text: str) -> None:
+        self._stage = text
+        self._refresh()
+
+    def update(self, event: Event) -> None:
+        if isinstance(event, Started):
+            self._note(f"scene: {', '.join(event.scene_objects)}")
+        elif isinstance(event, Reasoned):
+            if event.pick is None:
+                self._note(f"reasoned ({event.backend}): nothing fits - {event.rationale}")
+            else:
+                self._note(
+                    f"reasoned ({event.backend}, {event.latency_ms:.0f} ms): pick "
+                    f"{event.pick}, {event.skill.replace('_', ' ')} {event.place}"
+                )
+            self._stage = "detecting"
+        elif isinstance(event, Detected):
+            found = "found" if event.box else "not visible"
+            again = " (re-detected)" if event.redetection else ""
+            self._note(f"{event.role} '{event.label}' {found} in {event.view}{again}")
+            self._stage = "executing"
+        elif isinstance(event, Step):
+            self._step = event
+        elif isinstance(event, Fault):
+            self._faults.append(f"{event.where}: {event.message}")
+            self._note(f"[red]fault[/red] {event.where}: {event.message}")
+        elif isinstance(event, Finished):
+            self.outcome = event.outcome
+            self._stage = f"finished: {event.outcome.status}"
+        self._refresh()
+
+    def _note(self, line: str) -> None:
+        self._lines.append(line)
+        if self._live is None:
+            self._err.print(line, highlight=False)
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self) -> Table:
+        table = Table.grid(padding=(0, 1))
+        table.add_row("[bold]request[/bold]", self.request)
+        table.add_row("[bold]stage[/bold]", self._stage)
+        for line in self._lines[-6:]:
+            table.add_row("", line)
+        if self._step is not None:
+            s = self._step
+            lat = "  ".join(f"{k} {s.latency_ms.get(k, 0):.0f}" for k in STAGES_SHOWN)
+            table.add_row(
+                "[bold]step[/bold]",
+                f"{s.index}  gripper "
+                f"{'closed' if s.gripper_closed else 'open'}  ee "
+                f"({s.ee_pos[0]:.3f}, {s.ee_pos[1]:.3f}, {s.ee_pos[2]:.3f})"
+                f"{'' if s.executed else '  [yellow]stale: held[/yellow]'}",
+            )
+            table.add_row("[bold]ms[/bold]", lat)
+        return table
+
+    def print_summary(self) -> None:
+        """The outcome, per-stage latency percentiles and where the run folder is, on stdout."""
+        outcome = self.outcome
+        if outcome is None:
+            return
+        colour = "green" if outcome.status == "success" else "red"
+        self._out.print(
+            f"[bold {colour}]{outcome.status.upper()}[/bold {colour}]: {outcome.reason}",
+            highlight=False,
+        )
+        self._out.print(
+            f"steps {outcome.steps}  duration {outcome.duration_s:.1f} s  "
+            f"stale actions {outcome.stale_actions}  dropped "
+            + ", ".join(f"{k} {v}" for k, v in outcome.dropped.items()),
+            highlight=False,
+        )
+        if outcome.latency_ms:
+            table = Table(title="latency per stage (ms)", title_justify="left")
+            for column in ("stage", "count", "median", "p90", "p99", "max"):
+                table.add_column(column, justify="left" if column == "stage" else "right")
+            for stage, stats in outcome.latency_ms.items():
+                table.add_row(
+                    stage,
+                    *(f"{stats.get(k, 0):g}" for k in ("count", "median", "p90", "p99", "max")),
+                )
+            self._out.print(table)
+        self._out.print(f"run folder: {self.folder}", highlight=False)

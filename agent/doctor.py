@@ -1,0 +1,174 @@
+"""`python -m agent doctor`: what this machine can run, without starting anything heavy.
+
+Each check imports one optional dependency (or probes one device) and reports ok / missing with
+the version or the reason and, when missing, the extra that brings it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+
+from rich.console import Console
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class Check:
+    group: str
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+PACKAGES = [
+    # (group, import name, distribution, extra)
+    ("sim", "mujoco", "mujoco", "sim"),
+    ("sim", "franky_sim", "franky-sim", "sim"),
+    ("sim", "imageio_ffmpeg", "imageio-ffmpeg", "sim"),
+    ("vision", "cv2", "opencv-contrib-python-headless", "core"),
+    ("robot", "franky", "franky-control", "real"),
+    ("robot", "panda_py", "panda-python", "real"),
+    ("camera", "pyrealsense2", "pyrealsense2", "real"),
+    ("camera", "pyk4a", "pyk4a", "kinect"),
+    ("inference", "onnxruntime", "onnxruntime-gpu", "gpu"),
+    ("inference", "torch", "torch", "torch"),
+]
+
+
+def _package(group: str, module: str, dist: str, extra: str) -> Check:
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # ImportError, or a broken native library
+        fix = "" if extra == "core" else f"pip install 'tpm-agent[{extra}]'"
+        return Check(group, module, False, f"{type(exc).__name__}: {exc}".splitlines()[0], fix)
+    try:
+        version = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        version = "installed"
+    return Check(group, module, True, version)
+
+
+def _trackers() -> Check:
+    import cv2
+
+    names = [n for n in ("TrackerCSRT", "TrackerKCF", "TrackerMIL") if hasattr(cv2, n)]
+    return Check(
+        "vision",
+        "opencv trackers",
+        bool(names),
+        ", ".join(names) or "none",
+        "" if names else "install opencv-contrib-python-headless",
+    )
+
+
+def _renderer() -> Check:
+    """Render one tiny frame in a subprocess, so a broken GL stack cannot take this process down."""
+    backend = os.environ.get("MUJOCO_GL", "egl")
+    code = (
+        'import mujoco; m = mujoco.MjModel.from_xml_string(\'<mujoco><worldbody><geom size="1"/>'
+        "</worldbody></mujoco>'); r = mujoco.Renderer(m, 8, 8); d = mujoco.MjData(m); "
+        "r.update_scene(d); print(r.render().shape)"
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "MUJOCO_GL": backend},
+        )
+    except subprocess.TimeoutExpired:
+        return Check("sim", f"renderer ({backend})", False, "timed out after 60 s")
+    if proc.returncode == 0:
+        return Check("sim", f"renderer ({backend})", True, "offscreen rendering works")
+    last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+    return Check(
+        "sim",
+        f"renderer ({backend})",
+        False,
+        last,
+        "apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0",
+    )
+
+
+def _onnx_providers() -> Check:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return Check(
+            "inference",
+            "onnxruntime providers",
+            False,
+            "onnxruntime missing",
+            "pip install 'tpm-agent[gpu]'",
+        )
+    return Check(
+        "inference", "onnxruntime providers", True, ", ".join(ort.get_available_providers())
+    )
+
+
+def _gpu() -> Check:
+    try:
+        proc = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return Check("device", "gpu", False, "no NVIDIA GPU found (nvidia-smi absent)")
+    names = proc.stdout.strip()
+    return Check("device", "gpu", bool(names) and proc.returncode == 0, names or "none")
+
+
+def _realsense_devices() -> Check:
+    try:
+        import pyrealsense2 as rs
+    except Exception as exc:
+        return Check("device", "realsense cameras", False, f"pyrealsense2 unavailable: {exc}")
+    serials = [d.get_info(rs.camera_info.serial_number) for d in rs.context().query_devices()]
+    return Check(
+        "device", "realsense cameras", bool(serials), ", ".join(serials) or "none connected"
+    )
+
+
+def collect() -> list[Check]:
+    checks = [
+        Check(
+            "system",
+            "python",
+            True,
+            f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores",
+        )
+    ]
+    checks += [_package(*row) for row in PACKAGES]
+    checks += [_trackers(), _renderer(), _onnx_providers(), _gpu(), _realsense_devices()]
+    return checks
+
+
+def run_doctor(*, as_json: bool = False) -> int:
+    """Print the report; exit 0 when the default sim profile can run, 1 otherwise."""
+    checks = collect()
+    required = {"mujoco", "franky_sim", "cv2", "opencv trackers"}
+    ready = all(c.ok for c in checks if c.name in required or c.name.startswith("renderer"))
+    if as_json:
+        print(json.dumps({"sim_ready": ready, "checks": [asdict(c) for c in checks]}, indent=2))
+        return 0 if ready else 1
+    table = Table(title="tpm-agent doctor", title_justify="left")
+    for column in ("group", "check", "status", "detail", "fix"):
+        table.add_column(column)
+    for c in checks:
+        status = "[green]ok[/green]" if c.ok else "[yellow]missing[/yellow]"
+        table.add_row(c.group, c.name, status, c.detail, c.fix)
+    console = Console()
+    console.print(table)
+    console.print("sim profile: " + ("[green]ready[/green]" if ready else "[red]not ready[/red]"))
+    return 0 if ready else 1

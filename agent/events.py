@@ -1,0 +1,114 @@
+"""Typed, JSON-serialisable events that `Runtime.execute` yields, with a versioned schema.
+
+Embedders (CLI, HTTP service, a lab's dashboard) see only these. Every event carries `t`, the
+runtime's monotonic clock in seconds, and `episode`, the id of the execution it belongs to.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+Status = Literal["success", "failure", "infeasible", "not_found", "cancelled", "fault"]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    episode: str
+    t: float
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+class Started(_Event):
+    kind: Literal["started"] = "started"
+    request: str
+    profile: str
+    scene_objects: list[str]
+
+
+class Reasoned(_Event):
+    """The request turned into targets (or `pick is None`: nothing in view fits)."""
+
+    kind: Literal["reasoned"] = "reasoned"
+    request: str
+    skill: str
+    pick: str | None
+    place: str | None
+    rationale: str
+    backend: str
+    latency_ms: float
+
+
+class Detected(_Event):
+    """One target found (or not: `box is None`) in one camera view by the detector."""
+
+    kind: Literal["detected"] = "detected"
+    view: str
+    role: Literal["pick", "place"]
+    label: str
+    box: tuple[float, float, float, float] | None
+    redetection: bool = False
+    latency_ms: float
+
+
+class Step(_Event):
+    """One action the command loop received: executed, or refused because it was too old.
+
+    `latency_ms` holds per-stage times of this action's pipeline: `perceive`, `act`, `command`
+    (time the command call took), and `total` (capture of the source frame -> command sent).
+    """
+
+    kind: Literal["step"] = "step"
+    index: int
+    executed: bool
+    move: tuple[float, float, float]
+    gripper_closed: bool
+    ee_pos: tuple[float, float, float]
+    latency_ms: dict[str, float]
+
+
+class Fault(_Event):
+    """Something failed. `fatal` faults end the episode with status "fault"."""
+
+    kind: Literal["fault"] = "fault"
+    where: str
+    message: str
+    fatal: bool = True
+
+
+class Outcome(BaseModel):
+    """How an execution ended; `success` is None when nothing could judge it (real robot)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: Status
+    success: bool | None
+    reason: str
+    steps: int = 0
+    duration_s: float = 0.0
+    stale_actions: int = 0
+    dropped: dict[str, int] = Field(default_factory=dict)
+    latency_ms: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class Finished(_Event):
+    kind: Literal["finished"] = "finished"
+    outcome: Outcome
+
+
+Event = Annotated[
+    Started | Reasoned | Detected | Step | Fault | Finished, Field(discriminator="kind")
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(data: str | bytes) -> Event:
+    """Parse one JSON event (e.g. a line of a run's events.jsonl) back into its typed model."""
+    return EVENT_ADAPTER.validate_json(data)

@@ -1,0 +1,53 @@
+"""act: newest percept + newest robot state -> policy -> latest action."""
+
+from __future__ import annotations
+
+import anyio
+import numpy as np
+
+from agent.channels import Latest
+from agent.messages import ActionMsg, PerceptMsg
+from agent.workers import run_blocking
+from drivers.base import RobotState
+from models.policy.base import Policy
+from models.types import Observation
+
+
+async def act_loop(
+    percepts: Latest[PerceptMsg],
+    states: Latest[RobotState],
+    policy: Policy,
+    out: Latest[ActionMsg],
+    *,
+    limiter: anyio.CapacityLimiter,
+    percept_timeout: float,
+    stage_timeout: float,
+) -> None:
+    """One policy call per new percept, with proprioception from the newest robot state."""
+    reader = percepts.reader()
+    while True:
+        msg = await reader.next(timeout=percept_timeout)
+        newest = states.peek()
+        if newest is None:
+            continue  # the command loop publishes the first state before this can happen
+        state = newest[1]
+        observation = Observation(
+            images=msg.percept.images,
+            masks=msg.percept.masks,
+            proprio=np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32),
+            t_capture=msg.t_capture,
+        )
+        t0 = anyio.current_time()
+        action = await run_blocking(
+            policy.act, observation, limiter=limiter, timeout=stage_timeout, what="policy"
+        )
+        t_done = anyio.current_time()
+        out.publish(
+            ActionMsg(
+                action=action,
+                t_capture=msg.t_capture,
+                t_done=t_done,
+                perceive_ms=msg.perceive_ms,
+                act_ms=(t_done - t0) * 1e3,
+            )
+        )

@@ -1,0 +1,73 @@
+"""supervise: decides when an episode ends (success check, policy done, step and time budgets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+
+from agent.channels import Latest
+from agent.messages import StepRecord
+from agent.workers import run_blocking
+from models.types import TaskSpec
+
+
+class Verdict(Protocol):
+    done: bool
+    success: bool
+    reason: str
+
+
+class Judge(Protocol):
+    """Something that can tell whether the task is achieved (the simulator; never a real arm)."""
+
+    def verdict(self, task: TaskSpec) -> Verdict: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    status: str  # "success" | "failure"
+    success: bool | None
+    reason: str
+
+
+async def supervise_loop(
+    task: TaskSpec,
+    judge: Judge | None,
+    steps: Latest[StepRecord],
+    *,
+    rate_hz: float,
+    max_steps: int,
+    max_duration_s: float,
+    settle_s: float,
+    limiter: anyio.CapacityLimiter,
+    call_timeout: float,
+) -> Ending:
+    """Return how the episode ends; the caller then cancels the other loops."""
+    start = anyio.current_time()
+    done_since: float | None = None
+    while True:
+        await anyio.sleep(1.0 / rate_hz)
+        now = anyio.current_time()
+        latest = steps.peek()
+        record = latest[1] if latest else None
+        verdict = None
+        if judge is not None:
+            verdict = await run_blocking(
+                judge.verdict, task, limiter=limiter, timeout=call_timeout, what="success check"
+            )
+            if verdict.done:
+                return Ending(
+                    "success" if verdict.success else "failure", verdict.success, verdict.reason
+                )
+        if record is not None and record.done:
+            done_since = done_since if done_since is not None else now
+            if now - done_since >= settle_s:
+                if verdict is None:
+                    return Ending("success", None, "the policy finished (no success check here)")
+                return Ending("failure", False, f"the policy finished but {verdict.reason}")
+        if record is not None and record.index >= max_steps:
+            return Ending("failure", False, f"step budget of {max_steps} steps used up")
+        if now - start > max_duration_s:
+            return Ending("failure", False, f"time budget of {max_duration_s:g} s used up")

@@ -1,0 +1,558 @@
+"""The Runtime: one anyio task group running capture, perceive, act, command and supervise.
+
+Lifecycle: `async with Runtime(config)` builds and opens the drivers and models (in a worker
+thread) and starts one capture task per camera for the runtime's whole life. Each
+`execute(request)` then reasons about the request, detects the targets in the first frames, and
+runs an episode: perceive, act, command and supervise (and the recorder when a run folder is given)
+in a task group of its own inside the runtime's, joined only by latest-wins channels. However the
+episode ends (success, failure, fault, the consumer leaving, Ctrl-C) the robot is stopped inside a
+shielded cancel scope, and leaving the context closes every driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from agent.backends import BackendError, Parts, build_parts
+from agent.channels import ChannelClosed, Latest
+from agent.config import Config
+from agent.events import Detected, Event, Fault, Finished, Outcome, Reasoned, Started, Step
+from agent.loops.act import act_loop
+from agent.loops.capture import capture_loop
+from agent.loops.command import CommandTick, command_loop
+from agent.loops.perceive import perceive_loop
+from agent.loops.supervise import Ending, supervise_loop
+from agent.messages import ActionMsg, FrameSet, PerceptMsg, StepRecord, frameset
+from agent.recording import RunRecorder
+from agent.telemetry import LatencyStats
+from agent.workers import StageTimeout, run_blocking
+from drivers.base import DriverError, Frame, RobotState
+from models.perception import ObjectNotInView, Percept
+from models.types import ModelError, TaskSpec
+
+log = structlog.get_logger("agent.runtime")
+T = TypeVar("T")
+
+EVENT_BUFFER = 4096
+STOP_TIMEOUT_S = 5.0
+
+
+class RequestError(ValueError):
+    """The request itself is unusable (empty, whitespace, too long)."""
+
+
+class RuntimeBusy(RuntimeError):
+    """One runtime owns one robot: a second execute() while one runs is refused."""
+
+
+class RuntimeNotStarted(RuntimeError):
+    """execute() was called outside `async with Runtime(...)`."""
+
+
+MAX_REQUEST_CHARS = 2000
+
+
+def validate_request(request: str) -> str:
+    """The stripped request, or RequestError saying what is wrong with it."""
+    if not isinstance(request, str):
+        raise RequestError(f"request must be text, got {type(request).__name__}")
+    text = " ".join(request.split())
+    if not text:
+        raise RequestError('request is empty: say what you need, e.g. "I spilled the milk"')
+    if len(text) > MAX_REQUEST_CHARS:
+        raise RequestError(
+            f"request is {len(text)} characters long; the limit is {MAX_REQUEST_CHARS}"
+        )
+    return text
+
+
+class _LoopFault(Exception):
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message
+
+
+@dataclass
+class _Episode:
+    """Mutable bookkeeping of one execution (counters, stats), owned by its episode task."""
+
+    id: str
+    emit: Callable[[Event], None]
+    started: float
+    stats: LatencyStats = field(default_factory=LatencyStats)
+    steps: int = 0
+    stale: int = 0
+    fault: _LoopFault | None = None
+    channels: list[Latest[Any]] = field(default_factory=list)
+
+    def now(self) -> float:
+        return anyio.current_time()
+
+
+class Runtime:
+    """Runs requests on one robot.
+
+    `async with Runtime(config) as rt:` then `async for event in rt.execute(request):`.
+    """
+
+    def __init__(self, config: Config, *, parts_factory: Callable[[Config], Parts] = build_parts):
+        self.config = config
+        self._parts_factory = parts_factory
+        self._parts: Parts | None = None
+        self._tg: TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._frames: dict[str, Latest[Frame]] = {}
+        self._busy = False
+
+    # ----------------------------------------------------------------- lifecycle
+    async def __aenter__(self) -> Runtime:
+        # one limiter per device: model calls share the CPU/GPU, the robot takes one call at a time
+        self._model_limiter = anyio.CapacityLimiter(self.config.runtime.model_threads)
+        self._robot_limiter = anyio.CapacityLimiter(1)
+        self._judge_limiter = anyio.CapacityLimiter(1)
+        return await self._start()
+
+    async def _start(self) -> Runtime:
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            parts = await anyio.to_thread.run_sync(self._parts_factory, self.config)
+            stack.push_async_callback(self._close_parts, parts)
+            await anyio.to_thread.run_sync(parts.open)
+            self._parts = parts
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._tg.cancel_scope.cancel)
+            rt = self.config.runtime
+            for name, camera in parts.cameras.items():
+                self._frames[name] = Latest(f"frames/{name}")
+                self._tg.start_soon(
+                    lambda cam=camera, out=self._frames[name]: capture_loop(
+                        cam,
+                        out,
+                        limiter=anyio.CapacityLimiter(1),
+                        timeout=rt.camera_timeout_s,
+                        max_failures=rt.camera_failures,
+                    ),
+                    name=f"capture/{name}",
+                )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await stack.__aexit__(None, None, None)
+            raise
+        self._stack = stack
+        log.info("runtime started", profile=self.config.profile, cameras=list(parts.cameras))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return None
+        with anyio.CancelScope(shield=True):
+            return await stack.__aexit__(exc_type, exc, tb)
+
+    async def _close_parts(self, parts: Parts) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._safe_stop(parts)
+            await anyio.to_thread.run_sync(parts.close)
+            log.info("runtime closed")
+
+    async def _safe_stop(self, parts: Parts) -> None:
+        """Stop the arm; shielded so that cancellation cannot skip it, bounded so it cannot hang."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_TIMEOUT_S) as scope:
+            try:
+                await anyio.to_thread.run_sync(parts.robot.stop, limiter=self._robot_limiter)
+            except Exception as exc:
+                log.error("safe stop failed", error=str(exc))
+                return
+        if scope.cancelled_caught:
+            log.error("safe stop timed out", timeout_s=STOP_TIMEOUT_S)
+        else:
+            log.info("robot stopped")
+
+    @property
+    def parts(self) -> Parts:
+        if self._parts is None or self._tg is None:
+            raise RuntimeNotStarted("use `async with Runtime(config) as runtime:` first")
+        return self._parts
+
+    # ----------------------------------------------------------------- executions
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    async def run(self, request: str, *, run_dir: Path | None = None) -> Outcome:
+        """Execute a request to the end and return its outcome (events are only logged)."""
+        outcome: Outcome | None = None
+        async with contextlib.aclosing(self.execute(request, run_dir=run_dir)) as events:
+            async for event in events:
+                if isinstance(event, Finished):
+                    outcome = event.outcome
+        assert outcome is not None
+        return outcome
+
+    async def execute(self, request: str, *, run_dir: Path | None = None) -> AsyncIterator[Event]:
+        """Carry out one request, yielding its events; the last one is always `Finished`.
+
+        Leaving the loop early (break, cancellation, an exception in the consumer) cancels the
+        episode and stops the arm before this generator finishes closing. With `run_dir`, the
+        event log, the summary and a video of both views are written there.
+        """
+        text = validate_request(request)
+        parts = self.parts
+        tg = self._tg
+        assert tg is not None
+        if self._busy:
+            raise RuntimeBusy("this runtime is already executing a request; one robot, one task")
+        self._busy = True
+        send, receive = anyio.create_memory_object_stream[Event](EVENT_BUFFER)
+        finished = anyio.Event()
+        scope = anyio.CancelScope()
+
+        async def episode() -> None:
+            try:
+                with scope:
+                    await self._episode(text, parts, send, run_dir)
+            finally:
+                self._busy = False
+                send.close()
+                finished.set()
+
+        tg.start_soon(episode, name="episode")
+        try:
+            async with receive:
+                async for event in receive:
+                    yield event
+        finally:
+            if not finished.is_set():
+                scope.cancel()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_TIMEOUT_S * 2):
+                    await finished.wait()
+
+    async def _episode(self, request: str, parts: Parts, send: Any, run_dir: Path | None) -> None:
+        recorder = RunRecorder(run_dir, self.config) if run_dir is not None else None
+        dropped_events = 0
+
+        def emit(event: Event) -> None:
+            nonlocal dropped_events
+            if recorder is not None:
+                recorder.write_event(event)
+            try:
+                send.send_nowait(event)
+            except anyio.WouldBlock:
+                dropped_events += 1  # a consumer this slow must not stall the control loop
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the consumer left; the episode is being cancelled
+
+        ep = _Episode(id=uuid.uuid4().hex[:12], emit=emit, started=anyio.current_time())
+        structlog.contextvars.bind_contextvars(episode=ep.id)
+        ending = Ending("fault", False, "unexpected error; see the log")
+        try:
+            ending = await self._run_episode(request, parts, ep, recorder)
+        except anyio.get_cancelled_exc_class():
+            ending = Ending("cancelled", None, "cancelled before the task finished")
+            raise
+        except _LoopFault as fault:
+            ending = Ending("fault", False, str(fault))
+            emit(Fault(episode=ep.id, t=ep.now(), where=fault.where, message=fault.message))
+        except Exception as exc:  # a bug must end this episode cleanly, not the runtime
+            log.exception("episode crashed")
+            ending = Ending("fault", False, _describe(exc))
+        finally:
+            await self._safe_stop(parts)
+            outcome = self._outcome(ep, ending, dropped_events)
+            log.info(
+                "episode finished",
+                status=outcome.status,
+                reason=outcome.reason,
+                steps=outcome.steps,
+                duration_s=outcome.duration_s,
+            )
+            emit(Finished(episode=ep.id, t=ep.now(), outcome=outcome))
+            if recorder is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(recorder.finish, outcome)
+            structlog.contextvars.unbind_contextvars("episode")
+
+    def _outcome(self, ep: _Episode, ending: Ending, dropped_events: int) -> Outcome:
+        dropped = {ch.name: ch.dropped for ch in [*self._frames.values(), *ep.channels]}
+        if dropped_events:
+            dropped["events"] = dropped_events
+        return Outcome(
+            status=ending.status,  # type: ignore[arg-type]
+            success=ending.success,
+            reason=ending.reason,
+            steps=ep.steps,
+            duration_s=round(anyio.current_time() - ep.started, 3),
+            stale_actions=ep.stale,
+            dropped=dropped,
+            latency_ms=ep.stats.summary(),
+        )
+
+    async def _run_episode(
+        self, request: str, parts: Parts, ep: _Episode, recorder: RunRecorder | None
+    ) -> Ending:
+        rt = self.config.runtime
+        objects = parts.scene_objects()
+        ep.emit(
+            Started(
+                episode=ep.id,
+                t=ep.now(),
+                request=request,
+                profile=self.config.profile,
+                scene_objects=objects,
+            )
+        )
+        t0 = ep.now()
+        task: TaskSpec = await self._stage(
+            "reasoner", parts.reasoner.reason, request, objects, timeout=rt.reason_timeout_s
+        )
+        reason_ms = (ep.now() - t0) * 1e3
+        ep.stats.add("reason", reason_ms)
+        ep.emit(
+            Reasoned(
+                episode=ep.id,
+                t=ep.now(),
+                request=request,
+                skill=task.skill.value,
+                pick=task.pick,
+                place=task.place,
+                rationale=task.rationale,
+                backend=parts.reasoner.name,
+                latency_ms=round(reason_ms, 2),
+            )
+        )
+        if not task.feasible:
+            return Ending("infeasible", False, task.rationale or "nothing in view fits the request")
+
+        first = await self._fresh_frames()
+        pipeline = parts.new_pipeline()
+        t0 = ep.now()
+        try:
+            percept: Percept = await self._stage(
+                "detector", pipeline.start, task, first.frames, timeout=rt.stage_timeout_s
+            )
+        except ObjectNotInView as exc:
+            return Ending("not_found", False, str(exc))
+        detect_ms = (ep.now() - t0) * 1e3
+        ep.stats.add("detect", detect_ms)
+        self._emit_detections(ep, task, percept, detect_ms, redetection=False)
+        if recorder is not None:
+            recorder.set_task(task)
+        await anyio.to_thread.run_sync(parts.policy.reset, task)
+        return await self._control(task, parts, ep, pipeline, percept, first, recorder)
+
+    async def _control(
+        self,
+        task: TaskSpec,
+        parts: Parts,
+        ep: _Episode,
+        pipeline: Any,
+        percept: Percept,
+        first: FrameSet,
+        recorder: RunRecorder | None,
+    ) -> Ending:
+        rt = self.config.runtime
+        percepts: Latest[PerceptMsg] = Latest("percepts")
+        actions: Latest[ActionMsg] = Latest("actions")
+        states: Latest[RobotState] = Latest("robot_state")
+        steps: Latest[StepRecord] = Latest("steps")
+        ep.channels += [percepts, actions]
+        now = ep.now()
+        percepts.publish(PerceptMsg(percept, first.t_capture, now, 0.0))
+        states.publish(await self._robot_call(parts.robot.state, what="robot state read"))
+        frame_timeout = rt.camera_timeout_s * rt.camera_failures + 1.0
+        ending: Ending | None = None
+
+        def on_redetect(p: Percept) -> None:
+            self._emit_detections(ep, task, p, p.timings_ms.get("detect", 0.0), redetection=True)
+
+        def on_tick(tick: CommandTick) -> None:
+            ep.steps = tick.record.index
+            ep.stale += 0 if tick.record.executed else 1
+            latency = {
+                "perceive": round(tick.action.perceive_ms, 2),
+                "act": round(tick.action.act_ms, 2),
+                "command": round(tick.command_ms, 2),
+                "total": round(tick.total_ms, 2),
+            }
+            ep.stats.add_all(latency)
+            ep.stats.add("command_lateness", tick.lateness_ms)
+            move = tick.action.action.move
+            ep.emit(
+                Step(
+                    episode=ep.id,
+                    t=ep.now(),
+                    index=tick.record.index,
+                    executed=tick.record.executed,
+                    move=(float(move[0]), float(move[1]), float(move[2])),
+                    gripper_closed=bool(tick.action.action.gripper_closed),
+                    ee_pos=tuple(float(v) for v in tick.state.ee_pos[:3]),  # type: ignore[arg-type]
+                    latency_ms=latency,
+                )
+            )
+
+        async def guarded(where: str, loop: Callable[[], Any]) -> None:
+            try:
+                await loop()
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                ep.fault = _LoopFault(where, _describe(exc))
+                log.error(
+                    "loop failed",
+                    loop=where,
+                    error=ep.fault.message,
+                    exc_info=not isinstance(exc, _EXPECTED),
+                )
+                tg.cancel_scope.cancel()
+
+        async def supervise() -> None:
+            nonlocal ending
+            ending = await supervise_loop(
+                task,
+                parts.judge,
+                steps,
+                rate_hz=rt.supervise_hz,
+                max_steps=rt.max_steps,
+                max_duration_s=rt.max_duration_s,
+                settle_s=rt.settle_s,
+                limiter=self._judge_limiter,
+                call_timeout=rt.stage_timeout_s,
+            )
+            tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                guarded,
+                "perceive",
+                lambda: perceive_loop(
+                    self._frames,
+                    pipeline,
+                    percepts,
+                    limiter=self._model_limiter,
+                    frame_timeout=frame_timeout,
+                    stage_timeout=rt.stage_timeout_s,
+                    on_redetect=on_redetect,
+                ),
+            )
+            tg.start_soon(
+                guarded,
+                "act",
+                lambda: act_loop(
+                    percepts,
+                    states,
+                    parts.policy,
+                    actions,
+                    limiter=self._model_limiter,
+                    percept_timeout=frame_timeout + rt.stage_timeout_s,
+                    stage_timeout=rt.stage_timeout_s,
+                ),
+            )
+            tg.start_soon(
+                guarded,
+                "command",
+                lambda: command_loop(
+                    actions,
+                    states,
+                    steps,
+                    parts.robot,
+                    rate_hz=rt.control_hz,
+                    deadline_s=rt.action_deadline_s,
+                    limiter=self._robot_limiter,
+                    call_timeout=rt.stage_timeout_s,
+                    on_tick=on_tick,
+                ),
+            )
+            tg.start_soon(guarded, "supervise", supervise)
+            if recorder is not None:
+                tg.start_soon(guarded, "record", lambda: recorder.record_loop(percepts))
+        if ep.fault is not None:
+            raise ep.fault
+        assert ending is not None
+        return ending
+
+    def _emit_detections(
+        self, ep: _Episode, task: TaskSpec, percept: Percept, ms: float, *, redetection: bool
+    ) -> None:
+        labels = {"pick": task.pick or "", "place": task.place or ""}
+        for view, boxes in percept.boxes.items():
+            for role, box in boxes.items():
+                ep.emit(
+                    Detected(
+                        episode=ep.id,
+                        t=ep.now(),
+                        view=view,
+                        role=role,  # type: ignore[arg-type]
+                        label=labels[role],
+                        box=box.as_tuple() if box else None,
+                        redetection=redetection,
+                        latency_ms=round(ms, 2),
+                    )
+                )
+
+    async def _fresh_frames(self) -> FrameSet:
+        """The first frame of every view captured after this call (never a stale startup frame)."""
+        rt = self.config.runtime
+        timeout = rt.camera_timeout_s * rt.camera_failures + 1.0
+        frames: dict[str, Frame] = {}
+        try:
+            for name, channel in self._frames.items():
+                current = channel.peek()
+                _, frames[name] = await channel.wait_newer(current[0] if current else 0, timeout)
+        except ChannelClosed as exc:
+            raise _LoopFault("capture", exc.reason) from None
+        except TimeoutError:
+            raise _LoopFault("capture", f"no camera frame within {timeout:g} s") from None
+        return frameset(frames)
+
+    async def _stage(self, where: str, fn: Callable[..., T], *args: Any, timeout: float) -> T:
+        try:
+            return await run_blocking(
+                fn, *args, limiter=self._model_limiter, timeout=timeout, what=where
+            )
+        except ObjectNotInView:
+            raise
+        except Exception as exc:
+            log.error(
+                "stage failed", stage=where, error=str(exc), exc_info=not isinstance(exc, _EXPECTED)
+            )
+            raise _LoopFault(where, _describe(exc)) from None
+
+    async def _robot_call(self, fn: Callable[[], T], *, what: str) -> T:
+        try:
+            return await run_blocking(
+                fn,
+                limiter=self._robot_limiter,
+                timeout=self.config.runtime.stage_timeout_s,
+                what=what,
+            )
+        except Exception as exc:
+            raise _LoopFault("robot", _describe(exc)) from None
+
+
+_EXPECTED = (ModelError, DriverError, StageTimeout, ChannelClosed, BackendError, TimeoutError)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a user: our own errors speak for themselves, others get their type named."""
+    if isinstance(exc, ChannelClosed):
+        return exc.reason
+    if isinstance(exc, _EXPECTED):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,97 @@
+"""Device protocols shared by the real and the simulated drivers.
+
+Drivers are plain blocking code: the runtime decides on which worker thread a call runs. A camera
+keeps only its newest frame (a capture thread per device), a robot executes small relative moves
+without blocking the caller, and both are context managers so that a crash still closes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+class DriverError(RuntimeError):
+    """A device failed in a way the runtime should report as a fault (never a library traceback)."""
+
+
+class CameraError(DriverError):
+    """A camera delivered no frame in time, or only frames older than its maximum age."""
+
+
+class RobotError(DriverError):
+    """The robot refused or aborted a command (reflex, limit, lost connection)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One colour image from one camera, with the times needed to judge its age.
+
+    `t_capture` is the host's `time.monotonic()` when the image was taken; every later stage
+    measures its own latency against it. `segmentation` / `labels` are simulator ground truth
+    (object id per pixel, -1 for background, and object name -> id); real cameras leave them None.
+    """
+
+    camera: str
+    rgb: np.ndarray  # (H, W, 3) uint8
+    t_capture: float
+    seq: int
+    t_device: float | None = None
+    depth: np.ndarray | None = None  # (H, W) float32, metres
+    segmentation: np.ndarray | None = None  # (H, W) int32 object ids, -1 background
+    labels: Mapping[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RobotState:
+    """Proprioception at monotonic time `t`: end-effector position in the robot base frame (m)."""
+
+    ee_pos: np.ndarray  # (3,) float64
+    gripper_width: float  # metres between the fingers
+    gripper_closed: bool  # the last commanded gripper state
+    t: float
+    joints: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+@runtime_checkable
+class Camera(Protocol):
+    """A camera that streams in its own thread and hands out the newest frame."""
+
+    name: str
+
+    def open(self) -> None: ...
+
+    def read(self, timeout: float) -> Frame:
+        """Block until a frame newer than the last one returned exists; raise CameraError on timeout."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Robot(Protocol):
+    """An arm with a binary gripper driven by small relative Cartesian moves."""
+
+    def open(self) -> None: ...
+
+    def state(self) -> RobotState: ...
+
+    def move(self, delta: np.ndarray, gripper_closed: bool) -> None:
+        """Start moving the end effector by `delta` (m, base frame); return without waiting.
+
+        A new call preempts the previous target. The driver clips to its workspace and step limits.
+        """
+        ...
+
+    def hold(self) -> None:
+        """Keep the current pose (used when no fresh action exists)."""
+        ...
+
+    def stop(self) -> None:
+        """Safe stop: end any motion now and hold. Must be callable from any state, also twice."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,6 @@
+"""Model adapters, one subpackage per role (reasoning, detection, tracking, segmentation, policy).
+
+Each role has a small Protocol in its `base` module and backends chosen by name in the config.
+Heavy dependencies are imported inside the backend that needs them, so importing this package is cheap.
+Nothing here imports `agent` or `drivers`.
+"""

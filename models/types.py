@@ -1,0 +1,125 @@
+"""Data passed between the model roles. Plain, immutable and free of any heavy import.
+
+Conventions: boxes are pixel coordinates `(x0, y0, x1, y1)` in the image they came from (x right,
+y down, x1/y1 exclusive); masks are (H, W) bool arrays; positions are metres in the robot base frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+
+class ModelError(RuntimeError):
+    """A model backend cannot run (missing checkpoint, missing extra, bad output); one clear line."""
+
+
+class Skill(str, Enum):
+    """What to do with the picked object (the paper's skills; values double as config strings)."""
+
+    PLACE_NEAR = "place_near"
+    PLACE_INSIDE = "place_inside"
+    PLACE_ON = "place_on"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A request turned into targets: pick `pick`, then place it relative to `place` per `skill`.
+
+    `pick is None` means nothing in view satisfies the request; the runtime stops and says so.
+    The descriptions add shape and colour words for open-vocabulary detectors.
+    """
+
+    request: str
+    skill: Skill
+    pick: str | None
+    place: str | None
+    rationale: str = ""
+    pick_description: str = ""
+    place_description: str = ""
+
+    @property
+    def feasible(self) -> bool:
+        return self.pick is not None and self.place is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @property
+    def width(self) -> float:
+        return max(0.0, self.x1 - self.x0)
+
+    @property
+    def height(self) -> float:
+        return max(0.0, self.y1 - self.y0)
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    def iou(self, other: Box) -> float:
+        ix = max(0.0, min(self.x1, other.x1) - max(self.x0, other.x0))
+        iy = max(0.0, min(self.y1, other.y1) - max(self.y0, other.y0))
+        inter = ix * iy
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return (self.x0, self.y0, self.x1, self.y1)
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """The best box for one requested phrase; `label` is the phrase as requested."""
+
+    label: str
+    box: Box
+    score: float
+
+
+class GroundTruth(Protocol):
+    """Simulator truth carried by a frame (structurally: `drivers.base.Frame` satisfies it)."""
+
+    @property
+    def segmentation(self) -> np.ndarray | None: ...
+
+    @property
+    def labels(self) -> Mapping[str, int] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a policy sees at one step: per view RGB and role-coded mask, plus proprioception.
+
+    `masks[view]` is float32 (H, W): 0 background, `PICK_MASK_VALUE` on the object to pick,
+    `PLACE_MASK_VALUE` on the place target (the paper conditions skills through mask values).
+    `proprio` is [x, y, z, gripper_closed] in metres / {0, 1}.
+    """
+
+    images: Mapping[str, np.ndarray]
+    masks: Mapping[str, np.ndarray]
+    proprio: np.ndarray
+    t_capture: float = 0.0
+
+
+PICK_MASK_VALUE = 1.0
+PLACE_MASK_VALUE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """The next end-effector move (m, base frame) and gripper state; `done` ends the episode early."""
+
+    move: np.ndarray  # (3,)
+    gripper_closed: bool
+    done: bool = False
+    info: Mapping[str, float] = field(default_factory=dict)

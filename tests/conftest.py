@@ -1,0 +1,30 @@
+"""Shared test setup: offscreen MuJoCo, pinned threads, and a small fast sim config."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import pytest  # noqa: E402
+
+from agent.config import Config, load_config  # noqa: E402
+
+SMALL = [
+    "sim.image_width=96",
+    "sim.image_height=96",
+    "output.video=false",
+    "runtime.max_duration_s=60",
+]
+
+
+@pytest.fixture
+def small_config(tmp_path) -> Config:
+    """The sim profile with small images, no video, runs written under tmp_path."""
+    return load_config("sim", [*SMALL, f'output.runs_dir="{tmp_path / "runs"}"'])
+
+
+def make_config(tmp_path, *overrides: str) -> Config:
+    return load_config("sim", [*SMALL, f'output.runs_dir="{tmp_path / "runs"}"', *overrides])

@@ -1,0 +1,131 @@
+"""Property tests for the latest-wins channel that joins the runtime's loops."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.channels import ChannelClosed, Latest
+
+# An operation script: ("pub", n) publishes n values in a row, ("read", r) makes reader r poll.
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("pub"), st.integers(1, 5)),
+        st.tuples(st.just("read"), st.integers(0, 2)),
+    ),
+    max_size=60,
+)
+
+
+@given(ops)
+@settings(max_examples=200, deadline=None)
+def test_readers_get_newest_never_twice_and_drops_are_counted(script):
+    async def scenario():
+        channel: Latest[int] = Latest("test")
+        readers = [channel.reader() for _ in range(3)]
+        received: list[list[int]] = [[] for _ in readers]
+        published = 0
+        for op, arg in script:
+            if op == "pub":
+                for _ in range(arg):
+                    published += 1
+                    channel.publish(published)  # synchronous: a writer can never block
+            else:
+                value = readers[arg].poll()
+                if value is not None:
+                    assert value == published, "a reader must get the newest value"
+                    received[arg].append(value)
+        for values in received:
+            assert values == sorted(set(values)), "no value is delivered twice to one reader"
+        taken = set().union(*map(set, received))
+        # every published value is either taken by some reader, dropped, or still in the slot
+        in_slot = 0 if published in taken or published == 0 else 1
+        assert channel.dropped == published - len(taken) - in_slot
+
+    anyio.run(scenario)
+
+
+@given(st.integers(2, 40), st.floats(0.0, 0.004))
+@settings(max_examples=25, deadline=None)
+def test_slow_reader_always_gets_the_newest_value(burst, reader_delay):
+    async def scenario():
+        channel: Latest[int] = Latest("test")
+        reader = channel.reader()
+        seen: list[int] = []
+        latest_at_read: list[int] = []
+
+        async def writer():
+            for i in range(1, burst + 1):
+                channel.publish(i)
+                await anyio.sleep(0)
+            channel.close("writer done")
+
+        async def slow_reader():
+            while True:
+                try:
+                    value = await reader.next(timeout=5)
+                except ChannelClosed:
+                    return
+                latest_at_read.append(channel.peek()[1])
+                seen.append(value)
+                await anyio.sleep(reader_delay)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow_reader)
+            tg.start_soon(writer)
+        assert seen == latest_at_read
+        assert seen == sorted(set(seen))
+        assert seen[-1] == burst, "the last value published before close is still delivered"
+
+    anyio.run(scenario)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_close_wakes_every_waiter(backend):
+    async def scenario():
+        channel: Latest[int] = Latest("frames/front")
+        errors: list[str] = []
+
+        async def wait():
+            try:
+                await channel.reader().next(timeout=5)
+            except ChannelClosed as exc:
+                errors.append(exc.reason)
+
+        with anyio.fail_after(2):
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(wait)
+                await anyio.sleep(0.01)
+                channel.close("camera unplugged")
+        assert errors == ["camera unplugged"] * 4
+        with pytest.raises(ChannelClosed):
+            channel.publish(1)
+
+    anyio.run(scenario, backend=backend)
+
+
+def test_wait_has_a_deadline():
+    async def scenario():
+        channel: Latest[int] = Latest("empty")
+        with pytest.raises(TimeoutError):
+            await channel.reader().next(timeout=0.05)
+
+    anyio.run(scenario)
+
+
+def test_poll_does_not_wait_and_peek_does_not_take():
+    async def scenario():
+        channel: Latest[str] = Latest("state")
+        reader = channel.reader()
+        assert reader.poll() is None and channel.peek() is None
+        channel.publish("a")
+        assert channel.peek() == (1, "a")
+        channel.publish("b")
+        assert channel.dropped == 1  # "a" was only peeked, never taken
+        assert reader.poll() == "b"
+        assert reader.poll() is None
+
+    anyio.run(scenario)

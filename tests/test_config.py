@@ -1,0 +1,83 @@
+"""Config loading: shipped profiles, user files, overrides, and one-line errors naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.config import ConfigError, load_config, profiles
+
+
+def test_default_profile_is_sim_and_valid():
+    config = load_config()
+    assert config.profile == "sim"
+    assert "sim" in profiles()
+    assert config.cameras.views == ["front", "side"]
+    assert config.models.policy == "expert"
+
+
+def test_overrides_are_parsed_as_toml_values():
+    config = load_config(
+        "sim",
+        [
+            "runtime.control_hz=20",
+            "models.tracker=kcf",
+            'sim.objects=["apple", "bowl"]',
+            "output.video=false",
+        ],
+    )
+    assert config.runtime.control_hz == 20.0
+    assert config.models.tracker == "kcf"
+    assert config.sim.objects == ["apple", "bowl"]
+    assert config.output.video is False
+
+
+def test_user_file_refines_a_profile(tmp_path):
+    path = tmp_path / "lab.toml"
+    path.write_text('profile = "sim"\n[runtime]\ncontrol_hz = 15\n[sim]\nseed = 7\n')
+    config = load_config(path)
+    assert config.profile == "sim"
+    assert config.runtime.control_hz == 15
+    assert config.sim.seed == 7
+    assert config.sim.objects == load_config("sim").sim.objects  # the rest comes from the profile
+
+
+def test_mapping_source():
+    config = load_config({"profile": "sim", "sim": {"seed": 3}})
+    assert config.sim.seed == 3
+
+
+@pytest.mark.parametrize(
+    ("source", "overrides", "expected"),
+    [
+        ("nope", [], "unknown profile 'nope'; allowed: sim"),
+        (
+            "sim",
+            ["models.tracker=foo"],
+            "models.tracker: 'foo' is not allowed; allowed: 'csrt', 'kcf' or 'mil'",
+        ),
+        (
+            "sim",
+            ["runtime.bogus=1"],
+            "unknown config key 'runtime.bogus'; allowed here: control_hz",
+        ),
+        ("sim", ["runtime.control_hz=0"], "runtime.control_hz: Input should be greater than 0"),
+        ("sim", ["models.policy=tpm"], "models.policy: 'tpm' is not allowed; allowed: 'expert'"),
+        ("sim", ["nonsense"], "override 'nonsense' is not KEY=VALUE"),
+        ("sim", ["sim.setting=outdoor"], "sim.setting: 'outdoor' is not allowed"),
+    ],
+)
+def test_errors_name_the_key_and_the_allowed_values(source, overrides, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(source, overrides)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[runtime\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
