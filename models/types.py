@@ -1,14 +1,15 @@
 """Data passed between the model roles. Plain, immutable and free of any heavy import.
 
-Conventions: boxes are pixel coordinates `(x0, y0, x1, y1)` in the image they came from (x right,
-y down, x1/y1 exclusive); masks are (H, W) bool arrays; positions are metres in the robot base frame.
+Conventions: boxes are pixel coordinates `(x0, y0, x1, y1)` in the image they came from (x
+right, y down, x1/y1 exclusive); masks are (H, W) bool arrays; positions are metres in the robot
+base frame.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -18,8 +19,8 @@ class ModelError(RuntimeError):
     """A model backend cannot run (missing checkpoint, missing extra, bad output); one clear line."""
 
 
-class Skill(str, Enum):
-    """What to do with the picked object (the paper's skills; values double as config strings)."""
+class Skill(StrEnum):
+    """What to do with the picked object (the paper's skills; values are the config strings)."""
 
     PLACE_NEAR = "place_near"
     PLACE_INSIDE = "place_inside"
@@ -117,7 +118,7 @@ PLACE_MASK_VALUE = 0.5
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """The next end-effector move (m, base frame) and gripper state; `done` ends the episode early."""
+    """The next end-effector move (m, base frame) and gripper state; `done`: the policy is done."""
 
     move: np.ndarray  # (3,)
     gripper_closed: bool

@@ -1,4 +1,4 @@
-"""The segmenter role: boxes -> masks in one image (image features computed once, shared by boxes)."""
+"""The segmenter role: boxes -> masks in one image (image features computed once per image)."""
 
 from __future__ import annotations
 
