@@ -9,9 +9,13 @@ The public API (everything else is internal)::
         async for event in runtime.execute("I spilled the milk"):
             print(event.to_json())
 
+From synchronous code, `agent.blocking` runs the same runtime on its own event-loop thread:
+`run_request(config, request) -> Outcome`, or `with BlockingRuntime(config) as runtime:`.
+
 Imports here are light: drivers and models load when a Runtime starts.
 """
 
+from agent.blocking import BlockingRuntime, run_request
 from agent.config import Config, ConfigError, load_config, profiles
 from agent.events import (
     SCHEMA_VERSION,
@@ -29,6 +33,7 @@ from agent.runtime import RequestError, Runtime, RuntimeBusy, RuntimeNotStarted
 
 __all__ = [
     "SCHEMA_VERSION",
+    "BlockingRuntime",
     "Config",
     "ConfigError",
     "Detected",
@@ -46,4 +51,5 @@ __all__ = [
     "load_config",
     "parse_event",
     "profiles",
+    "run_request",
 ]

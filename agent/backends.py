@@ -23,6 +23,7 @@ from models.policy.base import Policy
 from models.reasoning.base import Reasoner
 from models.segmentation.base import Segmenter
 from models.tracking.base import TrackerFactory
+from models.types import ModelError
 
 log = structlog.get_logger("agent.backends")
 
@@ -76,21 +77,100 @@ def _reasoner(config: Config, descriptions: dict[str, str]) -> Reasoner:
 
     registry: dict[str, Callable[[], Reasoner]] = {
         "rules": lambda: RuleReasoner(descriptions=descriptions),
+        "offline": lambda: _offline_reasoner(config, descriptions),
+        "openai": lambda: _openai_reasoner(config, descriptions),
     }
-    return registry[config.models.reasoner]()
+    try:
+        return registry[config.models.reasoner]()
+    except ModelError as exc:  # a missing extra or model file: one line, exit code 2
+        raise BackendError(str(exc)) from None
+
+
+#: Public name for tools that build a reasoner without the rest (the reasoning benchmark).
+build_reasoner = _reasoner
+
+
+def _offline_reasoner(config: Config, descriptions: dict[str, str]) -> Reasoner:
+    from models.reasoning.offline import offline_reasoner
+
+    r = config.reasoning
+    return offline_reasoner(
+        descriptions,
+        model_path=r.lm_path,
+        cache_dir=r.lm_cache_dir,
+        threads=r.lm_threads,
+        threshold=r.lm_threshold,
+        known_need_threshold=r.lm_known_need_threshold,
+    )
+
+
+def _openai_reasoner(config: Config, descriptions: dict[str, str]) -> Reasoner:
+    from models.reasoning.openai_chat import OpenAIReasoner, OpenAISettings
+
+    r = config.reasoning
+    settings = OpenAISettings(
+        model=r.model,
+        base_url=r.base_url,
+        api_key_env=r.api_key_env,
+        timeout_s=r.timeout_s,
+        max_retries=r.max_retries,
+        response_format=r.response_format,
+    )
+    return OpenAIReasoner(settings, descriptions)
 
 
 def _detector(config: Config) -> Detector:
     from models.detection.ground_truth import GroundTruthDetector
 
-    registry: dict[str, Callable[[], Detector]] = {"ground_truth": GroundTruthDetector}
+    registry: dict[str, Callable[[], Detector]] = {
+        "ground_truth": GroundTruthDetector,
+        "grounding_dino": lambda: _grounding_dino(config),
+    }
     return registry[config.models.detector]()
 
 
+def _grounding_dino(config: Config) -> Detector:
+    from models.detection.grounding_dino import GroundingDinoDetector
+
+    g = config.grounding_dino
+    return GroundingDinoDetector(
+        g.checkpoint,
+        g.text_encoder,
+        variant=g.variant,
+        config_path=g.config_path,
+        box_threshold=g.box_threshold,
+        text_threshold=g.text_threshold,
+        image_size=g.image_size,
+        max_size=g.max_size,
+        device=g.device,
+        threads=config.runtime.torch_threads,
+    )
+
+
 def _tracker(config: Config) -> TrackerFactory:
+    if config.models.tracker == "onnx":
+        from models.tracking.onnx_tracker import OnnxTrackerFactory
+
+        t = config.onnx_tracker
+        return OnnxTrackerFactory(
+            t.model,
+            template_size=t.template_size,
+            search_size=t.search_size,
+            template_factor=t.template_factor,
+            search_factor=t.search_factor,
+            min_score=t.min_score,
+            score_activation=t.score_activation,
+            update_interval=t.update_interval,
+            device=t.device,
+            threads=config.runtime.torch_threads,
+        )
     from models.tracking.opencv_tracker import OpenCVTrackerFactory
 
     return OpenCVTrackerFactory(kind=config.models.tracker)
+
+
+#: Public name for tools that build a tracker without the rest (the tracking benchmark).
+build_tracker = _tracker
 
 
 def _segmenter(config: Config) -> Segmenter:
@@ -102,16 +182,48 @@ def _segmenter(config: Config) -> Segmenter:
         "ground_truth": GroundTruthSegmenter,
         "grabcut": GrabCutSegmenter,
         "box": BoxSegmenter,
+        "sam": lambda: _sam(config, config.sam.variant, config.sam, "sam"),
+        "mobile_sam": lambda: _sam(config, "vit_t", config.mobile_sam, "mobile_sam"),
     }
     return registry[config.models.segmenter]()
 
 
+def _sam(config: Config, variant: str, section: Any, name: str) -> Segmenter:
+    from models.segmentation.sam import SamSegmenter
+
+    return SamSegmenter(
+        variant,
+        section.checkpoint,
+        onnx_encoder=section.onnx_encoder,
+        onnx_decoder=section.onnx_decoder,
+        device=section.device,
+        threads=config.runtime.torch_threads,
+        config_section=name,
+    )
+
+
+def build_perception(config: Config) -> tuple[Detector, TrackerFactory, Segmenter]:
+    """The configured detector, tracker factory and segmenter (models load here, blocking).
+
+    A missing checkpoint, model file or extra becomes a one-line BackendError (exit code 2).
+    """
+    try:
+        return _detector(config), _tracker(config), _segmenter(config)
+    except ModelError as exc:
+        raise BackendError(str(exc)) from None
+
+
 def _pipeline_factory(config: Config) -> Callable[[], PerceptionPipeline]:
-    detector, tracker, segmenter = _detector(config), _tracker(config), _segmenter(config)
+    detector, tracker, segmenter = build_perception(config)
 
     def new_pipeline() -> PerceptionPipeline:
         return PerceptionPipeline(
-            detector, tracker, segmenter, detect_every_frame=config.models.detect_every_frame
+            detector,
+            tracker,
+            segmenter,
+            detect_every_frame=config.models.detect_every_frame,
+            # open-vocabulary detectors find objects better from shape and colour words (paper)
+            use_descriptions=config.models.detector == "grounding_dino",
         )
 
     return new_pipeline
@@ -123,9 +235,23 @@ def build_parts(config: Config) -> Parts:
     return builders[config.cameras.backend](config)
 
 
+def _descriptions(world: Any) -> dict[str, str]:
+    """Shape and colour words per scene object, for reasoners that pass them to detectors."""
+    return {name: world.object_spec(name).description for name in world.object_names()}
+
+
 def _build_sim(config: Config) -> Parts:
     _require("mujoco", "sim")
-    from drivers.sim import SceneSpec, ScriptedExpert, SimCamera, SimJudge, SimRobot, World
+    from drivers.sim import (
+        CatalogError,
+        SceneError,
+        SceneSpec,
+        ScriptedExpert,
+        SimCamera,
+        SimJudge,
+        SimRobot,
+        World,
+    )
 
     sim = config.sim
     spec = SceneSpec(
@@ -139,16 +265,21 @@ def _build_sim(config: Config) -> Parts:
         image_height=sim.image_height,
         camera_fps=sim.camera_fps,
     )
-    world = World.build(spec)
+    try:
+        world = World.build(spec)
+    except (CatalogError, SceneError) as exc:
+        raise BackendError(str(exc)) from None
     closers: list[Callable[[], None]] = [world.close]
     try:
-        cameras: dict[str, Camera] = {name: SimCamera(world, name) for name in config.cameras.views}
+        cameras: dict[str, Camera] = {
+            name: SimCamera(world, name, depth=sim.depth) for name in config.cameras.views
+        }
         robot = SimRobot(world, max_step=sim.max_step_m)
         policies: dict[str, Callable[[], Policy]] = {"expert": lambda: ScriptedExpert(world)}
         parts = Parts(
             cameras=cameras,
             robot=robot,
-            reasoner=_reasoner(config, world.descriptions()),
+            reasoner=_reasoner(config, _descriptions(world)),
             new_pipeline=_pipeline_factory(config),
             policy=policies[config.models.policy](),
             judge=SimJudge(world),
@@ -159,5 +290,4 @@ def _build_sim(config: Config) -> Parts:
         with contextlib.suppress(Exception):
             world.close()
         raise
-    world.start_realtime()
-    return parts
+    return parts  # SimRobot.open() starts the realtime physics thread

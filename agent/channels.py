@@ -53,8 +53,7 @@ class Latest(Generic[T]):
 
     def publish(self, value: T) -> int:
         """Overwrite the slot and wake waiters; never blocks. Returns the new version."""
-        if self._closed_reason is not None:
-            raise ChannelClosed(self.name, self._closed_reason)
+        self.raise_if_closed()
         if self._version > self._taken:
             self.dropped += 1
         self._value = value
@@ -79,6 +78,11 @@ class Latest(Generic[T]):
         self._taken = max(self._taken, self._version)
         return self._version, self._value  # type: ignore[return-value]
 
+    def raise_if_closed(self) -> None:
+        """Raise ChannelClosed (with the closer's reason) if the channel was closed."""
+        if self._closed_reason is not None:
+            raise ChannelClosed(self.name, self._closed_reason)
+
     def close(self, reason: str = "closed") -> None:
         """Close the channel and wake every waiter; later reads raise ChannelClosed."""
         if self._closed_reason is None:
@@ -98,8 +102,7 @@ class Latest(Generic[T]):
                 taken = self.take_newer(after)
                 if taken is not None:
                     return taken
-                if self._closed_reason is not None:
-                    raise ChannelClosed(self.name, self._closed_reason)
+                self.raise_if_closed()
                 await self._changed.wait()
 
     def _wake(self) -> None:

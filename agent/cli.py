@@ -46,9 +46,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = verbs.add_parser("doctor", help="report optional backends, checkpoints, renderers")
     doctor.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_config_args(doctor)
 
     show = verbs.add_parser("config", help="print the resolved configuration")
     _add_config_args(show)
+
+    serve = verbs.add_parser("serve", help="serve the runtime over HTTP (tasks, events, metrics)")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument(
+        "--token-file", type=Path, help="file holding the bearer token (default: $AGENT_TOKEN)"
+    )
+    _add_config_args(serve)
+
+    bench = verbs.add_parser("bench", help="benchmarks: print a table, optionally write JSON")
+    benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    reasoning = benches.add_parser(
+        "reasoning", help="accuracy and latency of the reasoners on request -> task cases"
+    )
+    from benchmarks.reasoning import add_arguments as add_reasoning_arguments
+
+    add_reasoning_arguments(reasoning)
+    _add_config_args(reasoning)
+    tracking = benches.add_parser(
+        "tracking", help="per-frame IoU of each tracker on rendered sim pick-and-place episodes"
+    )
+    from benchmarks.tracking_iou import add_arguments as add_tracking_arguments
+
+    add_tracking_arguments(tracking)
+    _add_config_args(tracking)
     return parser
 
 
@@ -83,12 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "doctor":
             from agent.doctor import run_doctor
 
-            return run_doctor(as_json=args.json)
+            return run_doctor(as_json=args.json, config=_load(args))
         _setup_logging(args)
         config = _load(args)
         if args.verb == "config":
             print(config.model_dump_json(indent=2))
             return EXIT_OK
+        if args.verb == "serve":
+            return _serve(args, config)
+        if args.verb == "bench":
+            return _bench(args, config)
         return _run(args, config)
     except (ConfigError, RequestError) as exc:
         _fail(str(exc))
@@ -96,6 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted: the arm was stopped and the drivers closed")
         return EXIT_INTERRUPTED
+
+
+def _bench(args: argparse.Namespace, config: Any) -> int:
+    """`bench SUB`: one entry per benchmark (each module prints its table and last line)."""
+    from benchmarks import reasoning, tracking_iou
+
+    runners = {"reasoning": reasoning.run, "tracking": tracking_iou.run}
+    return runners[args.bench](args, config)
 
 
 def _fail(message: str) -> None:
@@ -178,3 +216,26 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     if outcome.status in ("infeasible", "not_found"):
         return EXIT_NOTHING
     return EXIT_FAILED
+
+
+def _serve(args: argparse.Namespace, config: Any) -> int:
+    """`serve`: the HTTP service (agent.service) until Ctrl-C, which stops the arm first."""
+    try:
+        from agent.service import ServiceError, serve
+    except ImportError as exc:
+        if exc.name not in ("starlette", "uvicorn"):
+            raise
+        _fail(f"{exc.name} is not installed; install the extra: pip install 'tpm-agent[serve]'")
+        return EXIT_USAGE
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        return serve(
+            config,
+            host=args.host,
+            port=args.port,
+            token_file=args.token_file,
+            log_level=args.log_level,
+        )
+    except ServiceError as exc:
+        _fail(str(exc))
+        return EXIT_USAGE

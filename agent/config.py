@@ -40,6 +40,10 @@ class RuntimeSection(_Section):
     supervise_hz: float = Field(5.0, gt=0, description="Rate of success and budget checks.")
     settle_s: float = Field(1.5, ge=0, description="Wait after the policy says done, then judge.")
     torch_threads: int = Field(1, ge=1, description="Threads per torch / ONNX Runtime session.")
+    when_busy: Literal["reject", "queue"] = Field(
+        "reject",
+        description="A second execute() while one runs: refuse it (RuntimeBusy) or wait its turn.",
+    )
 
 
 class SimSection(_Section):
@@ -52,6 +56,7 @@ class SimSection(_Section):
     image_width: int = Field(224, ge=32, le=1920)
     image_height: int = Field(224, ge=32, le=1080)
     camera_fps: float = Field(10.0, gt=0, le=120)
+    depth: bool = Field(False, description="Also render depth (costs ~30% more per frame).")
     max_step_m: float = Field(0.02, gt=0, le=0.1, description="Largest move per command.")
 
 
@@ -65,12 +70,133 @@ class RobotSection(_Section):
 
 
 class ModelsSection(_Section):
-    reasoner: Literal["rules"] = "rules"
-    detector: Literal["ground_truth"] = "ground_truth"
-    tracker: Literal["csrt", "kcf", "mil"] = "csrt"
-    segmenter: Literal["ground_truth", "grabcut", "box"] = "ground_truth"
+    reasoner: Literal["rules", "offline", "openai"] = Field(
+        "rules",
+        description="rules: tables only (no extra); offline: tables + a small local language "
+        "model (extra reasoning-lm); openai: an OpenAI-compatible server (extra llm), see "
+        "[reasoning].",
+    )
+    detector: Literal["ground_truth", "grounding_dino"] = Field(
+        "ground_truth",
+        description="ground_truth: simulator boxes; grounding_dino: see [grounding_dino] "
+        "(extra vision).",
+    )
+    tracker: Literal["csrt", "kcf", "mil", "onnx"] = Field(
+        "csrt", description="OpenCV trackers (no weights), or onnx: see [onnx_tracker]."
+    )
+    segmenter: Literal["ground_truth", "grabcut", "box", "sam", "mobile_sam"] = Field(
+        "ground_truth",
+        description="box: the filled box (ablation); sam / mobile_sam: see [sam] / [mobile_sam] "
+        "(extra vision).",
+    )
     policy: Literal["expert"] = "expert"
     detect_every_frame: bool = False
+
+
+class ReasoningSection(_Section):
+    """Settings of the `openai` and `offline` reasoners (models.reasoner picks which runs)."""
+
+    model: str = Field("gpt-4o", description="openai: model name the server knows.")
+    base_url: str | None = Field(
+        None, description="openai: server URL, e.g. http://127.0.0.1:8080/v1 (None: OpenAI)."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="openai: environment variable holding the API key."
+    )
+    timeout_s: float = Field(30.0, gt=0, description="openai: deadline of one HTTP request.")
+    max_retries: int = Field(2, ge=0, le=10, description="openai: retries on 429 / 5xx / timeout.")
+    response_format: Literal["auto", "json_schema", "json_object"] = Field(
+        "auto", description="openai: auto tries json_schema, then json_object if refused."
+    )
+    lm_path: Path | None = Field(
+        None, description="offline: a GGUF language model (None: the packaged Gemma 3 270M)."
+    )
+    lm_cache_dir: Path | None = Field(
+        None, description="offline: where the packaged model is assembled (None: ~/.cache)."
+    )
+    lm_threads: int = Field(1, ge=1, description="offline: llama.cpp threads.")
+    lm_threshold: float = Field(
+        1.0, description="offline: least language-model score to pick an unlisted need's object."
+    )
+    lm_known_need_threshold: float = Field(
+        3.0, description="offline: the same when a known need has no hint object in view."
+    )
+
+
+# ---- perception backends with weights (models.detector / tracker / segmenter pick which runs)
+Device = Literal["cpu", "cuda", "auto"]
+
+
+class GroundingDinoSection(_Section):
+    """Grounding DINO from local files; nothing is fetched from the hub at run time."""
+
+    variant: Literal["swint_ogc", "swinb_cogcoor"] = Field(
+        "swint_ogc", description="Which model config shipped with groundingdino-py."
+    )
+    config_path: Path | None = Field(
+        None, description="A groundingdino model config (.py) replacing the variant's."
+    )
+    checkpoint: Path | None = Field(
+        None, description="Local .pth (None: checkpoints/groundingdino_<variant>.pth)."
+    )
+    text_encoder: Path = Field(
+        Path("checkpoints/bert-base-uncased"),
+        description="Local BERT folder (config.json, vocab.txt, weights).",
+    )
+    box_threshold: float = Field(0.35, ge=0, lt=1, description="Least best-token probability.")
+    text_threshold: float = Field(0.25, ge=0, lt=1, description="Least phrase probability.")
+    image_size: int = Field(800, ge=32, le=2048, description="Short side of the model input.")
+    max_size: int = Field(1333, ge=32, le=4096, description="Cap on the long side.")
+    device: Device = "cpu"
+
+    @model_validator(mode="after")
+    def _sizes(self) -> GroundingDinoSection:
+        if self.max_size < self.image_size:
+            raise ValueError(
+                f"max_size ({self.max_size}) must be >= image_size ({self.image_size})"
+            )
+        return self
+
+
+class _SamFields(_Section):
+    checkpoint: Path | None = Field(
+        None, description="Local checkpoint (None: checkpoints/<official file name>)."
+    )
+    onnx_encoder: Path | None = Field(
+        None, description="Image encoder in ONNX Runtime (python -m models.segmentation.sam_onnx)."
+    )
+    onnx_decoder: Path | None = Field(
+        None, description="Prompt decoder in ONNX Runtime (SamOnnxModel export)."
+    )
+    device: Device = "cpu"
+
+
+class SamSection(_SamFields):
+    """segment-anything SAM; the checkpoint is needed for the halves that run in torch."""
+
+    variant: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
+
+
+class MobileSamSection(_SamFields):
+    """MobileSAM (TinyViT, the paper's SAM-T) from mobilesam-mirror."""
+
+
+class OnnxTrackerSection(_Section):
+    """A MixFormerV2-style tracker exported to ONNX (template + search crops -> box, score)."""
+
+    model: Path = Field(
+        Path("checkpoints/mixformerv2_small.onnx"), description="The exported tracker."
+    )
+    template_size: int = Field(112, ge=8, description="Template crop side (static inputs win).")
+    search_size: int = Field(224, ge=8, description="Search crop side (static inputs win).")
+    template_factor: float = Field(2.0, gt=0, description="Template crop / box side.")
+    search_factor: float = Field(4.5, gt=0, description="Search crop / box side.")
+    min_score: float = Field(0.3, ge=0, le=1, description="A lower score counts as lost.")
+    score_activation: Literal["none", "sigmoid"] = Field(
+        "none", description="sigmoid when the model outputs a logit."
+    )
+    update_interval: int = Field(200, ge=1, description="Frames between online-template updates.")
+    device: Device = "cpu"
 
 
 class OutputSection(_Section):
@@ -87,6 +213,11 @@ class Config(_Section):
     cameras: CamerasSection = CamerasSection()
     robot: RobotSection = RobotSection()
     models: ModelsSection = ModelsSection()
+    reasoning: ReasoningSection = ReasoningSection()
+    grounding_dino: GroundingDinoSection = GroundingDinoSection()
+    sam: SamSection = SamSection()
+    mobile_sam: MobileSamSection = MobileSamSection()
+    onnx_tracker: OnnxTrackerSection = OnnxTrackerSection()
     output: OutputSection = OutputSection()
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ class RunDisplay:
         self._lines: list[str] = []
         self._step: Step | None = None
         self._faults: list[str] = []
+        self._regained = 0  # tracks lost and found again by re-detection
         self._out = Console()
         self._err = Console(stderr=True)
         self._live = (
@@ -66,10 +67,11 @@ class RunDisplay:
                     f"{event.pick}, {event.skill.replace('_', ' ')} {event.place}"
                 )
             self._stage = "detecting"
+        elif isinstance(event, Detected) and event.redetection:
+            self._regained += 1
         elif isinstance(event, Detected):
             found = "found" if event.box else "not visible"
-            again = " (re-detected)" if event.redetection else ""
-            self._note(f"{event.role} '{event.label}' {found} in {event.view}{again}")
+            self._note(f"{event.role} '{event.label}' {found} in {event.view}")
             self._stage = "executing"
         elif isinstance(event, Step):
             self._step = event
@@ -107,6 +109,7 @@ class RunDisplay:
                 f"{'' if s.executed else '  [yellow]stale: held[/yellow]'}",
             )
             table.add_row("[bold]ms[/bold]", lat)
+            table.add_row("[bold]tracks[/bold]", f"regained by re-detection {self._regained}")
         return table
 
     def print_summary(self) -> None:

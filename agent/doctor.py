@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -39,7 +40,11 @@ PACKAGES = [
     ("camera", "pyrealsense2", "pyrealsense2", "real"),
     ("camera", "pyk4a", "pyk4a", "kinect"),
     ("inference", "onnxruntime", "onnxruntime-gpu", "gpu"),
-    ("inference", "torch", "torch", "torch"),
+    ("inference", "torch", "torch", "vision"),
+    ("vision", "groundingdino", "groundingdino-py", "vision"),
+    ("vision", "transformers", "transformers", "vision"),
+    ("vision", "segment_anything", "segment-anything", "vision"),
+    ("vision", "mobile_sam", "mobilesam-mirror", "vision"),
 ]
 
 
@@ -140,7 +145,59 @@ def _realsense_devices() -> Check:
     )
 
 
-def collect() -> list[Check]:
+def _weights(config: Any) -> list[tuple[Check, bool]]:
+    """Each model file the config names (or its default path): present or missing.
+
+    Returns (check, in_use) pairs: in_use when the configured detector / tracker / segmenter
+    needs that file, so a missing one makes the profile not ready.
+    """
+    from models.detection.grounding_dino import default_checkpoint as dino_default
+    from models.segmentation.sam import default_checkpoint as sam_default
+
+    m, g = config.models, config.grounding_dino
+    sam_torch = config.sam.onnx_encoder is None or config.sam.onnx_decoder is None
+    mobile_torch = config.mobile_sam.onnx_encoder is None or config.mobile_sam.onnx_decoder is None
+    files: list[tuple[str, Any, bool]] = [
+        ("grounding_dino.checkpoint", g.checkpoint or dino_default(g.variant), True),
+        ("grounding_dino.text_encoder", g.text_encoder, True),
+        ("grounding_dino.config_path", g.config_path, True),
+        ("sam.checkpoint", config.sam.checkpoint or sam_default(config.sam.variant), sam_torch),
+        ("sam.onnx_encoder", config.sam.onnx_encoder, True),
+        ("sam.onnx_decoder", config.sam.onnx_decoder, True),
+        (
+            "mobile_sam.checkpoint",
+            config.mobile_sam.checkpoint or sam_default("vit_t"),
+            mobile_torch,
+        ),
+        ("mobile_sam.onnx_encoder", config.mobile_sam.onnx_encoder, True),
+        ("mobile_sam.onnx_decoder", config.mobile_sam.onnx_decoder, True),
+        ("onnx_tracker.model", config.onnx_tracker.model, True),
+    ]
+    selected = {m.detector, m.segmenter, "onnx_tracker" if m.tracker == "onnx" else ""}
+    checks = []
+    for key, path, needed in files:
+        if path is None:
+            continue
+        section = key.split(".")[0]
+        in_use = section in selected and needed
+        present = os.path.exists(path)
+        use = "in use" if in_use else "not selected"
+        checks.append(
+            (
+                Check(
+                    "weights",
+                    key,
+                    present,
+                    f"{path} ({use})",
+                    "" if present else f"download it there or set {key}",
+                ),
+                in_use,
+            )
+        )
+    return checks
+
+
+def collect(config: Any = None) -> list[Check]:
     checks = [
         Check(
             "system",
@@ -151,13 +208,26 @@ def collect() -> list[Check]:
     ]
     checks += [_package(*row) for row in PACKAGES]
     checks += [_trackers(), _renderer(), _onnx_providers(), _gpu(), _realsense_devices()]
+    checks += [check for check, _ in _weights(_config(config))]
     return checks
 
 
-def run_doctor(*, as_json: bool = False) -> int:
-    """Print the report; exit 0 when the default sim profile can run, 1 otherwise."""
-    checks = collect()
+def _config(config: Any) -> Any:
+    if config is not None:
+        return config
+    from agent.config import load_config
+
+    return load_config("sim")
+
+
+def run_doctor(*, as_json: bool = False, config: Any = None) -> int:
+    """Print the report; exit 0 when the profile (default: sim) can run, 1 otherwise.
+
+    Model files count only when the configured backends use them.
+    """
+    checks = collect(config)
     required = {"mujoco", "franky_sim", "cv2", "opencv trackers"}
+    required |= {check.name for check, in_use in _weights(_config(config)) if in_use}
     ready = all(c.ok for c in checks if c.name in required or c.name.startswith("renderer"))
     if as_json:
         print(json.dumps({"sim_ready": ready, "checks": [asdict(c) for c in checks]}, indent=2))

@@ -8,6 +8,7 @@ mask blue, the tracked boxes, and the newest step's numbers underneath.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +77,20 @@ def _pad_to(image: np.ndarray, height: int) -> np.ndarray:
 
 
 class VideoWriter:
-    """MP4 (H.264 through the ffmpeg binary that imageio-ffmpeg ships) or GIF (Pillow)."""
+    """MP4 (H.264, through the ffmpeg binary that imageio-ffmpeg ships) or GIF (Pillow).
+
+    ffmpeg is started with `subprocess` directly rather than through imageio-ffmpeg's writer,
+    which forks with a `preexec_fn`: a full fork() of a process whose render and tracker threads
+    hold native locks can deadlock (seen here: the whole runtime hung). `process_group=0` keeps
+    Ctrl-C away from the encoder without a preexec_fn, so the video is still finalised.
+    """
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path = path
         self.fps = fps
         self.frames = 0
-        self._mp4: Any = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._size: tuple[int, int] = (0, 0)
         self._gif: list[Any] = []
 
     def add(self, image: np.ndarray) -> None:
@@ -91,38 +99,43 @@ class VideoWriter:
 
             self._gif.append(Image.fromarray(image))
         else:
-            if self._mp4 is None:
-                import imageio_ffmpeg
-
-                h, w = image.shape[:2]
-                self._mp4 = imageio_ffmpeg.write_frames(
-                    str(self.path),
-                    (w, h),
-                    fps=self.fps,
-                    codec="libx264",
-                    pix_fmt_out="yuv420p",
-                    macro_block_size=2,
-                    ffmpeg_log_level="error",
-                )
-                self._mp4.send(None)
-                self._size = (w, h)
+            if self._proc is None:
+                self._start(image.shape[1], image.shape[0])
             if (image.shape[1], image.shape[0]) != self._size:
                 image = cv2.resize(image, self._size)
-            self._mp4.send(np.ascontiguousarray(image).tobytes())
+            assert self._proc is not None and self._proc.stdin is not None
+            self._proc.stdin.write(np.ascontiguousarray(image).tobytes())
         self.frames += 1
 
+    def _start(self, width: int, height: int) -> None:
+        import imageio_ffmpeg
+
+        self._size = (width, height)
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+            "-r", f"{self.fps:g}", "-i", "-",
+            "-an", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",  # H.264 needs even sizes
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+            str(self.path),
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, process_group=0,
+        )  # fmt: skip
+
     def close(self) -> None:
-        if self._mp4 is not None:
-            self._mp4.close()
-            self._mp4 = None
+        if self._proc is not None:
+            proc, self._proc = self._proc, None
+            assert proc.stdin is not None
+            assert proc.stderr is not None
+            proc.stdin.close()  # end of input: ffmpeg writes the trailer and exits
+            err = proc.stderr.read()
+            if proc.wait(timeout=60) != 0:
+                raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {err.decode()[-300:]}")
         if self._gif:
-            self._gif[0].save(
-                self.path,
-                save_all=True,
-                append_images=self._gif[1:],
-                duration=int(1000 / self.fps),
-                loop=0,
-            )
+            self._gif[0].save(self.path, save_all=True, append_images=self._gif[1:],
+                              duration=int(1000 / self.fps), loop=0)
             self._gif = []
 
 

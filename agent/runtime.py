@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -114,6 +114,7 @@ class Runtime:
         self._stack: contextlib.AsyncExitStack | None = None
         self._frames: dict[str, Latest[Frame]] = {}
         self._busy = False
+        self._scope: anyio.CancelScope | None = None  # the running episode's, for cancel()
 
     # ----------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> Runtime:
@@ -121,6 +122,7 @@ class Runtime:
         self._model_limiter = anyio.CapacityLimiter(self.config.runtime.model_threads)
         self._robot_limiter = anyio.CapacityLimiter(1)
         self._judge_limiter = anyio.CapacityLimiter(1)
+        self._turn = anyio.Semaphore(1)  # one robot, one task: held by the running episode
         return await self._start()
 
     async def _start(self) -> Runtime:
@@ -163,8 +165,9 @@ class Runtime:
         stack, self._stack = self._stack, None
         if stack is None:
             return None
-        with anyio.CancelScope(shield=True):
-            return await stack.__aexit__(exc_type, exc, tb)
+        # not shielded here: the task group's own scope must unwind in order; closing the
+        # drivers (the first callback pushed, so the last run) shields itself
+        return await stack.__aexit__(exc_type, exc, tb)
 
     async def _close_parts(self, parts: Parts) -> None:
         with anyio.CancelScope(shield=True):
@@ -196,6 +199,32 @@ class Runtime:
     def busy(self) -> bool:
         return self._busy
 
+    def cancel(self) -> bool:
+        """Cancel the running execution; its `execute()` then ends with Finished("cancelled").
+
+        Unlike leaving the `async for` (which also cancels), the consumer keeps the stream and so
+        receives the outcome: what a service's cancel endpoint or a stop button needs. The arm stops
+        as on every ending. Call it from the runtime's event loop thread (see agent.blocking for
+        other threads). Returns False when nothing was running.
+        """
+        if self._scope is None:
+            return False
+        self._scope.cancel()
+        return True
+
+    async def _take_turn(self) -> None:
+        """Claim the robot: refuse while another execution holds it, or wait (when_busy=queue)."""
+        if self.config.runtime.when_busy == "queue":
+            await self._turn.acquire()
+        else:
+            try:
+                self._turn.acquire_nowait()
+            except anyio.WouldBlock:
+                raise RuntimeBusy(
+                    "this runtime is already executing a request; one robot, one task"
+                ) from None
+        self._busy = True
+
     async def run(self, request: str, *, run_dir: Path | None = None) -> Outcome:
         """Execute a request to the end and return its outcome (events are only logged)."""
         outcome: Outcome | None = None
@@ -206,7 +235,9 @@ class Runtime:
         assert outcome is not None
         return outcome
 
-    async def execute(self, request: str, *, run_dir: Path | None = None) -> AsyncIterator[Event]:
+    async def execute(
+        self, request: str, *, run_dir: Path | None = None
+    ) -> AsyncGenerator[Event, None]:
         """Carry out one request, yielding its events; the last one is always `Finished`.
 
         Leaving the loop early (break, cancellation, an exception in the consumer) cancels the
@@ -217,12 +248,10 @@ class Runtime:
         parts = self.parts
         tg = self._tg
         assert tg is not None
-        if self._busy:
-            raise RuntimeBusy("this runtime is already executing a request; one robot, one task")
-        self._busy = True
+        await self._take_turn()
         send, receive = anyio.create_memory_object_stream[Event](EVENT_BUFFER)
         finished = anyio.Event()
-        scope = anyio.CancelScope()
+        scope = self._scope = anyio.CancelScope()
 
         async def episode() -> None:
             try:
@@ -230,6 +259,8 @@ class Runtime:
                     await self._episode(text, parts, send, run_dir)
             finally:
                 self._busy = False
+                self._scope = None
+                self._turn.release()
                 send.close()
                 finished.set()
 
@@ -379,8 +410,9 @@ class Runtime:
         frame_timeout = rt.camera_timeout_s * rt.camera_failures + 1.0
         ending: Ending | None = None
 
-        def on_redetect(p: Percept) -> None:
-            self._emit_detections(ep, task, p, p.timings_ms.get("detect", 0.0), redetection=True)
+        def on_regained(p: Percept, regained: list[tuple[str, str]]) -> None:
+            ms = p.timings_ms.get("detect", 0.0)
+            self._emit_detections(ep, task, p, ms, redetection=True, only=regained)
 
         def on_tick(tick: CommandTick) -> None:
             ep.steps = tick.record.index
@@ -448,7 +480,8 @@ class Runtime:
                     limiter=self._model_limiter,
                     frame_timeout=frame_timeout,
                     stage_timeout=rt.stage_timeout_s,
-                    on_redetect=on_redetect,
+                    first=percept,
+                on_regained=on_regained,
                 ),
             )
             tg.start_soon(
@@ -488,11 +521,21 @@ class Runtime:
         return ending
 
     def _emit_detections(
-        self, ep: _Episode, task: TaskSpec, percept: Percept, ms: float, *, redetection: bool
+        self,
+        ep: _Episode,
+        task: TaskSpec,
+        percept: Percept,
+        ms: float,
+        *,
+        redetection: bool,
+        only: list[tuple[str, str]] | None = None,
     ) -> None:
         labels = {"pick": task.pick or "", "place": task.place or ""}
-        for view, boxes in percept.boxes.items():
-            for role, box in boxes.items():
+        for view, roles in percept.lost.items():  # only the roles this task uses
+            for role in roles:
+                box = percept.boxes[view][role]
+                if only is not None and (view, role) not in only:
+                    continue
                 ep.emit(
                     Detected(
                         episode=ep.id,

@@ -1,4 +1,6 @@
-"""Device drivers: `Camera` and `Robot` protocols (`drivers.base`), the MuJoCo world (`drivers.sim`).
+"""Device drivers: `Camera` and `Robot` protocols (`drivers.base`) and their implementations.
 
-Plain blocking code; nothing here imports `agent` or `models`.
+The MuJoCo world (`drivers.sim`), the Franka arm (`drivers.franka`: franky-control, panda-python),
+RealSense and Azure Kinect cameras, and frame pairing. Plain blocking code; nothing here imports
+`agent` or `models`, and vendor SDKs are imported only when a driver is opened.
 """

@@ -16,7 +16,7 @@ import numpy as np
 
 
 class ModelError(RuntimeError):
-    """A model backend cannot run (missing checkpoint, missing extra, bad output); one clear line."""
+    """A model backend cannot run (missing checkpoint or extra, bad output); one clear line."""
 
 
 class Skill(StrEnum):

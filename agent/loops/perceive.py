@@ -21,24 +21,32 @@ async def perceive_loop(
     limiter: anyio.CapacityLimiter,
     frame_timeout: float,
     stage_timeout: float,
-    on_redetect: Callable[[Percept], None],
+    first: Percept,
+    on_regained: Callable[[Percept, list[tuple[str, str]]], None],
 ) -> None:
     """Run the pipeline on each new frame of the first view, paired with the others' newest.
 
     Pacing on the first view keeps one percept per camera period; if perception is slower than
     the camera, the slot simply holds the newest frame and older ones are counted as dropped.
+    `on_regained` hears of each (view, role) whose lost track a re-detection found again.
     """
     views = list(frames)
     primary = frames[views[0]].reader()
-    redetections = 0
+    others = {view: frames[view].reader() for view in views[1:]}
+    held: dict[str, Frame] = {}  # the newest frame each other view delivered so far
+    previous = first
+    redetections = first.redetections
     while True:
         first = await primary.next(timeout=frame_timeout)
         current = {views[0]: first}
-        for view in views[1:]:
-            newest = frames[view].peek()
-            if newest is None:
-                newest = (0, await frames[view].reader().next(timeout=frame_timeout))
-            current[view] = newest[1]
+        for view, reader in others.items():
+            frames[view].raise_if_closed()  # a dead secondary camera is a fault, not a stale view
+            fresh = reader.poll()
+            if fresh is None and view not in held:
+                fresh = await reader.next(timeout=frame_timeout)
+            if fresh is not None:
+                held[view] = fresh
+            current[view] = held[view]  # its age counts in t_capture, so staleness is caught
         fs = frameset(current)
         t0 = anyio.current_time()
         percept = await run_blocking(
@@ -47,7 +55,15 @@ async def perceive_loop(
         t_done = anyio.current_time()
         if percept.redetections > redetections:
             redetections = percept.redetections
-            on_redetect(percept)
+            regained = [
+                (view, role)
+                for view, lost in previous.lost.items()
+                for role, count in lost.items()
+                if count > 0 and percept.lost.get(view, {}).get(role) == 0
+            ]
+            if regained:
+                on_regained(percept, regained)
+        previous = percept
         out.publish(
             PerceptMsg(
                 percept=percept,

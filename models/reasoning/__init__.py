@@ -1,6 +1,11 @@
-"""Reasoning backends: `Reasoner` protocol and the offline rule-based default."""
+"""Reasoning backends: the `Reasoner` protocol, the rule tables, the offline rules + small language
+model reasoner (`offline`), and the OpenAI-compatible chat backend (`openai_chat`).
+
+Only the light modules are imported here; `offline` (llama.cpp) and `openai_chat` (openai) load
+their dependencies when their backend is built.
+"""
 
 from models.reasoning.base import Reasoner
-from models.reasoning.rules import NEEDS, SYNONYMS, USER, Need, RuleReasoner
+from models.reasoning.rules import NEEDS, SYNONYMS, USER, Need, ObjectScorer, RuleReasoner
 
-__all__ = ["NEEDS", "SYNONYMS", "USER", "Need", "Reasoner", "RuleReasoner"]
+__all__ = ["NEEDS", "SYNONYMS", "USER", "Need", "ObjectScorer", "Reasoner", "RuleReasoner"]

@@ -10,8 +10,11 @@ reason, never a guess outside the listed objects. Extend it by adding rows to `N
 Order of decisions, first hit wins:
 1. a command with an explicit place ("put X in Y", "bring X to me");
 2. a hand-over command or wish ("give me X", "I want X", "fetch X") -> place "user";
-3. a need or category from `NEEDS`, earliest in the request (also when 1-2 named nothing in view);
-4. a request that names exactly one listed object ("the apple, please") -> hand it to the user.
+3. a need or category from `NEEDS`, earliest in the request (also when 1-2 named nothing in view),
+   never picking an object a negated clause rules out ("I'm thirsty, but I don't drink soda");
+4. with an optional `scorer` (a small language model, see `lm_scorer`): its best object when the
+   tables found nothing and the score clears a threshold ("I just got out of the pool" -> towel);
+5. a request that names exactly one listed object ("the apple, please") -> hand it to the user.
 """
 
 from __future__ import annotations
@@ -20,8 +23,18 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 from models.types import Skill, TaskSpec
+
+
+class ObjectScorer(Protocol):
+    """Rates each listed object for a request (higher: more likely to meet it), same order."""
+
+    name: str
+
+    def score(self, request: str, objects: Sequence[str]) -> list[float]: ...
+
 
 #: The place target that means "near the person who asked" (the paper's "place it near the user").
 USER = "user"
@@ -59,8 +72,8 @@ _DRINKS = (
 #: need -> triggers and object hints. Order matters only for ties (same trigger position).
 NEEDS: dict[str, Need] = {
     "spill": Need(
-        (r"spill\w*", r"spilt", r"knocked over", r"mess", r"messy", r"leak\w*", r"splash\w*",
-         r"wipe\w*", r"clean(?:s|ing)? up", r"wet"),
+        (r"spill\w*", r"spilt", r"knocked over", r"tip\w* over", r"mess", r"messy", r"leak\w*",
+         r"splash\w*", r"wipe\w*", r"clean(?:s|ing)? up", r"wet"),
         _CLEANERS,
         "to wipe up the spill",
     ),
@@ -76,6 +89,16 @@ NEEDS: dict[str, Need] = {
          r"cough\w*", r"flu", r"sick"),
         ("tissue", "napkin", "medicine", "pill", "paper towel"),
         "for the cold",
+    ),
+    "bathe": Need(
+        (r"shower", r"bath", r"swim\w*", r"(?:out of|in) the pool"),
+        ("towel", "bathrobe", "soap", "shampoo"),
+        "to dry off",
+    ),
+    "hot drink": Need(
+        (r"hot drink", r"warm drink", r"something (?:hot|warm) to drink"),
+        ("tea", "coffee", "cocoa", "mug"),
+        "for a hot drink",
     ),
     "cold": Need(
         (r"cold", r"freezing", r"chilly", r"shiver\w*", r"something warm"),
@@ -94,6 +117,21 @@ NEEDS: dict[str, Need] = {
         "to eat",
     ),
     "fruit": Need((r"fruits?",), _FRUIT, "as the fruit asked for"),
+    "sweet": Need(
+        (r"sweets?", r"sugary", r"dessert", r"craving"),
+        ("candy", "chocolate", "cookie", "cake", "donut", "muffin", "honey", "sugar", "fruit"),
+        "as a sweet treat",
+    ),
+    "seasoning": Need(
+        (r"bland", r"tasteless", r"flavou?r\w*", r"season\w*", r"needs salt"),
+        ("salt", "pepper", "spice", "ketchup", "mustard", "sauce"),
+        "to season the food",
+    ),
+    "pay": Need(
+        (r"pay", r"paying", r"money", r"cash", r"buy"),
+        ("wallet", "purse", "credit card", "money"),
+        "to pay with",
+    ),
     "tired": Need(
         (r"tired", r"sleepy", r"exhausted", r"wake up", r"energy"),
         ("coffee", "energy drink", "tea", "coke"),
@@ -115,7 +153,7 @@ NEEDS: dict[str, Need] = {
         "to write with",
     ),
     "read": Need(
-        (r"read", r"reading", r"bored"),
+        (r"read", r"reading", r"bored", r"nothing to do"),
         ("book", "magazine", "newspaper", "glass"),
         "to read",
     ),
@@ -217,7 +255,16 @@ _HAND_OVER = (
     ),
     re.compile(r"\b(?:i|we)\s+(?:want|need|would like|wanna|would love)\s+(?P<pick>.+)$"),
     re.compile(r"\b(?:can|could|may)\s+(?:i|we)\s+(?:have|get|use|borrow)\s+(?P<pick>.+)$"),
-    re.compile(r"\b(?:bring|fetch|get|grab|pick up|pass|hand|give|take)\s+(?P<pick>.+)$"),
+    # A bare imperative only at the start ("take the towel"), not "I'm about to take a bath".
+    re.compile(
+        r"^(?:(?:can|could|would|will) you |you can |just |go )?"
+        r"(?:bring|fetch|get|grab|pick up|pass|hand|give|take)\s+(?P<pick>.+)$"
+    ),
+)
+#: A negated clause ("but I don't drink soda", "not apples though"): objects it names are ruled out.
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|except|without|do not|does not|cannot|will not|hate|dislike)\b"
+    r"(?P<rest>[^,;]*)"
 )
 _NEED_RES: dict[str, re.Pattern[str]] = {
     need: re.compile(r"\b(?:" + "|".join(spec.triggers) + r")\b") for need, spec in NEEDS.items()
@@ -295,6 +342,15 @@ def _resolve(phrase: str, objects: Sequence[str]) -> str | None:
     return best
 
 
+def _without_negated(text: str, objects: Sequence[str]) -> list[str]:
+    """`objects` minus those a negated clause names ("not apples", "I don't drink soda")."""
+    ruled_out: set[str] = set()
+    for clause in _NEGATION.finditer(text):
+        rest = _stems(clause["rest"])
+        ruled_out.update(o for o in objects if _match_score(rest, _stems(_normalise(o)))[0])
+    return [o for o in objects if o not in ruled_out]
+
+
 def _clean(phrase: str) -> str:
     """A noun phrase without leading determiners, for naming things not in the object list."""
     words = phrase.split()
@@ -308,12 +364,31 @@ class RuleReasoner:
 
     `descriptions`: object name -> shape and colour words ("red round fruit"), copied into the
     TaskSpec for open-vocabulary detectors; lookups ignore case. Without it they stay empty.
+
+    `scorer` (optional, e.g. `LanguageModelScorer`): consulted only where the tables run out, for
+    requests that are neither a command nor a known need ("I just got out of the pool"); its best
+    object is taken when its score exceeds `threshold`. When a need *was* recognised but no hint
+    is in view ("I'm thirsty" with a book and a sponge), the scorer must clear the stricter
+    `known_need_threshold`, because the tables already say what would fit. A command naming an
+    object that is not in view never goes to the scorer: the user asked for that object.
     """
 
     name = "rules"
 
-    def __init__(self, descriptions: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        descriptions: Mapping[str, str] | None = None,
+        *,
+        scorer: ObjectScorer | None = None,
+        threshold: float = 1.0,
+        known_need_threshold: float = 3.0,
+    ) -> None:
         self._descriptions = {k.casefold(): v for k, v in (descriptions or {}).items()}
+        self._scorer = scorer
+        self._threshold = threshold
+        self._known_need_threshold = known_need_threshold
+        if scorer is not None:
+            self.name = f"rules+{scorer.name}"
 
     def reason(self, request: str, objects: Sequence[str]) -> TaskSpec:
         """Choose pick and place among `objects` (free choice when it is empty); see `Reasoner`."""
@@ -366,15 +441,22 @@ class RuleReasoner:
                         USER,
                         f"asked for the {pick}; bringing it to the user",
                     )
-                named = named or _clean(wish["pick"])
+                if not wish["pick"].startswith("to "):  # "I want to bake": an activity
+                    named = named or _clean(wish["pick"])
                 break
 
-        need = self._need(request, text, objects)
+        allowed = _without_negated(text, objects)
+        need = self._need(request, text, allowed)
         if need is not None:
             return need
+        if named is None and self._scorer is not None and allowed:
+            recognised = any(pattern.search(text) for pattern in _NEED_RES.values())
+            scored = self._score(request, allowed, recognised)
+            if scored is not None:
+                return scored
 
         if named is None:
-            mentioned = [o for o in objects if _resolve(text, [o]) is not None]
+            mentioned = [o for o in allowed if _resolve(text, [o]) is not None]
             if len(mentioned) == 1:
                 pick = mentioned[0]
                 return self._spec(
@@ -416,6 +498,30 @@ class RuleReasoner:
                         "and bringing it to the user",
                     )
         return None
+
+    def close(self) -> None:
+        """Free the scorer's model, if it holds one."""
+        close = getattr(self._scorer, "close", None)
+        if callable(close):
+            close()
+
+    def _score(self, request: str, objects: Sequence[str], recognised: bool) -> TaskSpec | None:
+        """The scorer's best object handed to the user, if it clears the threshold."""
+        assert self._scorer is not None
+        scores = self._scorer.score(request, objects)
+        best = max(range(len(objects)), key=scores.__getitem__)
+        bar = self._known_need_threshold if recognised else self._threshold
+        if scores[best] <= bar:
+            return None
+        pick = objects[best]
+        return self._spec(
+            request,
+            Skill.PLACE_NEAR,
+            pick,
+            USER,
+            f"{self._scorer.name} rates the {pick} the likeliest to meet the request "
+            f"(score {scores[best]:.1f} > {bar:.1f}); bringing it to the user",
+        )
 
     def _spec(self, request: str, skill: Skill, pick: str, place: str, why: str) -> TaskSpec:
         return TaskSpec(

@@ -1,0 +1,337 @@
+"""The ASGI app: HTTP routes over one Runtime, bearer auth, body validation, the lifespan.
+
+Routes (all but /health need `Authorization: Bearer <token>` when a token is set):
+
+    GET  /health                  liveness, no auth
+    GET  /metrics                 Prometheus text
+    GET  /schema                  JSON schema of the events (schema_version inside each event)
+    POST /tasks                   {"request": "...", "record": false} -> 202 task, 409 while busy
+    GET  /tasks                   recent tasks, newest first
+    GET  /tasks/{id}              one task: state, outcome
+    GET  /tasks/{id}/events       server-sent events: the history, then live, until Finished
+    POST /tasks/{id}/cancel       stop the arm; returns the task with its outcome
+
+Errors are JSON `{"error": "one line"}`. The lifespan is handled here rather than by Starlette so
+that a runtime that cannot start (a missing extra, no renderer) is reported in one line, not as
+a traceback, and the service exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from agent.backends import Parts, build_parts
+from agent.config import Config
+from agent.events import EVENT_ADAPTER, SCHEMA_VERSION
+from agent.runtime import RequestError, Runtime, validate_request
+from agent.service.metrics import CONTENT_TYPE, Metrics
+from agent.service.tasks import BoardClosed, Task, TaskBoard, TaskBusy
+
+log = structlog.get_logger("agent.service")
+
+MAX_BODY_BYTES = 16 * 1024  # a request is a sentence; anything bigger is a mistake or an attack
+CANCEL_WAIT_S = 15.0  # POST cancel answers once the arm stopped, or after this long
+HEARTBEAT_S = 15.0  # an SSE comment after this many quiet seconds keeps proxies from timing out
+OPEN_PATHS = frozenset({"/health"})
+
+
+class TaskBody(BaseModel):
+    """The body of POST /tasks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: StrictStr
+    record: StrictBool = False  # write a run folder (events.jsonl, summary.json) under runs_dir
+
+
+class Service:
+    """The reference HTTP service around one Runtime, as an ASGI application.
+
+    The runtime is opened once when the server starts (ASGI lifespan) and closed when it stops;
+    closing cancels a running task first, so the arm stops before the drivers close.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        token: str | None,
+        parts_factory: Callable[[Config], Parts] = build_parts,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._token = token.encode() if token else None
+        self._parts_factory = parts_factory
+        self._on_ready = on_ready
+        self.metrics = Metrics(profile=config.profile, target_hz=config.runtime.control_hz)
+        self.startup_error: str | None = None
+        self._board: TaskBoard | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.http = Starlette(
+            routes=[
+                Route("/health", self._health, methods=["GET"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
+                Route("/schema", self._schema, methods=["GET"]),
+                Route("/tasks", self._create, methods=["POST"]),
+                Route("/tasks", self._list, methods=["GET"]),
+                Route("/tasks/{task_id}", self._get, methods=["GET"]),
+                Route("/tasks/{task_id}/events", self._events, methods=["GET"]),
+                Route("/tasks/{task_id}/cancel", self._cancel, methods=["POST"]),
+            ],
+            exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        )
+
+    @property
+    def board(self) -> TaskBoard:
+        if self._board is None:
+            raise HTTPException(503, "the runtime is not running")
+        return self._board
+
+    def stop_soon(self) -> None:
+        """Cancel the running task and take no new ones; safe from a signal handler or a thread.
+
+        The server calls it at the first Ctrl-C: uvicorn would otherwise first wait for open event
+        streams (for its grace period) with the arm still moving, and only then end the lifespan.
+        """
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._close_board)
+
+    def _close_board(self) -> None:
+        if self._board is not None:
+            self._board.close()
+
+    # ----------------------------------------------------------------- ASGI
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http" and not self._authorized(scope):
+            await _auth_error(scope, receive, send, has_header=_bearer(scope) is not None)
+        else:
+            await self.http(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        if self._token is None or scope["path"] in OPEN_PATHS:
+            return True
+        given = _bearer(scope)
+        return given is not None and hmac.compare_digest(given, self._token)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                runtime = await stack.enter_async_context(
+                    Runtime(self.config, parts_factory=self._parts_factory)
+                )
+                tg = await stack.enter_async_context(anyio.create_task_group())
+            except Exception as exc:  # the ASGI server reports the message and exits
+                self.startup_error = f"the runtime did not start: {_one_line(exc)}"
+                await send({"type": "lifespan.startup.failed", "message": self.startup_error})
+                return
+            stack.callback(tg.cancel_scope.cancel)  # stops a running task (and the arm) first
+            with contextlib.suppress(RuntimeError):  # only asyncio has a loop to call back into
+                self._loop = asyncio.get_running_loop()
+            self._board = TaskBoard(
+                runtime, tg, observe=self.metrics.observe, on_end=self._task_ended
+            )
+            await send({"type": "lifespan.startup.complete"})
+            log.info("service ready", profile=self.config.profile)
+            if self._on_ready is not None:
+                self._on_ready()
+            message: Message = await receive()  # lifespan.shutdown
+            assert message["type"] == "lifespan.shutdown"
+            self._board.close()
+            self._board = self._loop = None
+        await send({"type": "lifespan.shutdown.complete"})
+
+    def _task_ended(self, task: Task) -> None:
+        if task.error is not None:
+            self.metrics.task_error()
+
+    # ----------------------------------------------------------------- routes
+    async def _health(self, request: Request) -> Response:
+        ready = self._board is not None
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "busy": ready and self.board.busy},
+            status_code=200 if ready else 503,
+        )
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(self.metrics.render(running=self.board.busy), media_type=CONTENT_TYPE)
+
+    async def _schema(self, request: Request) -> Response:
+        schema = EVENT_ADAPTER.json_schema()
+        return JSONResponse({"schema_version": SCHEMA_VERSION, "event": schema})
+
+    async def _create(self, request: Request) -> Response:
+        body = await _read_json(request)
+        try:
+            spec = TaskBody.model_validate(body)
+            text = validate_request(spec.request)
+        except ValidationError as exc:
+            raise HTTPException(422, _describe(exc)) from None
+        except RequestError as exc:
+            raise HTTPException(422, str(exc)) from None
+        run_dir = _run_folder(self.config, text) if spec.record else None
+        try:
+            task = self.board.start(text, run_dir=run_dir)
+        except TaskBusy as busy:
+            self.metrics.refused()
+            return JSONResponse({"error": str(busy), "running": busy.running.id}, 409)
+        except BoardClosed as exc:
+            raise HTTPException(503, str(exc)) from None
+        return JSONResponse(task.view(), 202, headers={"Location": f"/tasks/{task.id}"})
+
+    async def _list(self, request: Request) -> Response:
+        return JSONResponse({"tasks": [task.view() for task in self.board.recent()]})
+
+    async def _get(self, request: Request) -> Response:
+        return JSONResponse(self._task(request).view())
+
+    async def _cancel(self, request: Request) -> Response:
+        task = self._task(request)
+        if task.done.is_set():
+            status = task.outcome.status if task.outcome else "error"
+            raise HTTPException(409, f"task {task.id} already finished ({status})")
+        await self.board.cancel(task, wait=CANCEL_WAIT_S)
+        return JSONResponse(task.view(), 200 if task.done.is_set() else 202)
+
+    async def _events(self, request: Request) -> Response:
+        task = self._task(request)
+        start = _resume_from(request)
+        return StreamingResponse(
+            self._stream(task, start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def _stream(self, task: Task, start: int) -> AsyncIterator[str]:
+        """Server-sent events: `id` is the event's index in the task, `event` its kind."""
+        self.metrics.listeners += 1
+        try:
+            async for item in task.follow(start, heartbeat=HEARTBEAT_S):
+                if item is None:
+                    yield ": still running\n\n"
+                    continue
+                index, event = item
+                yield f"id: {index}\nevent: {event.kind}\ndata: {event.to_json()}\n\n"
+            if task.error is not None:
+                yield f"event: error\ndata: {json.dumps({'error': task.error})}\n\n"
+        finally:
+            self.metrics.listeners -= 1
+
+    def _task(self, request: Request) -> Task:
+        task_id = request.path_params["task_id"]
+        task = self.board.get(task_id)
+        if task is None:
+            raise HTTPException(404, f"no task {task_id!r} (tasks are kept in memory: recent only)")
+        return task
+
+
+def create_app(
+    config: Config,
+    *,
+    token: str | None,
+    parts_factory: Callable[[Config], Parts] = build_parts,
+    on_ready: Callable[[], None] | None = None,
+) -> Service:
+    """The service as an ASGI app; serve it with any ASGI server (uvicorn: see agent.service).
+
+    `token=None` turns authentication off: only for embedders that authenticate in front of it.
+    """
+    return Service(config, token=token, parts_factory=parts_factory, on_ready=on_ready)
+
+
+# --------------------------------------------------------------------- helpers
+def _bearer(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credentials = value.partition(b" ")
+            return credentials.strip() if scheme.lower() == b"bearer" else b""
+    return None
+
+
+async def _auth_error(scope: Scope, receive: Receive, send: Send, *, has_header: bool) -> None:
+    message = (
+        "invalid bearer token"
+        if has_header
+        else "missing bearer token: send 'Authorization: Bearer <token>'"
+    )
+    response = JSONResponse(
+        {"error": message}, 401, headers={"WWW-Authenticate": 'Bearer realm="agent"'}
+    )
+    await response(scope, receive, send)
+
+
+async def _read_json(request: Request) -> Any:
+    """The body parsed as JSON, read no further than MAX_BODY_BYTES; 413 / 400 otherwise."""
+    too_large = HTTPException(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    if not body.strip():
+        raise HTTPException(400, 'body is empty; send JSON: {"request": "I spilled the milk"}')
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested arrays
+        raise HTTPException(400, f"body is not valid JSON ({type(exc).__name__})") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first validation problem in one line, naming the field."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "body"
+    if err["type"] == "extra_forbidden":
+        return f"unknown field {where!r}; allowed: {', '.join(TaskBody.model_fields)}"
+    if err["type"] == "model_type":
+        return 'body must be a JSON object such as {"request": "I spilled the milk"}'
+    return f"{where}: {err['msg']}"
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, KeyError) and exc.args:  # str(KeyError) wraps its message in quotes
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
+def _resume_from(request: Request) -> int:
+    """Where a stream starts: after the SSE `Last-Event-ID` a reconnecting client sends, else 0."""
+    last = request.headers.get("last-event-id", "")
+    return int(last) + 1 if last.isdigit() else 0
+
+
+def _run_folder(config: Config, request: str) -> Path:
+    from agent.cli import run_folder  # the CLI's naming, so both front ends file runs alike
+
+    return run_folder(config.output.runs_dir, request)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("request failed", path=request.url.path)
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, 500)

@@ -1,0 +1,244 @@
+"""`ScriptedExpert`: a privileged-state demonstrator for pick-and-place, one control step per call.
+
+It reads object positions from the world (never the images) and walks a list of phases: hover
+above A, descend, close, wait for the grip, lift, carry at a height that clears everything on the
+table, lower to the place spot, open, retreat, done. Each `act()` returns a move of at most
+`max_step` towards the current phase's waypoint, computed from the *actual* hand position, so the
+demonstrations stay closed-loop and match what a learned policy outputs (the paper's 5-10 mm
+steps). A lost grip sends it back to the approach (at most `max_retries` times).
+
+It satisfies the runtime's policy protocol structurally (`name`, `reset`, `act`) without importing
+`models`: `ExpertAction` has the fields of `models.types.Action`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from drivers.sim.world import World
+
+PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "open", "retreat", "done")
+HOVER = 0.10  # above the grasp point before descending
+REACHED = 0.004  # m: a waypoint counts as reached within this distance
+CLOSE_TICKS = 6  # control steps to wait for the fingers to close
+OPEN_TICKS = 4
+LOST_TICKS = 3  # consecutive steps without a two-finger contact before the grip counts as lost
+PHASE_TICKS = 120  # give up on a phase after this many steps (e.g. blocked descent)
+NEAR_GAP = 0.02  # edge gap left between A and B for "place near" (the limit is 5.08 cm)
+RELEASE_CLEARANCE = 0.012  # A's lowest point above the surface it is released onto
+CARRY_MARGIN = 0.05
+# Fingertip pads are ~4.5 cm below the palm: keep the palm above A's top.
+PALM_CLEARANCE = 0.04
+MIN_GRASP_Z = 0.014
+HAND_HALF_X = 0.035  # the hand's half thickness across the finger axis
+LOW_TARGET = 0.05  # B lower than this lets the hand pass over its side
+REACH_X = (0.31, 0.72)  # where the hand reaches the table top pointing down
+REACH_Y = 0.34
+
+
+@dataclass(frozen=True, slots=True)
+class ExpertAction:
+    """Same fields as `models.types.Action`: move (m, base frame), gripper, done, info."""
+
+    move: np.ndarray
+    gripper_closed: bool
+    done: bool = False
+    info: Mapping[str, float] = field(default_factory=dict)
+
+
+class ScriptedExpert:
+    """Scripted pick-and-place on privileged state; `act` is called once per control step."""
+
+    name = "expert"
+
+    def __init__(self, world: World, max_step: float = 0.01, max_retries: int = 2) -> None:
+        self.world = world
+        self.max_step = max_step
+        self.max_retries = max_retries
+        self._task: Any = None
+        self._phase = len(PHASES) - 1
+        self._ticks = 0
+        self._retries = 0
+        self._waypoint = np.zeros(3)
+        self._hold_offset = 0.0
+        self._misses = 0
+
+    @property
+    def phase(self) -> str:
+        return PHASES[self._phase]
+
+    def reset(self, task: Any) -> None:
+        """Start an episode for `task` (attributes `pick`, `place`, `skill`)."""
+        for name in (task.pick, task.place):
+            if name not in self.world.object_names():
+                raise ValueError(f"expert: {name!r} is not in the scene")
+        self._task = task
+        self._retries = 0
+        self._enter(0)
+
+    def act(self, observation: object = None) -> ExpertAction:
+        """One control step; `observation` is ignored (the expert sees the simulator's state)."""
+        if self._task is None:
+            raise RuntimeError("expert: call reset(task) before act()")
+        ee = self.world.ee_position()
+        phase = self.phase
+        if phase == "done":
+            return self._action(np.zeros(3), closed=False, done=True)
+        self._ticks += 1
+        if self.world.object_bounds(self._task.pick)[1][2] < 0.0:
+            self._enter(PHASES.index("done"))
+            return self._action(np.zeros(3), closed=False, done=True, failed=True)
+        if phase in ("approach", "descend"):
+            self._waypoint = self._grasp_point() + ([0.0, 0.0, HOVER] if phase == "approach" else 0)
+        closed = phase in ("close", "lift", "carry", "lower")
+        if phase == "close":
+            if self._ticks >= CLOSE_TICKS:
+                self._enter(self._phase + 1, ee)
+            return self._action(np.zeros(3), closed=True)
+        if phase == "open":
+            if self._ticks >= OPEN_TICKS:
+                self._enter(self._phase + 1, ee)
+            return self._action(np.zeros(3), closed=False)
+        if phase in ("lift", "carry", "lower"):
+            held = self._task.pick in self.world.held_objects()
+            self._misses = 0 if held else self._misses + 1
+            # Contacts flicker for a step when a held object tilts: only a run of misses counts.
+            lost = self._misses >= LOST_TICKS or (
+                phase == "lift" and self._misses and self._waypoint[2] - ee[2] < REACHED
+            )
+            if lost:
+                return self._retry(ee)
+        error = self._waypoint - ee
+        if float(np.linalg.norm(error)) < REACHED or self._ticks >= PHASE_TICKS:
+            self._enter(self._phase + 1, ee)
+            error = self._waypoint - ee
+            closed = self.phase in ("close", "lift", "carry", "lower")
+        return self._action(_clip(error, self.max_step), closed=closed)
+
+    # ------------------------------------------------------------------ phases
+
+    def _enter(self, index: int, ee: np.ndarray | None = None) -> None:
+        self._phase = index
+        self._ticks = 0
+        self._misses = 0
+        phase = PHASES[index]
+        ee = self.world.ee_position() if ee is None else ee
+        if phase == "lift":
+            pick_low, _ = self.world.object_bounds(self._task.pick)
+            self._hold_offset = float(ee[2] - pick_low[2])
+            self._waypoint = np.array([ee[0], ee[1], self._carry_height()])
+        elif phase == "carry":
+            x, y, _ = self._place_point()
+            self._waypoint = np.array([x, y, self._carry_height()])
+        elif phase == "lower":
+            self._waypoint = self._place_point()
+        elif phase == "retreat":
+            self._waypoint = ee + np.array([0.0, 0.0, HOVER])
+        elif phase in ("approach", "descend"):
+            self._waypoint = self._grasp_point() + ([0.0, 0.0, HOVER] if phase == "approach" else 0)
+
+    def _retry(self, ee: np.ndarray) -> ExpertAction:
+        """The object slipped: open, go back above it and try again, or give up."""
+        if self._retries >= self.max_retries:
+            self._enter(PHASES.index("done"))
+            return self._action(np.zeros(3), closed=False, done=True, failed=True)
+        self._retries += 1
+        self._enter(0, ee)
+        return self._action(np.zeros(3), closed=False)
+
+    def _action(
+        self, move: np.ndarray, *, closed: bool, done: bool = False, failed: bool = False
+    ) -> ExpertAction:
+        info = {
+            "phase": float(self._phase),
+            "retries": float(self._retries),
+            "failed": float(failed),
+        }
+        return ExpertAction(
+            move=np.asarray(move, dtype=float), gripper_closed=closed, done=done, info=info
+        )
+
+    # ------------------------------------------------------------------ geometry
+
+    def _grasp_point(self) -> np.ndarray:
+        """Where the fingertip site pinches A: its centre, raised so the palm clears A's top."""
+        low, high = self.world.object_bounds(self._task.pick)
+        centre = (low + high) / 2
+        z = max(centre[2], high[2] - PALM_CLEARANCE, MIN_GRASP_Z)
+        return np.array([centre[0], centre[1], z])
+
+    def _carry_height(self) -> float:
+        tallest = 0.0
+        for name in self.world.object_names():
+            if name != self._task.pick:
+                tallest = max(tallest, float(self.world.object_bounds(name)[1][2]))
+        return min(0.45, max(0.18, tallest + self._hold_offset + CARRY_MARGIN))
+
+    def _place_point(self) -> np.ndarray:
+        """The hand position at release for the task's skill."""
+        task, world = self._task, self.world
+        skill = str(getattr(task.skill, "value", task.skill))
+        b_low, b_high = world.object_bounds(task.place)
+        b_centre = (b_low + b_high) / 2
+        if skill == "place_inside":
+            floor = b_low[2] + 0.01
+            return np.array(
+                [b_centre[0], b_centre[1], floor + RELEASE_CLEARANCE + self._hold_offset]
+            )
+        if skill == "place_on":
+            return np.array(
+                [b_centre[0], b_centre[1], b_high[2] + RELEASE_CLEARANCE + self._hold_offset]
+            )
+        x, y = self._near_spot(b_low, b_high)
+        return np.array([x, y, RELEASE_CLEARANCE + self._hold_offset])
+
+    def _near_spot(self, b_low: np.ndarray, b_high: np.ndarray) -> tuple[float, float]:
+        """A free spot beside B: toward the robot first, then behind B, then (low B only) sideways.
+
+        The hand is ~20 cm long along y (the finger axis) but thin along x, so a spot on B's y side
+        would bring the palm down onto a tall B; those spots are only tried when B is low.
+        """
+        world, pick = self.world, self._task.pick
+        a_low, a_high = world.object_bounds(pick)
+        half = (a_high - a_low) / 2
+        centre = (b_low + b_high) / 2
+        gap_x = max(NEAR_GAP, HAND_HALF_X - half[0] + 0.01)
+        candidates = [
+            (b_low[0] - gap_x - half[0], centre[1]),
+            (b_high[0] + gap_x + half[0], centre[1]),
+        ]
+        if b_high[2] < LOW_TARGET:
+            candidates += [
+                (centre[0], b_low[1] - NEAR_GAP - half[1]),
+                (centre[0], b_high[1] + NEAR_GAP + half[1]),
+            ]
+        others = [
+            world.object_bounds(n)
+            for n in world.object_names()
+            if n not in (pick, self._task.place)
+        ]
+
+        def free(x: float, y: float) -> bool:
+            in_reach = REACH_X[0] <= x <= REACH_X[1] and abs(y) <= REACH_Y
+            clear = all(
+                x + half[0] + 0.01 < lo[0]
+                or x - half[0] - 0.01 > hi[0]
+                or y + half[1] + 0.015 < lo[1]
+                or y - half[1] - 0.015 > hi[1]
+                for lo, hi in others
+            )
+            return in_reach and clear
+
+        for x, y in candidates:
+            if free(float(x), float(y)):
+                return float(x), float(y)
+        return float(candidates[0][0]), float(candidates[0][1])
+
+
+def _clip(vector: np.ndarray, limit: float) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector * (limit / norm) if norm > limit else vector

@@ -1,0 +1,536 @@
+"""Scene builder: a `SceneSpec` (seed, required objects, split, setting) -> a compiled MuJoCo model.
+
+Building happens in two steps so each can be checked on its own:
+
+1. `plan_scene` (pure Python, milliseconds): draws distractors, places every object on the table
+   without overlap and within the arm's reach, and picks the background. Tests of counts and
+   determinism run on this plan without compiling anything.
+2. `build_scene` (~0.7 s, mostly the arm's meshes): the FR3 with its hand from the franky-sim wheel
+   loaded through `mujoco.MjSpec`, plus table, walls, lights, the two cameras ("front", "side"), the
+   objects as free bodies and the static user figure.
+
+Geometry conventions: the robot base is at the origin on the table top (z = 0), x points away
+from the robot, the gripper keeps one orientation and closes along y. Every object body is called
+`obj/<name>` and its geoms `obj/<name>` (or `obj/<name>/<part>` for shells), so segmentation ids
+map back to names through `model.geom_bodyid`.
+
+Rendering settings come from FINDINGS: no shadows and no multisampling (10x cheaper per frame).
+Contact settings make grasps hold: elliptic friction cones, impratio 10, condim 4 on objects,
+friction (1, 0.02, 1e-4), a stiffer contact time constant on objects, and a stiffer hand servo.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import mujoco
+import numpy as np
+
+from drivers.sim.catalog import USER, USER_NAME, Catalog, ObjectSpec, load_catalog
+
+Setting = Literal["standard", "new_background", "more_distractors"]
+SETTINGS: tuple[str, ...] = ("standard", "new_background", "more_distractors")
+CAMERAS: tuple[str, ...] = ("front", "side")
+
+# Where objects may be placed (centre of the footprint), metres in the robot base frame.
+PLACE_X = (0.33, 0.67)
+PLACE_Y = (-0.27, 0.27)
+# Gap kept between footprint circles so the open fingers fit between neighbours.
+PLACE_CLEARANCE = 0.03
+DISTRACTORS: dict[str, tuple[int, int]] = {
+    "standard": (0, 2),
+    "new_background": (0, 2),
+    "more_distractors": (3, 6),
+}
+OBJECT_FRICTION = (1.0, 0.02, 1e-4)
+# Stiffer than MuJoCo's default 0.02 s: with soft contacts, round objects pinched by the flat
+# fingertip pads creep sideways out of the grip (tall cans: 13/18 -> 18/18 expert successes).
+OBJECT_SOLREF = (0.01, 1.0)
+SHELL_THICKNESS = 0.008
+TRAINING_BACKGROUNDS = 3
+EE_SITE = "ee"
+# Fingertip pad centre in the hand frame: where the object sits when pinched.
+EE_SITE_OFFSET = 0.1034
+HAND_STIFFNESS = 500.0  # N per m of tendon travel (stock: 100)
+HAND_DAMPING = 25.0
+ARM_JOINTS: tuple[str, ...] = tuple(f"fr3_joint{i}" for i in range(1, 8))
+# The franky-sim `home` keyframe with joint 7 turned by +90 deg, so the fingers close along y.
+HOME_JOINTS: tuple[float, ...] = (0.0, 0.0, 0.0, -1.57079, 0.0, 1.57079, 0.7854)
+
+
+class SceneError(ValueError):
+    """The requested scene cannot be built (unknown object, no room on the table, bad setting)."""
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """What a scene must contain; everything random is drawn from `seed`.
+
+    `objects` are names that must be present (from either split of the catalog); distractors come
+    from `split`. `camera_fps` and the image size are read by the camera drivers, not here.
+    `robot_meshes="collision"` renders the arm with its coarse collision meshes (about 4x cheaper
+    frames, FINDINGS) for fast data collection; policies must be trained and run on the same choice.
+    """
+
+    seed: int = 0
+    objects: Sequence[str] | None = None
+    split: Literal["seen", "unseen"] = "seen"
+    setting: Setting = "standard"
+    include_user: bool = True
+    catalog: Path | None = None
+    image_width: int = 224
+    image_height: int = 224
+    camera_fps: float = 10.0
+    robot_meshes: Literal["visual", "collision"] = "visual"
+
+    def __post_init__(self) -> None:
+        if self.setting not in SETTINGS:
+            raise SceneError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        if self.split not in ("seen", "unseen"):
+            raise SceneError(f"split must be 'seen' or 'unseen', got {self.split!r}")
+        if self.image_width < 16 or self.image_height < 16:
+            raise SceneError("image_width and image_height must be at least 16 pixels")
+        if not self.camera_fps > 0:
+            raise SceneError("camera_fps must be positive")
+        if self.robot_meshes not in ("visual", "collision"):
+            raise SceneError("robot_meshes must be 'visual' or 'collision'")
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one object starts: footprint centre (x, y) on the table top."""
+
+    spec: ObjectSpec
+    x: float
+    y: float
+    required: bool
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True, slots=True)
+class SceneLayout:
+    """The drawn scene: placements (required first, then the user, then distractors)."""
+
+    placements: tuple[Placement, ...]
+    background: str  # "train-0" .. "train-2", or "new"
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.placements]
+
+    @property
+    def distractors(self) -> list[str]:
+        return [p.name for p in self.placements if not p.required and p.name != USER_NAME]
+
+
+@dataclass(frozen=True)
+class BuiltScene:
+    """A compiled model plus what the world needs to interpret it."""
+
+    model: mujoco.MjModel
+    layout: SceneLayout
+    spec: SceneSpec
+    catalog: Catalog
+    object_specs: dict[str, ObjectSpec] = field(default_factory=dict)
+
+
+def plan_scene(spec: SceneSpec, catalog: Catalog | None = None) -> SceneLayout:
+    """Draw distractors and non-overlapping placements; deterministic for a given seed."""
+    catalog = catalog or load_catalog(spec.catalog)
+    rng = np.random.default_rng(spec.seed)
+    required = list(dict.fromkeys(spec.objects or []))
+    required_specs = [catalog.get(name) for name in required if name != USER_NAME]
+    include_user = spec.include_user or USER_NAME in required
+
+    placed: list[Placement] = []
+    for obj in required_specs:
+        if not _place(obj, True, placed, rng):
+            raise SceneError(f"no room on the table for required object {obj.name!r}")
+    if include_user and not _place(USER, True, placed, rng):
+        raise SceneError("no room on the table for the user figure")
+
+    low, high = DISTRACTORS[spec.setting]
+    wanted = int(rng.integers(low, high + 1))
+    taken = {p.name for p in placed}
+    pool = [o for o in catalog.split(spec.split) if o.name not in taken]
+    # Big place-only things crowd the table: allow at most one of them among the distractors.
+    order = rng.permutation(len(pool))
+    big_used = False
+    added = 0
+    for i in order:
+        if added == wanted:
+            break
+        obj = pool[int(i)]
+        big = not obj.pickable
+        if big and big_used:
+            continue
+        if _place(obj, False, placed, rng):
+            added += 1
+            big_used = big_used or big
+    if added < low:
+        raise SceneError(
+            f"could place only {added} of at least {low} distractors (seed {spec.seed})"
+        )
+
+    if spec.setting == "new_background":
+        background = "new"
+    else:
+        background = f"train-{int(rng.integers(TRAINING_BACKGROUNDS))}"
+    return SceneLayout(placements=tuple(placed), background=background)
+
+
+def _place(
+    obj: ObjectSpec,
+    required: bool,
+    placed: list[Placement],
+    rng: np.random.Generator,
+    tries: int = 300,
+) -> bool:
+    radius = obj.footprint_radius
+    for _ in range(tries):
+        x = float(rng.uniform(*PLACE_X))
+        y = float(rng.uniform(*PLACE_Y))
+        if all(
+            math.hypot(x - p.x, y - p.y) >= radius + p.spec.footprint_radius + PLACE_CLEARANCE
+            for p in placed
+        ):
+            placed.append(Placement(spec=obj, x=x, y=y, required=required))
+            return True
+    return False
+
+
+def build_scene(spec: SceneSpec, catalog: Catalog | None = None) -> BuiltScene:
+    """Plan the scene and compile it into a MuJoCo model."""
+    catalog = catalog or load_catalog(spec.catalog)
+    layout = plan_scene(spec, catalog)
+    mj = _robot_spec()
+    _configure(mj)
+    _add_environment(mj, layout.background)
+    _add_cameras(mj)
+    for placement in layout.placements:
+        _add_object(mj, placement)
+    if spec.robot_meshes == "collision":
+        _show_collision_meshes(mj)
+    try:
+        model = mj.compile()
+    except ValueError as exc:  # MuJoCo reports compile problems as ValueError
+        raise SceneError(f"scene failed to compile: {exc}") from exc
+    specs = {p.name: p.spec for p in layout.placements}
+    return BuiltScene(model=model, layout=layout, spec=spec, catalog=catalog, object_specs=specs)
+
+
+# ---------------------------------------------------------------------------- robot and options
+
+
+def _robot_spec() -> mujoco.MjSpec:
+    try:
+        import franky_sim
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise SceneError(
+            "the simulated world needs franky-sim: pip install 'tpm-agent[sim]'"
+        ) from exc
+    assets = Path(franky_sim.__file__).parent / "assets"
+    mj = mujoco.MjSpec.from_file(str(assets / "fr3.xml"))
+    mj.meshdir = str(assets / "meshes")
+    # The stock hand servo pushes with 100 N/m of tendon travel (~3 N on a 6 cm can), which lets
+    # tall objects slip while carried; the real Franka hand grasps with up to 70 N.
+    actuator = mj.actuator("hand")
+    actuator.gainprm[0] = HAND_STIFFNESS * 0.04 / 255.0
+    actuator.biasprm[1] = -HAND_STIFFNESS
+    actuator.biasprm[2] = -HAND_DAMPING
+    hand = mj.body("hand")
+    hand.add_site(name=EE_SITE, pos=[0.0, 0.0, EE_SITE_OFFSET], size=[0.004, 0, 0], group=4)
+    # Gravity compensation: position servos then track without sag, which keeps IK errors small.
+    for body in mj.bodies:
+        if body.name.startswith("fr3_link") or body.name in ("hand", "left_finger", "right_finger"):
+            body.gravcomp = 1.0
+    return mj
+
+
+def _configure(mj: mujoco.MjSpec) -> None:
+    mj.modelname = "tpm_sim"
+    mj.option.timestep = 0.002
+    mj.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    mj.option.impratio = 10.0
+    mj.visual.quality.offsamples = 0
+    mj.visual.global_.offwidth = 1280
+    mj.visual.global_.offheight = 1024
+    mj.visual.headlight.ambient = [0.25, 0.25, 0.25]
+    mj.visual.headlight.diffuse = [0.45, 0.45, 0.45]
+    mj.visual.headlight.specular = [0.05, 0.05, 0.05]
+    mj.stat.center = [0.45, 0.0, 0.15]
+    mj.stat.extent = 1.2
+
+
+def _show_collision_meshes(mj: mujoco.MjSpec) -> None:
+    """Move the arm's collision meshes into the visible group and its visual meshes out."""
+    for geom in mj.geoms:
+        if geom.classname.name == "visual":
+            geom.group = 5
+        elif geom.classname.name.startswith(("collision", "fingertip")):
+            geom.group = 1
+            geom.rgba = [0.92, 0.92, 0.92, 1.0]
+
+
+# ---------------------------------------------------------------------------- environment
+
+_BACKGROUNDS: dict[str, dict[str, object]] = {
+    # name: table texture (builtin, rgb1, rgb2, repeat), wall colour, light (dir, diffuse)
+    "train-0": {
+        "table": ("flat", (0.76, 0.62, 0.46), (0.7, 0.56, 0.4), 1),
+        "wall": (0.85, 0.85, 0.82),
+        "light": ((-0.3, 0.2, -1.0), (0.6, 0.6, 0.6)),
+    },
+    "train-1": {
+        "table": ("checker", (0.55, 0.55, 0.57), (0.5, 0.5, 0.52), 12),
+        "wall": (0.78, 0.82, 0.86),
+        "light": ((-0.3, 0.2, -1.0), (0.6, 0.6, 0.6)),
+    },
+    "train-2": {
+        "table": ("gradient", (0.88, 0.88, 0.85), (0.72, 0.72, 0.7), 1),
+        "wall": (0.86, 0.8, 0.74),
+        "light": ((-0.3, 0.2, -1.0), (0.6, 0.6, 0.6)),
+    },
+    # The held-out background: busy high-contrast pattern and warm light from a low side angle.
+    "new": {
+        "table": ("checker", (0.15, 0.2, 0.45), (0.85, 0.5, 0.2), 9),
+        "wall": (0.35, 0.5, 0.3),
+        "light": ((0.5, -0.8, -0.6), (0.75, 0.6, 0.4)),
+    },
+}
+
+
+def _add_environment(mj: mujoco.MjSpec, background: str) -> None:
+    look = _BACKGROUNDS[background]
+    builtin, rgb1, rgb2, repeat = look["table"]  # type: ignore[misc]
+    builtins = {
+        "flat": mujoco.mjtBuiltin.mjBUILTIN_FLAT,
+        "checker": mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+        "gradient": mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+    }
+    texture = mj.add_texture(
+        name="table_tex",
+        type=mujoco.mjtTexture.mjTEXTURE_2D,
+        builtin=builtins[builtin],
+        rgb1=list(rgb1),
+        rgb2=list(rgb2),
+        width=256,
+        height=256,
+    )
+    if background == "new":
+        texture.mark = mujoco.mjtMark.mjMARK_RANDOM
+        texture.random = 0.03
+        texture.markrgb = [0.95, 0.95, 0.9]
+    _material(mj, "table_mat", "table_tex", repeat)
+    mj.add_texture(
+        name="wall_tex",
+        type=mujoco.mjtTexture.mjTEXTURE_2D,
+        builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER
+        if background == "new"
+        else mujoco.mjtBuiltin.mjBUILTIN_FLAT,
+        rgb1=list(look["wall"]),
+        rgb2=[0.9, 0.85, 0.3] if background == "new" else list(look["wall"]),
+        width=128,
+        height=128,
+    )
+    _material(mj, "wall_mat", "wall_tex", 6)
+    mj.add_material(name="floor_mat", rgba=[0.35, 0.33, 0.3, 1.0])
+    mj.add_material(name="leg_mat", rgba=[0.25, 0.22, 0.2, 1.0])
+
+    world = mj.worldbody
+    table = world.add_body(name="table", pos=[0.4, 0.0, -0.02])
+    table.add_geom(
+        name="table",
+        type=mujoco.mjtGeom.mjGEOM_BOX,
+        size=[0.6, 0.75, 0.02],
+        material="table_mat",
+        friction=list(OBJECT_FRICTION),
+    )
+    for i, (lx, ly) in enumerate([(-0.55, -0.7), (-0.55, 0.7), (0.55, -0.7), (0.55, 0.7)]):
+        table.add_geom(
+            name=f"table_leg{i}",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[0.03, 0.03, 0.36],
+            pos=[lx, ly, -0.38],
+            material="leg_mat",
+            contype=0,
+            conaffinity=0,
+        )
+    world.add_geom(
+        name="floor",
+        type=mujoco.mjtGeom.mjGEOM_PLANE,
+        size=[3.0, 3.0, 0.1],
+        pos=[0.0, 0.0, -0.76],
+        material="floor_mat",
+    )
+    for name, pos, size in (
+        ("wall_back", [-0.7, 0.0, 0.3], [0.02, 2.0, 1.1]),
+        ("wall_side", [0.4, 1.2, 0.3], [2.0, 0.02, 1.1]),
+        ("wall_front", [2.0, 0.0, 0.3], [0.02, 2.0, 1.1]),
+    ):
+        world.add_geom(
+            name=name,
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=size,
+            pos=pos,
+            material="wall_mat",
+            contype=0,
+            conaffinity=0,
+        )
+    direction, diffuse = look["light"]  # type: ignore[misc]
+    world.add_light(
+        name="key",
+        pos=[0.6, 0.0, 1.5],
+        dir=list(direction),
+        diffuse=list(diffuse),
+        specular=[0.1, 0.1, 0.1],
+        castshadow=False,
+        type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL,
+    )
+    if background == "new":
+        world.add_light(
+            name="fill",
+            pos=[0.4, 0.8, 1.0],
+            dir=[0.0, -0.7, -0.7],
+            diffuse=[0.15, 0.2, 0.35],
+            castshadow=False,
+        )
+
+
+def _material(mj: mujoco.MjSpec, name: str, texture: str, repeat: float) -> None:
+    material = mj.add_material(name=name, texrepeat=[repeat, repeat])
+    material.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = texture
+
+
+def _add_cameras(mj: mujoco.MjSpec) -> None:
+    # Frontal: facing the robot across the table. Lateral: from the robot's right-hand side.
+    views = {
+        "front": ((1.05, 0.0, 0.55), (0.47, 0.0, 0.08)),
+        "side": ((0.5, -0.8, 0.5), (0.5, 0.0, 0.1)),
+    }
+    for name, (pos, target) in views.items():
+        mj.worldbody.add_camera(name=name, pos=list(pos), quat=look_at(pos, target), fovy=50.0)
+
+
+def look_at(pos: Sequence[float], target: Sequence[float]) -> list[float]:
+    """Quaternion of a MuJoCo camera at `pos` looking at `target` with world z up."""
+    forward = np.asarray(target, float) - np.asarray(pos, float)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    mat = np.column_stack([right, up, -forward])  # camera looks along its -z, y up
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, mat.flatten())
+    return quat.tolist()
+
+
+# ---------------------------------------------------------------------------- objects
+
+
+def _add_object(mj: mujoco.MjSpec, placement: Placement) -> None:
+    obj = placement.spec
+    if obj.family == "figure":
+        _add_user(mj, placement)
+        return
+    ex, ey, ez = obj.extents
+    body = mj.worldbody.add_body(name=f"obj/{obj.name}", pos=[placement.x, placement.y, ez / 2])
+    body.add_freejoint(name=f"obj/{obj.name}")
+    common = {
+        "rgba": [*obj.rgb, 1.0],
+        "condim": 4,
+        "friction": list(OBJECT_FRICTION),
+        "solref": list(OBJECT_SOLREF),
+    }
+    if obj.container:
+        parts = _shell_parts(obj)
+        for i, (gtype, size, pos, quat) in enumerate(parts):
+            body.add_geom(
+                name=f"obj/{obj.name}/{i}",
+                type=gtype,
+                size=size,
+                pos=pos,
+                quat=quat,
+                mass=obj.mass / len(parts),
+                **common,
+            )
+        return
+    family = "disc" if obj.family == "flat" and obj.is_disc else obj.family
+    shapes = {
+        "box": (mujoco.mjtGeom.mjGEOM_BOX, [ex / 2, ey / 2, ez / 2]),
+        "flat": (mujoco.mjtGeom.mjGEOM_BOX, [ex / 2, ey / 2, ez / 2]),
+        "ellipsoid": (mujoco.mjtGeom.mjGEOM_ELLIPSOID, [ex / 2, ey / 2, ez / 2]),
+        "cylinder": (mujoco.mjtGeom.mjGEOM_CYLINDER, [ex / 2, ez / 2, 0.0]),
+        "disc": (mujoco.mjtGeom.mjGEOM_CYLINDER, [ex / 2, ez / 2, 0.0]),
+        "sphere": (mujoco.mjtGeom.mjGEOM_SPHERE, [ex / 2, 0.0, 0.0]),
+    }
+    gtype, size = shapes[family]
+    body.add_geom(name=f"obj/{obj.name}", type=gtype, size=size, mass=obj.mass, **common)
+
+
+def _shell_parts(
+    obj: ObjectSpec,
+) -> list[tuple[mujoco.mjtGeom, list[float], list[float], list[float]]]:
+    """An open container as a floor plus walls (4 for a box, 16 staves for a round one)."""
+    ex, ey, ez = obj.extents
+    t = SHELL_THICKNESS
+    box = mujoco.mjtGeom.mjGEOM_BOX
+    upright = [1.0, 0.0, 0.0, 0.0]
+    parts = []
+    if obj.family == "box":
+        parts.append((box, [ex / 2, ey / 2, t / 2], [0.0, 0.0, -ez / 2 + t / 2], upright))
+        for sx in (-1, 1):
+            parts.append((box, [t / 2, ey / 2, ez / 2], [sx * (ex / 2 - t / 2), 0.0, 0.0], upright))
+        for sy in (-1, 1):
+            parts.append(
+                (box, [ex / 2 - t, t / 2, ez / 2], [0.0, sy * (ey / 2 - t / 2), 0.0], upright)
+            )
+        return parts
+    radius = ex / 2
+    parts.append(
+        (mujoco.mjtGeom.mjGEOM_CYLINDER, [radius, t / 2, 0.0], [0.0, 0.0, -ez / 2 + t / 2], upright)
+    )
+    staves = 16
+    half_width = (radius - t / 2) * math.tan(math.pi / staves) + t / 2
+    for k in range(staves):
+        angle = 2 * math.pi * k / staves
+        pos = [(radius - t / 2) * math.cos(angle), (radius - t / 2) * math.sin(angle), 0.0]
+        quat = [math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2)]
+        parts.append((box, [t / 2, half_width, ez / 2], pos, quat))
+    return parts
+
+
+def _add_user(mj: mujoco.MjSpec, placement: Placement) -> None:
+    """A small static figure (feet disc, capsule body, sphere head): the place target "user"."""
+    body = mj.worldbody.add_body(name=f"obj/{USER_NAME}", pos=[placement.x, placement.y, 0.0])
+    base_r, body_r, half_len, head_r = 0.03, 0.022, 0.035, 0.022
+    skin, shirt, shoes = [0.95, 0.78, 0.62, 1.0], [*USER.rgb, 1.0], [0.15, 0.15, 0.15, 1.0]
+    body.add_geom(
+        name=f"obj/{USER_NAME}/feet",
+        type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+        size=[base_r, 0.005, 0.0],
+        pos=[0.0, 0.0, 0.005],
+        rgba=shoes,
+    )
+    body_z = 0.01 + body_r + half_len
+    body.add_geom(
+        name=f"obj/{USER_NAME}/body",
+        type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+        size=[body_r, half_len, 0.0],
+        pos=[0.0, 0.0, body_z],
+        rgba=shirt,
+    )
+    body.add_geom(
+        name=f"obj/{USER_NAME}/head",
+        type=mujoco.mjtGeom.mjGEOM_SPHERE,
+        size=[head_r, 0.0, 0.0],
+        pos=[0.0, 0.0, body_z + half_len + body_r + head_r * 0.8],
+        rgba=skin,
+    )
