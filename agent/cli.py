@@ -102,6 +102,7 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from agent.backends import BackendError
     from agent.config import ConfigError
     from agent.runtime import RequestError
 
@@ -120,12 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "bench":
             return _bench(args, config)
         return _run(args, config)
-    except (ConfigError, RequestError) as exc:
+    except (ConfigError, RequestError, BackendError) as exc:
         _fail(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
         _fail("interrupted: the arm was stopped and the drivers closed")
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line here, the traceback in the debug log
+        import structlog
+
+        structlog.get_logger("agent.cli").debug("unexpected error", exc_info=True)
+        _fail(f"unexpected {type(exc).__name__}: {exc} (--log-level debug shows the traceback)")
+        return EXIT_FAILED
 
 
 def _bench(args: argparse.Namespace, config: Any) -> int:
@@ -184,7 +191,6 @@ def run_folder(runs_dir: Path, request: str) -> Path:
 def _run(args: argparse.Namespace, config: Any) -> int:
     import anyio
 
-    from agent.backends import BackendError
     from agent.display import RunDisplay
     from agent.runtime import Runtime, validate_request
 
@@ -200,13 +206,9 @@ def _run(args: argparse.Namespace, config: Any) -> int:
                 display.update(event)
         return display.outcome
 
-    try:
-        with display:
-            display.stage("starting (loading the world and models)")
-            outcome = anyio.run(go)
-    except BackendError as exc:
-        _fail(str(exc))
-        return EXIT_USAGE
+    with display:
+        display.stage("starting (loading the world and models)")
+        outcome = anyio.run(go)
     if outcome is None:
         _fail("the run ended without an outcome; see the log above")
         return EXIT_FAILED

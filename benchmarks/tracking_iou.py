@@ -34,7 +34,7 @@ from models.detection.ground_truth import GroundTruthDetector
 from models.perception import PerceptionPipeline
 from models.segmentation.box import BoxSegmenter
 from models.tracking.base import TrackerFactory
-from models.types import Box, Skill, TaskSpec
+from models.types import Box, ModelError, Skill, TaskSpec
 
 TRACKERS = ("csrt", "kcf", "mil", "onnx")
 DETECT_EVERY_FRAME = "detect every frame"
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
             )
             for name in dict.fromkeys(args.trackers or ("csrt", "kcf", "mil"))
         }
-    except BackendError as exc:
+    except (BackendError, ModelError) as exc:  # a missing tracker model or extra: one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rows = run_benchmark(

@@ -9,7 +9,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np
 import pytest
 
-from drivers.sim.catalog import USER_NAME, load_catalog
+from drivers.sim.catalog import USER_NAME, CatalogError, load_catalog
 from drivers.sim.scene import CAMERAS, SceneError, SceneSpec, build_scene, plan_scene
 
 CATALOG = load_catalog()
@@ -51,7 +51,7 @@ def test_plan_is_deterministic_per_seed_and_varies_across_seeds() -> None:
 def test_user_can_be_left_out_and_unknown_objects_fail() -> None:
     layout = plan_scene(SceneSpec(seed=0, objects=["sponge"], include_user=False), CATALOG)
     assert USER_NAME not in layout.names
-    with pytest.raises(KeyError, match="no object 'unicorn'"):
+    with pytest.raises(CatalogError, match="no object 'unicorn'"):
         plan_scene(SceneSpec(objects=["unicorn"]), CATALOG)
     with pytest.raises(SceneError):
         SceneSpec(setting="underwater")  # type: ignore[arg-type]

@@ -39,12 +39,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tests.test_vision_tracking import _export
 
     folder = tmp_path_factory.mktemp("vision_config")
+    torch.manual_seed(0)  # the random detector must find both objects: fixed weights
     bert = save_tiny_bert(folder / "bert")
     dino_config = folder / "small_cfg.py"
     dino_config.write_text(SMALL_CONFIG)
     args = SLConfig.fromfile(str(dino_config))
     args.text_encoder_type, args.device = str(bert), "cpu"
-    torch.manual_seed(0)
     torch.save({"model": build_model(args).state_dict()}, folder / "dino.pth")
     torch.save(build_sam("vit_t", None).state_dict(), folder / "mobile_sam.pt")
     return {

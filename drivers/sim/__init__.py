@@ -36,6 +36,7 @@ from drivers.sim.scene import (
     build_scene,
     plan_scene,
 )
+from drivers.sim.state import SceneState
 from drivers.sim.success import SimJudge, Verdict
 from drivers.sim.world import RealtimeStats, World, WorldClosedError
 
@@ -50,6 +51,7 @@ __all__ = [
     "SceneError",
     "SceneLayout",
     "SceneSpec",
+    "SceneState",
     "ScriptedExpert",
     "SimCamera",
     "SimJudge",

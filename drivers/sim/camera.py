@@ -12,7 +12,7 @@ import time
 
 from drivers.base import CameraError, Frame
 from drivers.sim.render import ViewRenderer
-from drivers.sim.world import World
+from drivers.sim.state import SceneState
 
 _OPEN_TIMEOUT = 30.0
 
@@ -22,7 +22,7 @@ class SimCamera:
 
     def __init__(
         self,
-        world: World,
+        world: SceneState,
         name: str,
         *,
         width: int | None = None,

@@ -141,13 +141,13 @@ class Catalog:
         return len(self.objects)
 
     def get(self, name: str) -> ObjectSpec:
-        """The entry called `name` (the user figure included); KeyError lists close names."""
+        """The entry called `name` (the user figure included); CatalogError lists known names."""
         if name == USER_NAME:
             return USER
         try:
             return self.objects[name]
         except KeyError:
-            raise KeyError(
+            raise CatalogError(
                 f"no object {name!r} in {self.source}; known: {', '.join(sorted(self.objects))}"
             ) from None
 

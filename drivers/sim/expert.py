@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from drivers.sim.world import World
+from drivers.sim.state import SceneState
 
 PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "open", "retreat", "done")
 HOVER = 0.10  # above the grasp point before descending
@@ -55,7 +55,7 @@ class ScriptedExpert:
 
     name = "expert"
 
-    def __init__(self, world: World, max_step: float = 0.01, max_retries: int = 2) -> None:
+    def __init__(self, world: SceneState, max_step: float = 0.01, max_retries: int = 2) -> None:
         self.world = world
         self.max_step = max_step
         self.max_retries = max_retries

@@ -15,15 +15,18 @@ import mujoco
 import numpy as np
 
 from drivers.base import Frame
-from drivers.sim.world import World
+from drivers.sim.state import SceneState
 
 
 class ViewRenderer:
-    """Renders one named camera of `world` at a fixed size; not thread-safe, reuse it."""
+    """Renders one named camera of `world` at a fixed size; not thread-safe, reuse it.
+
+    `world` is any `SceneState`: our `World` or franky-sim's physics seen through the bridge.
+    """
 
     def __init__(
         self,
-        world: World,
+        world: SceneState,
         camera: str,
         width: int,
         height: int,

@@ -212,10 +212,7 @@ def build_scene(spec: SceneSpec, catalog: Catalog | None = None) -> BuiltScene:
     layout = plan_scene(spec, catalog)
     mj = _robot_spec()
     _configure(mj)
-    _add_environment(mj, layout.background)
-    _add_cameras(mj)
-    for placement in layout.placements:
-        _add_object(mj, placement)
+    add_props(mj, layout)
     if spec.robot_meshes == "collision":
         _show_collision_meshes(mj)
     try:
@@ -224,6 +221,31 @@ def build_scene(spec: SceneSpec, catalog: Catalog | None = None) -> BuiltScene:
         raise SceneError(f"scene failed to compile: {exc}") from exc
     specs = {p.name: p.spec for p in layout.placements}
     return BuiltScene(model=model, layout=layout, spec=spec, catalog=catalog, object_specs=specs)
+
+
+def add_props(mj: mujoco.MjSpec, layout: SceneLayout) -> None:
+    """Everything but the arm: table, walls, lights, the two cameras and the layout's objects."""
+    _add_environment(mj, layout.background)
+    _add_cameras(mj)
+    for placement in layout.placements:
+        _add_object(mj, placement)
+
+
+def props_xml(layout: SceneLayout) -> str:
+    """The scene without the arm as MJCF text, for simulators that build their own model.
+
+    franky-sim compiles its scene from an XML tree it owns (the arm under its own names); the
+    world's table, objects, user figure and cameras join it as this text, so both simulators show
+    the same scene from one builder.
+    """
+    mj = mujoco.MjSpec()
+    _configure(mj)
+    add_props(mj, layout)
+    try:
+        mj.compile()
+    except ValueError as exc:  # MuJoCo reports compile problems as ValueError
+        raise SceneError(f"scene failed to compile: {exc}") from exc
+    return mj.to_xml()
 
 
 # ---------------------------------------------------------------------------- robot and options

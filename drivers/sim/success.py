@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from drivers.sim.world import World
+from drivers.sim.state import SceneState
 
 NEAR_DISTANCE = 0.0508  # 2 inches
 REST_SPEED = 0.02  # m/s
@@ -46,7 +46,7 @@ class SimJudge:
     """Judges tasks (objects with `pick`, `place`, `skill`) against the world's privileged state."""
 
     def __init__(
-        self, world: World, near_distance: float = NEAR_DISTANCE, rest_speed: float = REST_SPEED
+        self, world: SceneState, near_distance: float = NEAR_DISTANCE, rest_speed: float = REST_SPEED
     ) -> None:
         self.world = world
         self.near_distance = near_distance

@@ -16,6 +16,7 @@ emits opset 18 with external `.onnx.data` files (FINDINGS), which is harder to c
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.encoder:
             written.append(export_encoder(sam, args.out / f"sam_{args.variant}_encoder.onnx"))
     except ModelError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     for path in written:
         print(path)
