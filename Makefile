@@ -18,7 +18,7 @@ run: setup
 	$(PY) -m agent run "$(REQUEST)"
 
 test: setup lint
-	$(PY) -m pytest
+	AGENT_REQUIRE_ALL_TESTS=1 $(PY) -m pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .

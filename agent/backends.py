@@ -14,9 +14,9 @@ from typing import Any
 
 import structlog
 
-from agent.config import Config
+from agent.config import CameraDeviceSection, Config
 from agent.loops.supervise import Judge
-from drivers.base import Camera, Robot
+from drivers.base import Camera, DriverError, Robot
 from models.detection.base import Detector
 from models.perception import PerceptionPipeline
 from models.policy.base import Policy
@@ -46,9 +46,19 @@ class Parts:
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def open(self) -> None:
-        for camera in self.cameras.values():
-            camera.open()
-        self.robot.open()
+        """Open the cameras, then the robot; a device that fails is named in one line.
+
+        The caller closes what was opened (the runtime pushes `close` before calling this).
+        """
+        what = "robot"
+        try:
+            for name, camera in self.cameras.items():
+                what = f"camera {name!r}"
+                camera.open()
+            what = "robot"
+            self.robot.open()
+        except DriverError as exc:
+            raise BackendError(f"cannot open the {what}: {exc}") from None
 
     def close(self) -> None:
         """Close every device, newest first, logging (not raising) individual failures."""
@@ -213,6 +223,21 @@ def build_perception(config: Config) -> tuple[Detector, TrackerFactory, Segmente
         raise BackendError(str(exc)) from None
 
 
+def build_tpm_policy(config: Config) -> Policy:
+    """The exported TPM policy in ONNX Runtime ([policy] section); one line if it cannot load."""
+    from models.tpm.onnx_policy import OnnxTPMPolicy
+
+    p = config.policy
+    try:
+        policy = OnnxTPMPolicy(
+            p.onnx, providers=p.providers, cache_dir=p.engine_cache_dir, threads=p.threads
+        )
+    except ModelError as exc:
+        raise BackendError(str(exc)) from None
+    log.info("tpm policy loaded", path=str(p.onnx), provider=policy.provider)
+    return policy
+
+
 def _pipeline_factory(config: Config) -> Callable[[], PerceptionPipeline]:
     detector, tracker, segmenter = build_perception(config)
 
@@ -231,7 +256,11 @@ def _pipeline_factory(config: Config) -> Callable[[], PerceptionPipeline]:
 
 def build_parts(config: Config) -> Parts:
     """Build (but do not open) the devices and models a config names. Blocking: call in a thread."""
-    builders: dict[str, Callable[[Config], Parts]] = {"sim": _build_sim}
+    builders: dict[str, Callable[[Config], Parts]] = {
+        "sim": _build_sim,
+        "franka_sim": _build_franka_sim,
+        "hardware": _build_hardware,
+    }
     return builders[config.cameras.backend](config)
 
 
@@ -240,21 +269,11 @@ def _descriptions(world: Any) -> dict[str, str]:
     return {name: world.object_spec(name).description for name in world.object_names()}
 
 
-def _build_sim(config: Config) -> Parts:
-    _require("mujoco", "sim")
-    from drivers.sim import (
-        CatalogError,
-        SceneError,
-        SceneSpec,
-        ScriptedExpert,
-        SimCamera,
-        SimJudge,
-        SimRobot,
-        World,
-    )
+def _scene_spec(config: Config) -> Any:
+    from drivers.sim import SceneSpec
 
     sim = config.sim
-    spec = SceneSpec(
+    return SceneSpec(
         seed=sim.seed,
         objects=list(sim.objects),
         split=sim.split,
@@ -265,18 +284,27 @@ def _build_sim(config: Config) -> Parts:
         image_height=sim.image_height,
         camera_fps=sim.camera_fps,
     )
-    try:
-        world = World.build(spec)
-    except (CatalogError, SceneError) as exc:
-        raise BackendError(str(exc)) from None
-    closers: list[Callable[[], None]] = [world.close]
+
+
+def _world_parts(
+    config: Config, world: Any, robot: Robot, closers: list[Callable[[], None]]
+) -> Parts:
+    """Cameras, expert and judge over a simulated world (ours or franky-sim's), around `robot`.
+
+    On failure the world is closed here, since the caller never gets the Parts that would.
+    """
+    from drivers.sim import ScriptedExpert, SimCamera, SimJudge
+
     try:
         cameras: dict[str, Camera] = {
-            name: SimCamera(world, name, depth=sim.depth) for name in config.cameras.views
+            name: SimCamera(world, name, depth=config.sim.depth) for name in config.cameras.views
         }
-        robot = SimRobot(world, max_step=sim.max_step_m)
-        policies: dict[str, Callable[[], Policy]] = {"expert": lambda: ScriptedExpert(world)}
-        parts = Parts(
+        policies: dict[str, Callable[[], Policy]] = {
+            "expert": lambda: ScriptedExpert(world),
+            "tpm": lambda: build_tpm_policy(config),
+            "none": lambda: _no_policy(config),
+        }
+        return Parts(
             cameras=cameras,
             robot=robot,
             reasoner=_reasoner(config, _descriptions(world)),
@@ -287,7 +315,144 @@ def _build_sim(config: Config) -> Parts:
             closers=closers,
         )
     except BaseException:
-        with contextlib.suppress(Exception):
-            world.close()
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                close()
         raise
-    return parts  # SimRobot.open() starts the realtime physics thread
+
+
+def _build_sim(config: Config) -> Parts:
+    _require("mujoco", "sim")
+    from drivers.sim import CatalogError, SceneError, SimRobot, World
+
+    try:
+        world = World.build(_scene_spec(config))
+    except (CatalogError, SceneError) as exc:
+        raise BackendError(str(exc)) from None
+    # SimRobot.open() starts the realtime physics thread
+    robot = SimRobot(world, max_step=config.sim.max_step_m)
+    return _world_parts(config, world, robot, [world.close])
+
+
+def _build_franka_sim(config: Config) -> Parts:
+    """The sim world's scene inside franky-sim, driven by the real Franka driver over loopback.
+
+    The simulator's physics starts here rather than in `Parts.open`: like a real arm's
+    controller, it must already run when the driver connects.
+    """
+    _require("mujoco", "sim")
+    _require("franky_sim", "sim")
+    _require("franky", "real")
+    from drivers.franka import FrankaRobot
+    from drivers.sim import CatalogError, SceneError
+    from drivers.sim.franky_bridge import FrankySimWorld
+
+    try:
+        world = FrankySimWorld(_scene_spec(config), host=config.franka.host)
+    except (CatalogError, SceneError, DriverError) as exc:
+        raise BackendError(str(exc)) from None
+    world.start()
+    return _world_parts(config, world, FrankaRobot(config.franka.driver_config()), [world.close])
+
+
+def _build_hardware(config: Config) -> Parts:
+    """A real arm and real cameras; no simulator, so no judge and no scripted expert.
+
+    Devices are checked first (a missing camera is the first thing a lab meets), then the
+    policy, then the perception models (which may take seconds to load).
+    """
+    cameras = {view: build_camera(view, config.cameras.devices[view])
+               for view in config.cameras.views}
+    robot = build_robot(config)
+    policies: dict[str, Callable[[], Policy]] = {
+        "tpm": lambda: build_tpm_policy(config),
+        "none": lambda: _no_policy(config),
+    }
+    policy = policies[config.models.policy]()
+    table = config.table
+    descriptions = {name: table.descriptions.get(name, "") for name in table.objects}
+    return Parts(
+        cameras=cameras,
+        robot=robot,
+        reasoner=_reasoner(config, descriptions),
+        new_pipeline=_pipeline_factory(config),
+        policy=policy,
+        judge=None,  # success on a real table is judged by people, not by the runtime
+        scene_objects=lambda: list(table.objects),
+    )
+
+
+def _no_policy(config: Config) -> Policy:
+    raise BackendError(
+        "models.policy is 'none': no learned policy backend exists yet (issue 4), and the "
+        "scripted expert needs simulator truth; set models.policy once a trained policy is "
+        "available"
+    )
+
+
+def build_robot(config: Config) -> Robot:
+    """The configured Franka driver (not yet connected)."""
+    from drivers.franka import FrankaRobot, PandaPyRobot
+
+    drivers: dict[str, tuple[Callable[[Any], Robot], str, str]] = {
+        "franka": (FrankaRobot, "franky", "real"),
+        "panda_py": (PandaPyRobot, "panda_py", "real"),
+    }
+    make, module, extra = drivers[config.robot.backend]
+    _require(module, extra)
+    return make(config.franka.driver_config())
+
+
+def build_camera(view: str, device: CameraDeviceSection) -> Camera:
+    """One configured camera, after checking that it is connected (one line naming it if not)."""
+    from drivers.capture import CaptureConfig, Intrinsics
+
+    capture = CaptureConfig(
+        max_age=device.max_age_s,
+        stall_timeout=device.stall_timeout_s,
+        max_resets=device.max_resets,
+        open_timeout=device.open_timeout_s,
+    )
+    i = device.intrinsics
+    intrinsics = None if i is None else Intrinsics(
+        width=i.width, height=i.height, fx=i.fx, fy=i.fy, cx=i.cx, cy=i.cy,
+        distortion=tuple(i.distortion),
+    )
+    makers: dict[str, Callable[[], tuple[Camera, Callable[[], list[dict[str, str]]], str]]] = {
+        "realsense": lambda: _realsense(view, device, capture, intrinsics),
+        "azure_kinect": lambda: _azure_kinect(view, device, capture, intrinsics),
+    }
+    try:
+        camera, list_devices, kind = makers[device.driver]()
+        found = list_devices()
+    except DriverError as exc:  # the SDK is missing: its message names the extra
+        raise BackendError(f"camera {view!r}: {exc}") from None
+    serials = [d["serial"] for d in found]
+    if not serials or (device.serial is not None and device.serial not in serials):
+        which = f"with serial {device.serial}" if device.serial else "at all"
+        raise BackendError(
+            f"camera {view!r}: no {kind} {which} is connected (found: "
+            f"{', '.join(serials) or 'none'}); check the cable or cameras.devices.{view}.serial "
+            "(python -m agent doctor lists connected cameras)"
+        )
+    return camera
+
+
+def _realsense(view: str, device: CameraDeviceSection, capture: Any, intrinsics: Any) -> Any:
+    from drivers.realsense import RealSenseCamera, RealSenseConfig, list_devices
+
+    config = RealSenseConfig(
+        name=view, serial=device.serial, width=device.width, height=device.height,
+        fps=device.fps, depth=device.depth, intrinsics=intrinsics, capture=capture,
+    )
+    return RealSenseCamera(config), list_devices, "RealSense"
+
+
+def _azure_kinect(view: str, device: CameraDeviceSection, capture: Any, intrinsics: Any) -> Any:
+    from drivers.azure_kinect import AzureKinectCamera, AzureKinectConfig, list_devices
+
+    config = AzureKinectConfig(
+        name=view, serial=device.serial, resolution=device.height, fps=device.fps,
+        depth=device.depth, intrinsics=intrinsics, capture=capture,
+    )
+    return AzureKinectCamera(config), list_devices, "Azure Kinect"

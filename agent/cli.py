@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(serve)
 
+    _add_tpm_verbs(verbs)
+
     bench = verbs.add_parser("bench", help="benchmarks: print a table, optionally write JSON")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     reasoning = benches.add_parser(
@@ -75,7 +77,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tracking_arguments(tracking)
     _add_config_args(tracking)
+    modules = benches.add_parser(
+        "modules", help="latency per module (the paper's Table IV) beside the paper's numbers"
+    )
+    from benchmarks.modules import add_arguments as add_modules_arguments
+
+    add_modules_arguments(modules)
+    _add_config_args(modules)
+    loop = benches.add_parser(
+        "loop", help="the whole control loop: pipelined runtime vs a plain sequential loop"
+    )
+    from benchmarks.loop import add_arguments as add_loop_arguments
+
+    add_loop_arguments(loop)
+    _add_config_args(loop)
     return parser
+
+
+def _add_tpm_verbs(verbs: Any) -> None:
+    """collect -> train -> export -> eval: the TPM policy's life cycle (README, "The policy")."""
+    from agent.dataset import add_collect_arguments
+    from models.tpm.cli_args import add_export_arguments, add_train_arguments
+
+    collect = verbs.add_parser("collect", help="record scripted-expert demonstrations in sim")
+    add_collect_arguments(collect)
+    _add_config_args(collect)
+    train = verbs.add_parser("train", help="behaviour-clone the TPM policy on demonstrations")
+    add_train_arguments(train)
+    export = verbs.add_parser("export", help="TPM checkpoint -> ONNX, checked against PyTorch")
+    add_export_arguments(export)
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agent.doctor import run_doctor
 
             return run_doctor(as_json=args.json, config=_load(args))
+        if args.verb in ("train", "export"):
+            return _tpm_verb(args)
         _setup_logging(args)
         config = _load(args)
         if args.verb == "config":
@@ -120,6 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, config)
         if args.verb == "bench":
             return _bench(args, config)
+        if args.verb == "collect":
+            from agent.dataset import run_collect
+
+            return run_collect(args, config)
+
         return _run(args, config)
     except (ConfigError, RequestError, BackendError) as exc:
         _fail(str(exc))
@@ -137,10 +174,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _bench(args: argparse.Namespace, config: Any) -> int:
     """`bench SUB`: one entry per benchmark (each module prints its table and last line)."""
-    from benchmarks import reasoning, tracking_iou
+    from benchmarks import loop, modules, reasoning, tracking_iou
 
-    runners = {"reasoning": reasoning.run, "tracking": tracking_iou.run}
+    os.environ.setdefault("MUJOCO_GL", "egl")  # the modules and loop benchmarks render the sim
+    runners = {
+        "reasoning": reasoning.run,
+        "tracking": tracking_iou.run,
+        "modules": modules.run,
+        "loop": loop.run,
+    }
     return runners[args.bench](args, config)
+
+
+def _tpm_verb(args: argparse.Namespace) -> int:
+    """train / export: one-line errors for a missing extra, dataset or checkpoint."""
+    try:
+        if args.verb == "train":
+            from models.tpm.train import run_train
+
+            return run_train(args)
+        from models.tpm.export import run_export
+
+        return run_export(args)
+    except ImportError as exc:
+        _fail(f"{exc.name} is not installed; install the extra: pip install 'tpm-agent[tpm]'")
+    except (ValueError, FileNotFoundError) as exc:  # DatasetError and bad settings included
+        _fail(str(exc))
+    return EXIT_USAGE
 
 
 def _fail(message: str) -> None:

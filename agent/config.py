@@ -8,13 +8,23 @@ Every error is a ConfigError whose message names the bad key and the allowed val
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from drivers.franka.config import FrankaConfig, GripperConfig
 
 
 class ConfigError(ValueError):
@@ -60,13 +70,189 @@ class SimSection(_Section):
     max_step_m: float = Field(0.02, gt=0, le=0.1, description="Largest move per command.")
 
 
+Vec3 = tuple[float, float, float]
+Quaternion = tuple[float, float, float, float]
+# RealSense serials are 12 digits, Azure Kinect serials 12 digits too ("000123456789"); allow
+# letters and a little slack so that other models fit, but catch a pasted host or a typo.
+SERIAL_PATTERN = r"^[0-9A-Za-z]{6,20}$"
+KINECT_HEIGHTS = (720, 1080, 1440, 1536, 2160, 3072)
+
+
+def _is_host(host: str) -> bool:
+    """An IPv4/IPv6 address or a DNS-style host name."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        labels = host.split(".")
+        return bool(host) and len(host) <= 253 and all(
+            label and len(label) <= 63 and label.replace("-", "").isalnum()
+            and not label.startswith("-") for label in labels
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class IntrinsicsSection(_Section):
+    """Pinhole intrinsics of the colour image; omit to read them from the device."""
+
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    fx: float = Field(gt=0)
+    fy: float = Field(gt=0)
+    cx: float = Field(gt=0)
+    cy: float = Field(gt=0)
+    distortion: list[float] = Field(default_factory=list, max_length=14)
+
+
+class PoseSection(_Section):
+    """Where a camera stands in the robot base frame: the policy is trained for fixed viewpoints."""
+
+    position: Vec3 = Field(description="metres, robot base frame")
+    quaternion: Quaternion = Field(description="x, y, z, w; camera looks along its +z (OpenCV)")
+
+    @model_validator(mode="after")
+    def _unit(self) -> PoseSection:
+        norm = sum(v * v for v in self.quaternion) ** 0.5
+        if abs(norm - 1.0) > 1e-3:
+            raise ValueError(f"quaternion must have unit length, got norm {norm:.4f}")
+        return self
+
+
+class CameraDeviceSection(_Section):
+    """One physical camera providing one view (cameras.backend = "hardware")."""
+
+    driver: Literal["realsense", "azure_kinect"]
+    serial: str | None = Field(
+        None, pattern=SERIAL_PATTERN, description="None: the only connected camera of its kind."
+    )
+    width: int = Field(640, ge=32, le=4096, description="azure_kinect: derived from height.")
+    height: int = Field(480, ge=32, le=3072, description="azure_kinect: 720, 1080, ... 3072.")
+    fps: int = Field(30, gt=0, le=90)
+    depth: bool = Field(False, description="Also stream depth aligned to the colour image.")
+    max_age_s: float = Field(0.2, gt=0, description="read() refuses a newest frame this old.")
+    stall_timeout_s: float = Field(2.0, gt=0, description="No frame this long: reset the camera.")
+    max_resets: int = Field(3, ge=0, description="Resets without a frame before it is a fault.")
+    open_timeout_s: float = Field(10.0, gt=0, description="Wait for the first frame.")
+    intrinsics: IntrinsicsSection | None = None
+    pose: PoseSection | None = Field(None, description="Required on hardware (fixed viewpoints).")
+
+    @model_validator(mode="after")
+    def _modes(self) -> CameraDeviceSection:
+        if self.driver == "azure_kinect":
+            if self.height not in KINECT_HEIGHTS:
+                raise ValueError(f"azure_kinect height must be one of {list(KINECT_HEIGHTS)}")
+            if self.fps not in (5, 15, 30):
+                raise ValueError("azure_kinect fps must be 5, 15 or 30")
+        if self.intrinsics is not None and (
+            (self.intrinsics.width, self.intrinsics.height) != self.image_size
+        ):
+            raise ValueError(
+                f"intrinsics are for {self.intrinsics.width}x{self.intrinsics.height}, the stream "
+                f"is {self.image_size[0]}x{self.image_size[1]}"
+            )
+        return self
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the colour stream; the Kinect's width follows from its mode."""
+        if self.driver == "azure_kinect":
+            h = self.height
+            return (h * 4 // 3 if h in (1536, 3072) else h * 16 // 9), h
+        return self.width, self.height
+
+
 class CamerasSection(_Section):
-    backend: Literal["sim"] = "sim"
+    backend: Literal["sim", "franka_sim", "hardware"] = Field(
+        "sim",
+        description="sim: our MuJoCo world; franka_sim: the same scene inside franky-sim; "
+        "hardware: one camera per view from [cameras.devices.<view>].",
+    )
     views: list[str] = Field(default_factory=lambda: ["front", "side"], min_length=1)
+    devices: dict[str, CameraDeviceSection] = Field(
+        default_factory=dict, description="hardware: view name -> camera."
+    )
 
 
 class RobotSection(_Section):
-    backend: Literal["sim"] = "sim"
+    backend: Literal["sim", "franka", "panda_py"] = Field(
+        "sim",
+        description="sim: our MuJoCo controller; franka: franky-control (FR3, libfranka >= 0.10, "
+        "franky-sim); panda_py: panda-python (Panda arms before libfranka 0.10).",
+    )
+
+
+class GripperSection(_Section):
+    """The Franka Hand; mirrors drivers.franka.GripperConfig (its checks apply)."""
+
+    enabled: bool = True
+    speed: float = Field(0.1, description="m/s, finger speed for open and grasp.")
+    force: float = Field(20.0, description="N, grasp force.")
+    grasp_width: float = Field(0.0, description="m, commanded width of a grasp.")
+    epsilon_inner: float = Field(0.005, description="m, tolerated width below grasp_width.")
+    epsilon_outer: float = Field(0.08, description="m, tolerated width above grasp_width.")
+    open_width: float | None = Field(None, description="m; None: the hand's maximum width.")
+    home_on_open: bool = Field(True, description="Calibrate the fingers when the driver opens.")
+
+
+class FrankaSection(_Section):
+    """One Franka arm (robot.backend franka / panda_py); mirrors drivers.franka.FrankaConfig."""
+
+    host: str = Field("172.16.0.2", description="The arm's FCI address (Desk's network).")
+    workspace_low: Vec3 = (0.25, -0.40, 0.02)
+    workspace_high: Vec3 = (0.80, 0.40, 0.70)
+    max_step: float = Field(0.02, description="m per command; longer steps are shortened.")
+    max_lead: float = Field(0.05, description="m the target may run ahead of the hand.")
+    max_velocity: float = Field(0.25, description="m/s cap on the hand's translation speed.")
+    dynamics_factor: float = Field(0.2, description="Scales velocity/acceleration/jerk limits.")
+    realtime: Literal["ignore", "enforce"] = Field(
+        "enforce", description="enforce on the lab PC (PREEMPT_RT kernel); ignore elsewhere."
+    )
+    torque_threshold: float = Field(20.0, description="Nm external torque before a reflex.")
+    force_threshold: float = Field(30.0, description="N external force before a reflex.")
+    orientation: Quaternion | None = Field(
+        None, description="Fixed hand orientation (x, y, z, w); None keeps the one at start."
+    )
+    home_joints: tuple[float, float, float, float, float, float, float] = (
+        0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785,
+    )
+    connect_timeout_s: float = Field(10.0, description="Give up connecting after this long.")
+    gripper: GripperSection = GripperSection()
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, host: str) -> str:
+        if not _is_host(host):
+            raise ValueError(f"{host!r} is not an IP address or host name")
+        return host
+
+    @model_validator(mode="after")
+    def _driver_checks(self) -> FrankaSection:
+        self.driver_config()  # the driver's own safety checks, reported as this section's error
+        return self
+
+    def driver_config(self) -> FrankaConfig:
+        """The driver's dataclass; raises ValueError for unsafe values (empty box, ...)."""
+        fields = self.model_dump(exclude={"gripper", "connect_timeout_s"})
+        return FrankaConfig(
+            **fields,
+            connect_timeout=self.connect_timeout_s,
+            gripper=GripperConfig(**self.gripper.model_dump()),
+        )
+
+
+class TableSection(_Section):
+    """What stands on a real table: the reasoner chooses among these (no simulator to ask)."""
+
+    objects: list[str] = Field(default_factory=list, description='Names, e.g. "sponge", "user".')
+    descriptions: dict[str, str] = Field(
+        default_factory=dict, description="Shape and colour words per object, for the detector."
+    )
 
 
 class ModelsSection(_Section):
@@ -89,7 +275,12 @@ class ModelsSection(_Section):
         description="box: the filled box (ablation); sam / mobile_sam: see [sam] / [mobile_sam] "
         "(extra vision).",
     )
-    policy: Literal["expert"] = "expert"
+    policy: Literal["expert", "tpm", "none"] = Field(
+        "expert",
+        description="expert: the simulator's scripted expert (needs simulator truth); tpm: the "
+        "learned two-stream policy in ONNX Runtime, see [policy] (extra tpm); none: no policy: "
+        "the config validates, building refuses.",
+    )
     detect_every_frame: bool = False
 
 
@@ -199,6 +390,24 @@ class OnnxTrackerSection(_Section):
     device: Device = "cpu"
 
 
+class PolicySection(_Section):
+    """The learned TPM policy (models.policy = "tpm"): an exported ONNX file and how to run it."""
+
+    onnx: Path = Field(
+        Path("policies/tpm_cpu.onnx"),
+        description="Exported policy (python -m agent export); the shipped one by default.",
+    )
+    providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(
+        default_factory=lambda: ["tensorrt", "cuda", "cpu"],
+        min_length=1,
+        description="ONNX Runtime providers, tried in order (GPU ones only where a GPU exists).",
+    )
+    engine_cache_dir: Path | None = Field(
+        None, description="TensorRT engine cache (None: .ort_cache beside the ONNX file)."
+    )
+    threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads.")
+
+
 class OutputSection(_Section):
     runs_dir: Path = Path("runs")
     video: bool = True
@@ -212,24 +421,79 @@ class Config(_Section):
     sim: SimSection = SimSection()
     cameras: CamerasSection = CamerasSection()
     robot: RobotSection = RobotSection()
+    franka: FrankaSection = FrankaSection()
+    table: TableSection = TableSection()
     models: ModelsSection = ModelsSection()
     reasoning: ReasoningSection = ReasoningSection()
     grounding_dino: GroundingDinoSection = GroundingDinoSection()
     sam: SamSection = SamSection()
     mobile_sam: MobileSamSection = MobileSamSection()
     onnx_tracker: OnnxTrackerSection = OnnxTrackerSection()
+    policy: PolicySection = PolicySection()
     output: OutputSection = OutputSection()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
-        if (self.models.detector == "ground_truth" or self.models.policy == "expert") and (
-            self.cameras.backend != "sim"
-        ):
+        """Backends that only make sense together; the first problem, as one line."""
+        cams, robot = self.cameras.backend, self.robot.backend
+        if (cams == "sim") != (robot == "sim"):
             raise ValueError(
-                "models.detector 'ground_truth' and models.policy 'expert' "
-                "need cameras.backend 'sim'"
+                f"cameras.backend {cams!r} and robot.backend {robot!r} do not fit: the simulated "
+                "arm lives in the simulated world, so both are 'sim' or neither is"
             )
+        if cams == "franka_sim":
+            if robot != "franka":
+                raise ValueError(
+                    "cameras.backend 'franka_sim' needs robot.backend 'franka' (panda-python's "
+                    "libfranka 0.9.2 cannot talk to franky-sim)"
+                )
+            if not _is_loopback(self.franka.host):
+                raise ValueError(
+                    f"cameras.backend 'franka_sim' serves the arm on a loopback address; "
+                    f"franka.host is {self.franka.host!r} (use e.g. 127.0.0.1)"
+                )
+        if cams == "hardware":
+            _check_hardware(self)
+        truth = cams in ("sim", "franka_sim")
+        needs_truth = (
+            ("models.detector", self.models.detector, "ground_truth", "'grounding_dino'"),
+            ("models.segmenter", self.models.segmenter, "ground_truth", "'sam', 'mobile_sam' "
+             "or 'grabcut'"),
+            ("models.policy", self.models.policy, "expert", "the learned policy 'tpm'"),
+        )
+        for key, value, simulated, instead in needs_truth:
+            if value == simulated and not truth:
+                raise ValueError(
+                    f"{key} {value!r} needs simulator truth (cameras.backend 'sim' or "
+                    f"'franka_sim'); on hardware use {instead}"
+                )
         return self
+
+
+def _check_hardware(config: Config) -> None:
+    cams = config.cameras
+    for view in cams.views:
+        device = cams.devices.get(view)
+        if device is None:
+            raise ValueError(
+                f"cameras.devices has no entry for view {view!r} (add [cameras.devices.{view}])"
+            )
+        if device.pose is None:
+            raise ValueError(
+                f"cameras.devices.{view}.pose is required on hardware: the policy is trained "
+                "for fixed viewpoints"
+            )
+    unused = sorted(set(cams.devices) - set(cams.views))
+    if unused:
+        raise ValueError(f"cameras.devices.{unused[0]} is not in cameras.views {cams.views}")
+    serials = [d.serial for d in cams.devices.values() if d.serial]
+    if len(serials) != len(set(serials)):
+        raise ValueError("two cameras.devices entries have the same serial")
+    if not config.table.objects:
+        raise ValueError(
+            "table.objects is empty: on hardware, list what stands on the table "
+            '(e.g. ["sponge", "milk carton", "user"])'
+        )
 
 
 def profiles() -> list[str]:

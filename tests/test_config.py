@@ -49,7 +49,7 @@ def test_mapping_source():
 @pytest.mark.parametrize(
     ("source", "overrides", "expected"),
     [
-        ("nope", [], "unknown profile 'nope'; allowed: sim"),
+        ("nope", [], "unknown profile 'nope'; allowed: franka-sim, real, sim"),
         (
             "sim",
             ["models.tracker=foo"],
@@ -61,7 +61,11 @@ def test_mapping_source():
             "unknown config key 'runtime.bogus'; allowed here: control_hz",
         ),
         ("sim", ["runtime.control_hz=0"], "runtime.control_hz: Input should be greater than 0"),
-        ("sim", ["models.policy=tpm"], "models.policy: 'tpm' is not allowed; allowed: 'expert'"),
+        (
+            "sim",
+            ["models.policy=tpm"],
+            "models.policy: 'tpm' is not allowed; allowed: 'expert' or 'none'",
+        ),
             ("sim", ["runtime.when_busy=wait"], "runtime.when_busy: 'wait' is not allowed"),
         ("sim", ["nonsense"], "override 'nonsense' is not KEY=VALUE"),
         ("sim", ["sim.setting=outdoor"], "sim.setting: 'outdoor' is not allowed"),

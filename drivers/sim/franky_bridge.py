@@ -1,4 +1,4 @@
-"""`FrankySimWorld`: the simulated world's scene inside franky-sim, served over the libfranka protocol.
+"""`FrankySimWorld`: the sim world's scene inside franky-sim, served over the libfranka protocol.
 
 The `franka-sim` profile runs the whole pipeline with the real Franka driver (`FrankaRobot`, i.e.
 franky-control's libfranka) against franky-sim instead of our own MuJoCo controller. For that, the
@@ -47,6 +47,7 @@ from drivers.sim.state import SceneState
 log = logging.getLogger(__name__)
 
 PREFIX = "robot0_"  # franky-sim's name prefix for its first (only) robot
+HAND_OPEN = 0.08  # m, the Franka Hand's full opening
 TICK_S = 0.001  # franky-sim's physics step and libfranka's control period
 LATCH_EVERY = 10  # ticks between grasp bookkeeping (100 Hz, as in World)
 _MAX_LAG = 0.1  # s behind wall-clock before the loop gives up catching up
@@ -76,7 +77,9 @@ class FrankySimWorld(SceneState):
         self.host = host
         self._sim: Any = MujocoSimulator(enable_visualization=False)
         self._sim.init()
-        self._sim.add_robot(initial_q=tuple(initial_joints))
+        # The hand starts open, as a real hand after homing (franky-sim's homing returns the
+        # fingers to their start width, and its default start is half open: 4 cm).
+        self._sim.add_robot(initial_q=tuple(initial_joints), initial_hand_width=HAND_OPEN)
         _merge_props(self._sim.scene, self._sim.worldbody, ET.fromstring(props_xml(layout)))
         self._server: Any = SimulationServer(self._sim, hostname_candidates=[host])
         try:
@@ -95,10 +98,6 @@ class FrankySimWorld(SceneState):
         self._thread: threading.Thread | None = None
         self._closed = False
         self.realtime_factor = 0.0  # sim seconds per wall second, measured by the loop
-
-    @classmethod
-    def build(cls, spec: SceneSpec, *, host: str = "127.0.0.1") -> FrankySimWorld:
-        return cls(spec, host=host)
 
     def start(self) -> None:
         """Start the physics thread (idempotent); clients may connect from now on."""

@@ -46,7 +46,10 @@ class SimJudge:
     """Judges tasks (objects with `pick`, `place`, `skill`) against the world's privileged state."""
 
     def __init__(
-        self, world: SceneState, near_distance: float = NEAR_DISTANCE, rest_speed: float = REST_SPEED
+        self,
+        world: SceneState,
+        near_distance: float = NEAR_DISTANCE,
+        rest_speed: float = REST_SPEED,
     ) -> None:
         self.world = world
         self.near_distance = near_distance

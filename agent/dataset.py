@@ -1,0 +1,368 @@
+"""Demonstrations for the TPM policy: tasks drawn from the catalog, scripted-expert episodes
+recorded in lockstep simulation (no realtime thread), and the `collect` command.
+
+Tasks: like the paper's, each names an object to pick and a place target with a skill: near the
+user (a hand-over, the paper's most common case), inside a container or on a surface. The request
+text is a direct command the rule reasoner parses back into the same task, so evaluation can run
+the full runtime (reasoner included) and check that it got the intended task.
+
+Episodes: build the scene for a drawn task, render both views every control step (10 Hz), run the
+same perception pipeline as the runtime (detect on the first frame, track, segment) for the
+role-coded masks, read proprioception, ask the expert for its move, and step physics by one
+control period. Images are rendered at the runtime's camera size and reduced with the policy's own
+`prepare_views`, so the policy is trained on exactly what it will see. Only episodes the simulator
+judges successful are kept; failures are counted in the dataset and reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# drivers.sim imports mujoco, which reads MUJOCO_GL once: offscreen EGL unless the user chose
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from drivers.sim.catalog import USER_NAME, Catalog
+from models.perception import PerceptionPipeline
+from models.tpm.dataset import EpisodeStore
+from models.tpm.inputs import prepare_views
+from models.types import Skill, TaskSpec
+
+#: default draw weights per skill (hand-overs first, as in the paper's task list)
+SKILL_WEIGHTS: dict[Skill, float] = {
+    Skill.PLACE_NEAR: 0.5,
+    Skill.PLACE_INSIDE: 0.25,
+    Skill.PLACE_ON: 0.25,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """One episode to run: the scene seed, the objects it must contain and the task."""
+
+    seed: int
+    split: str
+    setting: str
+    pick: str
+    place: str
+    skill: Skill
+
+    @property
+    def objects(self) -> list[str]:
+        return [self.pick] if self.place == USER_NAME else [self.pick, self.place]
+
+    @property
+    def request(self) -> str:
+        if self.place == USER_NAME:
+            return f"give me the {self.pick}"
+        prep = {
+            Skill.PLACE_INSIDE: "in",
+            Skill.PLACE_ON: "on top of",
+            Skill.PLACE_NEAR: "next to",
+        }[self.skill]
+        return f"put the {self.pick} {prep} the {self.place}"
+
+    def task(self) -> TaskSpec:
+        return TaskSpec(request=self.request, skill=self.skill, pick=self.pick, place=self.place)
+
+    def info(self) -> dict[str, object]:
+        return {
+            "seed": self.seed,
+            "split": self.split,
+            "setting": self.setting,
+            "pick": self.pick,
+            "place": self.place,
+            "skill": self.skill.value,
+            "request": self.request,
+        }
+
+
+def draw_trial(
+    catalog: Catalog,
+    seed: int,
+    *,
+    split: str = "seen",
+    setting: str = "standard",
+    weights: dict[Skill, float] | None = None,
+) -> Trial:
+    """A task drawn from `seed` (the same seed also lays out the scene)."""
+    rng = np.random.default_rng([seed, 7])
+    objects = catalog.split(split)  # type: ignore[arg-type]
+    picks = [o.name for o in objects if o.pickable]
+    places = {
+        Skill.PLACE_INSIDE: [o.name for o in objects if o.container],
+        Skill.PLACE_ON: [o.name for o in objects if o.surface],
+    }
+    w = weights or SKILL_WEIGHTS
+    skills = [s for s in w if s == Skill.PLACE_NEAR or places.get(s)]
+    p = np.array([w[s] for s in skills], dtype=float)
+    skill = skills[int(rng.choice(len(skills), p=p / p.sum()))]
+    pick = picks[int(rng.integers(len(picks)))]
+    if skill == Skill.PLACE_NEAR:
+        place = USER_NAME
+    else:
+        options = places[skill]
+        place = options[int(rng.integers(len(options)))]
+    return Trial(seed, split, setting, pick, place, skill)
+
+
+# ------------------------------------------------------------------ episodes
+
+
+SETTLE_S = 1.0  # after the expert is done, let the object come to rest before judging
+
+
+@dataclass(frozen=True, slots=True)
+class CollectSettings:
+    """What to record and how the simulator runs (taken from the config's [sim] section)."""
+
+    episodes: int
+    seed: int = 0
+    split: str = "seen"
+    setting: str = "standard"
+    views: tuple[str, ...] = ("front", "side")
+    policy_size: int = 96
+    render_width: int = 224
+    render_height: int = 224
+    control_hz: float = 10.0
+    max_step_m: float = 0.02
+    max_steps: int = 400
+    catalog: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeResult:
+    trial: Trial
+    kept: bool
+    steps: int
+    reason: str
+    seconds: float
+
+
+def episode_seed(base: int, index: int) -> int:
+    """Demonstration scene seeds: disjoint from evaluation's (benchmarks.eval_tables)."""
+    return base * 100_000 + index
+
+
+def record_episode(
+    store: EpisodeStore,
+    trial: Trial,
+    settings: CollectSettings,
+    new_pipeline: Callable[[], PerceptionPipeline],
+) -> EpisodeResult:
+    """Run one expert episode and commit it to `store` if the simulator judges it a success."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from drivers.sim import SceneSpec, ScriptedExpert, SimJudge, SimRobot, ViewRenderer, World
+
+    t0 = time.monotonic()
+    spec = SceneSpec(
+        seed=trial.seed,
+        objects=trial.objects,
+        split=trial.split,  # type: ignore[arg-type]
+        setting=trial.setting,  # type: ignore[arg-type]
+        catalog=settings.catalog,
+        image_width=settings.render_width,
+        image_height=settings.render_height,
+    )
+    with World.build(spec) as world:
+        renderers = [
+            ViewRenderer(world, v, settings.render_width, settings.render_height, depth=False)
+            for v in settings.views
+        ]
+        try:
+            return _run(
+                store,
+                trial,
+                settings,
+                new_pipeline,
+                world,
+                renderers,
+                t0,
+                ScriptedExpert(world),
+                SimJudge(world),
+                SimRobot(world, max_step=settings.max_step_m, realtime=False),
+            )
+        finally:
+            for renderer in renderers:
+                renderer.close()
+
+
+def _run(
+    store: EpisodeStore,
+    trial: Trial,
+    settings: CollectSettings,
+    new_pipeline: Callable[[], PerceptionPipeline],
+    world: Any,
+    renderers: list[Any],
+    t0: float,
+    expert: Any,
+    judge: Any,
+    robot: Any,
+) -> EpisodeResult:
+    task = trial.task()
+    layout = world.layout
+    store.begin_episode(
+        {
+            **trial.info(),
+            "background": layout.background,
+            "distractors": layout.distractors,
+            "scene_objects": layout.names,
+        }
+    )
+    kept = False
+    steps = 0
+    try:
+        expert.reset(task)
+        pipeline = new_pipeline()
+        percept = pipeline.start(task, {r.camera: r.render() for r in renderers})
+        control_steps = max(1, round(1.0 / (settings.control_hz * world.model.opt.timestep)))
+        failed = False
+        for _ in range(settings.max_steps):
+            state = robot.state()
+            action = expert.act(None)
+            if action.done:
+                failed = bool(action.info.get("failed", 0.0))
+                break
+            rgb, mask = prepare_views(
+                percept.images, percept.masks, settings.views, settings.policy_size
+            )
+            proprio = np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32)
+            move = np.asarray(action.move, dtype=np.float32)
+            store.add_step(
+                rgb,
+                mask,
+                proprio,
+                [*move, float(action.gripper_closed)],
+                phase=int(action.info.get("phase", 0)),
+            )
+            steps += 1
+            robot.move(action.move, action.gripper_closed)
+            world.step(control_steps)
+            percept = pipeline.step({r.camera: r.render() for r in renderers})
+        else:
+            failed = True
+        world.step_seconds(SETTLE_S)
+        verdict = judge.verdict(task)
+        success = verdict.success and not failed
+        reason = verdict.reason if not failed else f"expert gave up ({verdict.reason})"
+        kept = store.end_episode(keep=success, success=success, reason=reason)
+    except BaseException:
+        # an exception (not a kill) mid-episode: say so in the dataset, keep nothing of it
+        store.abort_episode()
+        raise
+    return EpisodeResult(trial, kept, steps, reason, time.monotonic() - t0)
+
+
+def collect(
+    store: EpisodeStore,
+    settings: CollectSettings,
+    new_pipeline: Callable[[], PerceptionPipeline],
+    catalog: Any,
+) -> Iterator[EpisodeResult]:
+    """Record `settings.episodes` episodes, appending to `store`; yields each result.
+
+    Seeds continue after the episodes the store already holds (committed or discarded), so
+    re-running the same command appends new scenes instead of repeating old ones.
+    """
+    attrs = store.attrs
+    start = store.n_episodes + int(attrs.get("discarded", 0)) + int(attrs.get("incomplete", 0))
+    for i in range(settings.episodes):
+        seed = episode_seed(settings.seed, start + i)
+        trial = draw_trial(catalog, seed, split=settings.split, setting=settings.setting)
+        result = record_episode(store, trial, settings, new_pipeline)
+        if not result.kept:
+            store.bump("expert_failures")
+        yield result
+
+
+# ------------------------------------------------------------------ the `collect` command
+
+
+def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--episodes", type=int, required=True, help="episodes to record")
+    parser.add_argument(
+        "--out", type=Path, default=Path("data/demos.zarr"), help="dataset (created or appended)"
+    )
+    parser.add_argument("--split", choices=["seen", "unseen"], default="seen")
+    parser.add_argument(
+        "--setting", choices=["standard", "new_background", "more_distractors"], default="standard"
+    )
+    parser.add_argument("--preset", default="cpu", help="TPM preset whose input size to record")
+
+
+def run_collect(args: argparse.Namespace, config: Any) -> int:
+    """`python -m agent collect`: record, show progress (episodes / min, expert success rate)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agent.backends import BackendError, build_perception
+    from drivers.sim import load_catalog
+    from models.tpm.config import preset
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    if args.episodes < 1:
+        raise BackendError("--episodes must be at least 1")
+    try:
+        policy = preset(args.preset)
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
+    detector, tracker, segmenter = build_perception(config)
+
+    def new_pipeline() -> PerceptionPipeline:
+        return PerceptionPipeline(detector, tracker, segmenter)
+
+    settings = CollectSettings(
+        episodes=args.episodes,
+        seed=config.sim.seed,
+        split=args.split,
+        setting=args.setting,
+        views=tuple(config.cameras.views),
+        policy_size=policy.image_size,
+        render_width=config.sim.image_width,
+        render_height=config.sim.image_height,
+        control_hz=config.runtime.control_hz,
+        max_step_m=config.sim.max_step_m,
+        catalog=config.sim.catalog,
+    )
+    store = EpisodeStore(
+        args.out, views=settings.views, image_size=settings.policy_size, create=True
+    )
+    if store.recovered:
+        print(f"note: {args.out}: {store.recovered}")
+    catalog = load_catalog(config.sim.catalog)
+    kept = failed = steps = 0
+    t0 = time.monotonic()
+    columns = (
+        TextColumn("collect"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f} ep/min  expert success {task.fields[success]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns) as progress:
+        bar = progress.add_task("collect", total=args.episodes, rate=0.0, success="-")
+        for result in collect(store, settings, new_pipeline, catalog):
+            kept += result.kept
+            failed += not result.kept
+            steps += result.steps if result.kept else 0
+            done = kept + failed
+            minutes = (time.monotonic() - t0) / 60
+            progress.update(
+                bar,
+                advance=1,
+                rate=done / minutes if minutes > 0 else 0.0,
+                success=f"{kept}/{done} ({100 * kept / done:.0f}%)",
+            )
+    total = store.n_episodes
+    print(
+        f"recorded {kept} of {kept + failed} expert episodes ({steps} steps); "
+        f"{failed} expert failures not kept; {args.out} now holds {total} episodes, "
+        f"{store.n_steps} steps; {(time.monotonic() - t0) / 60:.1f} min"
+    )
+    return 0

@@ -1,0 +1,598 @@
+"""The whole control loop: the pipelined runtime against a plain sequential loop, same backends.
+
+The paper measured modules (Table IV), never the loop that chains them. This benchmark runs the
+real `Runtime` in the sim world for a fixed number of control steps with the configured models,
+then the same backends (built by the same `agent.backends.build_parts`) in the shape of the
+paper's released ROS loop: capture, perceive, act, command, one after another, as fast as they
+go. Both print side by side, with their ratio and how close each gets to its bound:
+
+- pipelined: 1 / (slowest stage), where the camera period and the command loop's period
+  (`runtime.control_hz`) count as stages, since neither can run faster than it is clocked;
+- sequential: 1 / (sum of stages: render + perceive + act + command). The sequential loop also
+  waits for the next camera frame, so it can fall short of this bound by up to a frame period;
+  the cameras stream on their own threads (as real ones do), so it can also beat it a little.
+
+What is reported per mode: achieved control rate (executed or refused steps per second between
+the first and the last step), capture-to-command latency (from the oldest view's capture to the
+command being sent), command-loop jitter (how late each tick of the fixed-rate loop starts; the
+sequential loop has no clock, so its step-interval spread stands in), stale actions (refused by
+the deadline; in the sequential loop: would have been), frames dropped per channel, the wall time
+of each stage per call, and the CPU each stage used.
+
+CPU accounting (documented choice): each stage's backend calls are wrapped (`Meter`) and measure
+`time.thread_time()` inside the worker thread that runs them, so a stage's CPU is its own and not
+the time it waited for the GIL or a core; the camera render threads and the sim physics thread
+are read through their POSIX thread CPU clocks. The runtime's own overhead (scheduling, channels,
+events, telemetry) is the CPU of the event loop's thread, which runs everything but the stages;
+per step it is the cost of the runtime itself. Shares are of the process's CPU over the window
+from the first to the last step.
+
+    python -m agent bench loop [--steps 100] [--quick] [--json PATH] [--set models.tracker=csrt]
+    python -m benchmarks.loop  (the same arguments, with the sim profile)
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from agent.config import Config
+from agent.telemetry import summarize
+from benchmarks.machine import describe, device_slug, machine_info, pin_threads
+
+T = TypeVar("T")
+RESULTS = Path(__file__).resolve().parent / "results"
+REQUEST = "I spilled the milk"
+STAGES = ("capture", "perceive", "act", "command", "supervise")
+
+
+# ---------------------------------------------------------------- metering
+
+
+class Meter:
+    """Wall and thread-CPU time of every call to one stage's backend methods (thread-safe)."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.calls = 0
+        self.cpu_s = 0.0
+        self.wall_ms: list[float] = []
+        self._lock = threading.Lock()
+
+    def wrap(self, fn: Callable[..., T]) -> Callable[..., T]:
+        def metered(*args: Any, **kwargs: Any) -> T:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                cpu = time.thread_time() - cpu
+                wall = (time.perf_counter() - wall) * 1e3
+                with self._lock:
+                    self.calls += 1
+                    self.cpu_s += cpu
+                    self.wall_ms.append(wall)
+
+        return metered
+
+
+class _Metered:
+    """A proxy whose listed methods are metered; everything else passes through.
+
+    The runtime's roles are structural protocols, so the proxy stands in for the backend.
+    """
+
+    def __init__(self, target: Any, meter: Meter, methods: Iterable[str]) -> None:
+        self._target = target
+        for name in methods:
+            setattr(self, name, meter.wrap(getattr(target, name)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+@dataclass
+class Meters:
+    """One meter per stage plus the render times the cameras report (for the bounds)."""
+
+    stages: dict[str, Meter] = field(default_factory=lambda: {s: Meter(s) for s in STAGES})
+    render_ms: dict[str, list[float]] = field(default_factory=dict)
+
+    def instrument(self, parts: Any) -> Any:
+        """Wrap the devices and models of `parts` (an `agent.backends.Parts`) in place."""
+        m = self.stages
+        cameras = {}
+        for name, camera in parts.cameras.items():
+            proxy = _Metered(camera, m["capture"], ["read"])
+            proxy.read = self._sample_render(name, camera, proxy.read)
+            cameras[name] = proxy
+        parts.cameras = cameras
+        parts.robot = _Metered(parts.robot, m["command"], ["state", "move", "hold"])
+        parts.policy = _Metered(parts.policy, m["act"], ["act"])
+        if parts.judge is not None:
+            parts.judge = _Metered(parts.judge, m["supervise"], ["verdict"])
+        new_pipeline = parts.new_pipeline
+        parts.new_pipeline = lambda: _Metered(new_pipeline(), m["perceive"], ["step"])
+        return parts
+
+    def _sample_render(self, name: str, camera: Any, read: Callable[..., T]) -> Callable[..., T]:
+        samples = self.render_ms.setdefault(name, [])
+
+        def sampled(*args: Any) -> T:
+            frame = read(*args)
+            seconds = getattr(camera, "render_seconds", None)  # SimCamera reports it
+            if seconds:
+                samples.append(seconds * 1e3)
+            return frame
+
+        return sampled
+
+
+def _thread_cpu(thread: threading.Thread) -> float:
+    """CPU seconds of another live thread (POSIX thread CPU clock); 0 where unsupported."""
+    try:
+        assert thread.ident is not None
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (AttributeError, OSError, AssertionError):
+        return 0.0
+
+
+@dataclass
+class Snapshot:
+    """Counters at one instant; the window is the difference of two snapshots."""
+
+    wall: float
+    process_cpu: float
+    loop_cpu: float
+    stage_cpu: dict[str, float]
+    sim_threads: dict[str, float]
+
+    @classmethod
+    def take(cls, meters: Meters) -> Snapshot:
+        threads = {
+            t.name: _thread_cpu(t)
+            for t in threading.enumerate()
+            if t.name.startswith(("sim-camera-", "sim-physics"))
+        }
+        return cls(
+            wall=time.perf_counter(),
+            process_cpu=time.process_time(),
+            loop_cpu=time.thread_time(),
+            stage_cpu={s: m.cpu_s for s, m in meters.stages.items()},
+            sim_threads=threads,
+        )
+
+
+def cpu_table(start: Snapshot, end: Snapshot, steps: int, *, loop_runs_stages: bool) -> dict:
+    """CPU seconds, share of the process and ms per step for each consumer over the window.
+
+    `loop_runs_stages`: the sequential loop runs the stages on its own thread, so its stage CPU
+    is taken out of the loop thread's to leave the loop's own bookkeeping.
+    """
+    process = end.process_cpu - start.process_cpu
+    used = {s: end.stage_cpu[s] - start.stage_cpu[s] for s in end.stage_cpu}
+    render = sum(
+        end.sim_threads[n] - start.sim_threads.get(n, 0.0)
+        for n in end.sim_threads
+        if n.startswith("sim-camera-")
+    )
+    physics = sum(
+        end.sim_threads[n] - start.sim_threads.get(n, 0.0)
+        for n in end.sim_threads
+        if n.startswith("sim-physics")
+    )
+    loop = end.loop_cpu - start.loop_cpu
+    if loop_runs_stages:
+        loop -= sum(used.values())
+    rows = {**used, "render (camera threads)": render, "sim physics thread": physics}
+    rows["runtime overhead (event loop)" if not loop_runs_stages else "loop bookkeeping"] = loop
+    rows["other (pool, GC, libraries' threads)"] = process - sum(rows.values())
+    rows["process"] = process
+    return {
+        name: {
+            "cpu_s": round(cpu, 3),
+            "share": round(cpu / process, 4) if process > 0 else 0.0,
+            "ms_per_step": round(cpu / steps * 1e3, 3) if steps else 0.0,
+        }
+        for name, cpu in rows.items()
+    }
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class LoopResult:
+    mode: str
+    steps: int
+    window_s: float
+    rate_hz: float
+    latency_ms: dict[str, float]
+    interval_ms: dict[str, float]
+    jitter_ms: dict[str, float]
+    stale: int
+    dropped: dict[str, int]
+    stage_ms: dict[str, dict[str, float]]
+    render_ms: dict[str, float]
+    cpu: dict[str, dict[str, float]]
+    bounds: dict[str, float] = field(default_factory=dict)
+    outcome: str = ""
+
+
+def _stage_summaries(meters: Meters, skip: int) -> dict[str, dict[str, float]]:
+    """Wall time per call of each stage (after `skip` warm-up calls of each)."""
+    out = {}
+    for name, meter in meters.stages.items():
+        if meter.wall_ms:
+            out[name] = summarize(meter.wall_ms[skip:] or meter.wall_ms)
+    return out
+
+
+def _render_summary(meters: Meters) -> dict[str, float]:
+    per_view = {v: statistics.median(s) for v, s in meters.render_ms.items() if s}
+    return {v: round(ms, 2) for v, ms in per_view.items()}
+
+
+def bounds(result: LoopResult, config: Config, *, clocked: bool) -> dict[str, float]:
+    """Rates (Hz) the loop could reach at best, and the achieved share of each.
+
+    Stage costs are the medians this run measured: render (the slowest view: every camera
+    streams on its own thread in both loops, as real cameras do), perceive, act, command (a
+    state read and a move per step). `clocked`: the command loop runs at `runtime.control_hz`.
+    A sequential loop above 100% of 1/(sum) shows the camera thread rendering the next frame
+    while the loop perceives: capture is the one stage that overlaps even there.
+    """
+    stage = {k: v.get("median", 0.0) for k, v in result.stage_ms.items()}
+    render = list(result.render_ms.values()) or [0.0]
+    per_step_command = stage.get("command", 0.0) * 2  # a state read and a move per step
+    costs = {
+        "render": max(render),
+        "perceive": stage.get("perceive", 0.0),
+        "act": stage.get("act", 0.0),
+        "command": per_step_command,
+        "camera period": 1e3 / config.sim.camera_fps,
+    }
+    if clocked:
+        costs["control period"] = 1e3 / config.runtime.control_hz
+    slowest_name = max(costs, key=lambda k: costs[k])
+    total = max(render) + costs["perceive"] + costs["act"] + per_step_command
+    slowest_hz = 1e3 / costs[slowest_name]
+    sum_hz = 1e3 / total if total > 0 else float("inf")
+    return {
+        "slowest_stage": slowest_name,  # type: ignore[dict-item]
+        "slowest_ms": round(costs[slowest_name], 2),
+        "sum_ms": round(total, 2),
+        "bound_slowest_hz": round(slowest_hz, 2),
+        "bound_sum_hz": round(sum_hz, 2),
+        "of_slowest": round(result.rate_hz / slowest_hz, 3),
+        "of_sum": round(result.rate_hz / sum_hz, 3),
+    }
+
+
+def _rate(times: Sequence[float]) -> float:
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
+
+def _intervals(times: Sequence[float]) -> list[float]:
+    return [(b - a) * 1e3 for a, b in itertools.pairwise(times)]
+
+
+# ---------------------------------------------------------------- the two loops
+
+
+def _bench_config(config: Config, steps: int) -> Config:
+    """The step budget ends the episode after `steps` control steps (the task may finish first)."""
+    return config.model_copy(
+        update={
+            "runtime": config.runtime.model_copy(update={"max_steps": steps}),
+            "output": config.output.model_copy(update={"video": False}),
+        }
+    )
+
+
+def run_pipelined(config: Config, steps: int, request: str = REQUEST) -> LoopResult:
+    """The real Runtime, its backends metered through `parts_factory`; events give the steps."""
+    import anyio
+
+    from agent.backends import build_parts
+    from agent.events import Finished, Step
+    from agent.runtime import Runtime
+
+    meters = Meters()
+    config = _bench_config(config, steps)
+    times: list[float] = []
+    totals: list[float] = []
+    marks: dict[str, Snapshot] = {}
+    outcome: Any = None
+
+    async def go() -> None:
+        nonlocal outcome
+        factory = lambda c: meters.instrument(build_parts(c))  # noqa: E731
+        async with Runtime(config, parts_factory=factory) as runtime:
+            async for event in runtime.execute(request):
+                if isinstance(event, Step):
+                    marks.setdefault("first", Snapshot.take(meters))
+                    marks["last"] = Snapshot.take(meters)
+                    times.append(event.t)
+                    totals.append(event.latency_ms["total"])
+                elif isinstance(event, Finished):
+                    outcome = event.outcome
+
+    anyio.run(go)
+    if outcome is None or "first" not in marks:
+        raise RuntimeError(f"the runtime ran no control step ({outcome and outcome.reason})")
+    n = len(times)
+    result = LoopResult(
+        mode="pipelined",
+        steps=n,
+        window_s=round(times[-1] - times[0], 3),
+        rate_hz=round(_rate(times), 3),
+        latency_ms=summarize(totals),
+        interval_ms=summarize(_intervals(times)),
+        jitter_ms=outcome.latency_ms.get("command_lateness", {}),
+        stale=outcome.stale_actions,
+        dropped=dict(outcome.dropped),
+        stage_ms=_stage_summaries(meters, skip=1),
+        render_ms=_render_summary(meters),
+        cpu=cpu_table(marks["first"], marks["last"], n - 1, loop_runs_stages=False),
+        outcome=f"{outcome.status}: {outcome.reason}",
+    )
+    result.bounds = bounds(result, config, clocked=True)
+    return result
+
+
+def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopResult:
+    """Capture, perceive, act, command in one thread, one after another (the paper's ROS loop)."""
+    from agent.backends import build_parts
+    from models.types import Observation
+
+    meters = Meters()
+    config = _bench_config(config, steps)
+    parts = meters.instrument(build_parts(config))
+    deadline = config.runtime.action_deadline_s
+    timeout = config.runtime.camera_timeout_s
+    times: list[float] = []
+    totals: list[float] = []
+    seqs: dict[str, list[int]] = {name: [] for name in parts.cameras}
+    stale = 0
+    parts.open()
+    try:
+        task = parts.reasoner.reason(request, parts.scene_objects())
+        pipeline = parts.new_pipeline()
+        pipeline.start(task, {n: c.read(timeout) for n, c in parts.cameras.items()})
+        parts.policy.reset(task)
+        start = end = None
+        for _ in range(steps):
+            frames = {name: camera.read(timeout) for name, camera in parts.cameras.items()}
+            percept = pipeline.step(frames)
+            state = parts.robot.state()
+            observation = Observation(
+                images=percept.images,
+                masks=percept.masks,
+                proprio=np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32),
+                t_capture=percept.t_capture,
+            )
+            action = parts.policy.act(observation)
+            parts.robot.move(action.move, action.gripper_closed)
+            now = time.monotonic()
+            start = start or Snapshot.take(meters)
+            end = Snapshot.take(meters)
+            times.append(now)
+            totals.append((now - percept.t_capture) * 1e3)
+            stale += now - percept.t_capture > deadline
+            for name, frame in frames.items():
+                seqs[name].append(frame.seq)
+    finally:
+        parts.robot.stop()
+        parts.close()
+    assert start is not None and end is not None
+    intervals = _intervals(times)
+    median = statistics.median(intervals) if intervals else 0.0
+    result = LoopResult(
+        mode="sequential",
+        steps=len(times),
+        window_s=round(times[-1] - times[0], 3),
+        rate_hz=round(_rate(times), 3),
+        latency_ms=summarize(totals),
+        interval_ms=summarize(intervals),
+        jitter_ms=summarize(abs(i - median) for i in intervals),
+        stale=stale,
+        dropped={f"frames/{n}": int(sum(np.diff(s) - 1)) for n, s in seqs.items()},
+        stage_ms=_stage_summaries(meters, skip=1),
+        render_ms=_render_summary(meters),
+        cpu=cpu_table(start, end, len(times) - 1, loop_runs_stages=True),
+        outcome=f"{len(times)} steps",
+    )
+    result.bounds = bounds(result, config, clocked=False)
+    return result
+
+
+# ---------------------------------------------------------------- report
+
+
+def _fmt(summary: Mapping[str, float], key: str) -> str:
+    value = summary.get(key)
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_report(pipelined: LoopResult, sequential: LoopResult) -> str:
+    """Markdown: the two loops side by side, then CPU per consumer."""
+    p, s = pipelined, sequential
+    ratio = p.rate_hz / s.rate_hz if s.rate_hz else float("inf")
+
+    def lat(r: LoopResult, d: Mapping[str, float]) -> str:
+        return f"{_fmt(d, 'median')} / {_fmt(d, 'p90')} / {_fmt(d, 'p99')}"
+
+    def stage(r: LoopResult, name: str) -> str:
+        return _fmt(r.stage_ms.get(name, {}), "median")
+
+    def render(r: LoopResult) -> str:
+        return " / ".join(f"{v}: {ms:.1f}" for v, ms in r.render_ms.items()) or "-"
+
+    def drops(r: LoopResult) -> str:
+        return ", ".join(f"{k} {v}" for k, v in r.dropped.items()) or "0"
+
+    def bound(r: LoopResult) -> str:
+        b = r.bounds
+        return (
+            f"1/slowest ({b['slowest_stage']}, {b['slowest_ms']:.0f} ms) = "
+            f"{b['bound_slowest_hz']:.2f} Hz: {b['of_slowest']:.0%}; "
+            f"1/sum ({b['sum_ms']:.0f} ms) = {b['bound_sum_hz']:.2f} Hz: {b['of_sum']:.0%}"
+        )
+
+    rows = [
+        ("control steps", str(p.steps), str(s.steps)),
+        ("achieved rate (Hz)", f"{p.rate_hz:.2f}", f"{s.rate_hz:.2f}"),
+        ("pipelined / sequential", f"{ratio:.2f}x", ""),
+        ("how close to the bounds", bound(p), bound(s)),
+        ("capture-to-command ms (median / p90 / p99)", lat(p, p.latency_ms), lat(s, s.latency_ms)),
+        ("step interval ms (median / p90 / p99)", lat(p, p.interval_ms), lat(s, s.interval_ms)),
+        (
+            "jitter ms (median / p90 / p99)",
+            "tick lateness " + lat(p, p.jitter_ms),
+            "|interval - median| " + lat(s, s.jitter_ms),
+        ),
+        ("stale actions", str(p.stale), f"{s.stale} (would be refused)"),
+        ("frames dropped", drops(p), drops(s)),
+        ("render ms per view (median)", render(p), render(s)),
+        *[
+            (f"{name} ms per call (median)", stage(p, name), stage(s, name))
+            for name in ("capture", "perceive", "act", "command")
+        ],
+        (
+            "runtime overhead, CPU ms per step",
+            f"{p.cpu['runtime overhead (event loop)']['ms_per_step']:.2f} (event loop thread)",
+            f"{s.cpu['loop bookkeeping']['ms_per_step']:.2f} (loop bookkeeping)",
+        ),
+        ("ended", p.outcome, s.outcome),
+    ]
+    lines = ["| | pipelined (Runtime) | sequential loop |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines += ["", "CPU per step (ms) and share of the process's CPU:", ""]
+    lines += ["| consumer | pipelined | sequential |", "|---|---|---|"]
+    names = list(dict.fromkeys([*p.cpu, *s.cpu]))
+    for name in names:
+        cells = []
+        for r in (p, s):
+            c = r.cpu.get(name)
+            cells.append(f"{c['ms_per_step']:.1f} ({c['share']:.0%})" if c else "-")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def models_line(config: Config) -> str:
+    m, s, r = config.models, config.sim, config.runtime
+    return (
+        f"reasoner {m.reasoner}, detector {m.detector}, tracker {m.tracker}, segmenter "
+        f"{m.segmenter}, policy {m.policy}; {len(config.cameras.views)} views "
+        f"{s.image_width}x{s.image_height} at {s.camera_fps:g} fps; control {r.control_hz:g} Hz"
+    )
+
+
+def run_benchmark(config: Config, steps: int, *, threads: int) -> dict[str, Any]:
+    """Both loops on the same config; returns the result document (JSON-ready)."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    pin_threads(threads)
+    config = config.model_copy(
+        update={"runtime": config.runtime.model_copy(update={"torch_threads": threads})}
+    )
+    before = machine_info()
+    pipelined = run_pipelined(config, steps)
+    sequential = run_sequential(config, steps)
+    info = machine_info()
+    info["load_average_before"] = before["load_average"]
+    ratio = pipelined.rate_hz / sequential.rate_hz if sequential.rate_hz else None
+    return {
+        "benchmark": "loop",
+        "machine": info,
+        "threads": threads,
+        "models": models_line(config),
+        "request": REQUEST,
+        "steps": steps,
+        "ratio": round(ratio, 3) if ratio else None,
+        "caption": (
+            f"{steps} control steps of {REQUEST!r} in sim: {models_line(config)}; "
+            f"{threads} model thread(s); on {describe(info)}"
+        ),
+        "pipelined": asdict(pipelined),
+        "sequential": asdict(sequential),
+    }
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's own arguments (the CLI's `bench loop` adds the config arguments)."""
+    parser.add_argument("--steps", type=int, default=100, help="control steps per loop (100)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 12 steps, 64 px frames, rules reasoner"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads for torch, ONNX Runtime, OpenCV (runtime.torch_threads)",
+    )
+    parser.add_argument(
+        "--json",
+        dest="json_path",
+        type=Path,
+        help="write results JSON here, and the markdown report beside it (default: "
+        "benchmarks/results/loop-<device>.json; none with --quick)",
+    )
+
+
+def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
+    """Run both loops as the arguments say; prints the report; returns the exit code."""
+    out = out or sys.stdout
+    steps = args.steps
+    if args.quick:
+        steps = min(steps, 12)
+        sim = config.sim.model_copy(update={"image_width": 64, "image_height": 64})
+        models = config.models.model_copy(update={"reasoner": "rules"})
+        config = config.model_copy(update={"sim": sim, "models": models})
+    if steps < 3:
+        print("error: --steps must be at least 3", file=sys.stderr)
+        return 2
+    threads = args.threads or config.runtime.torch_threads
+    print(f"loop: {steps} steps, {models_line(config)}", file=out, flush=True)
+    result = run_benchmark(config, steps, threads=threads)
+    report = format_report(LoopResult(**result["pipelined"]), LoopResult(**result["sequential"]))
+    print(f"\n{result['caption']}\n\n{report}", file=out)
+    ratio = result["ratio"]
+    print(f"pipelined / sequential rate: {ratio:.2f}x" if ratio else "ratio: n/a", file=out)
+    json_path = args.json_path
+    if json_path is None and not args.quick:
+        json_path = RESULTS / f"loop-{device_slug(result['machine'])}.json"
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        markdown = json_path.with_suffix(".md")
+        markdown.write_text(f"{result['caption']}\n\n{report}\n")
+        print(f"wrote {json_path} and {markdown}", file=out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from agent.config import load_config
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loop", description=__doc__)
+    add_arguments(parser)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+    args = parser.parse_args(argv)
+    return run(args, load_config("sim", args.overrides))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

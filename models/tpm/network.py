@@ -1,0 +1,257 @@
+"""The TPM two-stream policy network (Yang et al., Sec. III-C; layout as in the released code).
+
+Per view: an RGB stream and an RGB+mask stream (torchvision ResNet trunks cut after layer3,
+stride 16), concatenated and fused by convolutions with a CBAM block added residually; a learnable
+2-D position embedding initialised with sin/cos and one attention block per view. The tokens of
+all views then pass one global attention block and are mean-pooled; proprioception [x, y, z,
+gripper] is embedded by a 4-32-D MLP and concatenated; two 4-layer LeakyReLU heads predict the
+standardised move (dx, dy, dz) and the gripper's open/closed logits.
+
+Why two streams: the RGB stream sees the scene, the RGB+mask stream sees which object is meant
+(the role-coded mask: pick 1.0, place 0.5), so the same weights serve any object the upstream
+foundation models point at. The mask channel of the RGB+mask trunk's first convolution is
+initialised orthogonally, so pretrained RGB filters (when a user loads them) are kept intact.
+
+Inputs are already normalised here (`normalise_inputs` does it, and the exported ONNX graph
+includes it): images (B, V, 3, H, W) and masks (B, V, 1, H, W) as float.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from models.tpm.config import BackboneSpec, TPMConfig
+
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+#: the mask channel is normalised "like an image channel" (released code): the mean channel's stats
+MASK_MEAN, MASK_STD = 0.449, 0.226
+
+
+class ResNetTrunk(nn.Module):
+    """torchvision's ResNet stem and layer1-3 (its blocks and `_make_layer`), any base width.
+
+    Attribute names match torchvision's, so an ImageNet state_dict (minus layer4 / fc) loads.
+    """
+
+    def __init__(self, spec: BackboneSpec, in_channels: int = 3) -> None:
+        super().__init__()
+        block = BasicBlock if spec.block == "basic" else Bottleneck
+        w = spec.width
+        # the attributes torchvision's ResNet._make_layer reads
+        self.inplanes, self.dilation, self.groups, self.base_width = w, 1, 1, 64
+        self._norm_layer = nn.BatchNorm2d
+        self.conv1 = nn.Conv2d(in_channels, w, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = ResNet._make_layer(self, block, w, spec.layers[0])  # type: ignore[arg-type]
+        self.layer2 = ResNet._make_layer(self, block, 2 * w, spec.layers[1], stride=2)  # type: ignore[arg-type]
+        self.layer3 = ResNet._make_layer(self, block, 4 * w, spec.layers[2], stride=2)  # type: ignore[arg-type]
+        self.out_channels = spec.out_channels
+        for m in self.modules():  # torchvision's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        if in_channels > 3:
+            _orthogonal_extra_channels(self.conv1, first=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def load_torchvision(self, path: str) -> None:
+        """Load a torchvision ResNet state_dict file (layer4 / fc ignored, extra channels kept)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith(("layer4.", "fc."))}
+        conv = state.get("conv1.weight")
+        if conv is not None and conv.shape[1] != self.conv1.weight.shape[1]:
+            merged = self.conv1.weight.detach().clone()
+            merged[:, : conv.shape[1]] = conv
+            state["conv1.weight"] = merged
+        self.load_state_dict(state, strict=True)
+
+
+def _orthogonal_extra_channels(conv: nn.Conv2d, first: int) -> None:
+    with torch.no_grad():
+        extra = torch.empty(
+            conv.out_channels, (conv.in_channels - first) * math.prod(conv.kernel_size)
+        )
+        nn.init.orthogonal_(extra)
+        conv.weight[:, first:] = extra.view(
+            conv.out_channels, conv.in_channels - first, *conv.kernel_size
+        )
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class CBAM(nn.Module):
+    """Channel attention (shared MLP over avg- and max-pooled features) then a 7x7 spatial gate."""
+
+    def __init__(self, channels: int, reduction: int) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.mlp = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1)
+        )
+        self.spatial = nn.Conv2d(2, 1, kernel_size=7, padding=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        avg = self.mlp(x.mean(dim=(2, 3), keepdim=True))
+        mx = self.mlp(x.amax(dim=(2, 3), keepdim=True))
+        x = x * torch.sigmoid(avg + mx)
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return x * torch.sigmoid(self.spatial(pooled))
+
+
+class Fusion(nn.Module):
+    """concat(streams) -> conv to `fuse` -> conv to d -> + CBAM(.) -> conv block (released code)."""
+
+    def __init__(self, c_in: int, fuse: int, d: int, reduction: int) -> None:
+        super().__init__()
+        self.reduce = nn.Sequential(_conv_block(c_in, fuse), _conv_block(fuse, d))
+        self.cbam = CBAM(d, reduction)
+        self.out = _conv_block(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.reduce(x)
+        return self.out(x + self.cbam(x))
+
+
+def sincos_2d(grid: int, d: int) -> torch.Tensor:
+    """(grid*grid, d) 2-D sine/cosine position embedding (half the channels per axis)."""
+    quarter = d // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float64) / max(1, quarter)))
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    parts = []
+    for coord in (ys.flatten(), xs.flatten()):
+        angles = coord[:, None].double() * omega[None]
+        parts += [angles.sin(), angles.cos()]
+    emb = torch.cat(parts, dim=1)
+    if emb.shape[1] < d:  # d not divisible by 4
+        emb = torch.cat([emb, torch.zeros(emb.shape[0], d - emb.shape[1], dtype=emb.dtype)], 1)
+    return emb.float()
+
+
+def _attention(config: TPMConfig) -> nn.TransformerEncoderLayer:
+    """A post-norm attention block with GELU, as in the released code."""
+    return nn.TransformerEncoderLayer(
+        config.d_model,
+        config.heads,
+        dim_feedforward=config.ff_mult * config.d_model,
+        dropout=config.dropout,
+        activation="gelu",
+        batch_first=True,
+        norm_first=False,
+    )
+
+
+def _mlp_head(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
+    """A 4-layer LeakyReLU MLP."""
+    return nn.Sequential(
+        nn.Linear(c_in, hidden),
+        nn.LeakyReLU(),
+        nn.Linear(hidden, hidden),
+        nn.LeakyReLU(),
+        nn.Linear(hidden, hidden // 2),
+        nn.LeakyReLU(),
+        nn.Linear(hidden // 2, c_out),
+    )
+
+
+class ViewEncoder(nn.Module):
+    """One camera view: the two streams, fusion, position embedding, one attention block."""
+
+    def __init__(self, config: TPMConfig) -> None:
+        super().__init__()
+        self.rgb = ResNetTrunk(config.rgb_backbone, 3) if config.use_rgb_stream else None
+        self.rgbm = ResNetTrunk(config.mask_backbone, 4)
+        if config.rgb_weights and self.rgb is not None:
+            self.rgb.load_torchvision(config.rgb_weights)
+        if config.mask_weights:
+            self.rgbm.load_torchvision(config.mask_weights)
+        c_in = self.rgbm.out_channels + (self.rgb.out_channels if self.rgb is not None else 0)
+        self.fusion = Fusion(c_in, config.fuse_channels, config.d_model, config.cbam_reduction)
+        self.pos = nn.Parameter(sincos_2d(config.grid, config.d_model)[None])
+        self.attention = _attention(config)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W), (B, 1, H, W) normalised -> (B, tokens, d)."""
+        feats = [self.rgbm(torch.cat([image, mask], dim=1))]
+        if self.rgb is not None:
+            feats.insert(0, self.rgb(image))
+        x = self.fusion(torch.cat(feats, dim=1))
+        tokens = x.flatten(2).transpose(1, 2) + self.pos
+        return self.attention(tokens)
+
+
+class TPMNet(nn.Module):
+    """The policy: views + proprio -> (standardised move (B, 3), gripper logits (B, 2))."""
+
+    def __init__(self, config: TPMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.views = nn.ModuleList(ViewEncoder(config) for _ in config.views)
+        self.fuse_views = _attention(config)
+        self.proprio = nn.Sequential(
+            nn.Linear(4, config.proprio_hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.proprio_hidden, config.proprio_dim),
+        )
+        joint = config.d_model + config.proprio_dim
+        self.move_head = _mlp_head(joint, config.head_hidden, 3)
+        self.gripper_head = _mlp_head(joint, config.head_hidden, 2)
+
+    def forward(
+        self, images: torch.Tensor, masks: torch.Tensor, proprio: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, V, 3, H, W), masks (B, V, 1, H, W), proprio (B, 4): all normalised."""
+        tokens = [enc(images[:, i], masks[:, i]) for i, enc in enumerate(self.views)]
+        pooled = self.fuse_views(torch.cat(tokens, dim=1)).mean(dim=1)
+        joint = torch.cat([pooled, self.proprio(proprio)], dim=1)
+        return self.move_head(joint), self.gripper_head(joint)
+
+
+def normalise_inputs(rgb: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8-range RGB (B, V, H, W, 3) and role masks (B, V, H, W) -> the network's float inputs."""
+    mean = torch.tensor(IMAGE_MEAN, device=rgb.device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD, device=rgb.device).view(1, 1, 3, 1, 1)
+    images = (rgb.permute(0, 1, 4, 2, 3).float() / 255.0 - mean) / std
+    masks = (mask.float().unsqueeze(2) - MASK_MEAN) / MASK_STD
+    return images, masks
+
+
+def bc_loss(
+    move_pred: torch.Tensor,
+    gripper_logits: torch.Tensor,
+    move_target: torch.Tensor,
+    gripper_target: torch.Tensor,
+    *,
+    move_weight: float = 5000.0,
+    gripper_weight: float = 5.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The paper's behaviour-cloning loss: 5000 x MSE(move) + 5 x CE(gripper) (ratio 1000:1).
+
+    `move_target` is standardised with the dataset's mean / std; `gripper_target` is 0 open /
+    1 closed. Returns the total and its parts (floats, for logging).
+    """
+    mse = nn.functional.mse_loss(move_pred.float(), move_target.float())
+    ce = nn.functional.cross_entropy(gripper_logits.float(), gripper_target.long())
+    total = move_weight * mse + gripper_weight * ce
+    return total, {
+        "loss": float(total.detach()),
+        "mse": float(mse.detach()),
+        "ce": float(ce.detach()),
+    }

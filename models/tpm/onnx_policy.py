@@ -1,0 +1,145 @@
+"""The TPM policy in ONNX Runtime: the runtime's `models.policy = "tpm"` backend.
+
+Providers are tried in order TensorRT (fp16, engines cached on disk so only the first start pays
+the build), CUDA, CPU; `provider` says which one the session actually runs on (onnxruntime-gpu
+lists GPU providers even where no GPU exists, FINDINGS). Session options: full graph optimisation,
+an optimised model cached beside the engines, `threads` intra-op threads and one inter-op thread
+(the runtime already runs perception and the policy in parallel worker threads).
+
+`act` resizes the percept with the same `prepare_views` as the demonstrations, runs the graph
+(normalisation and de-standardisation are inside it) and returns the move in metres and the
+gripper decision. The policy never says `done`: the runtime's judge ends a successful episode, and
+step and time budgets end the others.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.tpm.inputs import prepare_views
+from models.types import Action, ModelError, Observation, TaskSpec
+
+PROVIDERS: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
+_ORT_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError(
+            "onnxruntime is not installed; install the extra: pip install 'tpm-agent[tpm]' "
+            "(or onnxruntime-gpu from the gpu extra, never both)"
+        ) from None
+    return onnxruntime
+
+
+def _gpu_present() -> bool:
+    """An NVIDIA driver is loaded (its device nodes exist); cheap and needs no CUDA library."""
+    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0"))
+
+
+class OnnxTPMPolicy:
+    """Loads an exported TPM file (models.tpm.export) and acts on observations."""
+
+    name = "tpm"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        providers: Sequence[str] = PROVIDERS,
+        cache_dir: str | Path | None = None,
+        threads: int = 1,
+    ) -> None:
+        ort = _ort()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(
+                f"no TPM policy at {self.path} (train and export one: python -m agent collect, "
+                "train, export; or set policy.onnx)"
+            )
+        unknown = [p for p in providers if p not in _ORT_NAMES]
+        if unknown:
+            raise ModelError(f"policy.providers: unknown {unknown}; allowed: {list(_ORT_NAMES)}")
+        cache = Path(cache_dir) if cache_dir else self.path.parent / ".ort_cache"
+        available = set(ort.get_available_providers())
+        if not _gpu_present():  # onnxruntime-gpu lists GPU providers on any machine
+            available -= {_ORT_NAMES["tensorrt"], _ORT_NAMES["cuda"]}
+        chosen: list[Any] = []
+        for name in providers:
+            ort_name = _ORT_NAMES[name]
+            if ort_name not in available:
+                continue
+            if name == "tensorrt":
+                cache.mkdir(parents=True, exist_ok=True)
+                chosen.append(
+                    (
+                        ort_name,
+                        {
+                            "trt_fp16_enable": True,
+                            "trt_engine_cache_enable": True,
+                            "trt_engine_cache_path": str(cache),
+                            "trt_timing_cache_enable": True,
+                        },
+                    )
+                )
+            else:
+                chosen.append(ort_name)
+        if "CPUExecutionProvider" not in [c if isinstance(c, str) else c[0] for c in chosen]:
+            chosen.append("CPUExecutionProvider")  # always a way to run
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
+        except Exception as exc:  # a corrupt file or a provider that fails to initialise
+            raise ModelError(f"cannot load TPM policy {self.path}: {exc}") from None
+        self.provider = self.session.get_providers()[0]
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            config = json.loads(meta["tpm_config"])
+        except (KeyError, ValueError):
+            raise ModelError(f"{self.path} is not a TPM export (no tpm_config metadata)") from None
+        self.views: tuple[str, ...] = tuple(config["views"])
+        self.image_size: int = int(config["image_size"])
+        self.mask_mode: str = config.get("mask_mode", "mask")
+        self.training: dict[str, Any] = json.loads(meta.get("tpm_training", "{}"))
+        self.steps = 0
+
+    def reset(self, task: TaskSpec) -> None:
+        self.steps = 0
+
+    def act(self, observation: Observation) -> Action:
+        t0 = time.perf_counter()
+        try:
+            rgb, mask = prepare_views(
+                observation.images, observation.masks, self.views, self.image_size
+            )
+        except KeyError as exc:
+            raise ModelError(str(exc.args[0])) from None
+        proprio = np.asarray(observation.proprio, dtype=np.float32).reshape(1, 4)
+        move, logits = self.session.run(
+            None, {"rgb": rgb[None], "mask": mask[None], "proprio": proprio}
+        )
+        self.steps += 1
+        z = logits[0] - logits[0].max()
+        p_closed = float(np.exp(z[1]) / np.exp(z).sum())
+        return Action(
+            move=np.asarray(move[0], dtype=float),
+            gripper_closed=p_closed > 0.5,
+            done=False,
+            info={"p_closed": p_closed, "policy_ms": (time.perf_counter() - t0) * 1e3},
+        )

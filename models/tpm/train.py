@@ -1,0 +1,416 @@
+"""Behaviour cloning of the TPM network on recorded demonstrations (the paper's recipe).
+
+Loss 5000 x MSE(move) + 5 x CE(gripper) (the 1000:1 ratio), AdamW with decoupled weight decay
+5e-4, linear warm-up then cosine decay from the peak learning rate to the floor, batch 24. The
+move (dx, dy, dz) and the proprioception are standardised with the training split's mean / std,
+which the checkpoint stores (export folds them into the ONNX graph). Frames around the first grasp
+and each episode's last frames are repeated 3x per epoch (released code). Validation is on whole
+held-out episodes. CUDA with mixed precision (fp16 autocast + gradient scaling) when present, the
+CPU otherwise; deterministic for a seed on the CPU.
+
+Writes to the output folder: `last.pt` (every epoch, for `--resume`), `best.pt` (lowest validation
+loss), `metrics.jsonl` (one JSON object per log interval and per epoch) and `loss.png`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.tpm.config import TPMConfig, preset
+from models.tpm.dataset import (
+    BatchLoader,
+    EpisodeStore,
+    load_arrays,
+    repetition_counts,
+    split_episodes,
+)
+from models.tpm.network import TPMNet, bc_loss, normalise_inputs
+
+#: per-preset optimiser defaults: the paper's for `paper` (fine-tuning pretrained trunks); the
+#: small `cpu` network trains from scratch, where 5e-5 barely moves it in the steps a CPU affords
+LR_DEFAULTS: dict[str, tuple[float, float]] = {"paper": (5e-5, 5e-6), "cpu": (5e-4, 5e-6)}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    preset: str = "cpu"
+    variant: str = "ours"
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 24
+    lr: float | None = None
+    min_lr: float | None = None
+    weight_decay: float = 5e-4
+    warmup_fraction: float = 0.03
+    val_fraction: float = 0.1
+    repeat: int = 3
+    seed: int = 0
+    threads: int = 1
+    log_every: int = 50
+    device: str = "auto"
+
+    def learning_rates(self) -> tuple[float, float]:
+        peak, floor = LR_DEFAULTS.get(self.preset, LR_DEFAULTS["paper"])
+        return (
+            self.lr if self.lr is not None else peak,
+            self.min_lr if self.min_lr is not None else floor,
+        )
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def lr_at(step: int, total: int, peak: float, floor: float, warmup: int) -> float:
+    """Linear warm-up to `peak`, then cosine decay to `floor` at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class Normaliser:
+    """Dataset statistics for the move target and the proprioception (stored in checkpoints)."""
+
+    move_mean: list[float]
+    move_std: list[float]
+    proprio_mean: list[float]
+    proprio_std: list[float]
+
+    @classmethod
+    def fit(cls, action: np.ndarray, proprio: np.ndarray) -> Normaliser:
+        def stats(x: np.ndarray) -> tuple[list[float], list[float]]:
+            return x.mean(0).tolist(), np.maximum(x.std(0), 1e-6).tolist()
+
+        mm, ms = stats(action[:, :3].astype(np.float64))
+        pm, ps = stats(proprio.astype(np.float64))
+        return cls(mm, ms, pm, ps)
+
+    def tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
+        return {
+            k: torch.tensor(v, dtype=torch.float32, device=device)
+            for k, v in dataclasses.asdict(self).items()
+        }
+
+
+def batch_tensors(
+    batch: dict[str, np.ndarray], norm: dict[str, torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    rgb = torch.from_numpy(batch["rgb"]).to(device)
+    mask = torch.from_numpy(batch["mask"]).to(device)
+    images, masks = normalise_inputs(rgb, mask)
+    proprio = torch.from_numpy(batch["proprio"]).to(device)
+    proprio = (proprio - norm["proprio_mean"]) / norm["proprio_std"]
+    action = torch.from_numpy(batch["action"]).to(device)
+    move = (action[:, :3] - norm["move_mean"]) / norm["move_std"]
+    return images, masks, proprio, move, (action[:, 3] > 0.5).long()
+
+
+def load_checkpoint(path: str | Path) -> tuple[TPMNet, Normaliser, dict[str, Any]]:
+    """A trained network (eval mode, CPU), its normaliser and the whole checkpoint dict."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    config = TPMConfig.from_dict(ckpt["config"])
+    net = TPMNet(config)
+    net.load_state_dict(ckpt["model"])
+    net.eval()
+    return net, Normaliser(**ckpt["normaliser"]), ckpt
+
+
+class Trainer:
+    """One training run; `run()` trains to the end (or resumes and continues)."""
+
+    def __init__(
+        self,
+        data: Path,
+        out: Path,
+        settings: TrainSettings,
+        *,
+        resume: bool = False,
+        on_progress: Callable[[dict[str, float]], None] | None = None,
+    ) -> None:
+        self.settings = s = settings
+        self.out = out
+        self.on_progress = on_progress
+        torch.set_num_threads(s.threads)
+        seed_everything(s.seed)
+        self.device = pick_device(s.device)
+        self.config = preset(s.preset, s.variant)
+        store = EpisodeStore(data, read_only=True)
+        if tuple(store.views)[: len(self.config.views)] != self.config.views or (
+            store.image_size != self.config.image_size
+        ):
+            raise ValueError(
+                f"{data}: views {store.views} at {store.image_size} px do not fit preset "
+                f"{self.config.name!r} ({self.config.views} at {self.config.image_size} px)"
+            )
+        arrays = load_arrays(store, mask_mode=self.config.mask_mode)
+        if self.config.views != store.views:  # single view: keep the first views only
+            keep = [store.views.index(v) for v in self.config.views]
+            arrays = dataclasses.replace(arrays, rgb=arrays.rgb[:, keep], mask=arrays.mask[:, keep])
+        self.data_info = {
+            "path": str(data),
+            "episodes": store.n_episodes,
+            "steps": store.n_steps,
+        }
+        train_idx, val_idx = split_episodes(arrays, s.val_fraction, s.seed)
+        self.normaliser = Normaliser.fit(arrays.action[train_idx], arrays.proprio[train_idx])
+        self.norm = self.normaliser.tensors(self.device)
+        counts = repetition_counts(arrays, train_idx, repeat=s.repeat)
+        self.train = BatchLoader(arrays, train_idx, s.batch_size, seed=s.seed, counts=counts)
+        self.val = (
+            BatchLoader(arrays, val_idx, 64, seed=s.seed, shuffle=False) if len(val_idx) else None
+        )
+        self.net = TPMNet(self.config).to(self.device)
+        self.peak, self.floor = s.learning_rates()
+        self.opt = torch.optim.AdamW(
+            self.net.parameters(), lr=self.peak, weight_decay=s.weight_decay
+        )
+        self.total = len(self.train) * s.epochs
+        if s.max_steps is not None:
+            self.total = min(self.total, s.max_steps)
+        self.warmup = max(1, int(self.total * s.warmup_fraction))
+        self.amp = self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.step = 0
+        self.epoch = 0
+        self.best = math.inf
+        self.elapsed = 0.0
+        out.mkdir(parents=True, exist_ok=True)
+        if resume and (out / "last.pt").is_file():
+            self._restore(out / "last.pt")
+        elif not resume:
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> dict[str, Any]:
+        s = self.settings
+        while self.step < self.total:
+            t0 = time.monotonic()
+            self.net.train()
+            sums: dict[str, float] = {}  # means over the log interval
+            for batch in self.train.epoch():
+                if self.step >= self.total:
+                    break
+                parts = {**self._train_step(batch), "batches": 1.0}
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                self.step += 1
+                if self.step % s.log_every == 0 or self.step == self.total:
+                    n = sums.pop("batches")
+                    row = {k: v / n for k, v in sums.items()}
+                    sums = {}
+                    self._log(
+                        {
+                            "kind": "train",
+                            "step": self.step,
+                            "epoch": self.epoch,
+                            "lr": self.opt.param_groups[0]["lr"],
+                            **row,
+                        }
+                    )
+            self.elapsed += time.monotonic() - t0
+            self.epoch += 1
+            val = self.validate()
+            self._log(
+                {
+                    "kind": "val",
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "elapsed_s": round(self.elapsed, 1),
+                    **val,
+                }
+            )
+            if val.get("loss", math.inf) < self.best or self.val is None:
+                self.best = val.get("loss", math.inf)
+                self._save(self.out / "best.pt")
+            self._save(self.out / "last.pt")
+        plot_losses(self.out / "metrics.jsonl", self.out / "loss.png")
+        return {
+            "steps": self.step,
+            "epochs": self.epoch,
+            "best_val_loss": self.best,
+            "elapsed_s": round(self.elapsed, 1),
+        }
+
+    def _train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.step, self.total, self.peak, self.floor, self.warmup)
+        images, masks, proprio, move, grip = batch_tensors(batch, self.norm, self.device)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            move_pred, logits = self.net(images, masks, proprio)
+        loss, parts = bc_loss(move_pred, logits, move, grip)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return parts
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if self.val is None:
+            return {}
+        self.net.eval()
+        totals = {"loss": 0.0, "mse": 0.0, "ce": 0.0, "gripper_acc": 0.0, "move_err_mm": 0.0}
+        n = 0
+        std = self.norm["move_std"]
+        for batch in self.val.epoch():
+            images, masks, proprio, move, grip = batch_tensors(batch, self.norm, self.device)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                move_pred, logits = self.net(images, masks, proprio)
+            _, parts = bc_loss(move_pred, logits, move, grip)
+            b = len(grip)
+            for k in ("loss", "mse", "ce"):
+                totals[k] += parts[k] * b
+            totals["gripper_acc"] += float((logits.argmax(1) == grip).float().sum())
+            err = ((move_pred.float() - move) * std).norm(dim=1) * 1000
+            totals["move_err_mm"] += float(err.sum())
+            n += b
+        return {f"val_{k}" if k != "loss" else "loss": v / n for k, v in totals.items()}
+
+    # ------------------------------------------------------------------ state
+
+    def _log(self, row: dict[str, Any]) -> None:
+        with (self.out / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.on_progress is not None:
+            self.on_progress({**row, "total": self.total})
+
+    def _save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save(
+            {
+                "config": dataclasses.asdict(self.config),
+                "model": self.net.state_dict(),
+                "normaliser": dataclasses.asdict(self.normaliser),
+                "optimizer": self.opt.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "step": self.step,
+                "epoch": self.epoch,
+                "best": self.best,
+                "elapsed_s": self.elapsed,
+                "total": self.total,
+                "settings": dataclasses.asdict(self.settings),
+                "data": self.data_info,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "numpy": self.train._rng.bit_generator.state,
+                },
+            },
+            tmp,
+        )
+        tmp.replace(path)  # a crash mid-save never leaves a torn checkpoint
+
+    def _restore(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        self.net.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.step, self.epoch, self.best = ckpt["step"], ckpt["epoch"], ckpt["best"]
+        self.elapsed = ckpt.get("elapsed_s", 0.0)
+        self.normaliser = Normaliser(**ckpt["normaliser"])
+        self.norm = self.normaliser.tensors(self.device)
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.train._rng.bit_generator.state = ckpt["rng"]["numpy"]
+
+
+def plot_losses(metrics: Path, out: Path) -> None:
+    """The training and validation loss against steps, as a PNG (skipped without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind, style in (("train", "-"), ("val", "o-")):
+        pts = [(r["step"], r["loss"]) for r in rows if r["kind"] == kind and "loss" in r]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), style, label=kind)
+    ax.set_xlabel("step")
+    ax.set_ylabel("5000 MSE + 5 CE")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ the `train` command
+
+
+def run_train(args: Any) -> int:
+    """`python -m agent train`: train with a progress bar, print where the checkpoints are."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    settings = TrainSettings(
+        preset=args.preset,
+        variant=args.variant,
+        epochs=args.epochs,
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        min_lr=args.min_lr,
+        weight_decay=args.weight_decay,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+    )
+    suffix = "" if args.variant == "ours" else f"-{args.variant}"
+    out = args.out or Path("runs/tpm") / f"{args.preset}{suffix}"
+    columns = (
+        TextColumn("train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns) as progress:
+        bar = progress.add_task("train", total=None, info="")
+
+        def show(row: dict[str, Any]) -> None:
+            if row["kind"] == "train":
+                info = f"loss {row['loss']:.1f} (mse {row['mse']:.3f}, ce {row['ce']:.3f})"
+            else:
+                info = (
+                    f"epoch {row['epoch']} val loss {row.get('loss', float('nan')):.1f} "
+                    f"move err {row.get('val_move_err_mm', float('nan')):.2f} mm "
+                    f"gripper acc {row.get('val_gripper_acc', float('nan')):.3f}"
+                )
+            progress.update(bar, completed=row["step"], total=row["total"], info=info)
+
+        trainer = Trainer(args.data, out, settings, resume=args.resume, on_progress=show)
+        progress.update(bar, total=trainer.total, completed=trainer.step)
+        result = trainer.run()
+    print(
+        f"trained {result['steps']} steps ({result['epochs']} epochs) in "
+        f"{result['elapsed_s'] / 60:.1f} min on {trainer.device}; best validation loss "
+        f"{result['best_val_loss']:.2f}; checkpoints {out / 'best.pt'}, {out / 'last.pt'}; "
+        f"curve {out / 'loss.png'}"
+    )
+    return 0

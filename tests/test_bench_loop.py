@@ -1,0 +1,89 @@
+"""The loop benchmark: metering proxies, the bounds arithmetic, and a smoke run of both loops."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from benchmarks.loop import LoopResult, Meter, _Metered, bounds
+from tests.conftest import make_config
+
+pytest.importorskip("mujoco")
+
+
+class Backend:
+    name = "fake"
+
+    def work(self, n: int) -> int:
+        return sum(range(n))
+
+
+def test_metered_proxy_times_listed_methods_and_passes_the_rest() -> None:
+    meter = Meter("perceive")
+    proxy = _Metered(Backend(), meter, ["work"])
+    assert proxy.name == "fake"
+    results: list[int] = []
+    worker = threading.Thread(target=lambda: results.append(proxy.work(200_000)))
+    worker.start()
+    worker.join()
+    assert results == [sum(range(200_000))]
+    assert meter.calls == 1 and len(meter.wall_ms) == 1
+    assert 0 < meter.cpu_s <= meter.wall_ms[0] / 1e3 + 0.01  # CPU of the worker thread only
+
+
+def test_sleeping_costs_wall_time_but_no_cpu() -> None:
+    meter = Meter("capture")
+    meter.wrap(time.sleep)(0.05)
+    assert meter.wall_ms[0] >= 45 and meter.cpu_s < 0.01
+
+
+def _result(rate: float, stages: dict[str, float], render: dict[str, float]) -> LoopResult:
+    return LoopResult(
+        mode="x",
+        steps=10,
+        window_s=1.0,
+        rate_hz=rate,
+        latency_ms={},
+        interval_ms={},
+        jitter_ms={},
+        stale=0,
+        dropped={},
+        stage_ms={k: {"median": v} for k, v in stages.items()},
+        render_ms=render,
+        cpu={},
+    )
+
+
+def test_bounds_use_the_slowest_stage_and_the_sum(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "runtime.control_hz=20", "sim.camera_fps=30")
+    result = _result(2.0, {"perceive": 400.0, "act": 50.0, "command": 5.0}, {"front": 40.0})
+    b = bounds(result, config, clocked=True)
+    assert b["slowest_stage"] == "perceive" and b["bound_slowest_hz"] == 2.5
+    assert b["sum_ms"] == 40 + 400 + 50 + 10  # command: a state read and a move per step
+    assert b["of_slowest"] == 0.8
+    fast = _result(9.0, {"perceive": 1.0, "act": 1.0, "command": 0.1}, {"front": 20.0})
+    assert bounds(fast, config, clocked=True)["slowest_stage"] == "control period"
+    assert bounds(fast, config, clocked=False)["slowest_stage"] == "camera period"
+
+
+def test_quick_smoke_run_of_both_loops(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "loop.json"
+    assert main(["bench", "loop", "--quick", "--steps", "8", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "pipelined / sequential rate:" in printed
+    result = json.loads(out.read_text())
+    assert result["ratio"] > 0
+    for mode in ("pipelined", "sequential"):
+        r = result[mode]
+        assert r["steps"] >= 3 and r["rate_hz"] > 0, r
+        assert r["latency_ms"]["median"] > 0
+        assert {"perceive", "act", "command"} <= set(r["stage_ms"])
+        assert r["cpu"]["process"]["cpu_s"] > 0 and r["bounds"]["bound_slowest_hz"] > 0
+    assert "runtime overhead (event loop)" in result["pipelined"]["cpu"]
+    assert set(result["pipelined"]["dropped"]) >= {"frames/front", "frames/side", "actions"}
+    assert out.with_suffix(".md").exists()
