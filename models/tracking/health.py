@@ -1,21 +1,68 @@
-"""Track health for learned trackers: the OpenCV tracker's checks, reused as one object.
+"""Track health: one plausibility check that every tracker backend's proposals go through.
 
-A learned tracker such as MixFormerV2 reports a confidence, but a confident box can still jump to
-a distractor or collapse when the arm covers the object. The OpenCV backend already judges every
-update by geometry (`box_health`: area change and centre jump against the last accepted box) and
-by appearance (hue-saturation histogram against the one taken at init); `TrackHealth` wraps those
-same functions, so every tracker backend is held to the same rules and the pipeline's
-re-detection triggers the same way whichever tracker is configured.
+OpenCV's trackers report success while sitting on background, and a learned tracker such as
+MixFormerV2 can be confident about a box that jumped to a distractor or collapsed under the arm.
+So every update is judged by geometry (`box_health`: area change and centre jump against the last
+accepted box) and by appearance (hue-saturation histogram against the one taken at init), and the
+pipeline's re-detection triggers the same way whichever tracker is configured.
 """
 
 from __future__ import annotations
 
+import math
+
+import cv2
 import numpy as np
 
-from models._boxes import clip_box
+from models._boxes import clip_box, pixel_bounds
 from models.tracking.base import TrackResult
-from models.tracking.opencv_tracker import _bgr, _histogram, _similarity, box_health
 from models.types import Box
+
+#: Smallest accepted box side in pixels; below it a tracker has nothing left to follow.
+MIN_SIDE_PX = 2.0
+
+#: Hue and saturation bins of the appearance histogram (coarse: robust to light and pose changes).
+_HIST_BINS = [16, 8]
+
+
+def box_health(
+    previous: Box, candidate: Box, *, max_area_ratio: float = 4.0, max_jump: float = 0.5
+) -> float:
+    """A plausibility score in [0, 1] for moving from `previous` to `candidate` in one frame.
+
+    1 means same size and place; it falls linearly in the worse of two normalised changes and is
+    0 at (or past) either limit: |log(area ratio)| / log(max_area_ratio), and centre displacement
+    / (max_jump * previous diagonal). A box with a side under MIN_SIDE_PX scores 0. This is a
+    stability measure, not a calibrated probability: CSRT and KCF expose no confidence in Python.
+    """
+    if candidate.width < MIN_SIDE_PX or candidate.height < MIN_SIDE_PX or previous.area <= 0:
+        return 0.0
+    area_change = abs(math.log(candidate.area / previous.area)) / math.log(max_area_ratio)
+    jump = math.hypot(
+        (candidate.x0 + candidate.x1 - previous.x0 - previous.x1) / 2,
+        (candidate.y0 + candidate.y1 - previous.y0 - previous.y1) / 2,
+    ) / (max_jump * math.hypot(previous.width, previous.height))
+    return max(0.0, 1.0 - max(area_change, jump))
+
+
+def _histogram(image_bgr: np.ndarray, box: Box) -> np.ndarray:
+    """Normalised hue-saturation histogram of the pixels under `box`."""
+    x0, y0, x1, y1 = pixel_bounds(box, image_bgr.shape)
+    hsv = cv2.cvtColor(np.ascontiguousarray(image_bgr[y0:y1, x0:x1]), cv2.COLOR_BGR2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, _HIST_BINS, [0, 180, 0, 256])
+    return cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)
+
+
+def _similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """1 for identical colour distributions, 0 for disjoint ones."""
+    return 1.0 - float(cv2.compareHist(a, b, cv2.HISTCMP_BHATTACHARYYA))
+
+
+def bgr(image: np.ndarray) -> np.ndarray:
+    """Frames are RGB; OpenCV's colour features (CSRT's colour names) assume BGR."""
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    return image
 
 
 class TrackHealth:
@@ -50,7 +97,7 @@ class TrackHealth:
     def reset(self, image: np.ndarray, box: Box) -> None:
         """Start judging against `box` in the RGB `image` (the tracker's init frame)."""
         self._last = clip_box(box, image.shape)
-        self._template = _histogram(_bgr(image), self._last)
+        self._template = _histogram(bgr(image), self._last)
 
     def lost(self) -> TrackResult:
         """The result for an update the tracker itself gave up on."""
@@ -68,7 +115,7 @@ class TrackHealth:
             ),
         )
         if score > 0.0 and self.min_appearance > 0.0:
-            appearance = _similarity(self._template, _histogram(_bgr(image), candidate))
+            appearance = _similarity(self._template, _histogram(bgr(image), candidate))
             score = min(score, appearance) if appearance >= self.min_appearance else 0.0
         if score <= 0.0:
             return self.lost()
