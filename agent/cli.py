@@ -106,6 +106,13 @@ def _add_tpm_verbs(verbs: Any) -> None:
     add_train_arguments(train)
     export = verbs.add_parser("export", help="TPM checkpoint -> ONNX, checked against PyTorch")
     add_export_arguments(export)
+    evaluate = verbs.add_parser(
+        "eval", help="closed-loop success rates of the TPM policy (the paper's tables, in sim)"
+    )
+    from benchmarks.eval_tables import add_arguments as add_eval_arguments
+
+    add_eval_arguments(evaluate)
+    _add_config_args(evaluate)
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -156,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agent.dataset import run_collect
 
             return run_collect(args, config)
+        if args.verb == "eval":
+            from benchmarks.eval_tables import run as run_eval
+
+            return run_eval(args, config)
 
         return _run(args, config)
     except (ConfigError, RequestError, BackendError) as exc:

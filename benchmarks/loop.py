@@ -22,10 +22,11 @@ of each stage per call, and the CPU each stage used.
 CPU accounting (documented choice): each stage's backend calls are wrapped (`Meter`) and measure
 `time.thread_time()` inside the worker thread that runs them, so a stage's CPU is its own and not
 the time it waited for the GIL or a core; the camera render threads and the sim physics thread
-are read through their POSIX thread CPU clocks. The runtime's own overhead (scheduling, channels,
-events, telemetry) is the CPU of the event loop's thread, which runs everything but the stages;
-per step it is the cost of the runtime itself. Shares are of the process's CPU over the window
-from the first to the last step.
+are read through their POSIX thread CPU clocks, and Mesa's llvmpipe rasteriser threads (native,
+named "llvmpipe-N") through /proc (Linux; 10 ms resolution). The runtime's own overhead
+(scheduling, channels, events, telemetry) is the CPU of the event loop's thread, which runs
+everything but the stages; per step it is the cost of the runtime itself. Shares are of the
+process's CPU over the window from the first to the last step.
 
     python -m agent bench loop [--steps 100] [--quick] [--json PATH] [--set models.tracker=csrt]
     python -m benchmarks.loop  (the same arguments, with the sim profile)
@@ -148,6 +149,32 @@ def _thread_cpu(thread: threading.Thread) -> float:
         return 0.0
 
 
+def _native_threads(prefix: str) -> dict[str, float]:
+    """CPU seconds of this process's OS threads whose name starts with `prefix` (Linux /proc).
+
+    Mesa's llvmpipe rasterises on its own native threads ("llvmpipe-N"), which Python's
+    `threading` does not list; without them most of the render cost would show up as "other".
+    """
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[str, float] = {}
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/comm", encoding="utf-8") as comm:
+                name = comm.read().strip()
+            if not name.startswith(prefix):
+                continue
+            with open(f"/proc/self/task/{tid}/stat", encoding="utf-8") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            out[f"{name}:{tid}"] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended between listing and reading
+    return out
+
+
 @dataclass
 class Snapshot:
     """Counters at one instant; the window is the difference of two snapshots."""
@@ -165,6 +192,7 @@ class Snapshot:
             for t in threading.enumerate()
             if t.name.startswith(("sim-camera-", "sim-physics"))
         }
+        threads.update(_native_threads("llvmpipe"))
         return cls(
             wall=time.perf_counter(),
             process_cpu=time.process_time(),
@@ -192,12 +220,19 @@ def cpu_table(start: Snapshot, end: Snapshot, steps: int, *, loop_runs_stages: b
         for n in end.sim_threads
         if n.startswith("sim-physics")
     )
+    rasteriser = sum(
+        end.sim_threads[n] - start.sim_threads.get(n, 0.0)
+        for n in end.sim_threads
+        if n.startswith("llvmpipe")
+    )
     loop = end.loop_cpu - start.loop_cpu
     if loop_runs_stages:
         loop -= sum(used.values())
-    rows = {**used, "render (camera threads)": render, "sim physics thread": physics}
+    rows = {**used, "render (camera threads)": render}
+    rows["render (llvmpipe rasteriser threads)"] = rasteriser
+    rows["sim physics thread"] = physics
     rows["runtime overhead (event loop)" if not loop_runs_stages else "loop bookkeeping"] = loop
-    rows["other (pool, GC, libraries' threads)"] = process - sum(rows.values())
+    rows["other (worker pool, GC, other native threads)"] = process - sum(rows.values())
     rows["process"] = process
     return {
         name: {

@@ -97,7 +97,7 @@ def test_quick_smoke_run_through_the_cli(tmp_path: Path, capsys: pytest.CaptureF
     argv = ["bench", "modules", "--quick", "--no-heavy", "--json", str(out)]
     assert main([*argv, "--set", "models.reasoner=rules"]) == 0
     printed = capsys.readouterr().out
-    assert "random weights" in printed and "GroundingDINO-B 148.6" in printed
+    assert "random weights" in printed and "TPM 34.8" in printed
     result = json.loads(out.read_text())
     assert result["machine"]["cores"] >= 1 and result["machine"]["load_average"]
     rows = {r["key"]: r for r in result["rows"]}
