@@ -361,8 +361,9 @@ def _build_hardware(config: Config) -> Parts:
     Devices are checked first (a missing camera is the first thing a lab meets), then the
     policy, then the perception models (which may take seconds to load).
     """
-    cameras = {view: build_camera(view, config.cameras.devices[view])
-               for view in config.cameras.views}
+    cameras = {
+        view: build_camera(view, config.cameras.devices[view]) for view in config.cameras.views
+    }
     robot = build_robot(config)
     policies: dict[str, Callable[[], Policy]] = {
         "tpm": lambda: build_tpm_policy(config),
@@ -414,9 +415,18 @@ def build_camera(view: str, device: CameraDeviceSection) -> Camera:
         open_timeout=device.open_timeout_s,
     )
     i = device.intrinsics
-    intrinsics = None if i is None else Intrinsics(
-        width=i.width, height=i.height, fx=i.fx, fy=i.fy, cx=i.cx, cy=i.cy,
-        distortion=tuple(i.distortion),
+    intrinsics = (
+        None
+        if i is None
+        else Intrinsics(
+            width=i.width,
+            height=i.height,
+            fx=i.fx,
+            fy=i.fy,
+            cx=i.cx,
+            cy=i.cy,
+            distortion=tuple(i.distortion),
+        )
     )
     makers: dict[str, Callable[[], tuple[Camera, Callable[[], list[dict[str, str]]], str]]] = {
         "realsense": lambda: _realsense(view, device, capture, intrinsics),
@@ -442,8 +452,14 @@ def _realsense(view: str, device: CameraDeviceSection, capture: Any, intrinsics:
     from drivers.realsense import RealSenseCamera, RealSenseConfig, list_devices
 
     config = RealSenseConfig(
-        name=view, serial=device.serial, width=device.width, height=device.height,
-        fps=device.fps, depth=device.depth, intrinsics=intrinsics, capture=capture,
+        name=view,
+        serial=device.serial,
+        width=device.width,
+        height=device.height,
+        fps=device.fps,
+        depth=device.depth,
+        intrinsics=intrinsics,
+        capture=capture,
     )
     return RealSenseCamera(config), list_devices, "RealSense"
 
@@ -452,7 +468,12 @@ def _azure_kinect(view: str, device: CameraDeviceSection, capture: Any, intrinsi
     from drivers.azure_kinect import AzureKinectCamera, AzureKinectConfig, list_devices
 
     config = AzureKinectConfig(
-        name=view, serial=device.serial, resolution=device.height, fps=device.fps,
-        depth=device.depth, intrinsics=intrinsics, capture=capture,
+        name=view,
+        serial=device.serial,
+        resolution=device.height,
+        fps=device.fps,
+        depth=device.depth,
+        intrinsics=intrinsics,
+        capture=capture,
     )
     return AzureKinectCamera(config), list_devices, "Azure Kinect"

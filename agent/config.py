@@ -85,9 +85,16 @@ def _is_host(host: str) -> bool:
         return True
     except ValueError:
         labels = host.split(".")
-        return bool(host) and len(host) <= 253 and all(
-            label and len(label) <= 63 and label.replace("-", "").isalnum()
-            and not label.startswith("-") for label in labels
+        return (
+            bool(host)
+            and len(host) <= 253
+            and all(
+                label
+                and len(label) <= 63
+                and label.replace("-", "").isalnum()
+                and not label.startswith("-")
+                for label in labels
+            )
         )
 
 
@@ -219,7 +226,13 @@ class FrankaSection(_Section):
         None, description="Fixed hand orientation (x, y, z, w); None keeps the one at start."
     )
     home_joints: tuple[float, float, float, float, float, float, float] = (
-        0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785,
+        0.0,
+        -0.785,
+        0.0,
+        -2.356,
+        0.0,
+        1.571,
+        0.785,
     )
     connect_timeout_s: float = Field(10.0, description="Give up connecting after this long.")
     gripper: GripperSection = GripperSection()
@@ -457,8 +470,12 @@ class Config(_Section):
         truth = cams in ("sim", "franka_sim")
         needs_truth = (
             ("models.detector", self.models.detector, "ground_truth", "'grounding_dino'"),
-            ("models.segmenter", self.models.segmenter, "ground_truth", "'sam', 'mobile_sam' "
-             "or 'grabcut'"),
+            (
+                "models.segmenter",
+                self.models.segmenter,
+                "ground_truth",
+                "'sam', 'mobile_sam' or 'grabcut'",
+            ),
             ("models.policy", self.models.policy, "expert", "the learned policy 'tpm'"),
         )
         for key, value, simulated, instead in needs_truth:

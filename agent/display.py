@@ -12,7 +12,17 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from agent.events import Detected, Event, Fault, Finished, Outcome, Reasoned, Started, Step
+from agent.events import (
+    Detected,
+    Event,
+    Fault,
+    Finished,
+    Outcome,
+    Reasoned,
+    Started,
+    Step,
+    describe_task,
+)
 
 STAGES_SHOWN = ("perceive", "act", "command", "total")
 
@@ -63,8 +73,8 @@ class RunDisplay:
                 self._note(f"reasoned ({event.backend}): nothing fits - {event.rationale}")
             else:
                 self._note(
-                    f"reasoned ({event.backend}, {event.latency_ms:.0f} ms): pick "
-                    f"{event.pick}, {event.skill.replace('_', ' ')} {event.place}"
+                    f"reasoned ({event.backend}, {event.latency_ms:.0f} ms): "
+                    f"{describe_task(event.skill, event.pick, event.place)}"
                 )
             self._stage = "detecting"
         elif isinstance(event, Detected) and event.redetection:

@@ -109,6 +109,15 @@ Event = Annotated[
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
+def describe_task(skill: str, pick: str | None, place: str | None) -> str:
+    """A task in a few words for people: "pick sponge, place near user", "open drawer"."""
+    if pick is None:
+        return "nothing to do"
+    if place is None:
+        return f"{skill.replace('_', ' ').split(' ')[0]} {pick}"
+    return f"pick {pick}, {skill.replace('_', ' ')} {place}"
+
+
 def parse_event(data: str | bytes) -> Event:
     """Parse one JSON event (e.g. a line of a run's events.jsonl) back into its typed model."""
     return EVENT_ADAPTER.validate_json(data)

@@ -19,7 +19,7 @@ import structlog
 
 from agent.channels import Latest
 from agent.config import Config
-from agent.events import Event, Outcome, Step
+from agent.events import Event, Outcome, Step, describe_task
 from agent.messages import PerceptMsg
 from models.perception import Percept
 from models.types import PICK_MASK_VALUE, PLACE_MASK_VALUE, TaskSpec
@@ -134,8 +134,13 @@ class VideoWriter:
             if proc.wait(timeout=60) != 0:
                 raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {err.decode()[-300:]}")
         if self._gif:
-            self._gif[0].save(self.path, save_all=True, append_images=self._gif[1:],
-                              duration=int(1000 / self.fps), loop=0)
+            self._gif[0].save(
+                self.path,
+                save_all=True,
+                append_images=self._gif[1:],
+                duration=int(1000 / self.fps),
+                loop=0,
+            )
             self._gif = []
 
 
@@ -179,7 +184,8 @@ class RunRecorder:
             msg = await reader.next()
             caption = self._caption
             if self._task is not None and not caption:
-                caption = f"pick {self._task.pick} -> {self._task.skill.value} {self._task.place}"
+                task = self._task
+                caption = describe_task(task.skill.value, task.pick, task.place)
             await anyio.to_thread.run_sync(self._add_frame, msg.percept, caption)
 
     def _add_frame(self, percept: Percept, caption: str) -> None:

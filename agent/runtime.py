@@ -370,6 +370,14 @@ class Runtime:
         )
         if not task.feasible:
             return Ending("infeasible", False, task.rationale or "nothing in view fits the request")
+        skills = getattr(parts.policy, "skills", None)  # optional: see models.policy.base
+        if skills is not None and task.skill not in skills:
+            return Ending(
+                "infeasible",
+                False,
+                f"the {parts.policy.name} policy cannot do {task.skill.value} "
+                f"(its skills: {', '.join(sorted(skills))})",
+            )
 
         first = await self._fresh_frames()
         pipeline = parts.new_pipeline()
@@ -481,7 +489,7 @@ class Runtime:
                     frame_timeout=frame_timeout,
                     stage_timeout=rt.stage_timeout_s,
                     first=percept,
-                on_regained=on_regained,
+                    on_regained=on_regained,
                 ),
             )
             tg.start_soon(
@@ -509,6 +517,7 @@ class Runtime:
                     deadline_s=rt.action_deadline_s,
                     limiter=self._robot_limiter,
                     call_timeout=rt.stage_timeout_s,
+                    max_steps=rt.max_steps,
                     on_tick=on_tick,
                 ),
             )

@@ -20,17 +20,23 @@ class ModelError(RuntimeError):
 
 
 class Skill(StrEnum):
-    """What to do with the picked object (the paper's skills; values are the config strings)."""
+    """What to do (the paper's skills; values are the config strings).
+
+    The `place_*` skills pick an object and place it relative to another; `open_drawer` acts on
+    one object, the drawer, and has no place target.
+    """
 
     PLACE_NEAR = "place_near"
     PLACE_INSIDE = "place_inside"
     PLACE_ON = "place_on"
+    OPEN_DRAWER = "open_drawer"
 
 
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
     """A request turned into targets: pick `pick`, then place it relative to `place` per `skill`.
 
+    For `Skill.OPEN_DRAWER`, `pick` names the drawer to open and `place` is None.
     `pick is None` means nothing in view satisfies the request; the runtime stops and says so.
     The descriptions add shape and colour words for open-vocabulary detectors.
     """
@@ -45,7 +51,8 @@ class TaskSpec:
 
     @property
     def feasible(self) -> bool:
-        return self.pick is not None and self.place is not None
+        """Something to act on, and a place target unless the skill needs none."""
+        return self.pick is not None and (self.place is not None or self.skill is Skill.OPEN_DRAWER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,8 +63,8 @@ def test_mapping_source():
         ("sim", ["runtime.control_hz=0"], "runtime.control_hz: Input should be greater than 0"),
         (
             "sim",
-            ["models.policy=tpm"],
-            "models.policy: 'tpm' is not allowed; allowed: 'expert' or 'none'",
+            ["models.policy=diffusion"],
+            "models.policy: 'diffusion' is not allowed; allowed: 'expert', 'tpm' or 'none'",
         ),
             ("sim", ["runtime.when_busy=wait"], "runtime.when_busy: 'wait' is not allowed"),
         ("sim", ["nonsense"], "override 'nonsense' is not KEY=VALUE"),

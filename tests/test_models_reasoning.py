@@ -106,6 +106,38 @@ def test_nothing_fits(
 
 
 @pytest.mark.parametrize(
+    ("request_text", "objects", "drawer"),
+    [
+        ("open the drawer", [*KITCHEN, "drawer"], "drawer"),
+        ("can you open the top drawer", ["bottom drawer", "top drawer", "apple"], "top drawer"),
+        ("I need something from the drawer", ["apple", "cabinet drawer"], "cabinet drawer"),
+        ("what's in the drawer?", ["Drawer", "bowl"], "Drawer"),
+        ("open the drawer", [], "drawer"),
+    ],
+)
+def test_open_drawer_acts_on_the_listed_drawer(
+    reasoner: RuleReasoner, request_text: str, objects: list[str], drawer: str
+) -> None:
+    spec = reasoner.reason(request_text, objects)
+    assert (spec.skill, spec.pick, spec.place) == (Skill.OPEN_DRAWER, drawer, None), spec.rationale
+    assert spec.feasible
+
+
+@pytest.mark.parametrize("request_text", ["open the drawer", "I need something from the drawer"])
+def test_open_drawer_with_no_drawer_in_view_fits_nothing(
+    reasoner: RuleReasoner, request_text: str
+) -> None:
+    spec = reasoner.reason(request_text, KITCHEN)
+    assert spec.pick is None and not spec.feasible
+    assert "drawer" in spec.rationale and "nothing fits" in spec.rationale
+
+
+def test_a_drawer_can_still_be_a_place(reasoner: RuleReasoner) -> None:
+    spec = reasoner.reason("put the apple in the drawer", ["apple", "drawer"])
+    assert (spec.skill, spec.pick, spec.place) == (Skill.PLACE_INSIDE, "apple", "drawer")
+
+
+@pytest.mark.parametrize(
     "request_text",
     ["put the apple in the bowl", "I'm thirsty", "I spilled the milk", "I'm hungry", "hi there"],
 )

@@ -169,6 +169,29 @@ def test_place_inside_and_catalogue_description_fallback(server: ChatServer) -> 
     assert spec.place_description == "a blue bowl"  # the model left it empty
 
 
+def test_open_drawer_with_null_place_is_accepted(server: ChatServer) -> None:
+    server.script = [answer(skill="open_drawer", pick="Drawer", place=None, rationale="open it")]
+    spec = make(server).reason("I need something from the drawer", [*SCENE, "drawer"])
+    assert (spec.skill, spec.pick, spec.place) == (Skill.OPEN_DRAWER, "drawer", None)
+    assert spec.feasible and spec.place_description == ""
+    body = server.requests[0]["body"]
+    schema = body["response_format"]["json_schema"]["schema"]["properties"]
+    assert "open_drawer" in schema["skill"]["enum"]
+    assert "open_drawer" in body["messages"][0]["content"]
+
+
+@pytest.mark.parametrize(
+    ("skill", "place"), [("place_near", None), ("place_inside", None), ("open_drawer", "bowl")]
+)
+def test_place_is_null_for_open_drawer_only(
+    server: ChatServer, skill: str, place: str | None
+) -> None:
+    server.script = [answer(skill=skill, pick="drawer", place=place)]
+    with pytest.raises(ModelError, match="does not fit skill") as info:
+        make(server).reason("open the drawer", [*SCENE, "drawer"])
+    assert "\n" not in str(info.value)
+
+
 def test_nothing_fits(server: ChatServer) -> None:
     server.script = [answer(pick=None, place=None, rationale="no hammer in view")]
     spec = make(server).reason("give me the hammer", SCENE)

@@ -269,6 +269,24 @@ async def test_nothing_fits_and_object_not_in_view(tmp_path):
         assert "unicorn" in outcome.reason
 
 
+@pytest.mark.asyncio
+async def test_a_skill_the_policy_cannot_do_is_infeasible_before_any_motion(tmp_path):
+    config = make_config(tmp_path)
+
+    def wrap(parts):
+        real = parts.scene_objects
+        parts.scene_objects = lambda: [*real(), "drawer"]  # the sim has no drawer yet
+
+    async with Runtime(config, parts_factory=factory(wrap)) as runtime:
+        events = await collect(runtime, "open the drawer")
+    reasoned = next(e for e in events if isinstance(e, Reasoned))
+    assert (reasoned.skill, reasoned.pick, reasoned.place) == ("open_drawer", "drawer", None)
+    outcome = events[-1].outcome
+    assert outcome.status == "infeasible"
+    assert "open_drawer" in outcome.reason and "expert" in outcome.reason
+    assert not any(isinstance(e, Step | Detected) for e in events)
+
+
 def test_runtime_works_under_trio(tmp_path):
     config = make_config(tmp_path, "runtime.max_steps=5")
 

@@ -35,6 +35,7 @@ async def command_loop(
     deadline_s: float,
     limiter: anyio.CapacityLimiter,
     call_timeout: float,
+    max_steps: int,
     on_tick: Callable[[CommandTick], None],
 ) -> None:
     """Every period: read the robot state, then execute the newest unseen action if fresh.
@@ -43,6 +44,8 @@ async def command_loop(
     (diffusion_policy's rule: late actions are dropped, not executed). With no new action the
     driver keeps moving to its last target. Ticks are scheduled on absolute deadlines, so one slow
     tick does not shift the whole schedule; a tick that is more than a period late is skipped.
+    The step budget is enforced here, where steps happen: after `max_steps` actions the arm
+    holds and no further action is taken, whenever the supervisor gets to end the episode.
     """
     period = 1.0 / rate_hz
     reader = actions.reader()
@@ -54,7 +57,7 @@ async def command_loop(
             robot.state, limiter=limiter, timeout=call_timeout, what="robot state read"
         )
         states.publish(state)
-        msg = reader.poll()
+        msg = reader.poll() if index < max_steps else None
         if msg is not None:
             age = anyio.current_time() - msg.t_capture
             executed = age <= deadline_s
@@ -72,6 +75,8 @@ async def command_loop(
                 await run_blocking(robot.hold, limiter=limiter, timeout=call_timeout, what="hold")
             t_sent = anyio.current_time()
             index += 1
+            if index == max_steps:
+                await run_blocking(robot.hold, limiter=limiter, timeout=call_timeout, what="hold")
             record = StepRecord(index=index, executed=executed, done=msg.action.done, t=t_sent)
             steps.publish(record)
             on_tick(

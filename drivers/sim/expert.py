@@ -54,6 +54,8 @@ class ScriptedExpert:
     """Scripted pick-and-place on privileged state; `act` is called once per control step."""
 
     name = "expert"
+    #: the skills it can carry out (`models.types.Skill` values; no drawers)
+    skills = frozenset({"place_near", "place_inside", "place_on"})
 
     def __init__(self, world: SceneState, max_step: float = 0.01, max_retries: int = 2) -> None:
         self.world = world

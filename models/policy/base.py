@@ -8,6 +8,14 @@ from models.types import Action, Observation, TaskSpec
 
 
 class Policy(Protocol):
+    """`name`, `reset` and `act` are required.
+
+    Optional: `skills`, a set of the skill strings (`Skill` values, e.g. {"place_near"}) the
+    policy can carry out. When a policy declares it, the runtime ends an episode whose task needs
+    another skill as "infeasible" right after reasoning, before any detection or motion; a policy
+    without it is trusted with every skill. (Not a protocol member, so policies may omit it.)
+    """
+
     name: str
 
     def reset(self, task: TaskSpec) -> None:

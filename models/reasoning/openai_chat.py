@@ -45,13 +45,16 @@ _SYSTEM = """\
 You are the reasoning module of a robot arm that helps a person at a table. The person says \
 something: a command ("put the apple in the bowl"), a wish ("give me the banana") or a need \
 ("I'm cold", "I spilled the milk"). Decide which ONE object the robot should pick up and where \
-to place it, choosing only among the objects in view.
+to place it, or which drawer to open, choosing only among the objects in view.
 
 Rules:
 - "pick" must be exactly one of the listed objects. "place" must be one of the listed objects \
 or "user" (near the person, the default when they need or ask for something).
 - skill: "place_inside" for in / into a container, "place_on" for on / on top of, \
 "place_near" otherwise (next to, near, or to the user).
+- skill "open_drawer" when the person asks to open a drawer or wants something from inside one: \
+"pick" is the drawer (one of the listed objects) and "place" is null. Only this skill has a \
+null place.
 - For an indirect need, pick the object that best meets it and bring it to the user.
 - If nothing in view satisfies the request, or it asks for an object that is not listed, set \
 "pick" and "place" to null and say why in the rationale. Never invent objects.
@@ -213,7 +216,7 @@ class OpenAIReasoner:
                 raise ModelError(f"{self.name}: answer field {key!r} is not a string or null")
         if not isinstance(rationale, str):
             raise ModelError(f"{self.name}: answer field 'rationale' is not a string")
-        pick = pick.strip() if pick and pick.strip().lower() not in ("", "none", "null") else None
+        pick, place = _name(pick), _name(place)
         if pick is None:
             listed = ", ".join(objects) if objects else "none listed"
             why = rationale.strip() or "the model found nothing that fits"
@@ -232,20 +235,28 @@ class OpenAIReasoner:
                 f"{self.name}: answer skill {data.get('skill')!r} is not one of {allowed}"
             ) from None
         pick = self._listed(pick, objects, "pick")
-        place = USER if not place or place.strip().lower() == USER else place.strip()
-        if place != USER:
+        if (place is None) != (skill is Skill.OPEN_DRAWER):  # only open_drawer has no place
+            raise ModelError(
+                f"{self.name}: answer place {place!r} does not fit skill {skill.value!r} "
+                "(place must be null for open_drawer and only for it)"
+            )
+        if place is not None and place.lower() == USER:
+            place, skill = USER, Skill.PLACE_NEAR
+        elif place is not None:
             place = self._listed(place, objects, "place")
         if place == pick:
             raise ModelError(f"{self.name}: answer picks and places the same object {pick!r}")
         return TaskSpec(
             request=request,
-            skill=Skill.PLACE_NEAR if place == USER else skill,
+            skill=skill,
             pick=pick,
             place=place,
             rationale=rationale.strip() or f"the model chose the {pick}",
             pick_description=self._description(data.get("pick_description"), pick),
             place_description=(
-                "" if place == USER else self._description(data.get("place_description"), place)
+                ""
+                if place is None or place == USER
+                else self._description(data.get("place_description"), place)
             ),
         )
 
@@ -382,6 +393,12 @@ def _strip_fences(text: str) -> str:
     text = text.strip()
     match = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.DOTALL)
     return match.group(1) if match else text
+
+
+def _name(value: str | None) -> str | None:
+    """An answer's object name, stripped; None for null, "" and the words "none" / "null"."""
+    value = value.strip() if value else ""
+    return value if value.lower() not in ("", "none", "null") else None
 
 
 def _one_line(text: str) -> str:

@@ -3,18 +3,21 @@
 The paper reasons with GPT-4; this backend needs no network, no model and runs in well under a
 millisecond, so the runtime always has a reasoner. It handles the two request shapes the paper
 demonstrates: direct commands ("put the apple in the bowl", "give me the banana") and indirect needs
-("I spilled the milk" -> a sponge for the user). It is a baseline, not a language model: anything
-its patterns and tables do not cover gets an honest "nothing fits" answer (pick=None) with the
-reason, never a guess outside the listed objects. Extend it by adding rows to `NEEDS` or `SYNONYMS`.
+("I spilled the milk" -> a sponge for the user), plus requests to open a drawer. It is a baseline,
+not a language model: anything its patterns and tables do not cover gets an honest "nothing fits"
+answer (pick=None) with the reason, never a guess outside the listed objects. Extend it by adding
+rows to `NEEDS` or `SYNONYMS`.
 
 Order of decisions, first hit wins:
-1. a command with an explicit place ("put X in Y", "bring X to me");
-2. a hand-over command or wish ("give me X", "I want X", "fetch X") -> place "user";
-3. a need or category from `NEEDS`, earliest in the request (also when 1-2 named nothing in view),
+1. a request to open a drawer or get something from one ("open the top drawer", "I need something
+   from the drawer") -> skill open_drawer on a listed drawer, no place (nothing fits without one);
+2. a command with an explicit place ("put X in Y", "bring X to me");
+3. a hand-over command or wish ("give me X", "I want X", "fetch X") -> place "user";
+4. a need or category from `NEEDS`, earliest in the request (also when 2-3 named nothing in view),
    never picking an object a negated clause rules out ("I'm thirsty, but I don't drink soda");
-4. with an optional `scorer` (a small language model, see `lm_scorer`): its best object when the
+5. with an optional `scorer` (a small language model, see `lm_scorer`): its best object when the
    tables found nothing and the score clears a threshold ("I just got out of the pool" -> towel);
-5. a request that names exactly one listed object ("the apple, please") -> hand it to the user.
+6. a request that names exactly one listed object ("the apple, please") -> hand it to the user.
 """
 
 from __future__ import annotations
@@ -261,6 +264,12 @@ _HAND_OVER = (
         r"(?:bring|fetch|get|grab|pick up|pass|hand|give|take)\s+(?P<pick>.+)$"
     ),
 )
+#: "open the top drawer", "I need something from the drawer": `drawer` is the phrase naming it.
+_OPEN_DRAWER = re.compile(
+    r"(?:(?<!not )(?<!never )\bopen(?:ing)?\s+(?:up\s+)?"
+    r"|\b(?:something|anything|stuff|things?|what(?: is)?)\s+(?:from|out of|in|inside)\s+)"
+    r"(?P<drawer>(?:[a-z0-9]+ ){0,3}?drawers?)\b"
+)
 #: A negated clause ("but I don't drink soda", "not apples though"): objects it names are ruled out.
 _NEGATION = re.compile(
     r"\b(?:not|no|never|except|without|do not|does not|cannot|will not|hate|dislike)\b"
@@ -398,6 +407,10 @@ class RuleReasoner:
         objects = list(dict.fromkeys(o.strip() for o in objects if o and o.strip()))
         named: str | None = None  # what a command asked for, when it is not in view
 
+        drawer = _OPEN_DRAWER.search(text)
+        if drawer:
+            return self._open_drawer(request, drawer["drawer"], objects)
+
         command = _PLACE_COMMAND.search(text)
         if command and not re.match(r"(?:me|us)\b", command["pick"]):
             # "bring me the apple in the bowl" names where the apple is, not where it goes.
@@ -477,6 +490,15 @@ class RuleReasoner:
         candidates = [o for o in objects if o != exclude]
         return _resolve(phrase, candidates)
 
+    def _open_drawer(self, request: str, phrase: str, objects: Sequence[str]) -> TaskSpec:
+        """Open the listed drawer-like object `phrase` names best; nothing fits without one."""
+        drawers = [o for o in objects if "drawer" in _stems(_normalise(o))]
+        if objects and not drawers:
+            return self._nothing(request, f"no '{_clean(phrase)}' in view to open", objects)
+        pick = self._find(phrase, drawers)
+        assert pick is not None  # every listed drawer shares the word "drawer" with the phrase
+        return self._spec(request, Skill.OPEN_DRAWER, pick, None, f"asked to open the {pick}")
+
     def _need(self, request: str, text: str, objects: Sequence[str]) -> TaskSpec | None:
         """The earliest-mentioned need that some listed object meets, handed to the user."""
         found = sorted(
@@ -523,7 +545,7 @@ class RuleReasoner:
             f"(score {scores[best]:.1f} > {bar:.1f}); bringing it to the user",
         )
 
-    def _spec(self, request: str, skill: Skill, pick: str, place: str, why: str) -> TaskSpec:
+    def _spec(self, request: str, skill: Skill, pick: str, place: str | None, why: str) -> TaskSpec:
         return TaskSpec(
             request=request,
             skill=skill,
@@ -531,7 +553,7 @@ class RuleReasoner:
             place=place,
             rationale=why,
             pick_description=self._descriptions.get(pick.casefold(), ""),
-            place_description=self._descriptions.get(place.casefold(), ""),
+            place_description=self._descriptions.get(place.casefold(), "") if place else "",
         )
 
     @staticmethod

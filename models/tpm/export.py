@@ -117,6 +117,8 @@ def _trace(graph: PolicyGraph, example: tuple[torch.Tensor, ...], path: Path, op
     with torch.no_grad(), warnings.catch_warnings():
         # constants built from Python tuples are meant to be constants in the graph
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # the legacy exporter is the one that writes opset 17 as one file (module docstring)
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             graph,
             example,

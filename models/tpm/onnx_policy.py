@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from models.tpm.inputs import prepare_views
-from models.types import Action, ModelError, Observation, TaskSpec
+from models.types import Action, ModelError, Observation, Skill, TaskSpec
 
 PROVIDERS: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
 _ORT_NAMES = {
@@ -53,6 +53,8 @@ class OnnxTPMPolicy:
     """Loads an exported TPM file (models.tpm.export) and acts on observations."""
 
     name = "tpm"
+    #: what its demonstrations cover (the scripted expert's skills); open_drawer has none yet
+    skills = frozenset({Skill.PLACE_NEAR, Skill.PLACE_INSIDE, Skill.PLACE_ON})
 
     def __init__(
         self,

@@ -148,14 +148,16 @@ class Trainer:
         *,
         resume: bool = False,
         on_progress: Callable[[dict[str, float]], None] | None = None,
+        config: TPMConfig | None = None,
     ) -> None:
+        """`config` replaces the preset's network (tests train tiny ones)."""
         self.settings = s = settings
         self.out = out
         self.on_progress = on_progress
         torch.set_num_threads(s.threads)
         seed_everything(s.seed)
         self.device = pick_device(s.device)
-        self.config = preset(s.preset, s.variant)
+        self.config = config or preset(s.preset, s.variant)
         store = EpisodeStore(data, read_only=True)
         if tuple(store.views)[: len(self.config.views)] != self.config.views or (
             store.image_size != self.config.image_size

@@ -1,0 +1,305 @@
+"""Closed-loop success rates of the TPM policy in simulation, in the shape of the paper's tables.
+
+Every trial runs the full runtime, as `python -m agent run` does: the rule reasoner turns the
+trial's request into a task (a trial whose reasoned task differs from the intended one counts as
+a failure), perception detects, tracks and segments with the configured backends, the ONNX policy
+acts at 10 Hz in realtime physics, and the simulator's judge decides success. Trials draw their
+task and scene from seeds disjoint from the demonstrations' (`EVAL_SEED_BASE`).
+
+Table I: standard / new background / more distractors x seen / unseen objects.
+Table II: ours vs the variants, in the paper's four settings (seen, unseen, new background, more
+distractors): box instead of mask (a policy trained on boxes, run with the box segmenter),
+w/o tracking (the same policy, detection every frame), single view and RGB-M only (their own
+policies). A variant without a policy file is reported as not run.
+
+    python -m agent eval [--quick] [--trials N] [--objects PATH] [--seed S] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+EVAL_SEED_BASE = 900_000_000  # demonstration seeds are base * 100_000 + index, far below
+
+PAPER_TABLE_I: dict[tuple[str, str], float] = {
+    ("standard", "seen"): 82.5,
+    ("standard", "unseen"): 80.0,
+    ("new_background", "seen"): 65.0,
+    ("new_background", "unseen"): 55.0,
+    ("more_distractors", "seen"): 75.0,
+    ("more_distractors", "unseen"): 70.0,
+}
+#: Table II settings, in the paper's column order
+SETTINGS_II: tuple[tuple[str, str, str], ...] = (
+    ("Seen", "standard", "seen"),
+    ("Unseen", "standard", "unseen"),
+    ("New background", "new_background", "seen"),
+    ("More distractors", "more_distractors", "seen"),
+)
+PAPER_TABLE_II: dict[str, tuple[float, float, float, float]] = {
+    "ours": (82.5, 80.0, 65.0, 75.0),
+    "box": (50.0, 40.0, 25.0, 30.0),
+    "no_tracking": (70.0, 50.0, 55.0, 70.0),
+    "single_view": (65.0, 80.0, 20.0, 70.0),
+    "rgbm_only": (85.0, 70.0, 50.0, 70.0),
+}
+VARIANT_LABELS = {
+    "ours": "Ours",
+    "box": "replace mask with bbox",
+    "no_tracking": "w/o tracking",
+    "single_view": "single view",
+    "rgbm_only": "RGB-M only",
+}
+
+
+@dataclass
+class Cell:
+    """Trials of one (variant, setting, split): successes out of trials, with each outcome."""
+
+    variant: str
+    setting: str
+    split: str
+    trials: int = 0
+    successes: int = 0
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def rate(self) -> float | None:
+        return 100.0 * self.successes / self.trials if self.trials else None
+
+    def text(self) -> str:
+        if not self.trials:
+            return f"- ({self.note})" if self.note else "-"
+        return f"{self.rate:.1f} ({self.successes}/{self.trials})"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trials", type=int, default=10, help="trials per table cell")
+    parser.add_argument("--quick", action="store_true", help="CI smoke: 1 trial, 1 cell, 40 steps")
+    parser.add_argument(
+        "--tables", default="I,II", help="which tables: I, II or I,II (cells shared)"
+    )
+    parser.add_argument(
+        "--variant-onnx",
+        action="append",
+        default=[],
+        metavar="VARIANT=PATH",
+        help="policy file of an ablation (box, single_view, rgbm_only)",
+    )
+    parser.add_argument(
+        "--eval-out", type=Path, default=Path("runs/eval"), help="folder for JSON and markdown"
+    )
+    parser.add_argument(
+        "--cells",
+        default=None,
+        help="only these cells of ours, e.g. standard:seen,standard:unseen (budgeted runs)",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=250,
+        help="step budget per trial (the expert needs ~110-140; a lost policy wanders)",
+    )
+
+
+def trial_config(
+    base: Any, trial: Any, variant: str, onnx: Path, quick: bool, max_steps: int = 250
+) -> Any:
+    """The run config of one trial: its scene, the policy file and the variant's switches."""
+    from agent.config import load_config
+
+    data = base.model_dump(mode="json")
+    data["sim"].update(
+        seed=trial.seed, objects=trial.objects, split=trial.split, setting=trial.setting
+    )
+    data["models"].update(policy="tpm", reasoner="rules")
+    data["policy"]["onnx"] = str(onnx)
+    data["output"]["video"] = False
+    if variant == "box":
+        data["models"]["segmenter"] = "box"
+    if variant == "no_tracking":
+        data["models"]["detect_every_frame"] = True
+    data["runtime"]["max_steps"] = 40 if quick else max_steps
+    return load_config(data)
+
+
+def run_trial(config: Any, trial: Any) -> dict[str, Any]:
+    """One closed-loop episode through the Runtime; the outcome as a dict."""
+    import anyio
+
+    from agent import Finished, Reasoned, Runtime
+
+    async def go() -> dict[str, Any]:
+        got: dict[str, Any] = {}
+        async with Runtime(config) as runtime:
+            async for event in runtime.execute(trial.request):
+                if isinstance(event, Reasoned):
+                    got["reasoned"] = [event.pick, event.place, event.skill]
+                if isinstance(event, Finished):
+                    got["outcome"] = event.outcome
+        return got
+
+    t0 = time.monotonic()
+    got = anyio.run(go)
+    outcome = got["outcome"]
+    intended = [trial.pick, trial.place, trial.skill.value]
+    success = bool(outcome.success) and got.get("reasoned") == intended
+    reason = outcome.reason
+    if got.get("reasoned") not in (None, intended):
+        reason = f"reasoner chose {got['reasoned']}, intended {intended}"
+    return {
+        **trial.info(),
+        "success": success,
+        "status": outcome.status,
+        "reason": reason,
+        "steps": outcome.steps,
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
+
+
+def evaluate(
+    base: Any,
+    cells: Sequence[Cell],
+    policies: dict[str, Path],
+    *,
+    trials: int,
+    seed: int,
+    quick: bool,
+    max_steps: int = 250,
+    on_trial: Callable[[Cell, dict[str, Any]], None] | None = None,
+) -> None:
+    """Fill `cells` in place; trial i of a (setting, split) uses the same scene in every variant."""
+    from agent.dataset import draw_trial
+    from drivers.sim import load_catalog
+
+    catalog = load_catalog(base.sim.catalog)
+    for cell in cells:
+        onnx = policies.get("ours" if cell.variant == "no_tracking" else cell.variant)
+        if onnx is None or not onnx.is_file():
+            cell.note = "no policy file"
+            continue
+        for i in range(trials):
+            trial = draw_trial(
+                catalog, EVAL_SEED_BASE + seed * 10_000 + i, split=cell.split, setting=cell.setting
+            )
+            config = trial_config(base, trial, cell.variant, onnx, quick, max_steps)
+            result = run_trial(config, trial)
+            cell.trials += 1
+            cell.successes += result["success"]
+            cell.outcomes.append(result)
+            if on_trial is not None:
+                on_trial(cell, result)
+
+
+def plan_cells(tables: str, quick: bool) -> list[Cell]:
+    """The distinct (variant, setting, split) cells the requested tables need."""
+    wanted = {t.strip().upper() for t in tables.split(",")}
+    keys: list[tuple[str, str, str]] = []
+    if "I" in wanted:
+        keys += [("ours", s, sp) for (s, sp) in PAPER_TABLE_I]
+    if "II" in wanted:
+        keys += [(v, s, sp) for v in PAPER_TABLE_II for _, s, sp in SETTINGS_II]
+    keys = list(dict.fromkeys(keys))
+    if quick:
+        keys = keys[:1]
+    return [Cell(v, s, sp) for v, s, sp in keys]
+
+
+def markdown(cells: Sequence[Cell], trials: int) -> str:
+    """Both tables: ours beside the paper's (real-robot) numbers; each cell with its trial count."""
+    by = {(c.variant, c.setting, c.split): c for c in cells}
+    lines = [
+        "Success rate in % (successes/trials) in simulation; the paper's real-robot numbers "
+        "(40 trials per cell in Table I, 20 in Table II) in brackets.",
+        "",
+        "Table I",
+        "",
+        "| Scenario | Seen | Unseen |",
+        "|---|---|---|",
+    ]
+    for setting, label in (
+        ("standard", "Standard"),
+        ("new_background", "New background"),
+        ("more_distractors", "More distractors"),
+    ):
+        row = [label]
+        for split in ("seen", "unseen"):
+            cell = by.get(("ours", setting, split))
+            row.append(f"{cell.text() if cell else '-'} [{PAPER_TABLE_I[(setting, split)]}]")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Table II", "", "| Method | " + " | ".join(s[0] for s in SETTINGS_II) + " |"]
+    lines.append("|---" * (len(SETTINGS_II) + 1) + "|")
+    for variant, paper in PAPER_TABLE_II.items():
+        row = [VARIANT_LABELS[variant]]
+        for (_, setting, split), ref in zip(SETTINGS_II, paper, strict=True):
+            cell = by.get((variant, setting, split))
+            row.append(f"{cell.text() if cell else '-'} [{ref}]")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace, config: Any) -> int:
+    """`python -m agent eval`: run the cells, print progress and the tables, write JSON + md."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    trials = 1 if args.quick else args.trials
+    policies = {"ours": Path(config.policy.onnx)}
+    for item in args.variant_onnx:
+        name, _, path = item.partition("=")
+        if name not in ("box", "single_view", "rgbm_only") or not path:
+            print(f"error: --variant-onnx {item!r}: use box=, single_view= or rgbm_only=PATH")
+            return 2
+        policies[name] = Path(path)
+    if not policies["ours"].is_file():
+        print(f"error: no policy file {policies['ours']} (policy.onnx); export one first")
+        return 2
+    cells = plan_cells(args.tables, args.quick)
+    if args.cells:
+        wanted = [tuple(item.split(":")) for item in args.cells.split(",")]
+        cells = [c for c in cells if (c.setting, c.split) in wanted and c.variant == "ours"]
+    seed = config.sim.seed
+
+    def show(cell: Cell, result: dict[str, Any]) -> None:
+        mark = "ok  " if result["success"] else "FAIL"
+        print(
+            f"{mark} {cell.variant:<12} {cell.setting:<16} {cell.split:<6} "
+            f"{result['request']!r}: {result['reason']} ({result['steps']} steps, "
+            f"{result['wall_s']} s)",
+            flush=True,
+        )
+
+    t0 = time.monotonic()
+    evaluate(
+        config,
+        cells,
+        policies,
+        trials=trials,
+        seed=seed,
+        quick=args.quick,
+        max_steps=args.max_steps,
+        on_trial=show,
+    )
+    table = markdown(cells, trials)
+    out = Path(args.eval_out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "trials_per_cell": trials,
+        "seed": seed,
+        "quick": args.quick,
+        "max_steps": 40 if args.quick else args.max_steps,
+        "policies": {k: str(v) for k, v in policies.items()},
+        "wall_s": round(time.monotonic() - t0, 1),
+        "cells": [asdict(c) | {"rate": c.rate} for c in cells],
+    }
+    (out / "eval.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / "eval.md").write_text(table)
+    print(table)
+    print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+    return 0

@@ -1,0 +1,164 @@
+"""The demonstration dataset: crash safety (SIGKILL mid-episode and mid-commit), append, loader."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zarr")
+
+from models.tpm.dataset import (
+    BatchLoader,
+    DatasetError,
+    EpisodeStore,
+    decode_mask,
+    encode_mask,
+    load_arrays,
+    masks_to_boxes,
+    repetition_counts,
+    split_episodes,
+)
+
+VIEWS = ("front", "side")
+SIZE = 16
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _step(i: int) -> tuple[np.ndarray, ...]:
+    rgb = np.full((2, SIZE, SIZE, 3), i % 256, dtype=np.uint8)
+    mask = np.zeros((2, SIZE, SIZE), dtype=np.float32)
+    mask[:, 2:5, 2:6] = 1.0
+    mask[:, 9:12, 8:14] = 0.5
+    proprio = np.array([0.4, 0.0, 0.3, float(i % 2)], dtype=np.float32)
+    action = np.array([0.001 * i, 0.0, -0.005, float(i >= 5)], dtype=np.float32)
+    return rgb, mask, proprio, action
+
+
+def _episode(store: EpisodeStore, seed: int, steps: int) -> None:
+    store.begin_episode({"seed": seed})
+    for i in range(steps):
+        store.add_step(*_step(i), phase=i)
+    assert store.end_episode(success=True)
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from tests.test_dataset_tpm import _episode, _step, EpisodeStore, VIEWS, SIZE
+    store = EpisodeStore({path!r}, views=VIEWS, image_size=SIZE, create=True)
+    _episode(store, 0, 7)
+    _episode(store, 1, 9)
+    store.begin_episode({{"seed": 2}})
+    for i in range(4):
+        store.add_step(*_step(i))
+    {extra}
+    print("READY", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def _kill_writer(path: Path, extra: str = "") -> None:
+    code = WRITER.format(root=str(ROOT), path=str(path), extra=extra)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_sigkill_mid_episode_loses_only_that_episode(tmp_path: Path) -> None:
+    path = tmp_path / "demos.zarr"
+    _kill_writer(path)
+    peek = EpisodeStore(path, read_only=True)  # reading never repairs
+    assert peek.n_episodes == 2 and "incomplete" in (peek.recovered or "")
+    store = EpisodeStore(path)
+    assert store.n_episodes == 2 and store.n_steps == 16
+    assert "seed 2" in (store.recovered or "") and "incomplete" in store.recovered
+    assert store.attrs["incomplete"] == 1
+    np.testing.assert_array_equal(store.episode_ends, [7, 16])
+    np.testing.assert_array_equal(store.array("phase")[7:], np.arange(9))
+    _episode(store, 3, 5)  # appending after the crash continues cleanly
+    again = EpisodeStore(path)
+    assert again.recovered is None and again.n_episodes == 3 and again.n_steps == 21
+    assert [e["seed"] for e in again.episodes] == [0, 1, 3]
+
+
+def test_sigkill_mid_commit_drops_uncommitted_steps(tmp_path: Path) -> None:
+    # the data arrays grew, the commit (episode_ends) did not happen
+    extra = "store._data['action'].append(store._data['action'][:3], axis=0)"
+    path = tmp_path / "demos.zarr"
+    _kill_writer(path, extra)
+    store = EpisodeStore(path)
+    assert store.n_episodes == 2 and store.n_steps == 16
+    assert "uncommitted steps" in (store.recovered or "")
+    assert store._data["action"].shape[0] == 16
+
+
+def test_a_grown_but_unwritten_commit_entry_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "demos.zarr"
+    store = EpisodeStore(path, views=VIEWS, image_size=SIZE, create=True)
+    _episode(store, 0, 6)
+    store._ends.resize((2,))
+    reopened = EpisodeStore(path)
+    assert reopened.n_episodes == 1 and reopened.n_steps == 6
+
+
+def test_append_loader_split_and_repetition(tmp_path: Path) -> None:
+    path = tmp_path / "demos.zarr"
+    store = EpisodeStore(path, views=VIEWS, image_size=SIZE, create=True)
+    for seed in range(5):
+        _episode(store, seed, 10)
+    store.begin_episode({"seed": 99})
+    store.add_step(*_step(0))
+    assert not store.end_episode(keep=False)  # an expert failure is counted, not stored
+    store = EpisodeStore(path, read_only=True)
+    assert store.n_episodes == 5 and store.attrs["discarded"] == 1
+    with pytest.raises(DatasetError, match="read-only"):
+        store.begin_episode({"seed": 5})
+    arrays = load_arrays(store)
+    train, val = split_episodes(arrays, 0.2, seed=0)
+    assert len(val) == 10 and len(train) == 40 and not set(train) & set(val)
+    counts = repetition_counts(arrays, train, repeat=3, around_grasp=1, tail=2)
+    # per episode: grasp at step 5 -> steps 4, 5, 6 and the last two steps are tripled
+    assert counts.sum() == 40 + 4 * 5 * 2
+    loader = BatchLoader(arrays, train, 8, seed=0, counts=counts)
+    batches = list(loader.epoch())
+    assert sum(len(b["action"]) for b in batches) == len(loader.schedule) == 80
+    first = batches[0]
+    assert first["rgb"].shape == (8, 2, SIZE, SIZE, 3) and first["rgb"].dtype == np.uint8
+    assert first["mask"].dtype == np.float32 and set(np.unique(first["mask"])) == {0.0, 0.5, 1.0}
+    again = next(BatchLoader(arrays, train, 8, seed=0, counts=counts).epoch())
+    np.testing.assert_array_equal(first["action"], again["action"])  # seeded
+
+
+def test_mask_codes_and_boxes() -> None:
+    mask = np.zeros((6, 6), np.float32)
+    mask[1, 1] = mask[3, 2] = 1.0
+    mask[5, 4] = 0.5
+    codes = encode_mask(mask)
+    np.testing.assert_array_equal(decode_mask(codes), mask)
+    boxes = masks_to_boxes(codes[None])[0]
+    assert (boxes[1:4, 1:3] == 2).all() and boxes[5, 4] == 1 and boxes.sum() == 6 * 2 + 1
+
+
+def test_wrong_shapes_and_missing_store(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="collect"):
+        EpisodeStore(tmp_path / "none.zarr")
+    store = EpisodeStore(tmp_path / "d.zarr", views=VIEWS, image_size=SIZE, create=True)
+    store.begin_episode({"seed": 0})
+    rgb, mask, proprio, action = _step(0)
+    with pytest.raises(DatasetError, match="do not fit"):
+        store.add_step(rgb[:, :8], mask, proprio, action)
+    with pytest.raises(DatasetError, match="px"):
+        EpisodeStore(tmp_path / "d.zarr", image_size=32)

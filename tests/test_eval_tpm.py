@@ -1,0 +1,48 @@
+"""`python -m agent eval`: the tables' shape, and the --quick smoke run through the Runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("zarr")
+
+from agent.cli import main
+from benchmarks.eval_tables import Cell, markdown, plan_cells
+from models.tpm.export import export_onnx
+from models.tpm.train import Trainer, TrainSettings
+from tests.test_tpm_pipeline import TINY, _dataset
+
+
+def test_tables_show_trial_counts_beside_the_paper() -> None:
+    cells = plan_cells("I,II", quick=False)
+    assert len(cells) == 6 + 4 * 4  # Table II's "ours" row reuses four Table I cells
+    cells[0].trials, cells[0].successes = 10, 7
+    box = next(c for c in cells if c.variant == "box")
+    box.note = "no policy file"
+    text = markdown(cells, 10)
+    assert "| Standard | 70.0 (7/10) [82.5] | - [80.0] |" in text
+    assert "| replace mask with bbox | - (no policy file) [50.0]" in text
+    assert "| RGB-M only |" in text and "[85.0]" in text
+    assert Cell("ours", "standard", "seen").rate is None
+
+
+def test_quick_eval_runs_one_trial_through_the_runtime(tmp_path: Path, capsys) -> None:
+    data = _dataset(tmp_path / "demos.zarr", episodes=2, steps=8)
+    Trainer(data, tmp_path / "run", TrainSettings(epochs=1, val_fraction=0.0), config=TINY).run()
+    onnx = tmp_path / "tiny.onnx"
+    export_onnx(tmp_path / "run" / "best.pt", onnx, data, samples=2)
+    out = tmp_path / "eval"
+    args = ["eval", "--quick", "--eval-out", str(out), "--set", f'policy.onnx="{onnx}"',
+            "--set", "sim.image_width=96", "--set", "sim.image_height=96"]
+    assert main(args) == 0
+    report = json.loads((out / "eval.json").read_text())
+    (cell,) = report["cells"]
+    assert cell["trials"] == 1 and report["quick"] is True
+    assert cell["outcomes"][0]["steps"] <= 40
+    assert "Table I" in (out / "eval.md").read_text()
+    assert "Table II" in capsys.readouterr().out

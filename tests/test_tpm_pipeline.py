@@ -1,0 +1,169 @@
+"""train -> export -> act: a tiny network trained for a few steps, exported, checked for ONNX
+parity on dataset samples, then driving the simulated arm through the real Runtime."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("zarr")
+
+from agent import Finished, Runtime, Step  # noqa: E402
+from models.tpm.config import BackboneSpec, preset  # noqa: E402
+from models.tpm.dataset import EpisodeStore  # noqa: E402
+from models.tpm.export import ExportError, export_onnx  # noqa: E402
+from models.tpm.onnx_policy import OnnxTPMPolicy  # noqa: E402
+from models.tpm.train import Trainer, TrainSettings, lr_at  # noqa: E402
+from models.types import Observation  # noqa: E402
+from tests.conftest import make_config  # noqa: E402
+
+SIZE = 32
+TINY = dataclasses.replace(
+    preset("cpu"),
+    name="tiny",
+    image_size=SIZE,
+    rgb_backbone=BackboneSpec("basic", (1, 1, 1), width=4),
+    mask_backbone=BackboneSpec("basic", (1, 1, 1), width=4),
+    fuse_channels=8,
+    d_model=16,
+    heads=2,
+    proprio_dim=16,
+    head_hidden=16,
+    cbam_reduction=4,
+)
+
+
+def _dataset(path: Path, episodes: int = 4, steps: int = 12) -> Path:
+    rng = np.random.default_rng(0)
+    store = EpisodeStore(path, views=("front", "side"), image_size=SIZE, create=True)
+    for e in range(episodes):
+        store.begin_episode({"seed": e})
+        for i in range(steps):
+            mask = np.zeros((2, SIZE, SIZE), np.float32)
+            mask[:, 4 + e : 10 + e, 6:12] = 1.0
+            mask[:, 20:26, 18:28] = 0.5
+            store.add_step(
+                rng.integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8),
+                mask,
+                np.array([0.45, 0.01 * e, 0.3 - 0.01 * i, float(i > 6)], np.float32),
+                np.array([0.005, -0.002 * e, -0.008, float(i > 5)], np.float32),
+            )
+        store.end_episode(success=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("tpm")
+    data = _dataset(root / "demos.zarr")
+    out = root / "run"
+    settings = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, log_every=2)
+    result = Trainer(data, out, settings, config=TINY).run()
+    assert result["steps"] > 0 and result["epochs"] == 2
+    return data, out
+
+
+def test_training_writes_checkpoints_metrics_and_curve(trained: tuple[Path, Path]) -> None:
+    _, out = trained
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    assert (out / "loss.png").stat().st_size > 1000
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"train", "val"} <= {r["kind"] for r in rows}
+    val = [r for r in rows if r["kind"] == "val"][-1]
+    assert 0.0 <= val["val_gripper_acc"] <= 1.0 and val["loss"] > 0
+    ckpt = torch.load(out / "best.pt", weights_only=False)
+    assert len(ckpt["normaliser"]["move_std"]) == 3 and ckpt["config"]["name"] == "tiny"
+
+
+def test_training_is_deterministic_and_resumes(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data, out = trained
+    settings = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, log_every=2)
+    again = Trainer(data, tmp_path / "again", settings, config=TINY)
+    again.run()
+    a = torch.load(out / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "again" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # resume: one epoch, then continue to two in a new Trainer, same weights as straight through
+    half = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, log_every=2)
+    first = Trainer(data, tmp_path / "resumed", half, config=TINY)
+    first.total = len(first.train)  # stop after the first epoch, as a crash would
+    first.run()
+    second = Trainer(data, tmp_path / "resumed", half, config=TINY, resume=True)
+    assert second.step == len(first.train) and second.epoch == 1
+    second.run()
+    c = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    assert c["step"] == second.total
+
+
+def test_learning_rate_schedule() -> None:
+    assert lr_at(0, 100, 5e-5, 5e-6, 10) == pytest.approx(5e-6)
+    assert lr_at(9, 100, 5e-5, 5e-6, 10) == pytest.approx(5e-5)
+    assert lr_at(100, 100, 5e-5, 5e-6, 10) == pytest.approx(5e-6)
+
+
+def test_export_parity_and_policy(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data, out = trained
+    onnx = tmp_path / "tiny.onnx"
+    report = export_onnx(out / "best.pt", onnx, data, samples=6)
+    assert report.samples == 6 and report.gripper_agree == 1.0
+    assert report.max_abs_move_m < 1e-5
+    import onnx as onnx_lib
+
+    model = onnx_lib.load(str(onnx))
+    assert model.opset_import[0].version >= 17
+    policy = OnnxTPMPolicy(onnx, providers=["tensorrt", "cuda", "cpu"])
+    assert policy.provider == "CPUExecutionProvider" and policy.image_size == SIZE
+    obs = Observation(
+        images={v: np.zeros((96, 96, 3), np.uint8) for v in ("front", "side")},
+        masks={v: np.zeros((96, 96), np.float32) for v in ("front", "side")},
+        proprio=np.array([0.45, 0.0, 0.3, 0.0]),
+    )
+    action = policy.act(obs)
+    assert action.move.shape == (3,) and np.isfinite(action.move).all()
+    assert 0.0 <= action.info["p_closed"] <= 1.0
+
+
+def test_export_fails_on_a_dataset_that_does_not_fit(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, out = trained
+    other = EpisodeStore(tmp_path / "other.zarr", views=("front", "side"), image_size=16,
+                         create=True)
+    del other
+    with pytest.raises(ExportError, match="px"):
+        export_onnx(out / "best.pt", tmp_path / "x.onnx", tmp_path / "other.zarr")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.asyncio
+async def test_runtime_acts_with_the_exported_policy(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, out = trained
+    onnx = tmp_path / "tiny.onnx"
+    export_onnx(out / "best.pt", onnx, data, samples=2)
+    config = make_config(
+        tmp_path,
+        "models.policy=tpm",
+        f'policy.onnx="{onnx}"',
+        "models.reasoner=rules",
+        "runtime.max_steps=4",
+    )
+    events = []
+    async with Runtime(config) as runtime:
+        assert runtime.parts.policy.name == "tpm"
+        with anyio.fail_after(60):
+            async for event in runtime.execute("give me the sponge"):
+                events.append(event)
+    steps = [e for e in events if isinstance(e, Step)]
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert len(steps) >= 4 and any(s.executed for s in steps)
+    assert finished.outcome.status == "failure" and "step budget" in finished.outcome.reason
