@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
 import re
@@ -17,6 +18,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+#: `bench` sub-verb -> (module with `add_arguments(parser)` and `run(args, config)`, help).
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "reasoning": ("benchmarks.reasoning", "accuracy and latency of the reasoners on request cases"),
+    "tracking": ("benchmarks.tracking_iou", "per-frame IoU of each tracker on sim episodes"),
+    "modules": ("benchmarks.modules", "latency per module beside the paper's Table IV"),
+    "loop": ("benchmarks.loop", "the whole control loop: pipelined runtime vs a sequential loop"),
+}
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -63,34 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = verbs.add_parser("bench", help="benchmarks: print a table, optionally write JSON")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    reasoning = benches.add_parser(
-        "reasoning", help="accuracy and latency of the reasoners on request -> task cases"
-    )
-    from benchmarks.reasoning import add_arguments as add_reasoning_arguments
-
-    add_reasoning_arguments(reasoning)
-    _add_config_args(reasoning)
-    tracking = benches.add_parser(
-        "tracking", help="per-frame IoU of each tracker on rendered sim pick-and-place episodes"
-    )
-    from benchmarks.tracking_iou import add_arguments as add_tracking_arguments
-
-    add_tracking_arguments(tracking)
-    _add_config_args(tracking)
-    modules = benches.add_parser(
-        "modules", help="latency per module (the paper's Table IV) beside the paper's numbers"
-    )
-    from benchmarks.modules import add_arguments as add_modules_arguments
-
-    add_modules_arguments(modules)
-    _add_config_args(modules)
-    loop = benches.add_parser(
-        "loop", help="the whole control loop: pipelined runtime vs a plain sequential loop"
-    )
-    from benchmarks.loop import add_arguments as add_loop_arguments
-
-    add_loop_arguments(loop)
-    _add_config_args(loop)
+    for name, (module, text) in BENCHMARKS.items():
+        sub = benches.add_parser(name, help=text)
+        importlib.import_module(module).add_arguments(sub)
+        _add_config_args(sub)
     return parser
 
 
@@ -184,17 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _bench(args: argparse.Namespace, config: Any) -> int:
-    """`bench SUB`: one entry per benchmark (each module prints its table and last line)."""
-    from benchmarks import loop, modules, reasoning, tracking_iou
-
+    """`bench SUB`: one module per benchmark (each prints its table and last line)."""
     os.environ.setdefault("MUJOCO_GL", "egl")  # the modules and loop benchmarks render the sim
-    runners = {
-        "reasoning": reasoning.run,
-        "tracking": tracking_iou.run,
-        "modules": modules.run,
-        "loop": loop.run,
-    }
-    return runners[args.bench](args, config)
+    module, _ = BENCHMARKS[args.bench]
+    return importlib.import_module(module).run(args, config)
 
 
 def _tpm_verb(args: argparse.Namespace) -> int:

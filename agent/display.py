@@ -134,10 +134,11 @@ class RunDisplay:
         )
         self._out.print(
             f"steps {outcome.steps}  duration {outcome.duration_s:.1f} s  "
-            f"stale actions {outcome.stale_actions}  dropped "
-            + ", ".join(f"{k} {v}" for k, v in outcome.dropped.items()),
+            f"stale actions {outcome.stale_actions}",
             highlight=False,
         )
+        dropped = ", ".join(f"{k} {v}" for k, v in outcome.dropped.items())
+        self._out.print(f"dropped (overwritten before use): {dropped}", highlight=False)
         if outcome.latency_ms:
             table = Table(title="latency per stage (ms)", title_justify="left")
             for column in ("stage", "count", "median", "p90", "p99", "max"):

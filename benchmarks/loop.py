@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import statistics
 import sys
@@ -51,6 +50,7 @@ import numpy as np
 
 from agent.config import Config
 from agent.telemetry import summarize
+from benchmarks._cli import standalone_main, write_results
 from benchmarks.machine import describe, device_slug, machine_info, pin_threads
 
 T = TypeVar("T")
@@ -611,22 +611,13 @@ def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
     if json_path is None and not args.quick:
         json_path = RESULTS / f"loop-{device_slug(result['machine'])}.json"
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-        markdown = json_path.with_suffix(".md")
-        markdown.write_text(f"{result['caption']}\n\n{report}\n")
+        markdown = write_results(result, report, json_path)
         print(f"wrote {json_path} and {markdown}", file=out)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from agent.config import load_config
-
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.loop", description=__doc__)
-    add_arguments(parser)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
-    args = parser.parse_args(argv)
-    return run(args, load_config("sim", args.overrides))
+    return standalone_main("python -m benchmarks.loop", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import contextlib
 import gc
 import io
 import itertools
-import json
 import string
 import sys
 import tempfile
@@ -45,6 +44,7 @@ import numpy as np
 
 from agent.config import Config
 from agent.telemetry import summarize
+from benchmarks._cli import standalone_main, write_results
 from benchmarks.machine import describe, device_slug, machine_info, pin_threads, preload_torch
 from models.types import Box
 
@@ -866,15 +866,6 @@ def _settings(args: argparse.Namespace, config: Config) -> Settings:
     return Settings(**{**asdict(base), **updates})
 
 
-def write_results(result: dict[str, Any], table: str, json_path: Path) -> Path:
-    """The JSON, and the captioned markdown table with the same stem; returns the markdown path."""
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    markdown = json_path.with_suffix(".md")
-    markdown.write_text(f"{result['caption']}\n\n{table}\n")
-    return markdown
-
-
 def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
     """Run the benchmark as the arguments say; prints the table; returns the exit code."""
     out = out or sys.stdout
@@ -905,13 +896,7 @@ def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from agent.config import load_config
-
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.modules", description=__doc__)
-    add_arguments(parser)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
-    args = parser.parse_args(argv)
-    return run(args, load_config("sim", args.overrides))
+    return standalone_main("python -m benchmarks.modules", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

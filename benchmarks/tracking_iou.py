@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks._cli import standalone_main
 from models.detection.ground_truth import GroundTruthDetector
 from models.perception import PerceptionPipeline
 from models.segmentation.box import BoxSegmenter
@@ -305,13 +306,7 @@ def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from agent.config import load_config
-
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tracking_iou", description=__doc__)
-    add_arguments(parser)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
-    args = parser.parse_args(argv)
-    return run(args, load_config("sim", args.overrides))
+    return standalone_main("python -m benchmarks.tracking_iou", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,35 @@
+"""What every benchmark shares as a program: its standalone entry point and its result files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def write_results(result: dict[str, Any], table: str, json_path: Path) -> Path:
+    """The JSON, and the captioned markdown table with the same stem; returns the markdown path."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    markdown = json_path.with_suffix(".md")
+    markdown.write_text(f"{result['caption']}\n\n{table}\n")
+    return markdown
+
+
+def standalone_main(
+    prog: str,
+    description: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace, Any], int],
+    argv: Sequence[str] | None,
+) -> int:
+    """`python -m benchmarks.X`: the same arguments as `python -m agent bench X`, sim profile."""
+    from agent.config import load_config
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+    args = parser.parse_args(argv)
+    return run(args, load_config("sim", args.overrides))
