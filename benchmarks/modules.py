@@ -582,6 +582,63 @@ def reasoner(bench: Bench, name: str) -> list[Probe]:
     ]
 
 
+def tpm(bench: Bench, name: str) -> list[Probe]:
+    """TPM, batch 1, both views, random weights: the network in PyTorch eager, and the runtime's
+    ONNX Runtime policy backend (input resizing included) on a file written by export's path."""
+    import dataclasses
+
+    from models._loading import require
+    from models.tpm.config import preset
+    from models.tpm.export import PolicyGraph, write_policy_onnx
+    from models.tpm.inputs import prepare_views
+    from models.tpm.network import TPMNet
+    from models.tpm.onnx_policy import OnnxTPMPolicy
+    from models.tpm.train import Normaliser
+    from models.types import PICK_MASK_VALUE, PLACE_MASK_VALUE, Observation
+
+    torch = _torch()
+    require("onnxruntime", "gpu")
+    config = preset(name)
+    identity = Normaliser([0.0] * 3, [1.0] * 3, [0.0] * 4, [1.0] * 4)
+    graph = PolicyGraph(TPMNet(config), identity).eval()
+    frame = bench.scene.frames[0]
+    mask = np.zeros(frame.rgb.shape[:2], dtype=np.float32)
+    for value, box in zip((PICK_MASK_VALUE, PLACE_MASK_VALUE), bench.scene.boxes, strict=False):
+        mask[int(box.y0) : int(box.y1), int(box.x0) : int(box.x1)] = value
+    observation = Observation(
+        images=dict.fromkeys(config.views, frame.rgb),
+        masks=dict.fromkeys(config.views, mask),
+        proprio=np.array([0.45, 0.0, 0.3, 0.0], dtype=np.float32),
+    )
+    rgb, masks = prepare_views(
+        observation.images, observation.masks, config.views, config.image_size
+    )
+    inputs = (torch.from_numpy(rgb[None]), torch.from_numpy(masks[None]),
+              torch.from_numpy(observation.proprio[None]))  # fmt: skip
+    path = bench.workdir / f"tpm_{name}_random.onnx"
+    write_policy_onnx(graph, inputs, path, {"config": dataclasses.asdict(config)})
+    policy = OnnxTPMPolicy(path, threads=bench.threads)
+    size = f"{len(config.views)} views {config.image_size}x{config.image_size}"
+
+    def eager() -> object:
+        with torch.inference_mode():
+            return graph(*inputs)
+
+    params = sum(p.numel() for p in graph.parameters()) / 1e6
+    note = f"{params:.1f}M params"
+    return [
+        Probe(f"TPM {name} (PyTorch eager)", "torch", size, call=eager, note=note),
+        Probe(
+            f"TPM {name} (ONNX Runtime policy)",
+            _engine(policy.session),
+            size,
+            call=lambda: policy.act(observation),
+            paper="TPM" if name == "paper" else None,
+            note=f"{note}; the act() the runtime calls, resizing included",
+        ),
+    ]
+
+
 def not_yet(reason: str) -> Callable[[Bench], list[Probe]]:
     """A builder for a module that does not exist yet: its row says so instead of a number."""
 
@@ -590,8 +647,6 @@ def not_yet(reason: str) -> Callable[[Bench], list[Probe]]:
 
     return build
 
-
-_TPM_LATER = "no TPM policy yet (issue 4); its rows plug in here"
 
 #: The table, in the paper's order of the pipeline. One line per module.
 REGISTRY: tuple[Entry, ...] = (
@@ -642,8 +697,8 @@ REGISTRY: tuple[Entry, ...] = (
         heavy=True,
         paper="SAM-T",
     ),
-    Entry("policy/tpm_paper", "policy", not_yet(_TPM_LATER), paper="TPM"),
-    Entry("policy/tpm_cpu", "policy", not_yet(_TPM_LATER)),
+    Entry("policy/tpm_paper", "policy", partial(tpm, name="paper"), heavy=True, paper="TPM"),
+    Entry("policy/tpm_cpu", "policy", partial(tpm, name="cpu")),
 )
 
 
@@ -832,7 +887,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-heavy",
         action="store_true",
-        help="leave out modules taking seconds per call on a CPU (Grounding DINO, SAM, MobileSAM)",
+        help="leave out modules taking seconds per call on a CPU (Grounding DINO, SAM, MobileSAM, "
+        "TPM paper)",
     )
     parser.add_argument(
         "--only",

@@ -96,14 +96,7 @@ def export_onnx(
     example = tuple(torch.from_numpy(batch[k][:1]) for k in INPUTS)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.onnx")
-    # the fused inference path of TransformerEncoderLayer has no ONNX symbolic: trace the plain one
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        _trace(graph, example, tmp, opset)
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-    _add_metadata(tmp, ckpt)
+    write_policy_onnx(graph, example, tmp, ckpt, opset)
     try:
         report = _parity(graph, tmp, batch)
     except ExportError:
@@ -111,6 +104,28 @@ def export_onnx(
         raise
     tmp.replace(out)
     return ExportReport(out, out.stat().st_size / 1e6, *report)
+
+
+def write_policy_onnx(
+    graph: PolicyGraph,
+    example: tuple[torch.Tensor, ...],
+    path: Path,
+    ckpt: dict[str, Any],
+    opset: int = 17,
+) -> None:
+    """Trace `graph` to `path` (dynamic batch) with the metadata OnnxTPMPolicy reads.
+
+    `ckpt` needs "config" (the TPMConfig as a dict); its training fields are optional. The
+    latency benchmark writes random-weight networks through here, the same path as `export`.
+    """
+    # the fused inference path of TransformerEncoderLayer has no ONNX symbolic: trace the plain one
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        _trace(graph, example, path, opset)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    _add_metadata(path, ckpt)
 
 
 def _trace(graph: PolicyGraph, example: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
