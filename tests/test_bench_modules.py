@@ -97,14 +97,17 @@ def test_quick_smoke_run_through_the_cli(tmp_path: Path, capsys: pytest.CaptureF
     argv = ["bench", "modules", "--quick", "--no-heavy", "--json", str(out)]
     assert main([*argv, "--set", "models.reasoner=rules"]) == 0
     printed = capsys.readouterr().out
-    assert "random weights" in printed and "TPM 34.8" in printed
+    assert "random weights" in printed and "MixFormer-B 103.4" in printed
     result = json.loads(out.read_text())
     assert result["machine"]["cores"] >= 1 and result["machine"]["load_average"]
     rows = {r["key"]: r for r in result["rows"]}
     for key in ("reasoner/rules", "detector/ground_truth", "tracker/kcf", "segmenter/grabcut"):
         assert rows[key]["status"] == "ok" and rows[key]["median"] >= 0, rows[key]
     assert rows["tracker/csrt"]["count"] >= 2
-    assert rows["policy/tpm_paper"]["status"] == "n/a"
+    assert "policy/tpm_paper" not in rows  # heavy: left out by --no-heavy
+    tpm = {r["module"]: r for r in result["rows"] if r["key"] == "policy/tpm_cpu"}
+    assert tpm["TPM cpu (ONNX Runtime policy)"]["engine"].startswith("onnxruntime")
+    assert all(r["status"] == "ok" for r in tpm.values()), tpm
     assert all(r["status"] != "error" for r in result["rows"]), result["rows"]
     onnx = rows["tracker/onnx"]
     if onnx["status"] == "ok":  # needs torch (to export the stand-in) and onnxruntime
