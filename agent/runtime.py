@@ -34,7 +34,7 @@ from agent.loops.perceive import perceive_loop
 from agent.loops.supervise import Ending, supervise_loop
 from agent.messages import ActionMsg, FrameSet, PerceptMsg, StepRecord, frameset
 from agent.recording import RunRecorder
-from agent.telemetry import LatencyStats
+from agent.telemetry import LatencyStats, ensure_logging
 from agent.workers import StageTimeout, run_blocking
 from drivers.base import DriverError, Frame, RobotState
 from models.perception import ObjectNotInView, Percept
@@ -118,6 +118,7 @@ class Runtime:
 
     # ----------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> Runtime:
+        ensure_logging()
         # one limiter per device: model calls share the CPU/GPU, the robot takes one call at a time
         self._model_limiter = anyio.CapacityLimiter(self.config.runtime.model_threads)
         self._robot_limiter = anyio.CapacityLimiter(1)

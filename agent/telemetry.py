@@ -39,6 +39,16 @@ def configure_logging(*, json: bool = False, level: str = "info") -> None:
     )
 
 
+def ensure_logging() -> None:
+    """Warnings and errors to stderr when the embedding program has not set structlog up.
+
+    structlog's unconfigured default prints every level to stdout, which would mix the runtime's
+    info logs into an embedder's own output; a program that configures structlog keeps its setup.
+    """
+    if not structlog.is_configured():
+        configure_logging(level="warning")
+
+
 def summarize(samples: Iterable[float]) -> dict[str, float]:
     """median, p90, p99, max and count of a list of milliseconds (empty -> count 0 only)."""
     values = np.asarray(list(samples), dtype=np.float64)
