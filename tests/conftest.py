@@ -36,6 +36,7 @@ def _require_all() -> bool:
     return os.environ.get("AGENT_REQUIRE_ALL_TESTS") == "1"
 
 
+@pytest.hookimpl(tryfirst=True)  # before the terminal reporter files it under "skipped"
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     if _require_all() and report.skipped:
         report.outcome = "failed"
