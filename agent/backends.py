@@ -385,9 +385,9 @@ def _build_hardware(config: Config) -> Parts:
 
 def _no_policy(config: Config) -> Policy:
     raise BackendError(
-        "models.policy is 'none': no learned policy backend exists yet (issue 4), and the "
-        "scripted expert needs simulator truth; set models.policy once a trained policy is "
-        "available"
+        "models.policy is 'none': set models.policy = \"tpm\" and policy.onnx to a policy "
+        "trained for this setup (python -m agent collect / train / export); the scripted "
+        "expert needs simulator truth"
     )
 
 
