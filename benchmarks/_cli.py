@@ -8,14 +8,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import device_slug
 
-def write_results(result: dict[str, Any], table: str, json_path: Path) -> Path:
-    """The JSON, and the captioned markdown table with the same stem; returns the markdown path."""
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def save_results(
+    bench: str, result: dict[str, Any], table: str, json_path: Path | None, quick: bool, out: Any
+) -> None:
+    """Write the JSON and the captioned markdown table beside it, and say where.
+
+    Default path: `results/<bench>-<device>.json`; a `--quick` smoke run writes nothing unless
+    asked to, so CI never overwrites the committed results.
+    """
+    if json_path is None and not quick:
+        json_path = RESULTS / f"{bench}-{device_slug(result['machine'])}.json"
+    if json_path is None:
+        return
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     markdown = json_path.with_suffix(".md")
     markdown.write_text(f"{result['caption']}\n\n{table}\n")
-    return markdown
+    print(f"wrote {json_path} and {markdown}", file=out)
 
 
 def standalone_main(

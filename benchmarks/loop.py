@@ -50,11 +50,10 @@ import numpy as np
 
 from agent.config import Config
 from agent.telemetry import summarize
-from benchmarks._cli import standalone_main, write_results
-from benchmarks.machine import describe, device_slug, machine_info, pin_threads
+from benchmarks._cli import save_results, standalone_main
+from benchmarks.machine import describe, machine_info, pin_threads
 
 T = TypeVar("T")
-RESULTS = Path(__file__).resolve().parent / "results"
 REQUEST = "I spilled the milk"
 STAGES = ("capture", "perceive", "act", "command", "supervise")
 
@@ -607,12 +606,7 @@ def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
     print(f"\n{result['caption']}\n\n{report}", file=out)
     ratio = result["ratio"]
     print(f"pipelined / sequential rate: {ratio:.2f}x" if ratio else "ratio: n/a", file=out)
-    json_path = args.json_path
-    if json_path is None and not args.quick:
-        json_path = RESULTS / f"loop-{device_slug(result['machine'])}.json"
-    if json_path is not None:
-        markdown = write_results(result, report, json_path)
-        print(f"wrote {json_path} and {markdown}", file=out)
+    save_results("loop", result, report, args.json_path, args.quick, out)
     return 0
 
 

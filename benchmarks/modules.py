@@ -44,11 +44,10 @@ import numpy as np
 
 from agent.config import Config
 from agent.telemetry import summarize
-from benchmarks._cli import standalone_main, write_results
-from benchmarks.machine import describe, device_slug, machine_info, pin_threads, preload_torch
+from benchmarks._cli import save_results, standalone_main
+from benchmarks.machine import describe, machine_info, pin_threads, preload_torch
 from models.types import Box
 
-RESULTS = Path(__file__).resolve().parent / "results"
 WEIGHTS_NOTE = (
     "random weights (no checkpoints here): latency depends on the architecture and input size, "
     "not on the weights"
@@ -942,12 +941,7 @@ def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
     result = run_benchmark(config, entries, settings, threads=threads, log=out)
     table = format_table([Row(**r) for r in result["rows"]])
     print(f"\n{result['caption']}\n\n{table}", file=out)
-    json_path = args.json_path
-    if json_path is None and not args.quick:
-        json_path = RESULTS / f"modules-{device_slug(result['machine'])}.json"
-    if json_path is not None:
-        markdown = write_results(result, table, json_path)
-        print(f"wrote {json_path} and {markdown}", file=out)
+    save_results("modules", result, table, args.json_path, args.quick, out)
     return 0
 
 
