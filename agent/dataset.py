@@ -33,7 +33,7 @@ from drivers.sim.catalog import USER_NAME, Catalog
 from models.perception import PerceptionPipeline
 from models.tpm.dataset import EpisodeStore
 from models.tpm.inputs import prepare_views
-from models.types import Skill, TaskSpec
+from models.types import Observation, Skill, TaskSpec
 
 #: default draw weights per skill (hand-overs first, as in the paper's task list)
 SKILL_WEIGHTS: dict[Skill, float] = {
@@ -135,6 +135,9 @@ class CollectSettings:
     max_step_m: float = 0.02
     max_steps: int = 400
     catalog: Path | None = None
+    #: DAgger: the share of steps the expert drives when a pilot policy is given (0: the pilot
+    #: drives every step; the expert still labels every step)
+    expert_share: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,7 @@ class EpisodeResult:
     steps: int
     reason: str
     seconds: float
+    success: bool = False
 
 
 def episode_seed(base: int, index: int) -> int:
@@ -156,8 +160,16 @@ def record_episode(
     trial: Trial,
     settings: CollectSettings,
     new_pipeline: Callable[[], PerceptionPipeline],
+    pilot: Any = None,
 ) -> EpisodeResult:
-    """Run one expert episode and commit it to `store` if the simulator judges it a success."""
+    """Run one episode and commit it to `store`; the expert labels every step.
+
+    Without a `pilot` the expert also drives, and only episodes the simulator judges successful
+    are kept. With one (a policy, e.g. `OnnxTPMPolicy`) the pilot drives a share
+    `1 - settings.expert_share` of the steps (DAgger): the recorded states are the ones the
+    learner reaches, labelled with what the expert would do there, so the episode is kept
+    whatever its outcome (the labels are right either way).
+    """
     os.environ.setdefault("MUJOCO_GL", "egl")
     from drivers.sim import SceneSpec, ScriptedExpert, SimJudge, SimRobot, ViewRenderer, World
 
@@ -188,6 +200,7 @@ def record_episode(
                 ScriptedExpert(world),
                 SimJudge(world),
                 SimRobot(world, max_step=settings.max_step_m, realtime=False),
+                pilot,
             )
         finally:
             for renderer in renderers:
@@ -205,6 +218,7 @@ def _run(
     expert: Any,
     judge: Any,
     robot: Any,
+    pilot: Any,
 ) -> EpisodeResult:
     task = trial.task()
     layout = world.layout
@@ -214,12 +228,17 @@ def _run(
             "background": layout.background,
             "distractors": layout.distractors,
             "scene_objects": layout.names,
+            "pilot": getattr(pilot, "name", None) if pilot is not None else "expert",
+            "expert_share": settings.expert_share if pilot is not None else 1.0,
         }
     )
+    rng = np.random.default_rng([trial.seed, 11])
     kept = False
     steps = 0
     try:
         expert.reset(task)
+        if pilot is not None:
+            pilot.reset(task)
         pipeline = new_pipeline()
         percept = pipeline.start(task, {r.camera: r.render() for r in renderers})
         control_steps = max(1, round(1.0 / (settings.control_hz * world.model.opt.timestep)))
@@ -243,8 +262,13 @@ def _run(
                 phase=int(action.info.get("phase", 0)),
             )
             steps += 1
+            if pilot is not None and rng.random() >= settings.expert_share:
+                observation = Observation(percept.images, percept.masks, proprio)
+                action = pilot.act(observation)
             robot.move(action.move, action.gripper_closed)
             world.step(control_steps)
+            if pilot is not None and judge.verdict(task).done:
+                break  # the runtime's supervisor ends an episode on the judge's verdict too
             percept = pipeline.step({r.camera: r.render() for r in renderers})
         else:
             failed = True
@@ -252,12 +276,13 @@ def _run(
         verdict = judge.verdict(task)
         success = verdict.success and not failed
         reason = verdict.reason if not failed else f"expert gave up ({verdict.reason})"
-        kept = store.end_episode(keep=success, success=success, reason=reason)
+        keep = success or pilot is not None
+        kept = store.end_episode(keep=keep, success=success, reason=reason)
     except BaseException:
         # an exception (not a kill) mid-episode: say so in the dataset, keep nothing of it
         store.abort_episode()
         raise
-    return EpisodeResult(trial, kept, steps, reason, time.monotonic() - t0)
+    return EpisodeResult(trial, kept, steps, reason, time.monotonic() - t0, success)
 
 
 def collect(
@@ -265,6 +290,7 @@ def collect(
     settings: CollectSettings,
     new_pipeline: Callable[[], PerceptionPipeline],
     catalog: Any,
+    pilot: Any = None,
 ) -> Iterator[EpisodeResult]:
     """Record `settings.episodes` episodes, appending to `store`; yields each result.
 
@@ -276,9 +302,9 @@ def collect(
     for i in range(settings.episodes):
         seed = episode_seed(settings.seed, start + i)
         trial = draw_trial(catalog, seed, split=settings.split, setting=settings.setting)
-        result = record_episode(store, trial, settings, new_pipeline)
-        if not result.kept:
-            store.bump("expert_failures")
+        result = record_episode(store, trial, settings, new_pipeline, pilot)
+        if not result.success:
+            store.bump("expert_failures" if pilot is None else "pilot_failures")
         yield result
 
 
@@ -295,6 +321,19 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
         "--setting", choices=["standard", "new_background", "more_distractors"], default="standard"
     )
     parser.add_argument("--preset", default="cpu", help="TPM preset whose input size to record")
+    parser.add_argument(
+        "--pilot",
+        type=Path,
+        default=None,
+        help="DAgger: a TPM policy (ONNX) that drives while the expert labels every step",
+    )
+    parser.add_argument(
+        "--expert-share",
+        type=float,
+        default=0.0,
+        help="with --pilot: share of steps the expert drives instead (0..1, default 0)",
+    )
+    parser.add_argument("--max-steps", type=int, default=400, help="step budget per episode")
 
 
 def run_collect(args: argparse.Namespace, config: Any) -> int:
@@ -306,12 +345,28 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
     from models.tpm.config import preset
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    if args.episodes < 1:
-        raise BackendError("--episodes must be at least 1")
+    if args.episodes < 1 or args.max_steps < 1:
+        raise BackendError("--episodes and --max-steps must be at least 1")
+    if not 0.0 <= args.expert_share <= 1.0:
+        raise BackendError("--expert-share must be between 0 and 1")
     try:
         policy = preset(args.preset)
     except ValueError as exc:
         raise BackendError(str(exc)) from None
+    pilot = None
+    if args.pilot is not None:
+        from models.tpm.onnx_policy import OnnxTPMPolicy
+        from models.types import ModelError
+
+        try:
+            pilot = OnnxTPMPolicy(args.pilot, providers=config.policy.providers)
+        except ModelError as exc:
+            raise BackendError(str(exc)) from None
+        if pilot.image_size != policy.image_size:
+            raise BackendError(
+                f"--pilot {args.pilot} runs at {pilot.image_size} px, preset "
+                f"{args.preset!r} records {policy.image_size} px"
+            )
     detector, tracker, segmenter = build_perception(config)
 
     def new_pipeline() -> PerceptionPipeline:
@@ -329,6 +384,8 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
         control_hz=config.runtime.control_hz,
         max_step_m=config.sim.max_step_m,
         catalog=config.sim.catalog,
+        expert_share=args.expert_share if pilot is not None else 1.0,
+        max_steps=args.max_steps,
     )
     store = EpisodeStore(
         args.out, views=settings.views, image_size=settings.policy_size, create=True
@@ -336,33 +393,35 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
     if store.recovered:
         print(f"note: {args.out}: {store.recovered}")
     catalog = load_catalog(config.sim.catalog)
-    kept = failed = steps = 0
+    kept = succeeded = done = steps = 0
     t0 = time.monotonic()
+    driver = "expert" if pilot is None else f"pilot ({args.expert_share:.0%} expert)"
     columns = (
         TextColumn("collect"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} ep/min  expert success {task.fields[success]}"),
+        TextColumn("{task.fields[rate]:.1f} ep/min  " + driver + " success {task.fields[success]}"),
         TimeElapsedColumn(),
     )
     with Progress(*columns) as progress:
         bar = progress.add_task("collect", total=args.episodes, rate=0.0, success="-")
-        for result in collect(store, settings, new_pipeline, catalog):
+        for result in collect(store, settings, new_pipeline, catalog, pilot):
             kept += result.kept
-            failed += not result.kept
+            succeeded += result.success
+            done += 1
             steps += result.steps if result.kept else 0
-            done = kept + failed
             minutes = (time.monotonic() - t0) / 60
             progress.update(
                 bar,
                 advance=1,
                 rate=done / minutes if minutes > 0 else 0.0,
-                success=f"{kept}/{done} ({100 * kept / done:.0f}%)",
+                success=f"{succeeded}/{done} ({100 * succeeded / done:.0f}%)",
             )
-    total = store.n_episodes
+    failures = done - succeeded
+    what = "expert failures not kept" if pilot is None else "failures kept (DAgger labels)"
     print(
-        f"recorded {kept} of {kept + failed} expert episodes ({steps} steps); "
-        f"{failed} expert failures not kept; {args.out} now holds {total} episodes, "
+        f"recorded {kept} of {done} episodes ({steps} steps); {driver} succeeded in "
+        f"{succeeded}; {failures} {what}; {args.out} now holds {store.n_episodes} episodes, "
         f"{store.n_steps} steps; {(time.monotonic() - t0) / 60:.1f} min"
     )
     return 0

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 pytest.importorskip("zarr")
+pytest.importorskip("onnxruntime")
 
 from agent.cli import main
 from agent.dataset import draw_trial, episode_seed
 from drivers.sim import load_catalog
-from models.tpm.dataset import EpisodeStore
-from models.types import Skill
+from models.tpm.dataset import EpisodeStore, decode_mask
+from models.tpm.onnx_policy import OnnxTPMPolicy
+from models.types import Observation, Skill
 
 
 def test_collect_records_a_successful_expert_episode(tmp_path: Path, capsys) -> None:
@@ -23,7 +25,7 @@ def test_collect_records_a_successful_expert_episode(tmp_path: Path, capsys) -> 
             "--set", "models.reasoner=rules"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "recorded 1 of 1 expert episodes" in printed
+    assert "recorded 1 of 1 episodes" in printed and "expert succeeded in 1" in printed
     store = EpisodeStore(out, read_only=True)
     assert store.n_episodes == 1 and store.image_size == 96 and store.views == ("front", "side")
     meta = store.episodes[0]
@@ -35,6 +37,48 @@ def test_collect_records_a_successful_expert_episode(tmp_path: Path, capsys) -> 
     assert np.linalg.norm(action[:, :3], axis=1).max() <= 0.0101
     assert action[:, 3].min() == 0.0 and action[:, 3].max() == 1.0  # it grasped and released
     np.testing.assert_allclose(store.array("proprio")[0, :3], [0.45, 0.0, 0.32], atol=0.01)
+
+
+def test_dagger_collect_records_the_pilots_states_with_expert_labels(
+    tmp_path: Path, capsys
+) -> None:
+    """The shipped TPM file drives (a real ONNX Runtime session) and the expert labels each step;
+    the episode is kept whatever its outcome, and says who drove."""
+    out = tmp_path / "dagger.zarr"
+    args = ["collect", "--episodes", "1", "--out", str(out), "--seed", "5",
+            "--pilot", "policies/tpm_cpu.onnx", "--max-steps", "25",
+            "--set", "sim.image_width=96", "--set", "sim.image_height=96",
+            "--set", "models.reasoner=rules"]
+    assert main(args) == 0
+    assert "pilot (0% expert) succeeded in" in capsys.readouterr().out
+    store = EpisodeStore(out, read_only=True)
+    assert store.n_episodes == 1
+    meta = store.episodes[0]
+    assert meta["pilot"] == "tpm" and meta["expert_share"] == 0.0
+    action = store.array("action")
+    assert 1 <= len(action) <= 25
+    proprio = store.array("proprio")
+    assert np.abs(np.diff(proprio[:, :3], axis=0)).max() > 0  # the arm moved
+    # the labels are the expert's: the pilot itself answers something else on the same inputs
+    pilot = OnnxTPMPolicy("policies/tpm_cpu.onnx")
+    rgb, mask = store.array("rgb"), decode_mask(store.array("mask"))
+    differs = 0
+    for i in range(len(action)):
+        views = store.views
+        obs = Observation(
+            {v: rgb[i, j] for j, v in enumerate(views)},
+            {v: mask[i, j] for j, v in enumerate(views)},
+            proprio[i],
+        )
+        differs += not np.allclose(pilot.act(obs).move, action[i, :3], atol=1e-4)
+    assert differs >= len(action) // 2
+
+
+def test_collect_refuses_a_pilot_of_another_size(tmp_path: Path, capsys) -> None:
+    args = ["collect", "--episodes", "1", "--out", str(tmp_path / "x.zarr"),
+            "--pilot", "policies/tpm_cpu.onnx", "--preset", "paper"]
+    assert main(args) == 2
+    assert "96 px" in capsys.readouterr().err
 
 
 def test_trials_are_seeded_and_use_the_split() -> None:

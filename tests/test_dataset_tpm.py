@@ -162,3 +162,25 @@ def test_wrong_shapes_and_missing_store(tmp_path: Path) -> None:
         store.add_step(rgb[:, :8], mask, proprio, action)
     with pytest.raises(DatasetError, match="px"):
         EpisodeStore(tmp_path / "d.zarr", image_size=32)
+
+
+def test_random_shift_moves_rgb_and_mask_together_within_the_pad() -> None:
+    from models.tpm.dataset import random_shift
+
+    rgb = np.zeros((16, 2, 20, 20, 3), np.uint8)
+    mask = np.zeros((16, 2, 20, 20), np.float32)
+    rgb[:, :, 10, 10] = 255
+    mask[:, :, 10, 10] = 1.0
+    rng = np.random.default_rng(0)
+    out_rgb, out_mask = random_shift(rgb, mask, 3, rng)
+    assert out_rgb.shape == rgb.shape and out_mask.shape == mask.shape
+    moves = set()
+    for i in range(16):
+        for j in range(2):
+            (y, x), = np.argwhere(out_mask[i, j] == 1.0)
+            assert out_rgb[i, j, y, x, 0] == 255 and out_rgb[i, j].sum() == 3 * 255
+            assert abs(y - 10) <= 3 and abs(x - 10) <= 3
+            moves.add((y, x))
+    assert len(moves) > 5  # images of one batch move independently
+    same_rgb, same_mask = random_shift(rgb, mask, 0, rng)
+    assert same_rgb is rgb and same_mask is mask

@@ -167,3 +167,20 @@ async def test_runtime_acts_with_the_exported_policy(
     assert isinstance(finished, Finished)
     assert len(steps) >= 4 and any(s.executed for s in steps)
     assert finished.outcome.status == "failure" and "step budget" in finished.outcome.reason
+
+
+def test_training_can_start_from_a_checkpoint(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """`--init`: the weights and normaliser of a trained run, a fresh schedule from step 0."""
+    data, out = trained
+    settings = TrainSettings(epochs=1, batch_size=8, val_fraction=0.25, log_every=2)
+    tuned = Trainer(data, tmp_path / "tuned", settings, config=TINY, init=out / "best.pt")
+    start = torch.load(out / "best.pt", weights_only=False)
+    state = tuned.net.state_dict()
+    assert tuned.step == 0 and all(torch.equal(state[k], start["model"][k]) for k in state)
+    assert dataclasses.asdict(tuned.normaliser) == start["normaliser"]
+    tuned.run()
+    saved = torch.load(tmp_path / "tuned" / "last.pt", weights_only=False)
+    assert saved["init"] == str(out / "best.pt") and saved["step"] == len(tuned.train)
+    other = dataclasses.replace(TINY, d_model=32)
+    with pytest.raises(ValueError, match="another network"):
+        Trainer(data, tmp_path / "bad", settings, config=other, init=out / "best.pt")

@@ -24,6 +24,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument(
+        "--init", type=Path, default=None, help="start from this checkpoint (fine-tuning)"
+    )
+    parser.add_argument(
+        "--shift-px", type=int, default=4, help="random-shift augmentation in pixels (0: off)"
+    )
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:

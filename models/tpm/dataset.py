@@ -380,6 +380,31 @@ def repetition_counts(
     return counts[indices]
 
 
+def random_shift(
+    rgb: np.ndarray, mask: np.ndarray, pad: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """DrQ-style augmentation: each image of (B, V, S, S, ...) moved by up to `pad` pixels.
+
+    Edges are replicated, and an image's RGB and mask move together. With a few hundred
+    demonstrations a pixel policy memorises where things are in the frame; small shifts keep the
+    relation that matters (the hand to the masked objects) and break the memorised one.
+    """
+    if pad <= 0:
+        return rgb, mask
+    b, v, s = rgb.shape[:3]
+    widths = ((0, 0), (0, 0), (pad, pad), (pad, pad))
+    rgb_p = np.pad(rgb, (*widths, (0, 0)), mode="edge")
+    mask_p = np.pad(mask, widths, mode="edge")
+    out_rgb, out_mask = np.empty_like(rgb), np.empty_like(mask)
+    offsets = rng.integers(0, 2 * pad + 1, size=(b, v, 2))
+    for i in range(b):
+        for j in range(v):
+            y, x = offsets[i, j]
+            out_rgb[i, j] = rgb_p[i, j, y : y + s, x : x + s]
+            out_mask[i, j] = mask_p[i, j, y : y + s, x : x + s]
+    return out_rgb, out_mask
+
+
 class BatchLoader:
     """Seeded shuffled batches of step indices (with repetition) -> numpy batches.
 

@@ -32,6 +32,7 @@ from models.tpm.dataset import (
     BatchLoader,
     EpisodeStore,
     load_arrays,
+    random_shift,
     repetition_counts,
     split_episodes,
 )
@@ -55,6 +56,8 @@ class TrainSettings:
     warmup_fraction: float = 0.03
     val_fraction: float = 0.1
     repeat: int = 3
+    #: random-shift augmentation, pixels (0: off)
+    shift_px: int = 4
     seed: int = 0
     threads: int = 1
     log_every: int = 50
@@ -147,10 +150,15 @@ class Trainer:
         settings: TrainSettings,
         *,
         resume: bool = False,
+        init: Path | None = None,
         on_progress: Callable[[dict[str, float]], None] | None = None,
         config: TPMConfig | None = None,
     ) -> None:
-        """`config` replaces the preset's network (tests train tiny ones)."""
+        """`config` replaces the preset's network (tests train tiny ones).
+
+        `init`: start from a trained checkpoint's weights and normaliser with a fresh schedule
+        (fine-tuning on a grown dataset, e.g. after a DAgger round); its network must match.
+        """
         self.settings = s = settings
         self.out = out
         self.on_progress = on_progress
@@ -184,6 +192,15 @@ class Trainer:
             BatchLoader(arrays, val_idx, 64, seed=s.seed, shuffle=False) if len(val_idx) else None
         )
         self.net = TPMNet(self.config).to(self.device)
+        self.init = str(init) if init else None
+        if init is not None:
+            _, normaliser, ckpt = load_checkpoint(init)
+            if TPMConfig.from_dict(ckpt["config"]) != self.config:
+                raise ValueError(f"{init} holds another network than {self.config.name!r}")
+            self.net.load_state_dict(ckpt["model"])
+            self.normaliser = normaliser
+            self.norm = normaliser.tensors(self.device)
+        self._aug_rng = np.random.default_rng([s.seed, 3])
         self.peak, self.floor = s.learning_rates()
         self.opt = torch.optim.AdamW(
             self.net.parameters(), lr=self.peak, weight_decay=s.weight_decay
@@ -259,6 +276,9 @@ class Trainer:
     def _train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.total, self.peak, self.floor, self.warmup)
+        batch["rgb"], batch["mask"] = random_shift(
+            batch["rgb"], batch["mask"], self.settings.shift_px, self._aug_rng
+        )
         images, masks, proprio, move, grip = batch_tensors(batch, self.norm, self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             move_pred, logits = self.net(images, masks, proprio)
@@ -315,9 +335,11 @@ class Trainer:
                 "total": self.total,
                 "settings": dataclasses.asdict(self.settings),
                 "data": self.data_info,
+                "init": self.init,
                 "rng": {
                     "torch": torch.get_rng_state(),
                     "numpy": self.train._rng.bit_generator.state,
+                    "augment": self._aug_rng.bit_generator.state,
                 },
             },
             tmp,
@@ -335,6 +357,8 @@ class Trainer:
         self.norm = self.normaliser.tensors(self.device)
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.train._rng.bit_generator.state = ckpt["rng"]["numpy"]
+        if "augment" in ckpt["rng"]:
+            self._aug_rng.bit_generator.state = ckpt["rng"]["augment"]
 
 
 def plot_losses(metrics: Path, out: Path) -> None:
@@ -379,6 +403,7 @@ def run_train(args: Any) -> int:
         min_lr=args.min_lr,
         weight_decay=args.weight_decay,
         val_fraction=args.val_fraction,
+        shift_px=args.shift_px,
         seed=args.seed,
         threads=args.threads,
         device=args.device,
@@ -406,7 +431,9 @@ def run_train(args: Any) -> int:
                 )
             progress.update(bar, completed=row["step"], total=row["total"], info=info)
 
-        trainer = Trainer(args.data, out, settings, resume=args.resume, on_progress=show)
+        trainer = Trainer(
+            args.data, out, settings, resume=args.resume, init=args.init, on_progress=show
+        )
         progress.update(bar, total=trainer.total, completed=trainer.step)
         result = trainer.run()
     print(
