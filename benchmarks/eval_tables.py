@@ -103,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only these cells of ours, e.g. standard:seen,standard:unseen (budgeted runs)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="trials run at once, one process each (at most the cores you can spare)",
+    )
+    parser.add_argument(
         "--max-steps",
         type=int,
         default=250,
@@ -174,13 +180,21 @@ def evaluate(
     seed: int,
     quick: bool,
     max_steps: int = 250,
+    workers: int = 1,
     on_trial: Callable[[Cell, dict[str, Any]], None] | None = None,
 ) -> None:
-    """Fill `cells` in place; trial i of a (setting, split) uses the same scene in every variant."""
+    """Fill `cells` in place; trial i of a (setting, split) uses the same scene in every variant.
+
+    `workers` > 1 runs that many trials at once, each in its own spawned process (a fresh
+    MuJoCo / EGL context: forking a process that has rendered is unsafe). Each trial is its own
+    realtime Runtime, so only use as many workers as the machine has cores to spare for them;
+    outcomes keep their trial order whatever order they finish in.
+    """
     from agent.dataset import draw_trial
     from drivers.sim import load_catalog
 
     catalog = load_catalog(base.sim.catalog)
+    jobs: list[tuple[Cell, int, Any, Any]] = []
     for cell in cells:
         onnx = policies.get("ours" if cell.variant == "no_tracking" else cell.variant)
         if onnx is None or not onnx.is_file():
@@ -191,12 +205,34 @@ def evaluate(
                 catalog, EVAL_SEED_BASE + seed * 10_000 + i, split=cell.split, setting=cell.setting
             )
             config = trial_config(base, trial, cell.variant, onnx, quick, max_steps)
-            result = run_trial(config, trial)
-            cell.trials += 1
-            cell.successes += result["success"]
-            cell.outcomes.append(result)
-            if on_trial is not None:
-                on_trial(cell, result)
+            jobs.append((cell, i, config, trial))
+    results: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def record(cell: Cell, i: int, result: dict[str, Any]) -> None:
+        results[(id(cell), i)] = result
+        cell.trials += 1
+        cell.successes += result["success"]
+        if on_trial is not None:
+            on_trial(cell, result)
+
+    if workers <= 1:
+        for cell, i, config, trial in jobs:
+            record(cell, i, run_trial(config, trial))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {
+                pool.submit(run_trial, config, trial): (cell, i)
+                for cell, i, config, trial in jobs
+            }
+            for future in as_completed(futures):
+                cell, i = futures[future]
+                record(cell, i, future.result())
+    for cell in cells:
+        cell.outcomes = [results[(id(cell), i)] for i in range(cell.trials)]
 
 
 def plan_cells(tables: str, quick: bool) -> list[Cell]:
@@ -284,6 +320,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         seed=seed,
         quick=args.quick,
         max_steps=args.max_steps,
+        workers=max(1, args.workers),
         on_trial=show,
     )
     table = markdown(cells, trials)
@@ -294,6 +331,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         "seed": seed,
         "quick": args.quick,
         "max_steps": 40 if args.quick else args.max_steps,
+        "workers": max(1, args.workers),
         "policies": {k: str(v) for k, v in policies.items()},
         "wall_s": round(time.monotonic() - t0, 1),
         "cells": [asdict(c) | {"rate": c.rate} for c in cells],

@@ -31,11 +31,21 @@ def test_tables_show_trial_counts_beside_the_paper() -> None:
     assert Cell("ours", "standard", "seen").rate is None
 
 
-def test_quick_eval_runs_one_trial_through_the_runtime(tmp_path: Path, capsys) -> None:
-    data = _dataset(tmp_path / "demos.zarr", episodes=2, steps=8)
-    Trainer(data, tmp_path / "run", TrainSettings(epochs=1, val_fraction=0.0), config=TINY).run()
-    onnx = tmp_path / "tiny.onnx"
-    export_onnx(tmp_path / "run" / "best.pt", onnx, data, samples=2)
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny policy trained for one epoch on synthetic steps and exported (the real commands)."""
+    root = tmp_path_factory.mktemp("eval")
+    data = _dataset(root / "demos.zarr", episodes=2, steps=8)
+    Trainer(data, root / "run", TrainSettings(epochs=1, val_fraction=0.0), config=TINY).run()
+    onnx = root / "tiny.onnx"
+    export_onnx(root / "run" / "best.pt", onnx, data, samples=2)
+    return onnx
+
+
+def test_quick_eval_runs_one_trial_through_the_runtime(
+    tiny_onnx: Path, tmp_path: Path, capsys
+) -> None:
+    onnx = tiny_onnx
     out = tmp_path / "eval"
     args = ["eval", "--quick", "--eval-out", str(out), "--set", f'policy.onnx="{onnx}"',
             "--set", "sim.image_width=96", "--set", "sim.image_height=96"]
@@ -46,3 +56,18 @@ def test_quick_eval_runs_one_trial_through_the_runtime(tmp_path: Path, capsys) -
     assert cell["outcomes"][0]["steps"] <= 40
     assert "Table I" in (out / "eval.md").read_text()
     assert "Table II" in capsys.readouterr().out
+
+
+def test_eval_runs_trials_in_spawned_worker_processes(tiny_onnx: Path, tmp_path: Path) -> None:
+    """--workers: the same trial through the process pool (fresh MuJoCo context per process)."""
+    onnx = tiny_onnx
+    out = tmp_path / "eval"
+    args = ["eval", "--quick", "--workers", "2", "--eval-out", str(out),
+            "--set", f'policy.onnx="{onnx}"',
+            "--set", "sim.image_width=96", "--set", "sim.image_height=96"]
+    assert main(args) == 0
+    report = json.loads((out / "eval.json").read_text())
+    (cell,) = report["cells"]
+    assert report["workers"] == 2 and cell["trials"] == 1
+    outcome = cell["outcomes"][0]
+    assert outcome["status"] in ("success", "failure") and outcome["steps"] <= 40
