@@ -184,3 +184,15 @@ def test_training_can_start_from_a_checkpoint(trained: tuple[Path, Path], tmp_pa
     other = dataclasses.replace(TINY, d_model=32)
     with pytest.raises(ValueError, match="another network"):
         Trainer(data, tmp_path / "bad", settings, config=other, init=out / "best.pt")
+
+
+def test_training_reads_several_datasets_as_one(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """Expert demonstrations and DAgger rounds stay in their own stores; training joins them."""
+    data, _ = trained
+    more = _dataset(tmp_path / "more.zarr", episodes=3, steps=5)
+    settings = TrainSettings(epochs=1, batch_size=8, val_fraction=0.25)
+    both = Trainer([data, more], tmp_path / "both", settings, config=TINY)
+    assert both.data_info["episodes"] == 4 + 3 and both.data_info["steps"] == 4 * 12 + 3 * 5
+    assert str(more) in both.data_info["path"]
+    ends = both.train.arrays.episode_ends
+    assert list(ends[-3:]) == [48 + 5, 48 + 10, 48 + 15]  # the second store's episodes, offset

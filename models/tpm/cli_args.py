@@ -11,7 +11,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variant", default="ours", help="ours, rgbm_only, single_view or box (ablations)"
     )
-    parser.add_argument("--data", type=Path, default=Path("data/demos.zarr"), help="dataset")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=None,
+        help="dataset; repeat to train on several (default data/demos.zarr)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/tpm/...)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")

@@ -345,6 +345,23 @@ def load_arrays(store: EpisodeStore, *, mask_mode: str = "mask") -> Arrays:
     )
 
 
+def concat_arrays(parts: Sequence[Arrays]) -> Arrays:
+    """Several datasets as one (e.g. expert demonstrations and DAgger rounds kept apart on disk)."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
+    return Arrays(
+        rgb=np.concatenate([p.rgb for p in parts]),
+        mask=np.concatenate([p.mask for p in parts]),
+        proprio=np.concatenate([p.proprio for p in parts]),
+        action=np.concatenate([p.action for p in parts]),
+        phase=np.concatenate([p.phase for p in parts]),
+        episode_ends=np.concatenate(
+            [p.episode_ends + off for p, off in zip(parts, offsets, strict=True)]
+        ).astype(np.int64),
+    )
+
+
 def split_episodes(arrays: Arrays, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Step indices of the training and validation episodes (whole episodes, seeded)."""
     n = len(arrays.episode_ends)

@@ -19,7 +19,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,10 @@ import torch
 
 from models.tpm.config import TPMConfig, preset
 from models.tpm.dataset import (
+    Arrays,
     BatchLoader,
     EpisodeStore,
+    concat_arrays,
     load_arrays,
     random_shift,
     repetition_counts,
@@ -145,7 +147,7 @@ class Trainer:
 
     def __init__(
         self,
-        data: Path,
+        data: Path | Sequence[Path],
         out: Path,
         settings: TrainSettings,
         *,
@@ -166,22 +168,12 @@ class Trainer:
         seed_everything(s.seed)
         self.device = pick_device(s.device)
         self.config = config or preset(s.preset, s.variant)
-        store = EpisodeStore(data, read_only=True)
-        if tuple(store.views)[: len(self.config.views)] != self.config.views or (
-            store.image_size != self.config.image_size
-        ):
-            raise ValueError(
-                f"{data}: views {store.views} at {store.image_size} px do not fit preset "
-                f"{self.config.name!r} ({self.config.views} at {self.config.image_size} px)"
-            )
-        arrays = load_arrays(store, mask_mode=self.config.mask_mode)
-        if self.config.views != store.views:  # single view: keep the first views only
-            keep = [store.views.index(v) for v in self.config.views]
-            arrays = dataclasses.replace(arrays, rgb=arrays.rgb[:, keep], mask=arrays.mask[:, keep])
+        paths = [Path(data)] if isinstance(data, str | Path) else [Path(p) for p in data]
+        arrays = concat_arrays([self._load(path) for path in paths])
         self.data_info = {
-            "path": str(data),
-            "episodes": store.n_episodes,
-            "steps": store.n_steps,
+            "path": ", ".join(map(str, paths)),
+            "episodes": len(arrays.episode_ends),
+            "steps": len(arrays),
         }
         train_idx, val_idx = split_episodes(arrays, s.val_fraction, s.seed)
         self.normaliser = Normaliser.fit(arrays.action[train_idx], arrays.proprio[train_idx])
@@ -220,6 +212,22 @@ class Trainer:
             self._restore(out / "last.pt")
         elif not resume:
             (out / "metrics.jsonl").unlink(missing_ok=True)
+
+    def _load(self, path: Path) -> Arrays:
+        """One dataset in RAM, checked against the network's views and size, views selected."""
+        store = EpisodeStore(path, read_only=True)
+        if tuple(store.views)[: len(self.config.views)] != self.config.views or (
+            store.image_size != self.config.image_size
+        ):
+            raise ValueError(
+                f"{path}: views {store.views} at {store.image_size} px do not fit preset "
+                f"{self.config.name!r} ({self.config.views} at {self.config.image_size} px)"
+            )
+        arrays = load_arrays(store, mask_mode=self.config.mask_mode)
+        if self.config.views != store.views:  # single view: keep the first views only
+            keep = [store.views.index(v) for v in self.config.views]
+            arrays = dataclasses.replace(arrays, rgb=arrays.rgb[:, keep], mask=arrays.mask[:, keep])
+        return arrays
 
     # ------------------------------------------------------------------ loop
 
@@ -432,7 +440,12 @@ def run_train(args: Any) -> int:
             progress.update(bar, completed=row["step"], total=row["total"], info=info)
 
         trainer = Trainer(
-            args.data, out, settings, resume=args.resume, init=args.init, on_progress=show
+            args.data or [Path("data/demos.zarr")],
+            out,
+            settings,
+            resume=args.resume,
+            init=args.init,
+            on_progress=show,
         )
         progress.update(bar, total=trainer.total, completed=trainer.step)
         result = trainer.run()
