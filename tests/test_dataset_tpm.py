@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -184,3 +185,31 @@ def test_random_shift_moves_rgb_and_mask_together_within_the_pad() -> None:
     assert len(moves) > 5  # images of one batch move independently
     same_rgb, same_mask = random_shift(rgb, mask, 0, rng)
     assert same_rgb is rgb and same_mask is mask
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_dataset(tmp_path: Path) -> None:
+    """Two collectors appending to one store would interleave their steps: the second one gets a
+    clear error naming the holder; readers are never blocked; the lock dies with its process."""
+    root = tmp_path / "demos.zarr"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            sys.path.insert(0, {str(ROOT)!r})
+            from models.tpm.dataset import EpisodeStore
+            store = EpisodeStore({str(root)!r}, views=("front", "side"), image_size=16,
+                                 create=True)
+            print("open", flush=True)
+            time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(DatasetError, match=re.escape(f"another process (pid {holder.pid})")):
+            EpisodeStore(root, create=True)
+        assert EpisodeStore(root, read_only=True).n_episodes == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    EpisodeStore(root).begin_episode({"seed": 1})  # the killed holder's lock went with it

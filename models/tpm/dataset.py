@@ -82,6 +82,43 @@ class _Buffer:
     phase: list[int] = field(default_factory=list)
 
 
+def _writer_lock(root: Path) -> Any:
+    """An exclusive lock on `root` for this process's lifetime: one writer per dataset.
+
+    Two writers appending at once would interleave their steps (each computes the same append
+    offset); the second one is refused with the holder's pid instead. `flock` dies with its
+    process, so a crashed writer never leaves a stale lock behind. Within one process the lock
+    is shared (a store reopened by the same program, as after a recovery, is not a second writer).
+    """
+    import fcntl
+    import os
+
+    root.mkdir(parents=True, exist_ok=True)
+    key = str(root.resolve())
+    if key in _HELD_LOCKS:
+        return _HELD_LOCKS[key]
+    handle = (root / ".writer.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise DatasetError(
+            f"{root} is being written by another process (pid {holder}); one writer at a time "
+            "(collect into another --out and train on both with --data A --data B)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _HELD_LOCKS[key] = handle
+    return handle
+
+
+_HELD_LOCKS: dict[str, Any] = {}
+
+
 def _zarr() -> Any:
     try:
         import zarr
@@ -114,6 +151,7 @@ class EpisodeStore:
         exists = (self.root / "zarr.json").is_file()
         if not exists and (not create or read_only):
             raise DatasetError(f"no dataset at {self.root} (run `python -m agent collect` first)")
+        self._lock = None if read_only else _writer_lock(self.root)
         self._group = zarr.open_group(str(self.root), mode="r" if read_only else "a")
         if not exists:
             if views is None or image_size is None:
