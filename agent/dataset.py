@@ -243,6 +243,7 @@ def _run(
         percept = pipeline.start(task, {r.camera: r.render() for r in renderers})
         control_steps = max(1, round(1.0 / (settings.control_hz * world.model.opt.timestep)))
         failed = False
+        why_failed = "expert gave up"
         for _ in range(settings.max_steps):
             state = robot.state()
             action = expert.act(None)
@@ -272,10 +273,11 @@ def _run(
             percept = pipeline.step({r.camera: r.render() for r in renderers})
         else:
             failed = True
+            why_failed = f"step budget ({settings.max_steps}) used"
         world.step_seconds(SETTLE_S)
         verdict = judge.verdict(task)
         success = verdict.success and not failed
-        reason = verdict.reason if not failed else f"expert gave up ({verdict.reason})"
+        reason = verdict.reason if not failed else f"{why_failed} ({verdict.reason})"
         keep = success or pilot is not None
         kept = store.end_episode(keep=keep, success=success, reason=reason)
     except BaseException:
