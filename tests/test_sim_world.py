@@ -165,3 +165,31 @@ def test_realtime_thread_follows_wall_clock(judge_world: World) -> None:
         robot.close()
         world.stop_realtime()
     assert not world.realtime_running
+
+
+def _drive_to(world: World, robot: SimRobot, target: np.ndarray, closed: bool = False) -> None:
+    """Move the hand to `target` by our own straight-line steps (a learner's path, not the
+    expert's hover-then-descend)."""
+    for _ in range(80):
+        error = target - world.ee_position()
+        if np.linalg.norm(error) < 0.003:
+            return
+        robot.move(error, closed)
+        world.step(50)
+    raise AssertionError(f"hand did not reach {target}")
+
+
+def test_expert_labels_follow_the_hands_state_when_a_learner_drives() -> None:
+    """DAgger relabelling: a hand that arrives straight above the object (never at the hover
+    point) is told to go down; one that drifts sideways while low is told to go up first."""
+    with World.build(SceneSpec(seed=0, objects=["sponge"])) as world:
+        robot = SimRobot(world, max_step=0.02, realtime=False)
+        expert = ScriptedExpert(world)
+        expert.reset(Task("sponge", "user", "place_near"))
+        grasp = expert._grasp_point()
+        _drive_to(world, robot, grasp + [0.0, 0.0, 0.04])  # below the 10 cm hover point
+        action = expert.act(None)
+        assert expert.phase == "descend" and action.move[2] < -0.005
+        _drive_to(world, robot, grasp + [0.06, 0.0, 0.03])  # off to the side, low
+        action = expert.act(None)
+        assert expert.phase == "approach" and action.move[2] > 0.0

@@ -36,6 +36,10 @@ PALM_CLEARANCE = 0.04
 MIN_GRASP_Z = 0.014
 HAND_HALF_X = 0.035  # the hand's half thickness across the finger axis
 LOW_TARGET = 0.05  # B lower than this lets the hand pass over its side
+#: above-target test (horizontal distance): within this, descend / lower from any height; beyond
+#: REALIGN_XY while descending or lowering, go back up first (hysteresis against flip-flopping)
+ABOVE_XY = 0.008
+REALIGN_XY = 0.03
 REACH_X = (0.31, 0.72)  # where the hand reaches the table top pointing down
 REACH_Y = 0.34
 
@@ -94,6 +98,8 @@ class ScriptedExpert:
         if self.world.object_bounds(self._task.pick)[1][2] < 0.0:
             self._enter(PHASES.index("done"))
             return self._action(np.zeros(3), closed=False, done=True, failed=True)
+        self._realign(ee)
+        phase = self.phase
         if phase in ("approach", "descend"):
             self._waypoint = self._grasp_point() + ([0.0, 0.0, HOVER] if phase == "approach" else 0)
         closed = phase in ("close", "lift", "carry", "lower")
@@ -122,6 +128,31 @@ class ScriptedExpert:
         return self._action(_clip(error, self.max_step), closed=closed)
 
     # ------------------------------------------------------------------ phases
+
+    def _realign(self, ee: np.ndarray) -> None:
+        """Pick the vertical phase from where the hand is, not only from where it has been.
+
+        The expert walks hover -> descend and carry -> lower itself, but when a learner drives
+        (DAgger) the hand can arrive beside or straight above the target by another path. Labels
+        must then follow the state: once the hand is above the target, go down (not back up to
+        the hover point); once it has drifted off sideways while low, go up and realign. Without
+        this the same picture is labelled "up" in one episode and "down" in the next.
+        """
+        phase = self.phase
+        if phase in ("approach", "descend"):
+            target = self._grasp_point()
+            off = float(np.linalg.norm((target - ee)[:2]))
+            if phase == "approach" and off < ABOVE_XY and ee[2] > target[2]:
+                self._enter(PHASES.index("descend"), ee)
+            elif phase == "descend" and off > REALIGN_XY:
+                self._enter(PHASES.index("approach"), ee)
+        elif phase in ("carry", "lower"):
+            target = self._place_point()
+            off = float(np.linalg.norm((target - ee)[:2]))
+            if phase == "carry" and off < ABOVE_XY and ee[2] > target[2]:
+                self._enter(PHASES.index("lower"), ee)
+            elif phase == "lower" and off > REALIGN_XY:
+                self._enter(PHASES.index("carry"), ee)
 
     def _enter(self, index: int, ee: np.ndarray | None = None) -> None:
         self._phase = index
