@@ -139,20 +139,16 @@ class ScriptedExpert:
         this the same picture is labelled "up" in one episode and "down" in the next.
         """
         phase = self.phase
-        if phase in ("approach", "descend"):
-            target = self._grasp_point()
+        pairs = (("approach", "descend", self._grasp_point), ("carry", "lower", self._place_point))
+        for high, low, target_of in pairs:
+            if phase not in (high, low):
+                continue
+            target = target_of()
             off = float(np.linalg.norm((target - ee)[:2]))
-            if phase == "approach" and off < ABOVE_XY and ee[2] > target[2]:
-                self._enter(PHASES.index("descend"), ee)
-            elif phase == "descend" and off > REALIGN_XY:
-                self._enter(PHASES.index("approach"), ee)
-        elif phase in ("carry", "lower"):
-            target = self._place_point()
-            off = float(np.linalg.norm((target - ee)[:2]))
-            if phase == "carry" and off < ABOVE_XY and ee[2] > target[2]:
-                self._enter(PHASES.index("lower"), ee)
-            elif phase == "lower" and off > REALIGN_XY:
-                self._enter(PHASES.index("carry"), ee)
+            if phase == high and off < ABOVE_XY and ee[2] > target[2]:
+                self._enter(PHASES.index(low), ee)
+            elif phase == low and off > REALIGN_XY:
+                self._enter(PHASES.index(high), ee)
 
     def _enter(self, index: int, ee: np.ndarray | None = None) -> None:
         self._phase = index
