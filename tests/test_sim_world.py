@@ -187,9 +187,9 @@ def test_expert_labels_follow_the_hands_state_when_a_learner_drives() -> None:
         expert = ScriptedExpert(world)
         expert.reset(Task("sponge", "user", "place_near"))
         grasp = expert._grasp_point()
-        _drive_to(world, robot, grasp + [0.0, 0.0, 0.04])  # below the 10 cm hover point
+        _drive_to(world, robot, grasp + np.array([0.0, 0.0, 0.04]))  # below the 10 cm hover point
         action = expert.act(None)
         assert expert.phase == "descend" and action.move[2] < -0.005
-        _drive_to(world, robot, grasp + [0.06, 0.0, 0.03])  # off to the side, low
+        _drive_to(world, robot, grasp + np.array([0.06, 0.0, 0.03]))  # off to the side, low
         action = expert.act(None)
         assert expert.phase == "approach" and action.move[2] > 0.0
