@@ -301,6 +301,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         wanted = [tuple(item.split(":")) for item in args.cells.split(",")]
         cells = [c for c in cells if (c.setting, c.split) in wanted and c.variant == "ours"]
     seed = config.sim.seed
+    workers = max(1, args.workers)
 
     def show(cell: Cell, result: dict[str, Any]) -> None:
         mark = "ok  " if result["success"] else "FAIL"
@@ -320,7 +321,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         seed=seed,
         quick=args.quick,
         max_steps=args.max_steps,
-        workers=max(1, args.workers),
+        workers=workers,
         on_trial=show,
     )
     table = markdown(cells, trials)
@@ -331,7 +332,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         "seed": seed,
         "quick": args.quick,
         "max_steps": 40 if args.quick else args.max_steps,
-        "workers": max(1, args.workers),
+        "workers": workers,
         "policies": {k: str(v) for k, v in policies.items()},
         "wall_s": round(time.monotonic() - t0, 1),
         "cells": [asdict(c) | {"rate": c.rate} for c in cells],

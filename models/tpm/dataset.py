@@ -82,7 +82,7 @@ class _Buffer:
     phase: list[int] = field(default_factory=list)
 
 
-def _writer_lock(root: Path) -> Any:
+def _writer_lock(root: Path) -> None:
     """An exclusive lock on `root` for this process's lifetime: one writer per dataset.
 
     Two writers appending at once would interleave their steps (each computes the same append
@@ -96,7 +96,7 @@ def _writer_lock(root: Path) -> Any:
     root.mkdir(parents=True, exist_ok=True)
     key = str(root.resolve())
     if key in _HELD_LOCKS:
-        return _HELD_LOCKS[key]
+        return
     handle = (root / ".writer.lock").open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -113,7 +113,6 @@ def _writer_lock(root: Path) -> Any:
     handle.write(str(os.getpid()))
     handle.flush()
     _HELD_LOCKS[key] = handle
-    return handle
 
 
 _HELD_LOCKS: dict[str, Any] = {}
@@ -151,7 +150,8 @@ class EpisodeStore:
         exists = (self.root / "zarr.json").is_file()
         if not exists and (not create or read_only):
             raise DatasetError(f"no dataset at {self.root} (run `python -m agent collect` first)")
-        self._lock = None if read_only else _writer_lock(self.root)
+        if not read_only:
+            _writer_lock(self.root)  # held (module-level) for the rest of this process
         self._group = zarr.open_group(str(self.root), mode="r" if read_only else "a")
         if not exists:
             if views is None or image_size is None:

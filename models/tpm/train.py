@@ -176,22 +176,21 @@ class Trainer:
             "steps": len(arrays),
         }
         train_idx, val_idx = split_episodes(arrays, s.val_fraction, s.seed)
-        self.normaliser = Normaliser.fit(arrays.action[train_idx], arrays.proprio[train_idx])
+        self.init = str(init) if init else None
+        if init is not None:  # its weights, and the statistics they were trained with
+            net, self.normaliser, _ = load_checkpoint(init)
+            if net.config != self.config:
+                raise ValueError(f"{init} holds another network than {self.config.name!r}")
+            self.net = net.to(self.device)
+        else:
+            self.normaliser = Normaliser.fit(arrays.action[train_idx], arrays.proprio[train_idx])
+            self.net = TPMNet(self.config).to(self.device)
         self.norm = self.normaliser.tensors(self.device)
         counts = repetition_counts(arrays, train_idx, repeat=s.repeat)
         self.train = BatchLoader(arrays, train_idx, s.batch_size, seed=s.seed, counts=counts)
         self.val = (
             BatchLoader(arrays, val_idx, 64, seed=s.seed, shuffle=False) if len(val_idx) else None
         )
-        self.net = TPMNet(self.config).to(self.device)
-        self.init = str(init) if init else None
-        if init is not None:
-            _, normaliser, ckpt = load_checkpoint(init)
-            if TPMConfig.from_dict(ckpt["config"]) != self.config:
-                raise ValueError(f"{init} holds another network than {self.config.name!r}")
-            self.net.load_state_dict(ckpt["model"])
-            self.normaliser = normaliser
-            self.norm = normaliser.tensors(self.device)
         self._aug_rng = np.random.default_rng([s.seed, 3])
         self.peak, self.floor = s.learning_rates()
         self.opt = torch.optim.AdamW(
