@@ -238,7 +238,8 @@ def build_tpm_policy(config: Config) -> Policy:
     return policy
 
 
-def _pipeline_factory(config: Config) -> Callable[[], PerceptionPipeline]:
+def pipeline_factory(config: Config) -> Callable[[], PerceptionPipeline]:
+    """New perception pipelines as the config sets them up (shared by run, eval and collect)."""
     detector, tracker, segmenter = build_perception(config)
 
     def new_pipeline() -> PerceptionPipeline:
@@ -308,7 +309,7 @@ def _world_parts(
             cameras=cameras,
             robot=robot,
             reasoner=_reasoner(config, _descriptions(world)),
-            new_pipeline=_pipeline_factory(config),
+            new_pipeline=pipeline_factory(config),
             policy=policies[config.models.policy](),
             judge=SimJudge(world),
             scene_objects=world.object_names,
@@ -376,7 +377,7 @@ def _build_hardware(config: Config) -> Parts:
         cameras=cameras,
         robot=robot,
         reasoner=_reasoner(config, descriptions),
-        new_pipeline=_pipeline_factory(config),
+        new_pipeline=pipeline_factory(config),
         policy=policy,
         judge=None,  # success on a real table is judged by people, not by the runtime
         scene_objects=lambda: list(table.objects),

@@ -342,7 +342,7 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
     """`python -m agent collect`: record, show progress (episodes / min, expert success rate)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from agent.backends import BackendError, build_perception
+    from agent.backends import BackendError, pipeline_factory
     from drivers.sim import load_catalog
     from models.tpm.config import preset
 
@@ -369,11 +369,7 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
                 f"--pilot {args.pilot} runs at {pilot.image_size} px, preset "
                 f"{args.preset!r} records {policy.image_size} px"
             )
-    detector, tracker, segmenter = build_perception(config)
-
-    def new_pipeline() -> PerceptionPipeline:
-        return PerceptionPipeline(detector, tracker, segmenter)
-
+    new_pipeline = pipeline_factory(config)  # the perception `run` uses, as configured
     settings = CollectSettings(
         episodes=args.episodes,
         seed=config.sim.seed,

@@ -102,6 +102,25 @@ def test_training_is_deterministic_and_resumes(trained: tuple[Path, Path], tmp_p
     assert c["step"] == second.total
 
 
+def test_time_budget_fits_the_schedule(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """`minutes`: a run whose step cap would take far longer stops near its budget, with the
+    cosine schedule fitted to the measured rate (its last steps at the learning-rate floor)."""
+    data, _ = trained
+    budget_s = 3.0
+    settings = TrainSettings(
+        epochs=100_000, minutes=budget_s / 60, batch_size=8, val_fraction=0.25, log_every=2
+    )
+    trainer = Trainer(data, tmp_path / "budget", settings, config=TINY)
+    result = trainer.run()
+    assert trainer.step < trainer.cap  # the budget ended it, not the epochs
+    assert budget_s * 0.5 < result["elapsed_s"] < budget_s * 3
+    metrics = (tmp_path / "budget" / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in metrics]
+    lrs = [r["lr"] for r in rows if r["kind"] == "train"]
+    peak, _ = settings.learning_rates()
+    assert max(lrs) > 0.5 * peak and lrs[-1] < 0.1 * peak
+
+
 def test_learning_rate_schedule() -> None:
     assert lr_at(0, 100, 5e-5, 5e-6, 10) == pytest.approx(5e-6)
     assert lr_at(9, 100, 5e-5, 5e-6, 10) == pytest.approx(5e-5)

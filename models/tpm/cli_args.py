@@ -19,8 +19,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset; repeat to train on several (default data/demos.zarr)",
     )
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/tpm/...)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=None, help="default 10 (no --minutes)")
     parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="wall-clock budget: the cosine schedule is fitted to the measured step rate",
+    )
     parser.add_argument("--batch-size", type=int, default=24)
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
     parser.add_argument("--min-lr", type=float, default=None, help="cosine floor")

@@ -51,6 +51,9 @@ class TrainSettings:
     variant: str = "ours"
     epochs: int = 10
     max_steps: int | None = None
+    #: wall-clock budget of this invocation's training loop; the schedule's length follows the
+    #: measured step rate (speed varies 10x between a GPU, an idle core and a shared one)
+    minutes: float | None = None
     batch_size: int = 24
     lr: float | None = None
     min_lr: float | None = None
@@ -199,8 +202,11 @@ class Trainer:
         self.total = len(self.train) * s.epochs
         if s.max_steps is not None:
             self.total = min(self.total, s.max_steps)
+        self.cap = self.total  # `minutes` may shorten the schedule, never lengthen it
         self.warmup = max(1, int(self.total * s.warmup_fraction))
         self.amp = self.device.type == "cuda"
+        if self.amp:
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step = 0
         self.epoch = 0
@@ -230,8 +236,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
+    def _fit_budget(self, started: float, first_step: int) -> None:
+        """With `minutes`: shorten the schedule to what the measured step rate fits in the budget.
+
+        Re-estimated at every step, so the cosine decay ends with the budget even when the machine
+        gets busier or quieter; once the budget is spent the run stops where it is.
+        """
+        budget = self.settings.minutes
+        done = self.step - first_step
+        if budget is None or done < 1:
+            return
+        spent = time.monotonic() - started
+        remaining = budget * 60 - spent
+        fits = self.step + max(0, int(remaining / (spent / done)))
+        self.total = min(self.cap, max(self.step, fits))
+        self.warmup = min(self.warmup, max(1, int(self.total * self.settings.warmup_fraction)))
+
     def run(self) -> dict[str, Any]:
         s = self.settings
+        started, first_step = time.monotonic(), self.step
         while self.step < self.total:
             t0 = time.monotonic()
             self.net.train()
@@ -243,6 +266,7 @@ class Trainer:
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v
                 self.step += 1
+                self._fit_budget(started, first_step)
                 if self.step % s.log_every == 0 or self.step == self.total:
                     n = sums.pop("batches")
                     row = {k: v / n for k, v in sums.items()}
@@ -403,8 +427,10 @@ def run_train(args: Any) -> int:
     settings = TrainSettings(
         preset=args.preset,
         variant=args.variant,
-        epochs=args.epochs,
+        # a time budget alone: as many epochs as fit (the budget ends the schedule)
+        epochs=args.epochs or (10 if args.minutes is None else 100_000),
         max_steps=args.steps,
+        minutes=args.minutes,
         batch_size=args.batch_size,
         lr=args.lr,
         min_lr=args.min_lr,
