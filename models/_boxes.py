@@ -12,6 +12,10 @@ import numpy as np
 
 from models.types import Box
 
+#: Smallest box side in pixels (inside the image) that a tracker can follow; detectors report
+#: thinner boxes (a sliver at the image edge, an object almost hidden) as not found.
+MIN_SIDE_PX = 2.0
+
 
 def pixel_bounds(box: Box, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """Integer `(x0, y0, x1, y1)` of the pixels a box touches, clipped to an image of `shape`.
@@ -25,6 +29,12 @@ def pixel_bounds(box: Box, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     x1 = min(max(math.ceil(box.x1), x0), width)
     y1 = min(max(math.ceil(box.y1), y0), height)
     return x0, y0, x1, y1
+
+
+def trackable(box: Box, shape: tuple[int, ...]) -> bool:
+    """Whether `box` covers at least MIN_SIDE_PX x MIN_SIDE_PX pixels of an image of `shape`."""
+    x0, y0, x1, y1 = pixel_bounds(box, shape)
+    return x1 - x0 >= MIN_SIDE_PX and y1 - y0 >= MIN_SIDE_PX
 
 
 def clip_box(box: Box, shape: tuple[int, ...]) -> Box:

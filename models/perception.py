@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from models._boxes import trackable
 from models.types import PICK_MASK_VALUE, PLACE_MASK_VALUE, Box, ModelError, TaskSpec
 
 if TYPE_CHECKING:  # the role packages import OpenCV; the pipeline itself needs only numpy
@@ -197,6 +198,8 @@ class PerceptionPipeline:
             found.setdefault(detection.label, detection.box)
         for role in roles:
             box = found.get(self._phrases[role])
+            if box is not None and not trackable(box, frame.rgb.shape):
+                box = None  # a sliver (image edge, nearly hidden): not found, as any detector says
             self._boxes[view][role] = box
             self._lost[view][role] = 0 if box is not None else self._lost[view][role] + 1
         return (time.perf_counter() - t0) * 1000.0

@@ -225,6 +225,20 @@ def test_object_seen_in_one_view_only_is_picked_up_later() -> None:
     assert percept.boxes["side"]["pick"] == _true_box(frames["side"], "apple")
 
 
+def test_a_sliver_at_the_image_edge_counts_as_not_found() -> None:
+    """A detection one pixel tall (an object just entering the view) used to reach the tracker,
+    whose init raised and ended the whole run (seen in a 15-process collection on a GPU box)."""
+    pipeline, _ = _pipeline()
+    frames = _views(0)
+    apple = SyntheticObject("apple", (100, 223, 160, 240), (210, 40, 30))  # only row 223 shows
+    bowl = SyntheticObject("bowl", LAYOUT["side"]["bowl"], (40, 70, 210))
+    frames["side"] = render_scene([bowl, apple], background=BACKGROUNDS["side"])
+    assert (frames["side"].segmentation == frames["side"].labels["apple"]).sum() == 60
+    percept = pipeline.start(TASK, frames)
+    assert percept.boxes["side"]["pick"] is None and percept.lost["side"]["pick"] == 1
+    assert percept.boxes["front"]["pick"] is not None
+
+
 def test_task_without_place_masks_the_pick_only() -> None:
     pipeline, _ = _pipeline()
     task = TaskSpec("open the drawer", Skill.PLACE_NEAR, pick="apple", place=None)

@@ -38,7 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models._boxes import clip_box
+from models._boxes import clip_box, trackable
 from models._loading import (
     Device,
     first_line,
@@ -60,8 +60,6 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "swinb_cogcoor": ("GroundingDINO_SwinB_cfg.py", "groundingdino_swinb_cogcoor.pth"),
 }
 CHECKPOINT_DIR = Path("checkpoints")
-#: Boxes thinner than this (pixels, after clipping to the image) are reported as not found.
-MIN_SIDE_PX = 2.0
 DEFAULT_TEXT_ENCODER = CHECKPOINT_DIR / "bert-base-uncased"
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -307,6 +305,6 @@ class GroundingDinoDetector:
         detections = []
         for match in matches:
             box = cxcywh_to_pixel_box(boxes[match.query], width, height)
-            if min(box.width, box.height) >= MIN_SIDE_PX:  # trackers need something to follow
+            if trackable(box, image.shape):  # slivers: nothing for a tracker to follow
                 detections.append(Detection(phrases[match.phrase], box, match.score))
         return detections

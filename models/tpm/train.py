@@ -386,7 +386,7 @@ class Trainer:
         self.elapsed = ckpt.get("elapsed_s", 0.0)
         self.normaliser = Normaliser(**ckpt["normaliser"])
         self.norm = self.normaliser.tensors(self.device)
-        torch.set_rng_state(ckpt["rng"]["torch"])
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())  # map_location moved it to the GPU
         self.train._rng.bit_generator.state = ckpt["rng"]["numpy"]
         if "augment" in ckpt["rng"]:
             self._aug_rng.bit_generator.state = ckpt["rng"]["augment"]

@@ -14,12 +14,9 @@ import math
 import cv2
 import numpy as np
 
-from models._boxes import clip_box, pixel_bounds
+from models._boxes import MIN_SIDE_PX, clip_box, pixel_bounds
 from models.tracking.base import TrackResult
 from models.types import Box
-
-#: Smallest accepted box side in pixels; below it a tracker has nothing left to follow.
-MIN_SIDE_PX = 2.0
 
 #: Hue and saturation bins of the appearance histogram (coarse: robust to light and pose changes).
 _HIST_BINS = [16, 8]

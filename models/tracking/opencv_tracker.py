@@ -22,9 +22,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models._boxes import pixel_bounds
+from models._boxes import pixel_bounds, trackable
 from models.tracking.base import TrackResult
-from models.tracking.health import MIN_SIDE_PX, TrackHealth, bgr
+from models.tracking.health import TrackHealth, bgr
 from models.types import Box, ModelError
 
 #: kind -> OpenCV class name suffix (cv2.Tracker<X>, cv2.legacy.Tracker<X>).
@@ -63,9 +63,9 @@ class OpenCVTracker:
 
     def init(self, image: np.ndarray, box: Box) -> None:
         """Start following `box` in `image` (RGB (H, W, 3) uint8); replaces any earlier target."""
-        x0, y0, x1, y1 = pixel_bounds(box, image.shape)
-        if x1 - x0 < MIN_SIDE_PX or y1 - y0 < MIN_SIDE_PX:
+        if not trackable(box, image.shape):
             raise ValueError(f"cannot track a box with no area inside the image: {box}")
+        x0, y0, x1, y1 = pixel_bounds(box, image.shape)
         self._tracker = self._create()
         self._tracker.init(bgr(image), (x0, y0, x1 - x0, y1 - y0))
         self._health.reset(image, Box(float(x0), float(y0), float(x1), float(y1)))
