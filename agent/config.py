@@ -403,11 +403,15 @@ class OnnxTrackerSection(_Section):
     device: Device = "cpu"
 
 
+#: The policy shipped in the repository (an absolute path: `run` finds it from any folder).
+SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "policies" / "tpm_cpu.onnx"
+
+
 class PolicySection(_Section):
     """The learned TPM policy (models.policy = "tpm"): an exported ONNX file and how to run it."""
 
     onnx: Path = Field(
-        Path("policies/tpm_cpu.onnx"),
+        SHIPPED_POLICY,
         description="Exported policy (python -m agent export); the shipped one by default.",
     )
     providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(

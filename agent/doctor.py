@@ -150,6 +150,10 @@ def _camera_devices() -> list[Check]:
     return checks
 
 
+#: How to get a missing file where downloading is not the way.
+_FETCH = {"policy.onnx": "export one there (python -m agent export)"}
+
+
 def _weights(config: Any) -> list[tuple[Check, bool]]:
     """Each model file the config names (or its default path): present or missing.
 
@@ -177,8 +181,14 @@ def _weights(config: Any) -> list[tuple[Check, bool]]:
         ("mobile_sam.onnx_encoder", config.mobile_sam.onnx_encoder, True),
         ("mobile_sam.onnx_decoder", config.mobile_sam.onnx_decoder, True),
         ("onnx_tracker.model", config.onnx_tracker.model, True),
+        ("policy.onnx", config.policy.onnx, True),
     ]
-    selected = {m.detector, m.segmenter, "onnx_tracker" if m.tracker == "onnx" else ""}
+    selected = {
+        m.detector,
+        m.segmenter,
+        "onnx_tracker" if m.tracker == "onnx" else "",
+        "policy" if m.policy == "tpm" else "",
+    }
     checks = []
     for key, path, needed in files:
         if path is None:
@@ -194,7 +204,7 @@ def _weights(config: Any) -> list[tuple[Check, bool]]:
                     key,
                     present,
                     f"{path} ({use})",
-                    "" if present else f"download it there or set {key}",
+                    "" if present else f"{_FETCH.get(key, 'download it there')} or set {key}",
                 ),
                 in_use,
             )
@@ -232,7 +242,10 @@ def run_doctor(*, as_json: bool = False, config: Any = None) -> int:
     """
     checks = collect(config)
     required = {"mujoco", "franky_sim", "cv2", "opencv trackers"}
-    required |= {check.name for check, in_use in _weights(_config(config)) if in_use}
+    weights = _weights(_config(config))
+    required |= {check.name for check, in_use in weights if in_use}
+    if any(check.name == "policy.onnx" and in_use for check, in_use in weights):
+        required.add("onnxruntime")  # the TPM policy runs in ONNX Runtime
     ready = all(c.ok for c in checks if c.name in required or c.name.startswith("renderer"))
     if as_json:
         print(json.dumps({"sim_ready": ready, "checks": [asdict(c) for c in checks]}, indent=2))

@@ -12,7 +12,10 @@ import pytest  # noqa: E402
 
 from agent.config import Config, load_config  # noqa: E402
 
+#: The runtime's tests drive with the scripted expert (deterministic, and it finishes its task);
+#: the shipped TPM policy, the sim default, has its own tests (test_cli, test_tpm_pipeline).
 SMALL = [
+    "models.policy=expert",
     "sim.image_width=96",
     "sim.image_height=96",
     "output.video=false",

@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--set", "sim.image_width=96", "--set", "sim.image_height=96"]
+EXPERT = ["--set", "models.policy=expert"]  # deterministic success for the output checks
 
 
 def agent(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -57,6 +58,7 @@ def test_run_prints_success_latency_table_and_writes_the_run_folder(tmp_path):
         "run",
         "I spilled the milk",
         *SMALL,
+        *EXPERT,
         "--log-json",
         "--log-level",
         "info",
@@ -73,6 +75,33 @@ def test_run_prints_success_latency_table_and_writes_the_run_folder(tmp_path):
     # --log-json: every log line on stderr is a JSON object; the human notes are not logs
     logs = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     assert any(entry["event"] == "robot stopped" for entry in logs)
+
+
+def test_run_drives_with_the_shipped_tpm_policy_by_default(tmp_path):
+    """No policy named: the shipped ONNX policy drives (found from another working folder), and
+    a run that uses up its step budget still ends with the arm stopped."""
+    proc = agent(
+        "run",
+        "I spilled the milk",
+        *SMALL,
+        "--set",
+        "runtime.max_steps=12",
+        "--no-video",
+        "--log-json",
+        "--log-level",
+        "info",
+        cwd=tmp_path,
+        timeout=180,
+    )
+    logs = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    loaded = [entry for entry in logs if entry["event"] == "tpm policy loaded"]
+    assert loaded and loaded[0]["path"].endswith("policies/tpm_cpu.onnx"), proc.stderr
+    assert loaded[0]["provider"] == "CPUExecutionProvider"
+    assert "robot stopped" in [entry["event"] for entry in logs]
+    folder = next((tmp_path / "runs").iterdir())
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["outcome"]["steps"] == 12 and summary["outcome"]["status"] == "failure"
+    assert json.loads((folder / "config.json").read_text())["models"]["policy"] == "tpm"
 
 
 def test_ctrl_c_stops_the_arm_and_exits_130(tmp_path):
@@ -127,6 +156,8 @@ def test_doctor_reports_the_sim_ready(tmp_path):
     names = {check["name"]: check for check in report["checks"]}
     assert names["mujoco"]["ok"] and names["opencv trackers"]["ok"]
     assert names["renderer (egl)"]["ok"]
+    # the sim profile's policy is the shipped ONNX file: present and counted
+    assert names["policy.onnx"]["ok"] and "(in use)" in names["policy.onnx"]["detail"]
 
 
 def test_config_verb_prints_the_resolved_config(tmp_path):

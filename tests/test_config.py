@@ -12,7 +12,9 @@ def test_default_profile_is_sim_and_valid():
     assert config.profile == "sim"
     assert "sim" in profiles()
     assert config.cameras.views == ["front", "side"]
-    assert config.models.policy == "expert"
+    # the shipped TPM policy drives by default, found from any working folder
+    assert config.models.policy == "tpm"
+    assert config.policy.onnx.is_absolute() and config.policy.onnx.is_file()
 
 
 def test_overrides_are_parsed_as_toml_values():

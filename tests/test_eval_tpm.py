@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("zarr")
 
 from agent.cli import main
-from benchmarks.eval_tables import Cell, markdown, plan_cells
+from benchmarks.eval_tables import Cell, markdown, plan_cells, reuse_cells
 from models.tpm.export import export_onnx
 from models.tpm.train import Trainer, TrainSettings
 from tests.test_tpm_pipeline import TINY, _dataset
@@ -56,6 +56,18 @@ def test_quick_eval_runs_one_trial_through_the_runtime(
     assert cell["outcomes"][0]["steps"] <= 40
     assert "Table I" in (out / "eval.md").read_text()
     assert "Table II" in capsys.readouterr().out
+    # --reuse: the measured cell comes from the report, no trial runs again
+    again = tmp_path / "again"
+    assert main([*args[:3], str(again), *args[4:], "--reuse", str(out / "eval.json")]) == 0
+    assert "reused 1 cells" in capsys.readouterr().out
+    (same,) = json.loads((again / "eval.json").read_text())["cells"]
+    assert same["outcomes"] == cell["outcomes"]
+    # another policy file (by content), seed or step budget: nothing is reused
+    fingerprint = report["fingerprint"]
+    for change in ({"policies": {"ours": "0" * 64}}, {"seed": 1}, {"max_steps": 41}):
+        fresh = plan_cells("I", quick=True)
+        assert reuse_cells(fresh, out / "eval.json", {**fingerprint, **change}) == 0
+        assert fresh[0].trials == 0
 
 
 def test_eval_runs_trials_in_spawned_worker_processes(tiny_onnx: Path, tmp_path: Path) -> None:
