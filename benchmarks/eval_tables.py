@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cells",
         default=None,
-        help="only these cells of ours, e.g. standard:seen,standard:unseen (budgeted runs)",
+        help="only these cells: standard:seen (ours) or box:standard:seen (a Table II row)",
     )
     parser.add_argument(
         "--reuse",
@@ -257,6 +257,15 @@ def plan_cells(tables: str, quick: bool) -> list[Cell]:
     return [Cell(v, s, sp) for v, s, sp in keys]
 
 
+def select_cells(cells: Sequence[Cell], spec: str) -> list[Cell]:
+    """The cells named in `spec`: SETTING:SPLIT means ours, VARIANT:SETTING:SPLIT a Table II row."""
+    wanted = {
+        tuple(["ours", *parts] if len(parts) == 2 else parts)
+        for parts in (item.strip().split(":") for item in spec.split(","))
+    }
+    return [c for c in cells if (c.variant, c.setting, c.split) in wanted]
+
+
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -342,8 +351,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         return 2
     cells = plan_cells(args.tables, args.quick)
     if args.cells:
-        wanted = [tuple(item.split(":")) for item in args.cells.split(",")]
-        cells = [c for c in cells if (c.setting, c.split) in wanted and c.variant == "ours"]
+        cells = select_cells(cells, args.cells)
     seed = config.sim.seed
     workers = max(1, args.workers)
     fingerprint = {

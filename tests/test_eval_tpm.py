@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("zarr")
 
 from agent.cli import main
-from benchmarks.eval_tables import Cell, markdown, plan_cells, reuse_cells
+from benchmarks.eval_tables import Cell, markdown, plan_cells, reuse_cells, select_cells
 from models.tpm.export import export_onnx
 from models.tpm.train import Trainer, TrainSettings
 from tests.test_tpm_pipeline import TINY, _dataset
@@ -29,6 +29,17 @@ def test_tables_show_trial_counts_beside_the_paper() -> None:
     assert "| replace mask with bbox | - (no policy file) [50.0]" in text
     assert "| RGB-M only |" in text and "[85.0]" in text
     assert Cell("ours", "standard", "seen").rate is None
+
+
+def test_cells_are_selected_for_ours_or_a_named_variant() -> None:
+    cells = plan_cells("I,II", quick=False)
+    spec = "standard:unseen, box:standard:seen,no_tracking:new_background:seen"
+    picked = select_cells(cells, spec)
+    assert [(c.variant, c.setting, c.split) for c in picked] == [
+        ("ours", "standard", "unseen"),
+        ("box", "standard", "seen"),
+        ("no_tracking", "new_background", "seen"),
+    ]
 
 
 @pytest.fixture(scope="module")
