@@ -121,6 +121,13 @@ def test_time_budget_fits_the_schedule(trained: tuple[Path, Path], tmp_path: Pat
     assert max(lrs) > 0.5 * peak and lrs[-1] < 0.1 * peak
 
 
+def test_train_refuses_a_budget_that_is_not_positive(tmp_path: Path, capsys) -> None:
+    from agent.cli import main
+
+    assert main(["train", "--minutes", "0", "--data", str(tmp_path / "none.zarr")]) == 2
+    assert "error: --minutes must be positive, got 0.0" in capsys.readouterr().err
+
+
 def test_learning_rate_schedule() -> None:
     assert lr_at(0, 100, 5e-5, 5e-6, 10) == pytest.approx(5e-6)
     assert lr_at(9, 100, 5e-5, 5e-6, 10) == pytest.approx(5e-5)

@@ -424,6 +424,8 @@ def run_train(args: Any) -> int:
     """`python -m agent train`: train with a progress bar, print where the checkpoints are."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if args.minutes is not None and args.minutes <= 0:
+        raise ValueError(f"--minutes must be positive, got {args.minutes}")
     settings = TrainSettings(
         preset=args.preset,
         variant=args.variant,
