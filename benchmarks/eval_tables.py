@@ -227,20 +227,56 @@ def evaluate(
         for cell, i, config, trial in jobs:
             record(cell, i, run_trial(config, trial))
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {
-                pool.submit(run_trial, config, trial): (cell, i)
-                for cell, i, config, trial in jobs
-            }
-            for future in as_completed(futures):
-                cell, i = futures[future]
-                record(cell, i, future.result())
+        run_pooled(jobs, workers, record)
     for cell in cells:
         cell.outcomes = [results[(id(cell), i)] for i in range(cell.trials)]
+
+
+#: Fresh pools an evaluation may start after worker processes died, before it gives up on the rest.
+MAX_POOL_RESTARTS = 5
+
+Job = tuple[Cell, int, Any, Any]
+
+
+def run_pooled(
+    jobs: Sequence[Job],
+    workers: int,
+    record: Callable[[Cell, int, dict[str, Any]], None],
+    trial_fn: Callable[[Any, Any], dict[str, Any]] = run_trial,
+) -> None:
+    """Run `jobs` (cell, index, config, trial) in spawned worker processes, `record` each result.
+
+    A worker that dies (seen here: Mesa's llvmpipe faulting inside a camera thread, an hour into
+    a run) breaks the whole pool, and every trial not yet finished fails with it. Those trials run
+    again in a fresh pool, so one crash no longer throws away an evaluation's finished trials;
+    after MAX_POOL_RESTARTS the rest are recorded as failures with status "crashed".
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")
+    pending, restarts = list(jobs), 0
+    while pending:
+        broken: list[Job] = []
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(trial_fn, job[2], job[3]): job for job in pending}
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    broken.append(job)
+                    continue
+                record(job[0], job[1], result)
+        pending = sorted(broken, key=lambda job: jobs.index(job))
+        if pending and restarts == MAX_POOL_RESTARTS:
+            for cell, i, _, trial in pending:
+                reason = f"its worker process died ({restarts + 1} pools broke); not retried"
+                crashed = {"success": False, "status": "crashed", "reason": reason, "steps": 0}
+                record(cell, i, {**trial.info(), **crashed, "wall_s": 0.0})
+            return
+        restarts += bool(pending)
 
 
 def plan_cells(tables: str, quick: bool) -> list[Cell]:

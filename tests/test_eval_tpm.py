@@ -12,7 +12,15 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("zarr")
 
 from agent.cli import main
-from benchmarks.eval_tables import Cell, markdown, plan_cells, reuse_cells, select_cells
+from benchmarks import eval_tables
+from benchmarks.eval_tables import (
+    Cell,
+    markdown,
+    plan_cells,
+    reuse_cells,
+    run_pooled,
+    select_cells,
+)
 from models.tpm.export import export_onnx
 from models.tpm.train import Trainer, TrainSettings
 from tests.test_tpm_pipeline import TINY, _dataset
@@ -94,3 +102,23 @@ def test_eval_runs_trials_in_spawned_worker_processes(tiny_onnx: Path, tmp_path:
     assert report["workers"] == 2 and cell["trials"] == 1
     outcome = cell["outcomes"][0]
     assert outcome["status"] in ("success", "failure") and outcome["steps"] <= 40
+
+
+def test_a_worker_that_dies_does_not_lose_the_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crashed worker breaks the pool: finished trials are kept, the others run again in a
+    fresh pool; trials whose workers keep dying end as "crashed" failures, never a traceback."""
+    from tests._crashing_trials import FakeTrial, always_dies, dies_once
+
+    cell = Cell("ours", "standard", "seen")
+    jobs = [(cell, i, str(tmp_path / "died"), FakeTrial(i)) for i in range(3)]
+    got: dict[int, dict] = {}
+    run_pooled(jobs, 2, lambda c, i, r: got.__setitem__(i, r), trial_fn=dies_once)
+    assert sorted(got) == [0, 1, 2] and all(r["success"] for r in got.values())
+
+    monkeypatch.setattr(eval_tables, "MAX_POOL_RESTARTS", 1)
+    got.clear()
+    run_pooled(jobs[:1], 1, lambda c, i, r: got.__setitem__(i, r), trial_fn=always_dies)
+    assert got[0]["status"] == "crashed" and not got[0]["success"]
+    assert "2 pools broke" in got[0]["reason"] and got[0]["request"] == "trial 0"
