@@ -242,9 +242,9 @@ def run_doctor(*, as_json: bool = False, config: Any = None) -> int:
     """
     checks = collect(config)
     required = {"mujoco", "franky_sim", "cv2", "opencv trackers"}
-    weights = _weights(_config(config))
-    required |= {check.name for check, in_use in weights if in_use}
-    if any(check.name == "policy.onnx" and in_use for check, in_use in weights):
+    resolved = _config(config)
+    required |= {check.name for check, in_use in _weights(resolved) if in_use}
+    if resolved.models.policy == "tpm":
         required.add("onnxruntime")  # the TPM policy runs in ONNX Runtime
     ready = all(c.ok for c in checks if c.name in required or c.name.startswith("renderer"))
     if as_json:

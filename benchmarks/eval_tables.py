@@ -269,7 +269,7 @@ def run_pooled(
                     broken.append(job)
                     continue
                 record(job[0], job[1], result)
-        pending = sorted(broken, key=lambda job: jobs.index(job))
+        pending = broken  # results are keyed by (cell, trial): their order does not matter
         if pending and restarts == MAX_POOL_RESTARTS:
             for cell, i, _, trial in pending:
                 reason = f"its worker process died ({restarts + 1} pools broke); not retried"
@@ -317,24 +317,24 @@ def reuse_cells(cells: Sequence[Cell], report_path: Path, fingerprint: dict[str,
     except (OSError, ValueError) as exc:
         raise ValueError(f"--reuse {report_path}: cannot read it ({exc})") from None
     earlier = report.get("fingerprint", {})
-    policy_of = {"no_tracking": "ours"}
+    if any(earlier.get(k) != v for k, v in fingerprint.items() if k != "policies"):
+        return 0
+    measured = {
+        (old["variant"], old["setting"], old["split"]): old
+        for old in report.get("cells", [])
+        if old["trials"] == fingerprint["trials_per_cell"]
+    }
     filled = 0
     for cell in cells:
-        policy = policy_of.get(cell.variant, cell.variant)
-        same = all(earlier.get(k) == v for k, v in fingerprint.items() if k != "policies")
-        if not same or earlier.get("policies", {}).get(policy) != fingerprint["policies"].get(
+        policy = "ours" if cell.variant == "no_tracking" else cell.variant
+        old = measured.get((cell.variant, cell.setting, cell.split))
+        if old is None or earlier.get("policies", {}).get(policy) != fingerprint["policies"].get(
             policy
         ):
             continue
-        for old in report.get("cells", []):
-            if (old["variant"], old["setting"], old["split"]) == (
-                cell.variant,
-                cell.setting,
-                cell.split,
-            ) and old["trials"] == fingerprint["trials_per_cell"]:
-                cell.trials, cell.successes = old["trials"], old["successes"]
-                cell.outcomes, cell.note = old["outcomes"], "reused"
-                filled += 1
+        cell.trials, cell.successes = old["trials"], old["successes"]
+        cell.outcomes, cell.note = old["outcomes"], "reused"
+        filled += 1
     return filled
 
 
@@ -403,7 +403,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         except ValueError as exc:
             print(f"error: {exc}")
             return 2
-        todo = [c for c in cells if c.note != "reused"]
+        todo = [c for c in cells if not c.trials]
         print(f"reused {reused} cells from {args.reuse}; {len(todo)} to run", flush=True)
 
     def show(cell: Cell, result: dict[str, Any]) -> None:
@@ -434,7 +434,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         "trials_per_cell": trials,
         "seed": seed,
         "quick": args.quick,
-        "max_steps": 40 if args.quick else args.max_steps,
+        "max_steps": fingerprint["max_steps"],
         "workers": workers,
         "policies": {k: str(v) for k, v in policies.items()},
         "fingerprint": fingerprint,

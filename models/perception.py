@@ -195,11 +195,11 @@ class PerceptionPipeline:
         phrases = [self._phrases[role] for role in roles]
         found: dict[str, Box] = {}
         for detection in self.detector.detect(frame.rgb, phrases, truth=frame):
-            found.setdefault(detection.label, detection.box)
+            # a sliver (image edge, nearly hidden) is not found, whichever detector reported it
+            if trackable(detection.box, frame.rgb.shape):
+                found.setdefault(detection.label, detection.box)
         for role in roles:
             box = found.get(self._phrases[role])
-            if box is not None and not trackable(box, frame.rgb.shape):
-                box = None  # a sliver (image edge, nearly hidden): not found, as any detector says
             self._boxes[view][role] = box
             self._lost[view][role] = 0 if box is not None else self._lost[view][role] + 1
         return (time.perf_counter() - t0) * 1000.0
