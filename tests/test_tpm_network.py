@@ -92,3 +92,67 @@ def test_config_round_trips_through_json() -> None:
     assert TPMConfig.from_dict(json.loads(config.to_json())) == config
     with pytest.raises(ValueError, match="allowed"):
         preset("cpu", "nope")
+
+
+def test_normalised_images_are_contiguous_nchw() -> None:
+    """Permuting HWC pixels gives a channels-last view; the network must get plain NCHW (the
+    oneDNN AVX2 crash in the test below needs channels-last inputs)."""
+    images, masks, _ = _inputs(preset("cpu"))
+    assert images.is_contiguous() and masks.is_contiguous()
+    assert not images[:, 0].is_contiguous(memory_format=torch.channels_last)
+
+
+#: the product's training step (batch_tensors -> forward -> loss -> backward) on the tests' tiny
+#: network, whose width-4 trunks have 4 -> 8 channel 1x1 stride-2 downsample convolutions
+_TRAIN_STEPS = """
+import numpy as np, torch
+from models.tpm.network import TPMNet, bc_loss
+from models.tpm.train import Normaliser, batch_tensors
+from tests.test_tpm_pipeline import SIZE, TINY
+torch.set_num_threads(1)
+torch.manual_seed(0)
+rng = np.random.default_rng(0)
+net = TPMNet(TINY)
+opt = torch.optim.AdamW(net.parameters())
+b, v = 8, len(TINY.views)
+batch = {
+    "rgb": rng.integers(0, 256, (b, v, SIZE, SIZE, 3), dtype=np.uint8),
+    "mask": (rng.random((b, v, SIZE, SIZE)) > 0.8).astype(np.float32),
+    "proprio": rng.random((b, 4), dtype=np.float32),
+    "action": rng.random((b, 4), dtype=np.float32),
+}
+norm = Normaliser.fit(batch["action"], batch["proprio"]).tensors(torch.device("cpu"))
+for _ in range(30):
+    images, masks, proprio, move, grip = batch_tensors(dict(batch), norm, torch.device("cpu"))
+    loss, _ = bc_loss(*net(images, masks, proprio), move, grip)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+print("trained")
+"""
+
+
+def test_training_a_narrow_trunk_survives_onednn_avx2_kernels() -> None:
+    """Regression for a native crash, so it runs in a child process (a heap corruption would take
+    pytest down with it). torch 2.14.1's oneDNN, with AVX2 as its best ISA (AMD EPYC family 25
+    here), corrupts the heap computing the weight gradient of a 1x1 stride-2 convolution whose
+    channels-last input has fewer than 8 channels. `DNNL_MAX_CPU_ISA=AVX2` makes a machine with
+    AVX-512 take the same kernels, so this test catches a regression on every x86 CI machine.
+    Before the fix (channels-last inputs) the child died with SIGABRT or SIGSEGV."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DNNL_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
+    child = subprocess.run(
+        [sys.executable, "-c", _TRAIN_STEPS],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert child.returncode == 0 and "trained" in child.stdout, (
+        f"training child exited {child.returncode}: {child.stderr[-2000:]}"
+    )
