@@ -520,6 +520,8 @@ class Runtime:
                     call_timeout=rt.stage_timeout_s,
                     max_steps=rt.max_steps,
                     on_tick=on_tick,
+                    mode=rt.command_mode,
+                    min_interval_s=rt.min_command_interval_s,
                 ),
             )
             tg.start_soon(guarded, "supervise", supervise)

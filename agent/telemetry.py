@@ -50,7 +50,10 @@ def ensure_logging() -> None:
 
 
 def summarize(samples: Iterable[float]) -> dict[str, float]:
-    """median, p90, p99, max and count of a list of milliseconds (empty -> count 0 only)."""
+    """median, p90, p99, max, mean and count of a list of milliseconds (empty -> count 0 only).
+
+    The mean is what a rate is made of (a loop's period is the sum of its stages' means).
+    """
     values = np.asarray(list(samples), dtype=np.float64)
     if values.size == 0:
         return {"count": 0}
@@ -61,6 +64,7 @@ def summarize(samples: Iterable[float]) -> dict[str, float]:
         "p90": round(float(p90), 2),
         "p99": round(float(p99), 2),
         "max": round(float(values.max()), 2),
+        "mean": round(float(values.mean()), 2),
     }
 
 

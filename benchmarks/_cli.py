@@ -15,8 +15,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def save_results(
     bench: str, result: dict[str, Any], table: str, json_path: Path | None, quick: bool, out: Any
-) -> None:
-    """Write the JSON and the captioned markdown table beside it, and say where.
+) -> Path | None:
+    """Write the JSON and the captioned markdown table beside it, say where, return the JSON's
+    path (None when nothing was written).
 
     Default path: `results/<bench>-<device>.json`; a `--quick` smoke run writes nothing unless
     asked to, so CI never overwrites the committed results.
@@ -24,12 +25,13 @@ def save_results(
     if json_path is None and not quick:
         json_path = RESULTS / f"{bench}-{device_slug(result['machine'])}.json"
     if json_path is None:
-        return
+        return None
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     markdown = json_path.with_suffix(".md")
     markdown.write_text(f"{result['caption']}\n\n{table}\n")
     print(f"wrote {json_path} and {markdown}", file=out)
+    return json_path
 
 
 def standalone_main(

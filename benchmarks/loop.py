@@ -69,20 +69,23 @@ class Meter:
         self.calls = 0
         self.cpu_s = 0.0
         self.wall_ms: list[float] = []
+        #: (start, end) of every call on the monotonic clock the runtime stamps messages with
+        self.spans: list[tuple[float, float]] = []
         self._lock = threading.Lock()
 
     def wrap(self, fn: Callable[..., T]) -> Callable[..., T]:
         def metered(*args: Any, **kwargs: Any) -> T:
-            wall, cpu = time.perf_counter(), time.thread_time()
+            start, cpu = time.monotonic(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 cpu = time.thread_time() - cpu
-                wall = (time.perf_counter() - wall) * 1e3
+                end = time.monotonic()
                 with self._lock:
                     self.calls += 1
                     self.cpu_s += cpu
-                    self.wall_ms.append(wall)
+                    self.wall_ms.append((end - start) * 1e3)
+                    self.spans.append((start, end))
 
         return metered
 
@@ -108,6 +111,8 @@ class Meters:
 
     stages: dict[str, Meter] = field(default_factory=lambda: {s: Meter(s) for s in STAGES})
     render_ms: dict[str, list[float]] = field(default_factory=dict)
+    #: per view, frame seq -> (render start, end), from the frames the loop read
+    render_spans: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)
 
     def instrument(self, parts: Any) -> Any:
         """Wrap the devices and models of `parts` (an `agent.backends.Parts`) in place."""
@@ -128,12 +133,16 @@ class Meters:
 
     def _sample_render(self, name: str, camera: Any, read: Callable[..., T]) -> Callable[..., T]:
         samples = self.render_ms.setdefault(name, [])
+        spans = self.render_spans.setdefault(name, {})
 
         def sampled(*args: Any) -> T:
             frame = read(*args)
             seconds = getattr(camera, "render_seconds", None)  # SimCamera reports it
             if seconds:
                 samples.append(seconds * 1e3)
+                t = getattr(frame, "t_capture", None)
+                if t is not None:  # the sim stamps a frame when its render starts
+                    spans.setdefault(getattr(frame, "seq", len(spans)), (t, t + seconds))
             return frame
 
         return sampled
@@ -262,6 +271,8 @@ class LoopResult:
     cpu: dict[str, dict[str, float]]
     bounds: dict[str, float] = field(default_factory=dict)
     outcome: str = ""
+    #: stage -> [[start, end] ms from the window's start, ...]: a few seconds, for the picture
+    timeline: dict[str, list[list[float]]] = field(default_factory=dict)
 
 
 def _stage_summaries(meters: Meters, skip: int) -> dict[str, dict[str, float]]:
@@ -278,30 +289,38 @@ def _render_summary(meters: Meters) -> dict[str, float]:
     return {v: round(ms, 2) for v, ms in per_view.items()}
 
 
-def bounds(result: LoopResult, config: Config, *, clocked: bool) -> dict[str, float]:
+def bounds(result: LoopResult, config: Config, *, schedule: str) -> dict[str, float]:
     """Rates (Hz) the loop could reach at best, and the achieved share of each.
 
-    Stage costs are the medians this run measured: render (the slowest view: every camera
-    streams on its own thread in both loops, as real cameras do), perceive, act, command (a
-    state read and a move per step). `clocked`: the command loop runs at `runtime.control_hz`.
-    A sequential loop above 100% of 1/(sum) shows the camera thread rendering the next frame
-    while the loop perceives: capture is the one stage that overlaps even there.
+    Stage costs are the mean wall times this run measured (rates are made of means: a frame wait
+    of 5 ms nine times and 95 ms once costs 14 ms a step, not the median's 5); `command` counts
+    twice per step (a state read and a move). Render times are medians (cameras report no more).
+    `schedule` is the runtime's `command_mode` ("on_arrival", "fixed_rate") or "sequential":
+    - pipelined: 1 / the slowest stage, where each camera renders on its own thread (the slowest
+      view counts), and the camera period, the command clock (fixed_rate) or the minimum command
+      interval (on_arrival) count as stages, since nothing runs faster than it is clocked;
+    - sequential: 1 / the sum of its own stages as it ran them: capture (its wait for a frame of
+      each view, which includes whatever rendering did not overlap), perceive, act, command. The
+      loop does all of that and a little bookkeeping per step, so it cannot beat this bound.
     """
-    stage = {k: v.get("median", 0.0) for k, v in result.stage_ms.items()}
-    render = list(result.render_ms.values()) or [0.0]
-    per_step_command = stage.get("command", 0.0) * 2  # a state read and a move per step
-    costs = {
-        "render": max(render),
-        "perceive": stage.get("perceive", 0.0),
-        "act": stage.get("act", 0.0),
-        "command": per_step_command,
-        "camera period": 1e3 / config.sim.camera_fps,
-    }
-    if clocked:
-        costs["control period"] = 1e3 / config.runtime.control_hz
+    stage = {k: v.get("mean", v.get("median", 0.0)) for k, v in result.stage_ms.items()}
+    render = max(result.render_ms.values(), default=0.0)
+    command = stage.get("command", 0.0) * 2
+    work = {"perceive": stage.get("perceive", 0.0), "act": stage.get("act", 0.0)}
+    if schedule == "sequential":
+        views = max(1, len(result.render_ms))
+        parts = {"capture": stage.get("capture", 0.0) * views, **work, "command": command}
+        costs = dict(parts)
+    else:
+        parts = {"render": render, **work, "command": command}
+        costs = {**parts, "camera period": 1e3 / config.sim.camera_fps}
+        if schedule == "fixed_rate":
+            costs["control period"] = 1e3 / config.runtime.control_hz
+        elif config.runtime.min_command_interval_s > 0:
+            costs["command interval"] = config.runtime.min_command_interval_s * 1e3
     slowest_name = max(costs, key=lambda k: costs[k])
-    total = max(render) + costs["perceive"] + costs["act"] + per_step_command
-    slowest_hz = 1e3 / costs[slowest_name]
+    total = sum(parts.values())
+    slowest_hz = 1e3 / costs[slowest_name] if costs[slowest_name] > 0 else float("inf")
     sum_hz = 1e3 / total if total > 0 else float("inf")
     return {
         "slowest_stage": slowest_name,  # type: ignore[dict-item]
@@ -311,6 +330,29 @@ def bounds(result: LoopResult, config: Config, *, clocked: bool) -> dict[str, fl
         "bound_sum_hz": round(sum_hz, 2),
         "of_slowest": round(result.rate_hz / slowest_hz, 3),
         "of_sum": round(result.rate_hz / sum_hz, 3),
+    }
+
+
+def timeline(meters: Meters, start: float, seconds: float = 3.0) -> dict[str, list[list[float]]]:
+    """The stage calls and renders inside [start, start + seconds], in ms from `start`."""
+    rows: dict[str, list[tuple[float, float]]] = {
+        f"render {view}": list(spans.values()) for view, spans in meters.render_spans.items()
+    }
+    rows.update(
+        {
+            "capture (frame wait)" if name == "capture" else name: m.spans
+            for name, m in meters.stages.items()
+            if name != "supervise"
+        }
+    )
+    end = start + seconds
+    return {
+        name: [
+            [round((a - start) * 1e3, 2), round((b - start) * 1e3, 2)]
+            for a, b in spans
+            if b >= start and a <= end
+        ]
+        for name, spans in rows.items()
     }
 
 
@@ -335,8 +377,11 @@ def _bench_config(config: Config, steps: int) -> Config:
     )
 
 
-def run_pipelined(config: Config, steps: int, request: str = REQUEST) -> LoopResult:
-    """The real Runtime, its backends metered through `parts_factory`; events give the steps."""
+def run_pipelined(
+    config: Config, steps: int, request: str = REQUEST, *, mode: str = "on_arrival"
+) -> LoopResult:
+    """The real Runtime with `runtime.command_mode = mode`, its backends metered through
+    `parts_factory`; events give the steps."""
     import anyio
 
     from agent.backends import build_parts
@@ -345,6 +390,9 @@ def run_pipelined(config: Config, steps: int, request: str = REQUEST) -> LoopRes
 
     meters = Meters()
     config = _bench_config(config, steps)
+    config = config.model_copy(
+        update={"runtime": config.runtime.model_copy(update={"command_mode": mode})}
+    )
     times: list[float] = []
     totals: list[float] = []
     marks: dict[str, Snapshot] = {}
@@ -368,7 +416,7 @@ def run_pipelined(config: Config, steps: int, request: str = REQUEST) -> LoopRes
         raise RuntimeError(f"the runtime ran no control step ({outcome and outcome.reason})")
     n = len(times)
     result = LoopResult(
-        mode="pipelined",
+        mode=f"pipelined, {mode.replace('_', ' ')}",
         steps=n,
         window_s=round(times[-1] - times[0], 3),
         rate_hz=round(_rate(times), 3),
@@ -381,8 +429,9 @@ def run_pipelined(config: Config, steps: int, request: str = REQUEST) -> LoopRes
         render_ms=_render_summary(meters),
         cpu=cpu_table(marks["first"], marks["last"], n - 1, loop_runs_stages=False),
         outcome=f"{outcome.status}: {outcome.reason}",
+        timeline=timeline(meters, times[min(2, n - 1)]),
     )
-    result.bounds = bounds(result, config, clocked=True)
+    result.bounds = bounds(result, config, schedule=mode)
     return result
 
 
@@ -447,8 +496,9 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
         render_ms=_render_summary(meters),
         cpu=cpu_table(start, end, len(times) - 1, loop_runs_stages=True),
         outcome=f"{len(times)} steps",
+        timeline=timeline(meters, times[min(2, len(times) - 1)]),
     )
-    result.bounds = bounds(result, config, clocked=False)
+    result.bounds = bounds(result, config, schedule="sequential")
     return result
 
 
@@ -460,22 +510,16 @@ def _fmt(summary: Mapping[str, float], key: str) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def format_report(pipelined: LoopResult, sequential: LoopResult) -> str:
-    """Markdown: the two loops side by side, then CPU per consumer."""
-    p, s = pipelined, sequential
-    ratio = p.rate_hz / s.rate_hz if s.rate_hz else float("inf")
+def format_report(results: Sequence[LoopResult]) -> str:
+    """Markdown: the loops side by side (the last one is the sequential baseline), then CPU per
+    consumer."""
+    base = results[-1]
 
-    def lat(r: LoopResult, d: Mapping[str, float]) -> str:
+    def lat(d: Mapping[str, float]) -> str:
         return f"{_fmt(d, 'median')} / {_fmt(d, 'p90')} / {_fmt(d, 'p99')}"
 
     def stage(r: LoopResult, name: str) -> str:
         return _fmt(r.stage_ms.get(name, {}), "median")
-
-    def render(r: LoopResult) -> str:
-        return " / ".join(f"{v}: {ms:.1f}" for v, ms in r.render_ms.items()) or "-"
-
-    def drops(r: LoopResult) -> str:
-        return ", ".join(f"{k} {v}" for k, v in r.dropped.items()) or "0"
 
     def bound(r: LoopResult) -> str:
         b = r.bounds
@@ -485,44 +529,89 @@ def format_report(pipelined: LoopResult, sequential: LoopResult) -> str:
             f"1/sum ({b['sum_ms']:.0f} ms) = {b['bound_sum_hz']:.2f} Hz: {b['of_sum']:.0%}"
         )
 
-    rows = [
-        ("control steps", str(p.steps), str(s.steps)),
-        ("achieved rate (Hz)", f"{p.rate_hz:.2f}", f"{s.rate_hz:.2f}"),
-        ("pipelined / sequential", f"{ratio:.2f}x", ""),
-        ("how close to the bounds", bound(p), bound(s)),
-        ("capture-to-command ms (median / p90 / p99)", lat(p, p.latency_ms), lat(s, s.latency_ms)),
-        ("step interval ms (median / p90 / p99)", lat(p, p.interval_ms), lat(s, s.interval_ms)),
+    def work_ms(r: LoopResult) -> str:
+        """render (slowest view) + perceive + act: what capture-to-command cannot go below."""
+        medians = [max(r.render_ms.values(), default=0.0)]
+        medians += [r.stage_ms.get(k, {}).get("median", 0.0) for k in ("perceive", "act")]
+        return f"{sum(medians):.1f}"
+
+    def jitter(r: LoopResult) -> str:
+        what = "|interval - median| " if r is base else "command lateness "
+        return what + lat(r.jitter_ms)
+
+    def overhead(r: LoopResult) -> str:
+        if r is base:
+            return f"{r.cpu['loop bookkeeping']['ms_per_step']:.2f} (loop bookkeeping)"
+        return f"{r.cpu['runtime overhead (event loop)']['ms_per_step']:.2f} (event loop thread)"
+
+    rows: list[tuple[str, Callable[[LoopResult], str]]] = [
+        ("control steps", lambda r: str(r.steps)),
+        ("achieved rate (Hz)", lambda r: f"{r.rate_hz:.2f}"),
         (
-            "jitter ms (median / p90 / p99)",
-            "tick lateness " + lat(p, p.jitter_ms),
-            "|interval - median| " + lat(s, s.jitter_ms),
+            "rate / sequential",
+            lambda r: f"{r.rate_hz / base.rate_hz:.2f}x" if base.rate_hz and r is not base else "",
         ),
-        ("stale actions", str(p.stale), f"{s.stale} (would be refused)"),
-        ("frames dropped", drops(p), drops(s)),
-        ("render ms per view (median)", render(p), render(s)),
+        ("how close to the bounds", bound),
+        ("capture-to-command ms (median / p90 / p99)", lambda r: lat(r.latency_ms)),
+        ("render + perceive + act ms (medians)", work_ms),
+        ("step interval ms (median / p90 / p99)", lambda r: lat(r.interval_ms)),
+        ("jitter ms (median / p90 / p99)", jitter),
+        ("stale actions", lambda r: str(r.stale) + (" (would be refused)" if r is base else "")),
+        ("frames dropped", lambda r: ", ".join(f"{k} {v}" for k, v in r.dropped.items()) or "0"),
+        (
+            "render ms per view (median)",
+            lambda r: " / ".join(f"{v}: {ms:.1f}" for v, ms in r.render_ms.items()) or "-",
+        ),
         *[
-            (f"{name} ms per call (median)", stage(p, name), stage(s, name))
+            (f"{name} ms per call (median)", lambda r, n=name: stage(r, n))
             for name in ("capture", "perceive", "act", "command")
         ],
-        (
-            "runtime overhead, CPU ms per step",
-            f"{p.cpu['runtime overhead (event loop)']['ms_per_step']:.2f} (event loop thread)",
-            f"{s.cpu['loop bookkeeping']['ms_per_step']:.2f} (loop bookkeeping)",
-        ),
-        ("ended", p.outcome, s.outcome),
+        ("runtime overhead, CPU ms per step", overhead),
+        ("ended", lambda r: r.outcome),
     ]
-    lines = ["| | pipelined (Runtime) | sequential loop |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    head = " | ".join(r.mode for r in results)
+    lines = [f"| | {head} |", "|---" * (len(results) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(cell(r) for r in results) + " |" for name, cell in rows]
     lines += ["", "CPU per step (ms) and share of the process's CPU:", ""]
-    lines += ["| consumer | pipelined | sequential |", "|---|---|---|"]
-    names = list(dict.fromkeys([*p.cpu, *s.cpu]))
-    for name in names:
+    lines += [f"| consumer | {head} |", "|---" * (len(results) + 1) + "|"]
+    for name in dict.fromkeys(k for r in results for k in r.cpu):
         cells = []
-        for r in (p, s):
+        for r in results:
             c = r.cpu.get(name)
             cells.append(f"{c['ms_per_step']:.1f} ({c['share']:.0%})" if c else "-")
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plot_timeline(results: Sequence[LoopResult], path: Path) -> bool:
+    """A Gantt chart per loop: each stage's calls over a few seconds of the run, so a reader sees
+    which stages overlap. False (and nothing written) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(len(results), 1, figsize=(11, 1.1 + 1.6 * len(results)), sharex=True)
+    colours = plt.get_cmap("tab10")
+    for ax, result in zip(np.atleast_1d(axes), results, strict=True):
+        names = list(result.timeline)
+        for row, name in enumerate(names):
+            bars = [(a, max(b - a, 0.5)) for a, b in result.timeline[name]]
+            ax.broken_barh(bars, (row - 0.4, 0.8), color=colours(row % 10))
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_ylim(-0.6, len(names) - 0.4)
+        ax.invert_yaxis()
+        ax.set_title(f"{result.mode}: {result.rate_hz:.1f} Hz", fontsize=9, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("ms")
+    ax.set_xlim(0, 3000)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
 
 
 def models_line(config: Config) -> str:
@@ -542,7 +631,8 @@ def run_benchmark(config: Config, steps: int, *, threads: int) -> dict[str, Any]
         update={"runtime": config.runtime.model_copy(update={"torch_threads": threads})}
     )
     before = machine_info()
-    pipelined = run_pipelined(config, steps)
+    pipelined = run_pipelined(config, steps, mode="on_arrival")
+    fixed_rate = run_pipelined(config, steps, mode="fixed_rate")
     sequential = run_sequential(config, steps)
     info = machine_info()
     info["load_average_before"] = before["load_average"]
@@ -560,8 +650,14 @@ def run_benchmark(config: Config, steps: int, *, threads: int) -> dict[str, Any]
             f"{threads} model thread(s); on {describe(info)}"
         ),
         "pipelined": asdict(pipelined),
+        "fixed_rate": asdict(fixed_rate),
         "sequential": asdict(sequential),
     }
+
+
+def loop_results(result: Mapping[str, Any]) -> list[LoopResult]:
+    """The result document's loops in report order (the sequential baseline last)."""
+    return [LoopResult(**result[k]) for k in ("pipelined", "fixed_rate", "sequential")]
 
 
 # ---------------------------------------------------------------- command line
@@ -602,11 +698,16 @@ def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
     threads = args.threads or config.runtime.torch_threads
     print(f"loop: {steps} steps, {models_line(config)}", file=out, flush=True)
     result = run_benchmark(config, steps, threads=threads)
-    report = format_report(LoopResult(**result["pipelined"]), LoopResult(**result["sequential"]))
+    results = loop_results(result)
+    report = format_report(results)
     print(f"\n{result['caption']}\n\n{report}", file=out)
     ratio = result["ratio"]
     print(f"pipelined / sequential rate: {ratio:.2f}x" if ratio else "ratio: n/a", file=out)
-    save_results("loop", result, report, args.json_path, args.quick, out)
+    json_path = save_results("loop", result, report, args.json_path, args.quick, out)
+    if json_path is not None:
+        picture = json_path.with_name(json_path.stem + "-timeline.png")
+        if plot_timeline(results, picture):
+            print(f"wrote {picture}", file=out)
     return 0
 
 

@@ -62,13 +62,34 @@ def _result(rate: float, stages: dict[str, float], render: dict[str, float]) -> 
 def test_bounds_use_the_slowest_stage_and_the_sum(tmp_path: Path) -> None:
     config = make_config(tmp_path, "runtime.control_hz=20", "sim.camera_fps=30")
     result = _result(2.0, {"perceive": 400.0, "act": 50.0, "command": 5.0}, {"front": 40.0})
-    b = bounds(result, config, clocked=True)
+    b = bounds(result, config, schedule="fixed_rate")
     assert b["slowest_stage"] == "perceive" and b["bound_slowest_hz"] == 2.5
     assert b["sum_ms"] == 40 + 400 + 50 + 10  # command: a state read and a move per step
     assert b["of_slowest"] == 0.8
     fast = _result(9.0, {"perceive": 1.0, "act": 1.0, "command": 0.1}, {"front": 20.0})
-    assert bounds(fast, config, clocked=True)["slowest_stage"] == "control period"
-    assert bounds(fast, config, clocked=False)["slowest_stage"] == "camera period"
+    assert bounds(fast, config, schedule="fixed_rate")["slowest_stage"] == "control period"
+    assert bounds(fast, config, schedule="on_arrival")["slowest_stage"] == "camera period"
+
+
+def test_pipeline_bound_takes_the_slowest_view_and_the_command_interval(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "sim.camera_fps=100", "runtime.min_command_interval_s=0.04")
+    result = _result(10.0, {"perceive": 8.0, "act": 2.0, "command": 0.5}, {"a": 30.0, "b": 45.0})
+    b = bounds(result, config, schedule="on_arrival")
+    assert b["slowest_stage"] == "render" and b["slowest_ms"] == 45.0  # views render in parallel
+    assert b["sum_ms"] == 45 + 8 + 2 + 1
+    slow_render = _result(10.0, {"perceive": 8.0, "act": 2.0, "command": 0.5}, {"a": 20.0})
+    assert bounds(slow_render, config, schedule="on_arrival")["slowest_stage"] == "command interval"
+
+
+def test_sequential_bound_is_the_sum_of_its_own_stages(tmp_path: Path) -> None:
+    """Known stage times: two views read one after the other (20 ms each), perceive 30, act 25,
+    command 2.5 twice: 100 ms, 10 Hz. A loop measured at 9 Hz is at 90% of it, never above 100%
+    as the old bound (render instead of the loop's frame wait) allowed."""
+    config = make_config(tmp_path, "sim.camera_fps=30")
+    stages = {"capture": 20.0, "perceive": 30.0, "act": 25.0, "command": 2.5}
+    b = bounds(_result(9.0, stages, {"front": 5.0, "side": 5.0}), config, schedule="sequential")
+    assert b["sum_ms"] == 100.0 and b["bound_sum_hz"] == 10.0 and b["of_sum"] == 0.9
+    assert b["slowest_stage"] == "capture" and b["slowest_ms"] == 40.0
 
 
 def test_quick_smoke_run_of_both_loops(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -78,7 +99,7 @@ def test_quick_smoke_run_of_both_loops(tmp_path: Path, capsys: pytest.CaptureFix
     assert "pipelined / sequential rate:" in printed
     result = json.loads(out.read_text())
     assert result["ratio"] > 0
-    for mode in ("pipelined", "sequential"):
+    for mode in ("pipelined", "fixed_rate", "sequential"):
         r = result[mode]
         assert r["steps"] >= 3 and r["rate_hz"] > 0, r
         assert r["latency_ms"]["median"] > 0
@@ -87,3 +108,8 @@ def test_quick_smoke_run_of_both_loops(tmp_path: Path, capsys: pytest.CaptureFix
     assert "runtime overhead (event loop)" in result["pipelined"]["cpu"]
     assert set(result["pipelined"]["dropped"]) >= {"frames/front", "frames/side", "actions"}
     assert out.with_suffix(".md").exists()
+    assert result["pipelined"]["mode"] == "pipelined, on arrival"
+    timeline = result["pipelined"]["timeline"]
+    assert timeline["perceive"] and timeline["act"] and timeline["render front"]
+    picture = tmp_path / "loop-timeline.png"
+    assert picture.stat().st_size > 5000

@@ -1,21 +1,42 @@
-"""command: a fixed-rate loop that sends fresh actions to the robot and refuses stale ones."""
+"""command: sends fresh actions to the robot, refuses stale ones, and publishes the robot's state.
+
+Two schedules, chosen by `runtime.command_mode`:
+
+- `on_arrival` (default): an action is sent as soon as it arrives, but no sooner than
+  `min_interval_s` after the previous command (rate-limited, not clocked). An action then waits
+  only for the robot, never for a clock tick; with a 10 Hz clock that wait averaged half a period.
+- `fixed_rate`: a tick every `1 / rate_hz` on absolute deadlines, executing the newest unseen action
+  if one came since the last tick (the paper's and most ROS controllers' shape).
+
+In both, the robot state is read and published at least every `1 / rate_hz` even when no action
+comes (proprioception for act, success checks for supervise), and an action whose source frame is
+older than `deadline_s` is not executed: the arm holds (diffusion_policy's rule: late actions are
+dropped, not executed). With no new action the driver keeps moving to its last target.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import anyio
 
-from agent.channels import Latest
+from agent.channels import Latest, LatestReader
 from agent.messages import ActionMsg, StepRecord
 from agent.workers import run_blocking
 from drivers.base import Robot, RobotState
 
+CommandMode = Literal["on_arrival", "fixed_rate"]
+
 
 @dataclass(frozen=True, slots=True)
 class CommandTick:
-    """What happened to one received action, with everything telemetry needs."""
+    """What happened to one received action, with everything telemetry needs.
+
+    `lateness_ms`: how long the command started after it could have: after its clock tick in
+    `fixed_rate` mode, after the action's arrival (or the end of the rate limit) in `on_arrival`.
+    """
 
     record: StepRecord
     action: ActionMsg
@@ -23,6 +44,65 @@ class CommandTick:
     command_ms: float
     total_ms: float
     lateness_ms: float
+
+
+@dataclass(slots=True)
+class _Commander:
+    """The body both schedules share: read and publish the state, execute or refuse an action."""
+
+    states: Latest[RobotState]
+    steps: Latest[StepRecord]
+    robot: Robot
+    deadline_s: float
+    limiter: anyio.CapacityLimiter
+    call_timeout: float
+    max_steps: int
+    on_tick: Callable[[CommandTick], None]
+    index: int = 0
+
+    @property
+    def budget_left(self) -> bool:
+        return self.index < self.max_steps
+
+    async def _call(self, fn: Callable[..., object], *args: object, what: str) -> None:
+        await run_blocking(fn, *args, limiter=self.limiter, timeout=self.call_timeout, what=what)
+
+    async def read_state(self) -> RobotState:
+        state = await run_blocking(
+            self.robot.state,
+            limiter=self.limiter,
+            timeout=self.call_timeout,
+            what="robot state read",
+        )
+        self.states.publish(state)
+        return state
+
+    async def execute(self, msg: ActionMsg, state: RobotState, lateness_ms: float) -> None:
+        """Send `msg` (or hold, when it is stale); after the budget's last step the arm holds."""
+        t0 = anyio.current_time()
+        executed = t0 - msg.t_capture <= self.deadline_s
+        if executed:
+            await self._call(
+                self.robot.move, msg.action.move, msg.action.gripper_closed, what="robot move"
+            )
+        else:
+            await self._call(self.robot.hold, what="hold")
+        t_sent = anyio.current_time()
+        self.index += 1
+        if self.index == self.max_steps:
+            await self._call(self.robot.hold, what="hold")
+        record = StepRecord(index=self.index, executed=executed, done=msg.action.done, t=t_sent)
+        self.steps.publish(record)
+        self.on_tick(
+            CommandTick(
+                record=record,
+                action=msg,
+                state=state,
+                command_ms=(t_sent - t0) * 1e3,
+                total_ms=(t_sent - msg.t_capture) * 1e3,
+                lateness_ms=lateness_ms,
+            )
+        )
 
 
 async def command_loop(
@@ -37,60 +117,70 @@ async def command_loop(
     call_timeout: float,
     max_steps: int,
     on_tick: Callable[[CommandTick], None],
+    mode: CommandMode = "on_arrival",
+    min_interval_s: float = 0.0,
 ) -> None:
-    """Every period: read the robot state, then execute the newest unseen action if fresh.
+    """Run the chosen schedule until cancelled.
 
-    An action whose source frame is older than `deadline_s` is not executed: the arm holds
-    (diffusion_policy's rule: late actions are dropped, not executed). With no new action the
-    driver keeps moving to its last target. Ticks are scheduled on absolute deadlines, so one slow
-    tick does not shift the whole schedule; a tick that is more than a period late is skipped.
     The step budget is enforced here, where steps happen: after `max_steps` actions the arm
     holds and no further action is taken, whenever the supervisor gets to end the episode.
     """
-    period = 1.0 / rate_hz
-    reader = actions.reader()
-    index = 0
+    commander = _Commander(
+        states, steps, robot, deadline_s, limiter, call_timeout, max_steps, on_tick
+    )
+    if mode == "fixed_rate":
+        await _fixed_rate(commander, actions.reader(), 1.0 / rate_hz)
+    elif mode == "on_arrival":
+        await _on_arrival(commander, actions.reader(), 1.0 / rate_hz, min_interval_s)
+    else:
+        raise ValueError(f"unknown command mode {mode!r} (on_arrival or fixed_rate)")
+
+
+async def _fixed_rate(
+    commander: _Commander, reader: LatestReader[ActionMsg], period: float
+) -> None:
+    """Ticks on absolute deadlines, so one slow tick does not shift the whole schedule; a tick
+    that is more than a period late is skipped."""
     next_tick = anyio.current_time()
     while True:
         lateness_ms = max(0.0, anyio.current_time() - next_tick) * 1e3
-        state = await run_blocking(
-            robot.state, limiter=limiter, timeout=call_timeout, what="robot state read"
-        )
-        states.publish(state)
-        msg = reader.poll() if index < max_steps else None
+        state = await commander.read_state()
+        msg = reader.poll() if commander.budget_left else None
         if msg is not None:
-            age = anyio.current_time() - msg.t_capture
-            executed = age <= deadline_s
-            t0 = anyio.current_time()
-            if executed:
-                await run_blocking(
-                    robot.move,
-                    msg.action.move,
-                    msg.action.gripper_closed,
-                    limiter=limiter,
-                    timeout=call_timeout,
-                    what="robot move",
-                )
-            else:
-                await run_blocking(robot.hold, limiter=limiter, timeout=call_timeout, what="hold")
-            t_sent = anyio.current_time()
-            index += 1
-            if index == max_steps:
-                await run_blocking(robot.hold, limiter=limiter, timeout=call_timeout, what="hold")
-            record = StepRecord(index=index, executed=executed, done=msg.action.done, t=t_sent)
-            steps.publish(record)
-            on_tick(
-                CommandTick(
-                    record=record,
-                    action=msg,
-                    state=state,
-                    command_ms=(t_sent - t0) * 1e3,
-                    total_ms=(t_sent - msg.t_capture) * 1e3,
-                    lateness_ms=lateness_ms,
-                )
-            )
+            await commander.execute(msg, state, lateness_ms)
         next_tick += period
         now = anyio.current_time()
         if next_tick < now - period:
             next_tick = now  # overrun: skip missed ticks instead of bursting to catch up
         await anyio.sleep_until(next_tick)
+
+
+async def _on_arrival(
+    commander: _Commander,
+    reader: LatestReader[ActionMsg],
+    state_period: float,
+    min_interval_s: float,
+) -> None:
+    """Wait for an action (re-reading the state every `state_period` meanwhile), keep to the
+    minimum interval, then send the newest action: one that arrived during the wait replaces the
+    older (latest wins)."""
+    last_sent = -float("inf")
+    await commander.read_state()
+    while True:
+        if not commander.budget_left:
+            await anyio.sleep(state_period)
+            await commander.read_state()
+            continue
+        try:
+            msg = await reader.next(timeout=state_period)
+        except TimeoutError:
+            await commander.read_state()
+            continue
+        ready = max(anyio.current_time(), last_sent + min_interval_s)
+        if ready > anyio.current_time():
+            await anyio.sleep_until(ready)
+            msg = reader.poll() or msg
+        lateness_ms = max(0.0, anyio.current_time() - max(ready, msg.t_done)) * 1e3
+        state = await commander.read_state()
+        last_sent = anyio.current_time()
+        await commander.execute(msg, state, lateness_ms)
