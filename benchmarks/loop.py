@@ -192,21 +192,29 @@ class Snapshot:
     loop_cpu: float
     stage_cpu: dict[str, float]
     sim_threads: dict[str, float]
+    #: CPU the benchmark's own snapshots took on the loop's thread before this one (reading
+    #: /proc per step costs milliseconds: it must not be billed to the runtime)
+    metering_cpu: float = 0.0
 
     @classmethod
-    def take(cls, meters: Meters) -> Snapshot:
+    def take(cls, meters: Meters, before: Snapshot | None = None) -> Snapshot:
+        """Read every counter; `before` (the previous snapshot) carries the metering total."""
+        t0 = time.thread_time()
         threads = {
             t.name: _thread_cpu(t)
             for t in threading.enumerate()
             if t.name.startswith(("sim-camera-", "sim-physics"))
         }
         threads.update(_native_threads("llvmpipe"))
+        process_cpu = time.process_time()
+        now = time.thread_time()  # last: this snapshot's whole cost lies before it
         return cls(
             wall=time.perf_counter(),
-            process_cpu=time.process_time(),
-            loop_cpu=time.thread_time(),
+            process_cpu=process_cpu,
+            loop_cpu=now,
             stage_cpu={s: m.cpu_s for s, m in meters.stages.items()},
             sim_threads=threads,
+            metering_cpu=(before.metering_cpu if before is not None else 0.0) + now - t0,
         )
 
 
@@ -233,10 +241,11 @@ def cpu_table(start: Snapshot, end: Snapshot, steps: int, *, loop_runs_stages: b
         for n in end.sim_threads
         if n.startswith("llvmpipe")
     )
-    loop = end.loop_cpu - start.loop_cpu
+    metering = end.metering_cpu - start.metering_cpu
+    loop = end.loop_cpu - start.loop_cpu - metering
     if loop_runs_stages:
         loop -= sum(used.values())
-    rows = {**used, "render (camera threads)": render}
+    rows = {**used, "render (camera threads)": render, "benchmark metering": metering}
     rows["render (llvmpipe rasteriser threads)"] = rasteriser
     rows["sim physics thread"] = physics
     rows["runtime overhead (event loop)" if not loop_runs_stages else "loop bookkeeping"] = loop
@@ -404,8 +413,8 @@ def run_pipelined(
         async with Runtime(config, parts_factory=factory) as runtime:
             async for event in runtime.execute(request):
                 if isinstance(event, Step):
-                    marks.setdefault("first", Snapshot.take(meters))
-                    marks["last"] = Snapshot.take(meters)
+                    marks["last"] = Snapshot.take(meters, marks.get("last"))
+                    marks.setdefault("first", marks["last"])
                     times.append(event.t)
                     totals.append(event.latency_ms["total"])
                 elif isinstance(event, Finished):
@@ -469,8 +478,8 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
             action = parts.policy.act(observation)
             parts.robot.move(action.move, action.gripper_closed)
             now = time.monotonic()
-            start = start or Snapshot.take(meters)
-            end = Snapshot.take(meters)
+            end = Snapshot.take(meters, end)
+            start = start or end
             times.append(now)
             totals.append((now - percept.t_capture) * 1e3)
             stale += now - percept.t_capture > deadline
