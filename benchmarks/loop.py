@@ -39,6 +39,7 @@ import itertools
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -627,7 +628,9 @@ def models_line(config: Config) -> str:
     m, s, r = config.models, config.sim, config.runtime
     return (
         f"reasoner {m.reasoner}, detector {m.detector}, tracker {m.tracker}, segmenter "
-        f"{m.segmenter}, policy {m.policy}; {len(config.cameras.views)} views "
+        f"{m.segmenter}, policy {m.policy}"
+        + (f" ({config.policy.onnx.name})" if m.policy == "tpm" else "")
+        + f"; {len(config.cameras.views)} views "
         f"{s.image_width}x{s.image_height} at {s.camera_fps:g} fps; control {r.control_hz:g} Hz"
     )
 
@@ -672,9 +675,53 @@ def loop_results(result: Mapping[str, Any]) -> list[LoopResult]:
 # ---------------------------------------------------------------- command line
 
 
+HEAVY_MODELS = {"tracker": "csrt", "segmenter": "grabcut", "policy": "tpm"}
+
+
+def random_policy(preset_name: str, folder: Path) -> Path:
+    """A random-weight TPM of `preset_name` written by export's own path (latency depends on the
+    architecture and input size, not on the weights)."""
+    import dataclasses
+
+    import torch
+
+    from models.tpm.config import preset
+    from models.tpm.export import PolicyGraph, write_policy_onnx
+    from models.tpm.network import TPMNet
+    from models.tpm.train import Normaliser
+
+    config = preset(preset_name)
+    identity = Normaliser([0.0] * 3, [1.0] * 3, [0.0] * 4, [1.0] * 4)
+    graph = PolicyGraph(TPMNet(config), identity).eval()
+    v, size = len(config.views), config.image_size
+    rgb = torch.zeros(1, v, size, size, 3, dtype=torch.uint8)  # as `prepare_views` gives it
+    example = (rgb, torch.zeros(1, v, size, size), torch.zeros(1, 4))
+    path = folder / f"tpm_{preset_name}_random.onnx"
+    write_policy_onnx(graph, example, path, {"config": dataclasses.asdict(config)})
+    return path
+
+
+def heavy_config(config: Config, folder: Path, preset_name: str = "paper") -> Config:
+    """Stages heavy enough that pipelining can pay on this CPU: CSRT tracking, GrabCut masks and
+    the `paper` TPM (ResNet-50 + ResNet-18, two 224 px views) on ONNX Runtime."""
+    onnx = random_policy(preset_name, folder)
+    return config.model_copy(
+        update={
+            "models": config.models.model_copy(update=HEAVY_MODELS),
+            "policy": config.policy.model_copy(update={"onnx": onnx}),
+        }
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's own arguments (the CLI's `bench loop` adds the config arguments)."""
     parser.add_argument("--steps", type=int, default=100, help="control steps per loop (100)")
+    parser.add_argument(
+        "--heavy",
+        action="store_true",
+        help="heavy stages that run here: CSRT tracking, GrabCut masks and a random-weight "
+        "`paper` TPM (ResNet-50 + ResNet-18, two 224 px views) on ONNX Runtime",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 12 steps, 64 px frames, rules reasoner"
     )
@@ -705,14 +752,20 @@ def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
         print("error: --steps must be at least 3", file=sys.stderr)
         return 2
     threads = args.threads or config.runtime.torch_threads
-    print(f"loop: {steps} steps, {models_line(config)}", file=out, flush=True)
-    result = run_benchmark(config, steps, threads=threads)
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as folder:
+        if args.heavy:
+            print("loop: writing a random-weight paper TPM for the heavy run", file=out, flush=True)
+            config = heavy_config(config, Path(folder))
+        print(f"loop: {steps} steps, {models_line(config)}", file=out, flush=True)
+        result = run_benchmark(config, steps, threads=threads)
+    result["heavy"] = bool(args.heavy)
     results = loop_results(result)
     report = format_report(results)
     print(f"\n{result['caption']}\n\n{report}", file=out)
     ratio = result["ratio"]
     print(f"pipelined / sequential rate: {ratio:.2f}x" if ratio else "ratio: n/a", file=out)
-    json_path = save_results("loop", result, report, args.json_path, args.quick, out)
+    bench = "loop-heavy" if args.heavy else "loop"
+    json_path = save_results(bench, result, report, args.json_path, args.quick, out)
     if json_path is not None:
         picture = json_path.with_name(json_path.stem + "-timeline.png")
         if plot_timeline(results, picture):

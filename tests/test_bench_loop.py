@@ -113,3 +113,30 @@ def test_quick_smoke_run_of_both_loops(tmp_path: Path, capsys: pytest.CaptureFix
     assert timeline["perceive"] and timeline["act"] and timeline["render front"]
     picture = tmp_path / "loop-timeline.png"
     assert picture.stat().st_size > 5000
+
+
+def test_heavy_config_runs_csrt_grabcut_and_a_random_tpm_file(tmp_path: Path) -> None:
+    """The heavy run's wiring, on the small preset to keep it quick: the policy file it writes is
+    one the runtime's ONNX Runtime backend loads and calls."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    import numpy as np
+
+    from benchmarks.loop import heavy_config
+    from models.tpm.onnx_policy import OnnxTPMPolicy
+    from models.types import Observation
+
+    config = heavy_config(make_config(tmp_path), tmp_path, preset_name="cpu")
+    assert (config.models.tracker, config.models.segmenter) == ("csrt", "grabcut")
+    assert config.models.policy == "tpm" and config.policy.onnx.is_file()
+    policy = OnnxTPMPolicy(config.policy.onnx, threads=1)
+    image = np.zeros((64, 64, 3), np.uint8)
+    views = ("front", "side")
+    action = policy.act(
+        Observation(
+            images=dict.fromkeys(views, image),
+            masks=dict.fromkeys(views, np.zeros((64, 64), np.float32)),
+            proprio=np.array([0.45, 0.0, 0.3, 0.0], np.float32),
+        )
+    )
+    assert action.move.shape == (3,) and np.isfinite(action.move).all()
