@@ -31,6 +31,9 @@ def test_collect_records_a_successful_expert_episode(tmp_path: Path, capsys) -> 
     meta = store.episodes[0]
     assert meta["seed"] == episode_seed(3, 0) and meta["success"] is True
     assert {"pick", "place", "skill", "background", "distractors", "request"} <= set(meta)
+    look = meta["look"]  # collect randomises the look by default and records what it drew
+    assert look["randomised"] is True and look["name"] == meta["background"]
+    assert {"table", "wall", "lights", "cameras", "objects"} <= set(look)
     mask = store.array("mask")
     assert (mask == 2).any(axis=(1, 2, 3)).mean() > 0.5  # the pick object is seen most steps
     action = store.array("action")

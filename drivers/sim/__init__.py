@@ -17,36 +17,51 @@ Threading model
 Set `MUJOCO_GL=egl` (or `osmesa`) before importing mujoco on a machine without a display.
 """
 
-from drivers.sim.camera import SimCamera
-from drivers.sim.catalog import (
-    USER_NAME,
-    Catalog,
-    CatalogError,
-    ObjectSpec,
-    load_catalog,
-)
-from drivers.sim.expert import ExpertAction, ScriptedExpert
-from drivers.sim.render import ViewRenderer
-from drivers.sim.robot import SimRobot
-from drivers.sim.scene import (
-    CAMERAS,
-    SceneError,
-    SceneLayout,
-    SceneSpec,
-    build_scene,
-    plan_scene,
-)
-from drivers.sim.state import SceneState
-from drivers.sim.success import SimJudge, Verdict
-from drivers.sim.world import RealtimeStats, World, WorldClosedError
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> defining module. Loaded on first use, so that the data modules (`catalog`,
+#: `backgrounds`: plain Python, no mujoco) can be imported by the config without MuJoCo.
+_EXPORTS: dict[str, str] = {
+    "CAMERAS": "scene",
+    "USER_NAME": "catalog",
+    "BackgroundsError": "backgrounds",
+    "Catalog": "catalog",
+    "CatalogError": "catalog",
+    "ExpertAction": "expert",
+    "Look": "backgrounds",
+    "ObjectSpec": "catalog",
+    "Randomisation": "backgrounds",
+    "RealtimeStats": "world",
+    "SceneError": "scene",
+    "SceneLayout": "scene",
+    "SceneSpec": "scene",
+    "SceneState": "state",
+    "ScriptedExpert": "expert",
+    "SimCamera": "camera",
+    "SimJudge": "success",
+    "SimRobot": "robot",
+    "Verdict": "success",
+    "ViewRenderer": "render",
+    "World": "world",
+    "WorldClosedError": "world",
+    "build_scene": "scene",
+    "load_backgrounds": "backgrounds",
+    "load_catalog": "catalog",
+    "plan_scene": "scene",
+}
 __all__ = [
     "CAMERAS",
     "USER_NAME",
+    "BackgroundsError",
     "Catalog",
     "CatalogError",
     "ExpertAction",
+    "Look",
     "ObjectSpec",
+    "Randomisation",
     "RealtimeStats",
     "SceneError",
     "SceneLayout",
@@ -61,6 +76,34 @@ __all__ = [
     "World",
     "WorldClosedError",
     "build_scene",
+    "load_backgrounds",
     "load_catalog",
     "plan_scene",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+if TYPE_CHECKING:
+    from drivers.sim.backgrounds import BackgroundsError, Look, Randomisation, load_backgrounds
+    from drivers.sim.camera import SimCamera
+    from drivers.sim.catalog import USER_NAME, Catalog, CatalogError, ObjectSpec, load_catalog
+    from drivers.sim.expert import ExpertAction, ScriptedExpert
+    from drivers.sim.render import ViewRenderer
+    from drivers.sim.robot import SimRobot
+    from drivers.sim.scene import (
+        CAMERAS,
+        SceneError,
+        SceneLayout,
+        SceneSpec,
+        build_scene,
+        plan_scene,
+    )
+    from drivers.sim.state import SceneState
+    from drivers.sim.success import SimJudge, Verdict
+    from drivers.sim.world import RealtimeStats, World, WorldClosedError

@@ -3,8 +3,10 @@
 Building happens in two steps so each can be checked on its own:
 
 1. `plan_scene` (pure Python, milliseconds): draws distractors, places every object on the table
-   without overlap and within the arm's reach, and picks the background. Tests of counts and
-   determinism run on this plan without compiling anything.
+   without overlap and within the arm's reach, picks the background from the backgrounds file
+   (`drivers/sim/data/backgrounds.toml` or `SceneSpec.backgrounds`) and draws the scene's `Look`
+   (randomised when `SceneSpec.randomise` is enabled: `drivers.sim.backgrounds`). Tests of counts
+   and determinism run on this plan without compiling anything.
 2. `build_scene` (~0.7 s, mostly the arm's meshes): the FR3 with its hand from the franky-sim wheel
    loaded through `mujoco.MjSpec`, plus table, walls, lights, the two cameras ("front", "side"), the
    objects as free bodies and the static user figure.
@@ -21,7 +23,10 @@ friction (1, 0.02, 1e-4), a stiffer contact time constant on objects, and a stif
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +35,19 @@ from typing import Literal
 import mujoco
 import numpy as np
 
+from drivers.sim.backgrounds import (
+    BUILTIN_PATTERNS,
+    TEXTURE_SIZE,
+    WALL_TEXTURE_SIZE,
+    Backgrounds,
+    Look,
+    Randomisation,
+    Surface,
+    draw_look,
+    encode_png,
+    load_backgrounds,
+    surface_pixels,
+)
 from drivers.sim.catalog import USER, USER_NAME, Catalog, ObjectSpec, load_catalog
 
 Setting = Literal["standard", "new_background", "more_distractors"]
@@ -51,7 +69,6 @@ OBJECT_FRICTION = (1.0, 0.02, 1e-4)
 # fingertip pads creep sideways out of the grip (tall cans: 13/18 -> 18/18 expert successes).
 OBJECT_SOLREF = (0.01, 1.0)
 SHELL_THICKNESS = 0.008
-TRAINING_BACKGROUNDS = 3
 EE_SITE = "ee"
 # Fingertip pad centre in the hand frame: where the object sits when pinched.
 EE_SITE_OFFSET = 0.1034
@@ -74,6 +91,8 @@ class SceneSpec:
     from `split`. `camera_fps` and the image size are read by the camera drivers, not here.
     `robot_meshes="collision"` renders the arm with its coarse collision meshes (about 4x cheaper
     frames, FINDINGS) for fast data collection; policies must be trained and run on the same choice.
+    `backgrounds` replaces the packaged backgrounds file; `randomise` (enabled) randomises the
+    look per seed (`drivers.sim.backgrounds`): off, a scene shows its entry exactly as written.
     """
 
     seed: int = 0
@@ -86,6 +105,8 @@ class SceneSpec:
     image_height: int = 224
     camera_fps: float = 10.0
     robot_meshes: Literal["visual", "collision"] = "visual"
+    backgrounds: Path | None = None
+    randomise: Randomisation | None = None
 
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
@@ -116,10 +137,11 @@ class Placement:
 
 @dataclass(frozen=True, slots=True)
 class SceneLayout:
-    """The drawn scene: placements (required first, then the user, then distractors)."""
+    """The drawn scene: placements (required first, then the user, then distractors) and look."""
 
     placements: tuple[Placement, ...]
-    background: str  # "train-0" .. "train-2", or "new"
+    background: str  # the backgrounds entry: "train-0" .. "train-2", or "new" (packaged file)
+    look: Look
 
     @property
     def names(self) -> list[str]:
@@ -141,9 +163,17 @@ class BuiltScene:
     object_specs: dict[str, ObjectSpec] = field(default_factory=dict)
 
 
-def plan_scene(spec: SceneSpec, catalog: Catalog | None = None) -> SceneLayout:
-    """Draw distractors and non-overlapping placements; deterministic for a given seed."""
+def plan_scene(
+    spec: SceneSpec, catalog: Catalog | None = None, backgrounds: Backgrounds | None = None
+) -> SceneLayout:
+    """Draw distractors, non-overlapping placements and the look; deterministic per seed.
+
+    The background entry is drawn last from the placement stream (training entries, or held-out
+    ones for `new_background`); the look's randomisation has a stream of its own, so turning it
+    on changes no placement.
+    """
     catalog = catalog or load_catalog(spec.catalog)
+    backgrounds = backgrounds or load_backgrounds(spec.backgrounds)
     rng = np.random.default_rng(spec.seed)
     required = list(dict.fromkeys(spec.objects or []))
     required_specs = [catalog.get(name) for name in required if name != USER_NAME]
@@ -179,11 +209,12 @@ def plan_scene(spec: SceneSpec, catalog: Catalog | None = None) -> SceneLayout:
             f"could place only {added} of at least {low} distractors (seed {spec.seed})"
         )
 
-    if spec.setting == "new_background":
-        background = "new"
-    else:
-        background = f"train-{int(rng.integers(TRAINING_BACKGROUNDS))}"
-    return SceneLayout(placements=tuple(placed), background=background)
+    choices = backgrounds.choices(spec.setting)
+    background = choices[int(rng.integers(len(choices)))]
+    look = draw_look(
+        backgrounds, background, spec.seed, spec.randomise, [p.name for p in placed], CAMERAS
+    )
+    return SceneLayout(placements=tuple(placed), background=background, look=look)
 
 
 def _place(
@@ -209,7 +240,7 @@ def _place(
 def build_scene(spec: SceneSpec, catalog: Catalog | None = None) -> BuiltScene:
     """Plan the scene and compile it into a MuJoCo model."""
     catalog = catalog or load_catalog(spec.catalog)
-    layout = plan_scene(spec, catalog)
+    layout = plan_scene(spec, catalog, load_backgrounds(spec.backgrounds))
     mj = _robot_spec()
     _configure(mj)
     add_props(mj, layout)
@@ -223,12 +254,17 @@ def build_scene(spec: SceneSpec, catalog: Catalog | None = None) -> BuiltScene:
     return BuiltScene(model=model, layout=layout, spec=spec, catalog=catalog, object_specs=specs)
 
 
-def add_props(mj: mujoco.MjSpec, layout: SceneLayout) -> None:
-    """Everything but the arm: table, walls, lights, the two cameras and the layout's objects."""
-    _add_environment(mj, layout.background)
-    _add_cameras(mj)
+def add_props(mj: mujoco.MjSpec, layout: SceneLayout, *, texture_files: bool = False) -> None:
+    """Everything but the arm: table, walls, lights, the two cameras and the layout's objects.
+
+    `texture_files`: pixel textures (stripes, noise) as PNG files in a cache folder instead of
+    in-memory data, for MJCF text (MuJoCo cannot write in-memory textures to XML).
+    """
+    look = layout.look
+    _add_environment(mj, look, texture_files)
+    _add_cameras(mj, look)
     for placement in layout.placements:
-        _add_object(mj, placement)
+        _add_object(mj, placement, look.object_rgb(placement.name))
 
 
 def props_xml(layout: SceneLayout) -> str:
@@ -240,7 +276,7 @@ def props_xml(layout: SceneLayout) -> str:
     """
     mj = mujoco.MjSpec()
     _configure(mj)
-    add_props(mj, layout)
+    add_props(mj, layout, texture_files=True)
     try:
         mj.compile()
     except ValueError as exc:  # MuJoCo reports compile problems as ValueError
@@ -303,66 +339,10 @@ def _show_collision_meshes(mj: mujoco.MjSpec) -> None:
 
 # ---------------------------------------------------------------------------- environment
 
-_BACKGROUNDS: dict[str, dict[str, object]] = {
-    # name: table texture (builtin, rgb1, rgb2, repeat), wall colour, light (dir, diffuse)
-    "train-0": {
-        "table": ("flat", (0.76, 0.62, 0.46), (0.7, 0.56, 0.4), 1),
-        "wall": (0.85, 0.85, 0.82),
-        "light": ((-0.3, 0.2, -1.0), (0.6, 0.6, 0.6)),
-    },
-    "train-1": {
-        "table": ("checker", (0.55, 0.55, 0.57), (0.5, 0.5, 0.52), 12),
-        "wall": (0.78, 0.82, 0.86),
-        "light": ((-0.3, 0.2, -1.0), (0.6, 0.6, 0.6)),
-    },
-    "train-2": {
-        "table": ("gradient", (0.88, 0.88, 0.85), (0.72, 0.72, 0.7), 1),
-        "wall": (0.86, 0.8, 0.74),
-        "light": ((-0.3, 0.2, -1.0), (0.6, 0.6, 0.6)),
-    },
-    # The held-out background: busy high-contrast pattern and warm light from a low side angle.
-    "new": {
-        "table": ("checker", (0.15, 0.2, 0.45), (0.85, 0.5, 0.2), 9),
-        "wall": (0.35, 0.5, 0.3),
-        "light": ((0.5, -0.8, -0.6), (0.75, 0.6, 0.4)),
-    },
-}
 
-
-def _add_environment(mj: mujoco.MjSpec, background: str) -> None:
-    look = _BACKGROUNDS[background]
-    builtin, rgb1, rgb2, repeat = look["table"]  # type: ignore[misc]
-    builtins = {
-        "flat": mujoco.mjtBuiltin.mjBUILTIN_FLAT,
-        "checker": mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
-        "gradient": mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
-    }
-    texture = mj.add_texture(
-        name="table_tex",
-        type=mujoco.mjtTexture.mjTEXTURE_2D,
-        builtin=builtins[builtin],
-        rgb1=list(rgb1),
-        rgb2=list(rgb2),
-        width=256,
-        height=256,
-    )
-    if background == "new":
-        texture.mark = mujoco.mjtMark.mjMARK_RANDOM
-        texture.random = 0.03
-        texture.markrgb = [0.95, 0.95, 0.9]
-    _material(mj, "table_mat", "table_tex", repeat)
-    mj.add_texture(
-        name="wall_tex",
-        type=mujoco.mjtTexture.mjTEXTURE_2D,
-        builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER
-        if background == "new"
-        else mujoco.mjtBuiltin.mjBUILTIN_FLAT,
-        rgb1=list(look["wall"]),
-        rgb2=[0.9, 0.85, 0.3] if background == "new" else list(look["wall"]),
-        width=128,
-        height=128,
-    )
-    _material(mj, "wall_mat", "wall_tex", 6)
+def _add_environment(mj: mujoco.MjSpec, look: Look, texture_files: bool = False) -> None:
+    _add_surface(mj, "table", look.table, TEXTURE_SIZE, texture_files)
+    _add_surface(mj, "wall", look.wall, WALL_TEXTURE_SIZE, texture_files)
     mj.add_material(name="floor_mat", rgba=[0.35, 0.33, 0.3, 1.0])
     mj.add_material(name="leg_mat", rgba=[0.25, 0.22, 0.2, 1.0])
 
@@ -406,24 +386,64 @@ def _add_environment(mj: mujoco.MjSpec, background: str) -> None:
             contype=0,
             conaffinity=0,
         )
-    direction, diffuse = look["light"]  # type: ignore[misc]
-    world.add_light(
-        name="key",
-        pos=[0.6, 0.0, 1.5],
-        dir=list(direction),
-        diffuse=list(diffuse),
-        specular=[0.1, 0.1, 0.1],
-        castshadow=False,
-        type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL,
-    )
-    if background == "new":
+    for i, light in enumerate(look.lights):
         world.add_light(
-            name="fill",
-            pos=[0.4, 0.8, 1.0],
-            dir=[0.0, -0.7, -0.7],
-            diffuse=[0.15, 0.2, 0.35],
+            name="key" if i == 0 else ("fill" if i == 1 else f"fill{i}"),
+            pos=list(light.position),
+            dir=list(light.direction),
+            diffuse=list(light.diffuse),
+            specular=[light.specular] * 3,
             castshadow=False,
+            type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL
+            if light.kind == "directional"
+            else mujoco.mjtLightType.mjLIGHT_SPOT,
         )
+
+
+_BUILTINS = {
+    "flat": mujoco.mjtBuiltin.mjBUILTIN_FLAT,
+    "checker": mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+    "gradient": mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+}
+TEXTURE_CACHE = Path(tempfile.gettempdir()) / "tpm-agent-textures"
+
+
+def _add_surface(mj: mujoco.MjSpec, name: str, surface: Surface, size: int, as_file: bool) -> None:
+    """Texture `<name>_tex` and material `<name>_mat` of one surface (MuJoCo's own patterns,
+    pixels made here, or a PNG file)."""
+    texture = mj.add_texture(name=f"{name}_tex", type=mujoco.mjtTexture.mjTEXTURE_2D)
+    if surface.pattern in BUILTIN_PATTERNS:
+        texture.builtin = _BUILTINS[surface.pattern]
+        texture.rgb1 = list(surface.rgb1)
+        texture.rgb2 = list(surface.rgb2)
+        texture.width = texture.height = size
+        if surface.speckle is not None:
+            texture.mark = mujoco.mjtMark.mjMARK_RANDOM
+            texture.random = surface.speckle.density
+            texture.markrgb = list(surface.speckle.colour)
+    elif surface.pattern == "image":
+        texture.file = str(surface.image)
+    else:
+        pixels = surface_pixels(surface, size)
+        if as_file:
+            texture.file = str(_cached_png(pixels))
+        else:
+            texture.width = texture.height = size
+            texture.nchannel = 3
+            texture.data = pixels.tobytes()
+    _material(mj, f"{name}_mat", f"{name}_tex", surface.scale)
+
+
+def _cached_png(pixels: np.ndarray) -> Path:
+    """`pixels` as a PNG in the texture cache, named by content (written once, atomically)."""
+    data = encode_png(pixels)
+    path = TEXTURE_CACHE / f"{hashlib.sha1(data).hexdigest()[:20]}.png"
+    if not path.is_file():
+        TEXTURE_CACHE.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    return path
 
 
 def _material(mj: mujoco.MjSpec, name: str, texture: str, repeat: float) -> None:
@@ -431,14 +451,29 @@ def _material(mj: mujoco.MjSpec, name: str, texture: str, repeat: float) -> None
     material.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = texture
 
 
-def _add_cameras(mj: mujoco.MjSpec) -> None:
-    # Frontal: facing the robot across the table. Lateral: from the robot's right-hand side.
-    views = {
-        "front": ((1.05, 0.0, 0.55), (0.47, 0.0, 0.08)),
-        "side": ((0.5, -0.8, 0.5), (0.5, 0.0, 0.1)),
-    }
-    for name, (pos, target) in views.items():
-        mj.worldbody.add_camera(name=name, pos=list(pos), quat=look_at(pos, target), fovy=50.0)
+#: nominal camera poses: (position, target). Frontal: facing the robot across the table.
+#: Lateral: from the robot's right-hand side.
+CAMERA_POSES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "front": ((1.05, 0.0, 0.55), (0.47, 0.0, 0.08)),
+    "side": ((0.5, -0.8, 0.5), (0.5, 0.0, 0.1)),
+}
+
+
+def _add_cameras(mj: mujoco.MjSpec, look: Look | None = None) -> None:
+    for name, (pos, target) in CAMERA_POSES.items():
+        quat = look_at(pos, target)
+        offset = look.camera(name) if look is not None else None
+        if offset is not None:
+            pos = tuple(p + d for p, d in zip(pos, offset.shift_m, strict=True))
+            turn = np.radians(offset.turn_deg)
+            angle = float(np.linalg.norm(turn))
+            if angle > 0:
+                q_turn = np.zeros(4)
+                mujoco.mju_axisAngle2Quat(q_turn, turn / angle, angle)
+                turned = np.zeros(4)
+                mujoco.mju_mulQuat(turned, q_turn, np.asarray(quat))
+                quat = turned.tolist()
+        mj.worldbody.add_camera(name=name, pos=list(pos), quat=quat, fovy=50.0)
 
 
 def look_at(pos: Sequence[float], target: Sequence[float]) -> list[float]:
@@ -457,7 +492,9 @@ def look_at(pos: Sequence[float], target: Sequence[float]) -> list[float]:
 # ---------------------------------------------------------------------------- objects
 
 
-def _add_object(mj: mujoco.MjSpec, placement: Placement) -> None:
+def _add_object(
+    mj: mujoco.MjSpec, placement: Placement, offset: Sequence[float] | None = None
+) -> None:
     obj = placement.spec
     if obj.family == "figure":
         _add_user(mj, placement)
@@ -465,8 +502,9 @@ def _add_object(mj: mujoco.MjSpec, placement: Placement) -> None:
     ex, ey, ez = obj.extents
     body = mj.worldbody.add_body(name=f"obj/{obj.name}", pos=[placement.x, placement.y, ez / 2])
     body.add_freejoint(name=f"obj/{obj.name}")
+    rgb = obj.rgb if offset is None else np.clip(np.add(obj.rgb, offset), 0.0, 1.0).tolist()
     common = {
-        "rgba": [*obj.rgb, 1.0],
+        "rgba": [*rgb, 1.0],
         "condim": 4,
         "friction": list(OBJECT_FRICTION),
         "solref": list(OBJECT_SOLREF),
