@@ -36,15 +36,15 @@ class _Section(BaseModel):
 
 
 class RuntimeSection(_Section):
-    command_mode: Literal["on_arrival", "fixed_rate"] = Field(
-        "on_arrival",
-        description="Send each action as it arrives (rate-limited) or on a fixed-rate clock.",
-    )
     control_hz: float = Field(
         10.0,
         gt=0,
         le=1000,
         description="fixed_rate: the command clock. Both modes: the least rate of state reads.",
+    )
+    command_mode: Literal["on_arrival", "fixed_rate"] = Field(
+        "on_arrival",
+        description="Send each action as it arrives (rate-limited) or on a fixed-rate clock.",
     )
     min_command_interval_s: float = Field(
         0.02, ge=0, le=1, description="on_arrival: the least time between two commands."
