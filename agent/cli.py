@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from models.tpm.cli_args import int_in, non_negative_int
+
 #: `bench` sub-verb -> (module with `add_arguments(parser)` and `run(args, config)`, help).
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "reasoning": ("benchmarks.reasoning", "accuracy and latency of the reasoners on request cases"),
@@ -28,6 +30,40 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+#: What bad input raises (arguments, files, settings), by defining module: one line, exit 2.
+#: Matched through sys.modules when an error arrives (a class whose module was never imported
+#: cannot have been raised), so the CLI imports none of these modules for its error handling.
+USER_ERRORS: tuple[tuple[str, str], ...] = (
+    ("agent.cli", "UsageError"),
+    ("agent.config", "ConfigError"),
+    ("agent.runtime", "RequestError"),
+    ("agent.backends", "BackendError"),
+    ("agent.service.server", "ServiceError"),
+    ("drivers.sim.catalog", "CatalogError"),
+    ("models.tpm.dataset", "DatasetError"),
+    ("models.tpm.train", "CheckpointError"),
+    ("models.tpm.train", "RunFolderError"),
+    ("models.tpm.export", "OutputExistsError"),
+    ("benchmarks.reasoning", "CasesError"),
+    ("benchmarks.eval_tables", "EvalError"),
+)
+#: reading a file the user named: missing, a folder, not readable (exit 2 as well)
+FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+class UsageError(ValueError):
+    """The command line itself is wrong (argparse's complaint, as one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its complaints end as one line on stderr and exit 2 through `main`.
+
+    (argparse prints the usage block and then the error; `--help` still shows the usage.)
+    """
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{message.removeprefix('argument ')} (see {self.prog} --help)")
 
 
 class _StderrProxyLogger:
@@ -40,7 +76,7 @@ class _StderrProxyLogger:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m agent",
         description="Follow spoken-style requests with a robot arm (TPM runtime).",
     )
@@ -62,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = verbs.add_parser("serve", help="serve the runtime over HTTP (tasks, events, metrics)")
     serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument(
+        "--port", type=int_in(0, 65535), default=8000, help="port (default: 8000; 0: any free)"
+    )
     serve.add_argument(
         "--token-file", type=Path, help="file holding the bearer token (default: $AGENT_TOKEN)"
     )
@@ -112,7 +150,7 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
         help="override one setting, e.g. models.tracker=kcf",
     )
     parser.add_argument("--objects", type=Path, help="replacement object catalog (TOML)")
-    parser.add_argument("--seed", type=int, help="scene seed (sim)")
+    parser.add_argument("--seed", type=non_negative_int, help="scene seed (sim)")
     parser.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")
     parser.add_argument(
         "--log-level",
@@ -123,19 +161,16 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from agent.backends import BackendError
-    from agent.config import ConfigError
-    from agent.runtime import RequestError
-
+    args = None
     try:
+        args = build_parser().parse_args(argv)
+        _setup_logging(args)  # first: even an error in train or export logs to stderr
         if args.verb == "doctor":
             from agent.doctor import run_doctor
 
             return run_doctor(as_json=args.json, config=_load(args))
         if args.verb in ("train", "export"):
             return _tpm_verb(args)
-        _setup_logging(args)
         config = _load(args)
         if args.verb == "config":
             print(config.model_dump_json(indent=2))
@@ -154,18 +189,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_eval(args, config)
 
         return _run(args, config)
-    except (ConfigError, RequestError, BackendError) as exc:
-        _fail(str(exc))
-        return EXIT_USAGE
     except KeyboardInterrupt:
         _fail("interrupted: the arm was stopped and the drivers closed")
         return EXIT_INTERRUPTED
-    except Exception as exc:  # a bug: one line here, the traceback in the debug log
-        import structlog
+    except Exception as exc:
+        if is_user_error(exc):
+            _fail(describe_user_error(exc))
+            return EXIT_USAGE
+        if args is None:  # building the parser failed: a bug, and no logging to send it to
+            raise
+        import structlog  # a bug: one line here, the traceback in the debug log
 
         structlog.get_logger("agent.cli").debug("unexpected error", exc_info=True)
         _fail(f"unexpected {type(exc).__name__}: {exc} (--log-level debug shows the traceback)")
         return EXIT_FAILED
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether `exc` means bad input (USER_ERRORS, FILE_ERRORS, a file that is not text)."""
+    if isinstance(exc, (*FILE_ERRORS, UnicodeDecodeError)):
+        return True
+    for module, name in USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
+
+
+def describe_user_error(exc: BaseException) -> str:
+    """One line for a user error: its message, or for a file error the file and what is wrong."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not {exc.encoding} text ({exc.reason} at byte {exc.start})"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
 
 
 def _bench(args: argparse.Namespace, config: Any) -> int:
@@ -176,7 +234,7 @@ def _bench(args: argparse.Namespace, config: Any) -> int:
 
 
 def _tpm_verb(args: argparse.Namespace) -> int:
-    """train / export: one-line errors for a missing extra, dataset or checkpoint."""
+    """train / export (torch): a missing extra is named; other bad input reaches `main`."""
     try:
         if args.verb == "train":
             from models.tpm.train import run_train
@@ -187,8 +245,6 @@ def _tpm_verb(args: argparse.Namespace) -> int:
         return run_export(args)
     except ImportError as exc:
         _fail(f"{exc.name} is not installed; install the extra: pip install 'tpm-agent[tpm]'")
-    except (ValueError, FileNotFoundError) as exc:  # DatasetError and bad settings included
-        _fail(str(exc))
     return EXIT_USAGE
 
 
@@ -201,7 +257,10 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
     from agent.telemetry import configure_logging
 
-    configure_logging(json=args.log_json, level=args.log_level)
+    # train and export have no logging options: their defaults
+    configure_logging(
+        json=getattr(args, "log_json", False), level=getattr(args, "log_level", "warning")
+    )
     structlog.configure(logger_factory=lambda *_: _StderrProxyLogger())
 
 

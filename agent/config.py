@@ -69,7 +69,7 @@ class RuntimeSection(_Section):
 
 
 class SimSection(_Section):
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="Scene seed (scene layout, objects, task draws).")
     objects: list[str] = Field(default_factory=lambda: ["sponge"])
     split: Literal["seen", "unseen"] = "seen"
     setting: Literal["standard", "new_background", "more_distractors"] = "standard"
@@ -570,7 +570,13 @@ def _read_source(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a TOML file (not UTF-8 text: {exc.reason} at byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 

@@ -314,7 +314,10 @@ def collect(
 
 
 def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--episodes", type=int, required=True, help="episodes to record")
+    from models.tpm.cli_args import fraction, positive_int
+    from models.tpm.config import PRESETS
+
+    parser.add_argument("--episodes", type=positive_int, required=True, help="episodes to record")
     parser.add_argument(
         "--out", type=Path, default=Path("data/demos.zarr"), help="dataset (created or appended)"
     )
@@ -322,7 +325,9 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--setting", choices=["standard", "new_background", "more_distractors"], default="standard"
     )
-    parser.add_argument("--preset", default="cpu", help="TPM preset whose input size to record")
+    parser.add_argument(
+        "--preset", default="cpu", choices=list(PRESETS), help="TPM preset (its input size)"
+    )
     parser.add_argument(
         "--pilot",
         type=Path,
@@ -331,15 +336,21 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--expert-share",
-        type=float,
+        type=fraction,
         default=0.0,
         help="with --pilot: share of steps the expert drives instead (0..1, default 0)",
     )
-    parser.add_argument("--max-steps", type=int, default=400, help="step budget per episode")
+    parser.add_argument(
+        "--max-steps", type=positive_int, default=400, help="step budget per episode"
+    )
 
 
 def run_collect(args: argparse.Namespace, config: Any) -> int:
-    """`python -m agent collect`: record, show progress (episodes / min, expert success rate)."""
+    """`python -m agent collect`: record, show progress (episodes / min, expert success rate).
+
+    Everything the user gave is read and checked (catalog, preset, pilot, perception) before the
+    dataset is created or opened for writing.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agent.backends import BackendError, pipeline_factory
@@ -351,6 +362,7 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
         raise BackendError("--episodes and --max-steps must be at least 1")
     if not 0.0 <= args.expert_share <= 1.0:
         raise BackendError("--expert-share must be between 0 and 1")
+    catalog = load_catalog(config.sim.catalog)  # CatalogError: one line, nothing created
     try:
         policy = preset(args.preset)
     except ValueError as exc:
@@ -390,7 +402,6 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
     )
     if store.recovered:
         print(f"note: {args.out}: {store.recovered}")
-    catalog = load_catalog(config.sim.catalog)
     kept = succeeded = done = steps = 0
     t0 = time.monotonic()
     driver = "expert" if pilot is None else f"pilot ({args.expert_share:.0%} expert)"

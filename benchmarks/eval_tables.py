@@ -60,6 +60,10 @@ VARIANT_LABELS = {
 }
 
 
+class EvalError(ValueError):
+    """The evaluation cannot run as asked (tables, cells, policy files); one line, nothing run."""
+
+
 @dataclass
 class Cell:
     """Trials of one (variant, setting, split): successes out of trials, with each outcome."""
@@ -83,7 +87,9 @@ class Cell:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--trials", type=int, default=10, help="trials per table cell")
+    from models.tpm.cli_args import positive_int
+
+    parser.add_argument("--trials", type=positive_int, default=10, help="trials per table cell")
     parser.add_argument("--quick", action="store_true", help="CI smoke: 1 trial, 1 cell, 40 steps")
     parser.add_argument(
         "--tables", default="I,II", help="which tables: I, II or I,II (cells shared)"
@@ -112,13 +118,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=1,
         help="trials run at once, one process each (at most the cores you can spare)",
     )
     parser.add_argument(
         "--max-steps",
-        type=int,
+        type=positive_int,
         default=250,
         help="step budget per trial (the expert needs ~110-140; a lost policy wanders)",
     )
@@ -279,9 +285,20 @@ def run_pooled(
         restarts += bool(pending)
 
 
+TABLES = ("I", "II")
+
+
 def plan_cells(tables: str, quick: bool) -> list[Cell]:
-    """The distinct (variant, setting, split) cells the requested tables need."""
-    wanted = {t.strip().upper() for t in tables.split(",")}
+    """The distinct (variant, setting, split) cells the requested tables need.
+
+    EvalError names the tables there are when `tables` asks for another.
+    """
+    wanted = {t.strip().upper() for t in tables.split(",")} - {""}
+    unknown = sorted(wanted - set(TABLES))
+    if unknown or not wanted:
+        raise EvalError(
+            f"--tables {tables!r}: no table {', '.join(unknown) or 'named'}; use I, II or I,II"
+        )
     keys: list[tuple[str, str, str]] = []
     if "I" in wanted:
         keys += [("ours", s, sp) for (s, sp) in PAPER_TABLE_I]
@@ -294,12 +311,41 @@ def plan_cells(tables: str, quick: bool) -> list[Cell]:
 
 
 def select_cells(cells: Sequence[Cell], spec: str) -> list[Cell]:
-    """The cells named in `spec`: SETTING:SPLIT means ours, VARIANT:SETTING:SPLIT a Table II row."""
-    wanted = {
-        tuple(["ours", *parts] if len(parts) == 2 else parts)
-        for parts in (item.strip().split(":") for item in spec.split(","))
-    }
+    """The cells named in `spec`: SETTING:SPLIT means ours, VARIANT:SETTING:SPLIT a Table II row.
+
+    EvalError, naming the cells there are, for a name that is none of `cells`.
+    """
+    have = {(c.variant, c.setting, c.split) for c in cells}
+    wanted = set()
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        parts = item.split(":")
+        key = tuple(["ours", *parts] if len(parts) == 2 else parts)
+        if key not in have:
+            raise EvalError(f"--cells: no cell {item!r} in these tables; {cell_names(cells)}")
+        wanted.add(key)
+    if not wanted:
+        raise EvalError(f"--cells {spec!r} names no cell; {cell_names(cells)}")
     return [c for c in cells if (c.variant, c.setting, c.split) in wanted]
+
+
+def cell_names(cells: Sequence[Cell]) -> str:
+    """The cells there are, for an error: [VARIANT:]SETTING:SPLIT, variants with the same cells
+    grouped, e.g. "cells are SETTING:SPLIT (ours) ...; VARIANT:SETTING:SPLIT for box/..."."""
+    by_variant: dict[str, list[str]] = {}
+    for c in cells:
+        by_variant.setdefault(c.variant, []).append(f"{c.setting}:{c.split}")
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for variant, names in by_variant.items():
+        groups.setdefault(tuple(names), []).append(variant)
+    text = []
+    for names, variants in groups.items():
+        if variants == ["ours"]:
+            text.append(f"SETTING:SPLIT (ours) in {', '.join(names)}")
+        else:
+            text.append(f"VARIANT:SETTING:SPLIT for {'/'.join(variants)} in {', '.join(names)}")
+    return "cells are " + "; ".join(text)
 
 
 def file_digest(path: Path) -> str:
@@ -315,7 +361,7 @@ def reuse_cells(cells: Sequence[Cell], report_path: Path, fingerprint: dict[str,
     try:
         report = json.loads(report_path.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"--reuse {report_path}: cannot read it ({exc})") from None
+        raise EvalError(f"--reuse {report_path}: cannot read it ({exc})") from None
     earlier = report.get("fingerprint", {})
     if any(earlier.get(k) != v for k, v in fingerprint.items() if k != "policies"):
         return 0
@@ -376,18 +422,24 @@ def run(args: argparse.Namespace, config: Any) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     trials = 1 if args.quick else args.trials
     policies = {"ours": Path(config.policy.onnx)}
+    # everything asked for is checked before a trial runs or a file is written (EvalError)
+    cells = plan_cells(args.tables, quick=False)
+    if args.cells:
+        cells = select_cells(cells, args.cells)
+    if args.quick:
+        cells = cells[:1]
     for item in args.variant_onnx:
         name, _, path = item.partition("=")
         if name not in ("box", "single_view", "rgbm_only") or not path:
-            print(f"error: --variant-onnx {item!r}: use box=, single_view= or rgbm_only=PATH")
-            return 2
+            raise EvalError(
+                f"--variant-onnx {item!r}: use box=PATH, single_view=PATH or rgbm_only=PATH"
+            )
         policies[name] = Path(path)
     if not policies["ours"].is_file():
-        print(f"error: no policy file {policies['ours']} (policy.onnx); export one first")
-        return 2
-    cells = plan_cells(args.tables, args.quick)
-    if args.cells:
-        cells = select_cells(cells, args.cells)
+        raise EvalError(f"no policy file {policies['ours']} (policy.onnx); export one first")
+    out = Path(args.eval_out)
+    if out.exists() and not out.is_dir():
+        raise EvalError(f"--eval-out {out} is a file; it names the folder for the report")
     seed = config.sim.seed
     workers = max(1, args.workers)
     fingerprint = {
@@ -398,11 +450,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     }
     todo = list(cells)
     if args.reuse is not None:
-        try:
-            reused = reuse_cells(cells, args.reuse, fingerprint)
-        except ValueError as exc:
-            print(f"error: {exc}")
-            return 2
+        reused = reuse_cells(cells, args.reuse, fingerprint)
         todo = [c for c in cells if not c.trials]
         print(f"reused {reused} cells from {args.reuse}; {len(todo)} to run", flush=True)
 
@@ -428,7 +476,6 @@ def run(args: argparse.Namespace, config: Any) -> int:
         on_trial=show,
     )
     table = markdown(cells, trials)
-    out = Path(args.eval_out)
     out.mkdir(parents=True, exist_ok=True)
     report = {
         "trials_per_cell": trials,

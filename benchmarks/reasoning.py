@@ -93,9 +93,15 @@ class BackendResult:
 def load_cases(path: Path) -> list[Case]:
     """Read and check a cases file; CasesError names the first bad case and field."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CasesError(f"cases file not found: {path}") from None
+    except IsADirectoryError:
+        raise CasesError(f"{path} is a folder; --cases takes a JSON file") from None
+    except OSError as exc:
+        raise CasesError(f"{path}: cannot read the cases file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise CasesError(f"{path}: not a JSON file (not UTF-8 text: {exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise CasesError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if not isinstance(data, list) or not data:

@@ -36,6 +36,15 @@ def first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if len(lines) > 1 and lines[0].startswith("Error(s) in loading"):
         return lines[1]
+    if lines and lines[0].startswith("Weights only load failed"):
+        # torch.load(weights_only=True) refused the pickle: its header suggests weights_only=False
+        # (running the file's code); the line that says what was refused comes later
+        detail = [
+            line
+            for line in lines[1:]
+            if not line.startswith(("Please file an issue", "Check the documentation"))
+        ]
+        return f"weights-only unpickler: {detail[0] if detail else 'refused'}"
     return lines[0] if lines else type(exc).__name__
 
 

@@ -40,17 +40,17 @@ TINY = dataclasses.replace(
 )
 
 
-def _dataset(path: Path, episodes: int = 4, steps: int = 12) -> Path:
+def _dataset(path: Path, episodes: int = 4, steps: int = 12, size: int = SIZE) -> Path:
     rng = np.random.default_rng(0)
-    store = EpisodeStore(path, views=("front", "side"), image_size=SIZE, create=True)
+    store = EpisodeStore(path, views=("front", "side"), image_size=size, create=True)
     for e in range(episodes):
         store.begin_episode({"seed": e})
         for i in range(steps):
-            mask = np.zeros((2, SIZE, SIZE), np.float32)
+            mask = np.zeros((2, size, size), np.float32)
             mask[:, 4 + e : 10 + e, 6:12] = 1.0
             mask[:, 20:26, 18:28] = 0.5
             store.add_step(
-                rng.integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8),
+                rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8),
                 mask,
                 np.array([0.45, 0.01 * e, 0.3 - 0.01 * i, float(i > 6)], np.float32),
                 np.array([0.005, -0.002 * e, -0.008, float(i > 5)], np.float32),
@@ -78,7 +78,7 @@ def test_training_writes_checkpoints_metrics_and_curve(trained: tuple[Path, Path
     assert {"train", "val"} <= {r["kind"] for r in rows}
     val = [r for r in rows if r["kind"] == "val"][-1]
     assert 0.0 <= val["val_gripper_acc"] <= 1.0 and val["loss"] > 0
-    ckpt = torch.load(out / "best.pt", weights_only=False)
+    ckpt = torch.load(out / "best.pt", weights_only=True)
     assert len(ckpt["normaliser"]["move_std"]) == 3 and ckpt["config"]["name"] == "tiny"
 
 
@@ -87,8 +87,8 @@ def test_training_is_deterministic_and_resumes(trained: tuple[Path, Path], tmp_p
     settings = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, log_every=2)
     again = Trainer(data, tmp_path / "again", settings, config=TINY)
     again.run()
-    a = torch.load(out / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "again" / "last.pt", weights_only=False)["model"]
+    a = torch.load(out / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "again" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     # resume: one epoch, then continue to two in a new Trainer, same weights as straight through
     half = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, log_every=2)
@@ -98,7 +98,7 @@ def test_training_is_deterministic_and_resumes(trained: tuple[Path, Path], tmp_p
     second = Trainer(data, tmp_path / "resumed", half, config=TINY, resume=True)
     assert second.step == len(first.train) and second.epoch == 1
     second.run()
-    c = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    c = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert c["step"] == second.total
 
 
@@ -125,7 +125,7 @@ def test_train_refuses_a_budget_that_is_not_positive(tmp_path: Path, capsys) -> 
     from agent.cli import main
 
     assert main(["train", "--minutes", "0", "--data", str(tmp_path / "none.zarr")]) == 2
-    assert "error: --minutes must be positive, got 0.0" in capsys.readouterr().err
+    assert "error: --minutes: must be > 0, got 0" in capsys.readouterr().err
 
 
 def test_learning_rate_schedule() -> None:
@@ -200,12 +200,12 @@ def test_training_can_start_from_a_checkpoint(trained: tuple[Path, Path], tmp_pa
     data, out = trained
     settings = TrainSettings(epochs=1, batch_size=8, val_fraction=0.25, log_every=2)
     tuned = Trainer(data, tmp_path / "tuned", settings, config=TINY, init=out / "best.pt")
-    start = torch.load(out / "best.pt", weights_only=False)
+    start = torch.load(out / "best.pt", weights_only=True)
     state = tuned.net.state_dict()
     assert tuned.step == 0 and all(torch.equal(state[k], start["model"][k]) for k in state)
     assert dataclasses.asdict(tuned.normaliser) == start["normaliser"]
     tuned.run()
-    saved = torch.load(tmp_path / "tuned" / "last.pt", weights_only=False)
+    saved = torch.load(tmp_path / "tuned" / "last.pt", weights_only=True)
     assert saved["init"] == str(out / "best.pt") and saved["step"] == len(tuned.train)
     other = dataclasses.replace(TINY, d_model=32)
     with pytest.raises(ValueError, match="another network"):

@@ -46,9 +46,13 @@ def resolve_token(
     """(token, where it came from, for the user); `--token-file` wins over the environment."""
     if token_file is not None:
         try:
-            token = token_file.read_text().strip()
+            token = token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ServiceError(f"--token-file: cannot read {token_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ServiceError(
+                f"--token-file: {token_file} is not a text file (a token is UTF-8 text)"
+            ) from None
         if not token:
             raise ServiceError(f"--token-file: {token_file} is empty")
         return token, f"token from {token_file}"

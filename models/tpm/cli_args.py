@@ -1,15 +1,74 @@
-"""Command-line arguments of `python -m agent train / export` (torch-free, so `--help` is fast)."""
+"""Command-line arguments of `python -m agent train / export` (torch-free, so `--help` is fast).
+
+Also the argparse types every verb uses for numbers with a range: a value out of range is refused
+while the arguments are parsed, before anything runs or is written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
+
+from models.tpm.config import PRESETS, VARIANTS
+
+
+def int_in(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high] (either bound may be open)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {_range(low, high)}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in some messages
+    return parse
+
+
+def float_in(
+    low: float | None = None, high: float | None = None, *, above: bool = False
+) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high]; `above`: strictly more than `low`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        too_low = low is not None and (value <= low if above else value < low)
+        too_high = high is not None and value > high
+        if not math.isfinite(value) or too_low or too_high:
+            bound = f"> {low:g}" if above and high is None else _range(low, high)
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
+def _range(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"between {low:g} and {high:g}"
+    return f">= {low:g}" if low is not None else f"<= {high:g}"
+
+
+#: shared argparse types (see int_in / float_in)
+positive_int = int_in(1)
+non_negative_int = int_in(0)
+positive_float = float_in(0.0, above=True)
+non_negative_float = float_in(0.0)
+fraction = float_in(0.0, 1.0)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="cpu", help="network preset: cpu or paper")
+    parser.add_argument("--preset", default="cpu", choices=list(PRESETS), help="network preset")
     parser.add_argument(
-        "--variant", default="ours", help="ours, rgbm_only, single_view or box (ablations)"
+        "--variant", default="ours", choices=list(VARIANTS), help="the network or an ablation"
     )
     parser.add_argument(
         "--data",
@@ -18,29 +77,43 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="dataset; repeat to train on several (default data/demos.zarr)",
     )
-    parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/tpm/...)")
-    parser.add_argument("--epochs", type=int, default=None, help="default 10 (no --minutes)")
-    parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run folder (default runs/tpm/...); one that holds a run needs --resume",
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="default 10 (no --minutes)"
+    )
+    parser.add_argument(
+        "--steps", type=positive_int, default=None, help="stop after this many steps"
+    )
     parser.add_argument(
         "--minutes",
-        type=float,
+        type=positive_float,
         default=None,
         help="wall-clock budget: the cosine schedule is fitted to the measured step rate",
     )
-    parser.add_argument("--batch-size", type=int, default=24)
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    parser.add_argument("--min-lr", type=float, default=None, help="cosine floor")
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--batch-size", type=positive_int, default=24)
+    parser.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
+    parser.add_argument("--min-lr", type=non_negative_float, default=None, help="cosine floor")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=5e-4)
+    parser.add_argument(
+        "--val-fraction", type=fraction, default=0.1, help="share of episodes held out (0..1)"
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument(
         "--init", type=Path, default=None, help="start from this checkpoint (fine-tuning)"
     )
     parser.add_argument(
-        "--shift-px", type=int, default=4, help="random-shift augmentation in pixels (0: off)"
+        "--shift-px",
+        type=non_negative_int,
+        default=4,
+        help="random-shift augmentation in pixels (0: off)",
     )
 
 
@@ -49,10 +122,16 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", type=Path, default=Path("runs/tpm/cpu/best.pt"), help="trained network"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("policies/tpm_cpu.onnx"), help="ONNX file to write"
+        "--out",
+        type=Path,
+        default=Path("policies/tpm_cpu.onnx"),
+        help="ONNX file to write (default: the shipped policy); an existing one needs --force",
     )
+    parser.add_argument("--force", action="store_true", help="replace the --out file if it exists")
     parser.add_argument(
         "--data", type=Path, default=Path("data/demos.zarr"), help="samples for the parity check"
     )
-    parser.add_argument("--samples", type=int, default=32, help="dataset samples to compare")
+    parser.add_argument(
+        "--samples", type=positive_int, default=32, help="dataset samples to compare"
+    )
     parser.add_argument("--opset", type=int, default=17)

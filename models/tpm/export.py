@@ -20,6 +20,7 @@ decision agrees.
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from torch import nn
 
 from models.tpm.dataset import EpisodeStore, decode_mask
 from models.tpm.network import TPMNet, normalise_inputs
-from models.tpm.train import Normaliser, load_checkpoint
+from models.tpm.train import CheckpointError, Normaliser, load_checkpoint
 
 ATOL = 1e-4
 RTOL = 1e-3
@@ -41,6 +42,10 @@ OUTPUTS = ("move", "gripper_logits")
 
 class ExportError(RuntimeError):
     """The exported file does not reproduce the network (parity check failed)."""
+
+
+class OutputExistsError(ValueError):
+    """`export --out` names a file that exists (the shipped policy, by default) without --force."""
 
 
 class PolicyGraph(nn.Module):
@@ -227,9 +232,15 @@ def _parity(
 
 
 def run_export(args: Any) -> int:
-    """`python -m agent export`."""
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(
+    """`python -m agent export`: refuses to replace an existing --out without --force."""
+    if args.out.is_dir():
+        raise OutputExistsError(f"--out {args.out} is a folder; name the ONNX file to write")
+    if args.out.exists() and not getattr(args, "force", False):
+        raise OutputExistsError(
+            f"{args.out} exists; pass --force to replace it (or choose another --out)"
+        )
+    if not args.checkpoint.exists():
+        raise CheckpointError(
             f"no checkpoint at {args.checkpoint} (run `python -m agent train` first)"
         )
     try:
@@ -237,7 +248,7 @@ def run_export(args: Any) -> int:
             args.checkpoint, args.out, args.data, samples=args.samples, opset=args.opset
         )
     except ExportError as exc:
-        print(f"error: export failed: {exc}")
+        print(f"error: export failed: {exc}", file=sys.stderr)
         return 1
     print(report.line())
     return 0

@@ -31,6 +31,7 @@ from models.tpm.config import TPMConfig, preset
 from models.tpm.dataset import (
     Arrays,
     BatchLoader,
+    DatasetError,
     EpisodeStore,
     concat_arrays,
     load_arrays,
@@ -135,14 +136,87 @@ def batch_tensors(
     return images, masks, proprio, move, (action[:, 3] > 0.5).long()
 
 
+class CheckpointError(ValueError):
+    """A file given as a TPM checkpoint is missing, unreadable or something else (one line)."""
+
+
+class RunFolderError(ValueError):
+    """The output folder already holds a training run that this one would overwrite."""
+
+
+#: what every TPM checkpoint holds (`Trainer._save` writes these and more)
+CHECKPOINT_KEYS = ("config", "model", "normaliser")
+#: what `resume` needs besides the network
+RESUME_KEYS = ("optimizer", "scaler", "step", "epoch", "best", "rng")
+#: files in a run folder that a new run (not `resume`) would overwrite
+RUN_FILES = ("metrics.jsonl", "last.pt", "best.pt")
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """The checkpoint dict at `path`, loaded with `weights_only=True`.
+
+    Only tensors and plain Python containers and numbers are unpickled, never code: a checkpoint
+    shared by someone else cannot run anything here. (What `Trainer._save` writes is all of that
+    kind: state dicts, dataclasses as dicts, numpy generator states as dicts of ints.)
+    CheckpointError for a missing file or one that is not a TPM checkpoint.
+    """
+    from models._loading import first_line
+
+    path = Path(path)
+    if not path.is_file():
+        what = "a folder, not a checkpoint file" if path.is_dir() else "not found"
+        raise CheckpointError(f"{path}: {what}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except EOFError:
+        raise CheckpointError(f"{path} is not a TPM checkpoint (empty or cut short)") from None
+    except Exception as exc:  # pickle, zip, torch or I/O errors: all mean "not usable"
+        raise CheckpointError(f"{path} is not a TPM checkpoint ({first_line(exc)})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} is not a TPM checkpoint (it holds a {type(ckpt).__name__})")
+    missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a TPM checkpoint (no {', '.join(repr(k) for k in missing)})"
+        )
+    return ckpt
+
+
+def _network_config(path: str | Path, ckpt: dict[str, Any]) -> TPMConfig:
+    try:
+        return TPMConfig.from_dict(ckpt["config"])
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{path} is not a TPM checkpoint (its network config does not parse: {exc})"
+        ) from None
+
+
+def _load_weights(net: TPMNet, path: str | Path, state: Any) -> None:
+    from models._loading import first_line
+
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{path} is not a TPM checkpoint (its weights do not fit its network: "
+            f"{first_line(exc)})"
+        ) from None
+
+
 def load_checkpoint(path: str | Path) -> tuple[TPMNet, Normaliser, dict[str, Any]]:
-    """A trained network (eval mode, CPU), its normaliser and the whole checkpoint dict."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    config = TPMConfig.from_dict(ckpt["config"])
-    net = TPMNet(config)
-    net.load_state_dict(ckpt["model"])
+    """A trained network (eval mode, CPU), its normaliser and the whole checkpoint dict.
+
+    CheckpointError (one line) for anything that is not a TPM checkpoint.
+    """
+    ckpt = read_checkpoint(path)
+    net = TPMNet(_network_config(path, ckpt))
+    _load_weights(net, path, ckpt["model"])
     net.eval()
-    return net, Normaliser(**ckpt["normaliser"]), ckpt
+    try:
+        normaliser = Normaliser(**ckpt["normaliser"])
+    except TypeError as exc:
+        raise CheckpointError(f"{path} is not a TPM checkpoint (normaliser: {exc})") from None
+    return net, normaliser, ckpt
 
 
 class Trainer:
@@ -167,10 +241,25 @@ class Trainer:
         self.settings = s = settings
         self.out = out
         self.on_progress = on_progress
+        if not resume:  # before anything is read or written: refuse to overwrite a run
+            found = [name for name in RUN_FILES if (out / name).exists()]
+            if found:
+                raise RunFolderError(
+                    f"{out} already holds a training run ({', '.join(found)}): add --resume to "
+                    "continue it, or train into another --out"
+                )
         torch.set_num_threads(s.threads)
         seed_everything(s.seed)
         self.device = pick_device(s.device)
         self.config = config or preset(s.preset, s.variant)
+        start = None
+        if init is not None:  # checked before the (large) datasets are read
+            start = load_checkpoint(init)
+            if start[0].config != self.config:
+                raise CheckpointError(
+                    f"{init} holds another network ({start[0].config.name!r}) than "
+                    f"{self.config.name!r} (--preset / --variant)"
+                )
         paths = [Path(data)] if isinstance(data, str | Path) else [Path(p) for p in data]
         arrays = concat_arrays([self._load(path) for path in paths])
         self.data_info = {
@@ -180,10 +269,8 @@ class Trainer:
         }
         train_idx, val_idx = split_episodes(arrays, s.val_fraction, s.seed)
         self.init = str(init) if init else None
-        if init is not None:  # its weights, and the statistics they were trained with
-            net, self.normaliser, _ = load_checkpoint(init)
-            if net.config != self.config:
-                raise ValueError(f"{init} holds another network than {self.config.name!r}")
+        if start is not None:  # its weights, and the statistics they were trained with
+            net, self.normaliser, _ = start
             self.net = net.to(self.device)
         else:
             self.normaliser = Normaliser.fit(arrays.action[train_idx], arrays.proprio[train_idx])
@@ -212,11 +299,9 @@ class Trainer:
         self.epoch = 0
         self.best = math.inf
         self.elapsed = 0.0
-        out.mkdir(parents=True, exist_ok=True)
         if resume and (out / "last.pt").is_file():
             self._restore(out / "last.pt")
-        elif not resume:
-            (out / "metrics.jsonl").unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
 
     def _load(self, path: Path) -> Arrays:
         """One dataset in RAM, checked against the network's views and size, views selected."""
@@ -224,7 +309,7 @@ class Trainer:
         if tuple(store.views)[: len(self.config.views)] != self.config.views or (
             store.image_size != self.config.image_size
         ):
-            raise ValueError(
+            raise DatasetError(
                 f"{path}: views {store.views} at {store.image_size} px do not fit preset "
                 f"{self.config.name!r} ({self.config.views} at {self.config.image_size} px)"
             )
@@ -378,8 +463,16 @@ class Trainer:
         tmp.replace(path)  # a crash mid-save never leaves a torn checkpoint
 
     def _restore(self, path: Path) -> None:
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
-        self.net.load_state_dict(ckpt["model"])
+        ckpt = read_checkpoint(path, map_location=self.device)
+        if _network_config(path, ckpt) != self.config:
+            raise CheckpointError(
+                f"{path} holds another network ({ckpt['config'].get('name')!r}) than "
+                f"{self.config.name!r}: resume with its --preset / --variant"
+            )
+        missing = [k for k in RESUME_KEYS if k not in ckpt]
+        if missing:
+            raise CheckpointError(f"{path} cannot be resumed (no {', '.join(missing)})")
+        _load_weights(self.net, path, ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.epoch, self.best = ckpt["step"], ckpt["epoch"], ckpt["best"]
@@ -424,13 +517,14 @@ def run_train(args: Any) -> int:
     """`python -m agent train`: train with a progress bar, print where the checkpoints are."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if args.minutes is not None and args.minutes <= 0:
-        raise ValueError(f"--minutes must be positive, got {args.minutes}")
+    # (the CLI's argument types have refused numbers out of range: models.tpm.cli_args)
+    # a time budget alone: as many epochs as fit (the budget ends the schedule)
+    default_epochs = 10 if args.minutes is None else 100_000
+    epochs = args.epochs if args.epochs is not None else default_epochs
     settings = TrainSettings(
         preset=args.preset,
         variant=args.variant,
-        # a time budget alone: as many epochs as fit (the budget ends the schedule)
-        epochs=args.epochs or (10 if args.minutes is None else 100_000),
+        epochs=epochs,
         max_steps=args.steps,
         minutes=args.minutes,
         batch_size=args.batch_size,
@@ -452,6 +546,10 @@ def run_train(args: Any) -> int:
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
     )
+    # the data, --init and the run folder are checked before the progress bar shows
+    trainer = Trainer(
+        args.data or [Path("data/demos.zarr")], out, settings, resume=args.resume, init=args.init
+    )
     with Progress(*columns) as progress:
         bar = progress.add_task("train", total=None, info="")
 
@@ -466,14 +564,7 @@ def run_train(args: Any) -> int:
                 )
             progress.update(bar, completed=row["step"], total=row["total"], info=info)
 
-        trainer = Trainer(
-            args.data or [Path("data/demos.zarr")],
-            out,
-            settings,
-            resume=args.resume,
-            init=args.init,
-            on_progress=show,
-        )
+        trainer.on_progress = show
         progress.update(bar, total=trainer.total, completed=trainer.step)
         result = trainer.run()
     print(
