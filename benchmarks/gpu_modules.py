@@ -9,6 +9,12 @@ at an 800x800 input, SAM ViT-B and MobileSAM (encoder at 1024x1024, prompt encod
 with one and two boxes), the ONNX tracker's MixFormerV2-S-sized ViT (in PyTorch: ONNX Runtime on
 the GPU machine is the CPU-only build) and the TPM `paper` preset with two 224x224 views.
 
+SAM ViT-B also runs with its image encoder's attention through scaled_dot_product_attention
+(`models.segmentation.sam_attention`, the runtime's `sam.fast_attention`): fp32 / fp16 / bf16
+eager, fp16 CUDA graph (the package's own attention cannot be captured: it copies a CPU index
+tensor each call) and fp16 torch.compile; the decoder rows of those variants are the unchanged
+decoder in the same precision and mode, so that the per-frame sum is one way of running SAM.
+
 Measurement: per (network, variant) warm-up calls, then timed calls until `runs` or the variant's
 time budget, never fewer than `min_runs`; each sample is the wall time of one call followed by
 `torch.cuda.synchronize()`. Median, p90, p99, min, max.
@@ -21,6 +27,11 @@ budget (`--total`), so that every module's eager and graph rows come first.
 
     python -m benchmarks.gpu_modules --json OUT.json --md OUT.md        # on a CUDA machine
     python -m benchmarks.gpu_modules --device cpu --quick --only policy  # smoke run, 1 thread
+    python -m benchmarks.gpu_modules --only segmenter/sam_vit_b --json SAM.json --merge ALL.json
+
+`--merge ALL.json` puts the run's rows into an earlier result (rows of the same modules replaced,
+ALL.json and ALL.md rewritten); with `--from SAM.json` it merges an existing result, no run.
+`--quick` on the CPU builds SAM ViT-B at a smoke-test size (`tiny_sam`, same classes).
 """
 
 from __future__ import annotations
@@ -69,15 +80,31 @@ DINO_INPUT = 800
 FRAME = 224
 
 FP32, FP16, GRAPH32, GRAPH16, COMPILE = "fp32", "fp16", "graph-fp32", "graph-fp16", "compile"
+#: the same with SAM's image-encoder attention through scaled_dot_product_attention
+SDPA16, SDPA_GRAPH16, SDPA32, SDPA_BF16 = "sdpa-fp16", "sdpa-graph-fp16", "sdpa-fp32", "sdpa-bf16"
+SDPA_COMPILE = "sdpa-compile"
+_SDPA = ", SDPA attention"
 VARIANTS: dict[str, str] = {
     FP32: "fp32 eager",
     FP16: "fp16 autocast eager",
     GRAPH32: "fp32 CUDA graph",
     GRAPH16: "fp16 CUDA graph",
     COMPILE: "fp16 torch.compile (reduce-overhead)",
+    SDPA16: "fp16 autocast eager" + _SDPA,
+    SDPA_GRAPH16: "fp16 CUDA graph" + _SDPA,
+    SDPA32: "fp32 eager" + _SDPA,
+    SDPA_BF16: "bf16 autocast eager" + _SDPA,
+    SDPA_COMPILE: "fp16 torch.compile (reduce-overhead)" + _SDPA,
 }
 BASE_VARIANTS = (FP32, FP16, GRAPH32, GRAPH16)
-CUDA_ONLY = (GRAPH32, GRAPH16, COMPILE)
+#: the first pass's extra variants for entries with `sdpa` (the compile one runs in the second)
+SDPA_VARIANTS = (SDPA16, SDPA_GRAPH16, SDPA32, SDPA_BF16)
+SDPA = (*SDPA_VARIANTS, SDPA_COMPILE)
+CUDA_ONLY = (GRAPH32, GRAPH16, COMPILE, SDPA_GRAPH16, SDPA_COMPILE)
+GRAPHS = (GRAPH32, GRAPH16, SDPA_GRAPH16)
+COMPILED = (COMPILE, SDPA_COMPILE)
+#: autocast to the half type (float16 on CUDA; bfloat16 on the CPU, which has no fast fp16)
+HALF = (FP16, GRAPH16, COMPILE, SDPA16, SDPA_GRAPH16, SDPA_COMPILE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +156,9 @@ class Target:
     call: Callable[[], object]
     paper: str | None = None
     note: str = ""
+    #: the call in the SDPA variants (None: the target has no such rows), a note for those rows
+    sdpa_call: Callable[[], object] | None = None
+    sdpa_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +179,7 @@ class Context:
     torch: Any
     device: str
     workdir: Path
+    tiny: bool = False  # SAM ViT-B at a smoke-test size (--quick on the CPU)
 
     def tensor(self, *shape: int, uniform: bool = False) -> Any:
         make = self.torch.rand if uniform else self.torch.randn
@@ -166,6 +197,18 @@ class Entry:
     compile: bool = False
     compile_budget_s: float = 0.0
     paper: str | None = None
+    sdpa: bool = False  # also the SDPA variants (SAM ViT-B's encoder attention)
+
+    def variants(self, chosen: Sequence[str] | None) -> list[str]:
+        """The first pass's variants of this entry: `chosen` (None: the defaults) that apply."""
+        if chosen is None:
+            chosen = BASE_VARIANTS + (SDPA_VARIANTS if self.sdpa else ())
+        return [v for v in chosen if self.sdpa or v not in SDPA]
+
+    def compile_variants(self, chosen: Sequence[str] | None) -> list[str]:
+        """The compile pass's variants of this entry (those not already in the first pass)."""
+        wanted = ([COMPILE] if self.compile else []) + ([SDPA_COMPILE] if self.sdpa else [])
+        return [v for v in wanted if v not in (chosen or ())]
 
 
 # ---------------------------------------------------------------- builders
@@ -215,19 +258,71 @@ def tracker(ctx: Context) -> tuple[list[Target], list[Derived]]:
     return [target], []
 
 
+def tiny_sam() -> Any:
+    """segment-anything's SAM classes at a smoke-test size (ViT depth 2, width 64, 128x128 input,
+    window 4 with the second block global, relative positions on): the code path of ViT-B in a
+    fraction of a second on one CPU thread."""
+    import torch
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
+
+    side, patch, width = 128, 16, 32
+    encoder = ImageEncoderViT(
+        img_size=side,
+        patch_size=patch,
+        embed_dim=64,
+        depth=2,
+        num_heads=2,
+        out_chans=width,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=4,
+        global_attn_indexes=(1,),
+    )
+    prompts = PromptEncoder(
+        embed_dim=width,
+        image_embedding_size=(side // patch, side // patch),
+        input_image_size=(side, side),
+        mask_in_chans=8,
+    )
+    transformer = TwoWayTransformer(depth=2, embedding_dim=width, mlp_dim=64, num_heads=2)
+    decoder = MaskDecoder(
+        transformer_dim=width, transformer=transformer, iou_head_depth=3, iou_head_hidden_dim=64
+    )
+    return Sam(encoder, prompts, decoder).eval()
+
+
 def sam(ctx: Context, variant: str, label: str, paper: str) -> tuple[list[Target], list[Derived]]:
-    """Encoder; prompt encoder + mask decoder (+ mask post-processing) with 1 and 2 boxes."""
+    """Encoder; prompt encoder + mask decoder (+ mask post-processing) with 1 and 2 boxes.
+
+    For ViT variants also the encoder with SDPA attention (a copy of it, rebound by
+    `use_sdpa_attention`), and the 2-box decoder once more for the SDPA variants' per-frame sum.
+    """
+    import copy
+
     from models.segmentation.sam import build_sam
+    from models.segmentation.sam_attention import use_sdpa_attention
 
     torch = ctx.torch
     torch.manual_seed(0)
-    model = build_sam(variant, None).to(ctx.device)
+    tiny = ctx.tiny and variant != "vit_t"
+    model = (tiny_sam() if tiny else build_sam(variant, None)).to(ctx.device)
+    paper_name = None if tiny else paper  # a smoke-test model is no match for the paper's
+    fast_encoder = copy.deepcopy(model.image_encoder)
+    fast = use_sdpa_attention(fast_encoder) > 0
     side = int(model.image_encoder.img_size)
     image = ctx.tensor(1, 3, side, side)
     with torch.inference_mode():
         embedding = model.image_encoder(image)
+        # the fast path's output against the package's, on this device, fp32 (a check, not a test)
+        diff = (fast_encoder(image) - embedding).abs().max().item() if fast else math.nan
     boxes = torch.tensor([[120.0, 140.0, 300.0, 330.0], [520.0, 480.0, 760.0, 700.0]])
-    boxes = boxes.to(ctx.device)
+    boxes = (boxes * (side / 1024)).to(ctx.device)
 
     def decode(prompts: Any) -> Any:
         sparse, dense = model.prompt_encoder(points=None, boxes=prompts, masks=None)
@@ -241,14 +336,20 @@ def sam(ctx: Context, variant: str, label: str, paper: str) -> tuple[list[Target
         masks = model.postprocess_masks(low_res, (side, side), (FRAME, FRAME))
         return masks > model.mask_threshold
 
-    params = _params(model)
+    params = _params(model) + (" (tiny smoke-test SAM, not ViT-B)" if tiny else "")
     decoder_note = f"prompt encoder + mask decoder + masks to {FRAME}x{FRAME}"
+
+    def decode_two() -> Any:
+        return decode(boxes)
+
     targets = [
         Target(
             f"{label} encoder",
             f"{side}x{side}",
             lambda: model.image_encoder(image),
             note=params,
+            sdpa_call=(lambda: fast_encoder(image)) if fast else None,
+            sdpa_note=f"; attention via SDPA (fp32 vs the package's: max abs diff {diff:.1e})",
         ),
         Target(
             f"{label} decoder, 1 box",
@@ -259,8 +360,9 @@ def sam(ctx: Context, variant: str, label: str, paper: str) -> tuple[list[Target
         Target(
             f"{label} decoder, 2 boxes",
             "embedding + 2 boxes",
-            lambda: decode(boxes),
+            decode_two,
             note=decoder_note,
+            sdpa_call=decode_two if fast else None,
         ),
     ]
     derived = [
@@ -268,7 +370,7 @@ def sam(ctx: Context, variant: str, label: str, paper: str) -> tuple[list[Target
             f"{label} per frame (2 boxes)",
             "encoder + decoder 2 boxes",
             (f"{label} encoder", f"{label} decoder, 2 boxes"),
-            paper=paper,
+            paper=paper_name,
             note="per view",
         )
     ]
@@ -319,8 +421,10 @@ REGISTRY: tuple[Entry, ...] = (
         "segmenter/sam_vit_b",
         "segmenter",
         partial(sam, variant="vit_b", label="SAM ViT-B", paper="SAM-B"),
-        45.0,
+        70.0,
+        compile_budget_s=100.0,
         paper="SAM-B",
+        sdpa=True,
     ),
     Entry(
         "segmenter/mobile_sam",
@@ -385,12 +489,12 @@ class Runner:
 
     def eager(self, call: Callable[[], object], variant: str) -> Callable[[], object]:
         torch, device_type = self.ctx.torch, "cuda" if self.cuda else "cpu"
-        fp16 = variant in (FP16, GRAPH16, COMPILE)
+        dtype = self.half if variant in HALF else torch.bfloat16 if variant == SDPA_BF16 else None
 
         def run() -> object:
-            if not fp16:
+            if dtype is None:
                 return call()
-            with torch.autocast(device_type, dtype=self.half, cache_enabled=False):
+            with torch.autocast(device_type, dtype=dtype, cache_enabled=False):
                 return call()
 
         return run
@@ -399,9 +503,9 @@ class Runner:
         """(the call to time, a note on its preparation)."""
         torch = self.ctx.torch
         run = self.eager(call, variant)
-        if variant in (FP32, FP16):
+        if variant not in GRAPHS + COMPILED:
             return self._inference(run), ""
-        if variant == COMPILE:
+        if variant in COMPILED:
             compiled = torch.compile(run, mode="reduce-overhead")
             timed = self._inference(compiled)
             t0 = time.perf_counter()
@@ -510,8 +614,13 @@ def run_child(
     deadline: float,
     workdir: Path,
     emit: Callable[[dict[str, Any]], None],
+    tiny: bool = False,
 ) -> None:
-    """Build `entry` and measure its targets in each variant; every result goes to `emit`."""
+    """Build `entry` and measure its targets in each variant; every result goes to `emit`.
+
+    A target takes part in the SDPA variants only with an `sdpa_call`; on the CPU the bf16 SDPA
+    variant is left out (the fp16 ones run bf16 there already).
+    """
     import warnings
 
     warnings.filterwarnings("ignore")  # timm / groundingdino / autocast deprecation noise
@@ -520,7 +629,7 @@ def run_child(
     if device == "cpu":
         torch.set_num_threads(1)
     torch.backends.cudnn.benchmark = True
-    ctx = Context(torch=torch, device=device, workdir=workdir)
+    ctx = Context(torch=torch, device=device, workdir=workdir, tiny=tiny)
     emit({"event": "device", **device_info(torch, device)})
     engine = f"torch {torch.__version__} {device}"
     try:
@@ -530,7 +639,12 @@ def run_child(
         emit({"event": "build_error", "message": _one_line(exc)})
         return
     runner = Runner(ctx, settings, deadline)
-    plan = [[t.name, runner.label(v)] for v in variants for t in targets]
+    variants = [v for v in variants if runner.cuda or v != SDPA_BF16]
+
+    def call_in(target: Target, variant: str) -> Callable[[], object] | None:
+        return target.sdpa_call if variant in SDPA else target.call
+
+    plan = [[t.name, runner.label(v)] for v in variants for t in targets if call_in(t, v)]
     emit({"event": "plan", "rows": plan})
 
     def base_row(name: str, variant: str, input_: str, paper: str | None, note: str) -> Row:
@@ -550,7 +664,14 @@ def run_child(
     for variant in variants:
         medians: dict[str, float] = {}
         for target in targets:
-            row = base_row(target.name, variant, target.input, target.paper, target.note)
+            call = call_in(target, variant)
+            if call is None:
+                continue
+            note = target.note
+            if variant in SDPA:
+                same = call is target.call
+                note += "; unchanged (SDPA is the encoder's)" if same else target.sdpa_note
+            row = base_row(target.name, variant, target.input, target.paper, note)
             left = deadline - time.time()
             if variant in CUDA_ONLY and not runner.cuda:
                 row.status, row.note = "skipped", "CUDA only"
@@ -562,7 +683,7 @@ def run_child(
             else:
                 emit({"event": "start", "module": target.name, "variant": row.variant})
                 try:
-                    timed, prep = runner.prepare(target.call, variant)
+                    timed, prep = runner.prepare(call, variant)
                     row = _with_stats(row, runner.measure(timed), prep)
                     medians[target.name] = row.median  # type: ignore[assignment]
                 except Exception as exc:
@@ -572,7 +693,10 @@ def run_child(
                         failed_capture[target.name] = row.note
                     runner.recover()
             emit({"event": "row", **asdict(row)})
+        planned = {t.name for t in targets if call_in(t, variant)}
         for d in derived:
+            if not all(p in planned for p in d.parts):
+                continue
             row = base_row(d.name, variant, d.input, d.paper, d.note)
             if all(p in medians for p in d.parts):
                 row.status, row.median = "derived", round(sum(medians[p] for p in d.parts), 3)
@@ -628,6 +752,7 @@ def spawn(
     workdir: Path,
     log: Any,
     grace_s: float = 5.0,
+    tiny: bool = False,
 ) -> tuple[list[Row], dict[str, Any] | None]:
     """Run one child; its rows, plus rows for what it left unfinished.
 
@@ -642,6 +767,7 @@ def spawn(
     cmd += ["--workdir", str(workdir), "--deadline", f"{deadline:.3f}"]
     cmd += ["--warmup", str(settings.warmup), "--runs", str(settings.runs)]
     cmd += ["--min-runs", str(settings.min_runs), "--budget", str(settings.budget_s)]
+    cmd += ["--tiny"] if tiny else []
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     if device == "cpu":
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -727,23 +853,28 @@ def run_benchmark(
     device: str,
     settings: Settings,
     total_s: float,
-    variants: Sequence[str] = BASE_VARIANTS,
+    variants: Sequence[str] | None = None,
     compile_pass: bool = True,
     scale: float = 1.0,
     out: Any = None,
     log: Any = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    tiny: bool = False,
 ) -> dict[str, Any]:
     """Run every entry's child (then the compile pass); returns the result document.
 
-    `progress` gets the document so far (marked partial) after every child, so that a run
-    stopped from outside still leaves its finished rows behind.
+    `variants` None: every entry's defaults (the base variants, plus the SDPA ones where they
+    apply). `progress` gets the document so far (marked partial) after every child, so that a
+    run stopped from outside still leaves its finished rows behind.
     """
     start = time.perf_counter()
     info = machine_info()
-    jobs = [(e, list(variants), e.budget_s * scale) for e in entries]
-    if compile_pass and device.startswith("cuda") and COMPILE not in variants:
-        jobs += [(e, [COMPILE], e.compile_budget_s * scale) for e in entries if e.compile]
+    jobs = [(e, e.variants(variants), e.budget_s * scale) for e in entries]
+    jobs = [job for job in jobs if job[1]]
+    if compile_pass and device.startswith("cuda"):
+        for e in entries:
+            if e.compile_variants(variants):
+                jobs.append((e, e.compile_variants(variants), e.compile_budget_s * scale))
     rows: list[Row] = []
     gpu: dict[str, Any] | None = None
 
@@ -782,6 +913,7 @@ def run_benchmark(
                 timeout=min(budget, left),
                 workdir=Path(folder),
                 log=log,
+                tiny=tiny,
             )
             rows.extend(new)
             gpu = gpu or event
@@ -817,7 +949,10 @@ def caption(info: dict[str, Any], gpu: dict[str, Any] | None, device: str) -> st
         how = (
             f"fp16 = torch.autocast(float16), fp32 with {tf32_text}; CUDA graph = one call "
             "captured with torch.cuda.CUDAGraph and replayed; compile = the fp16 call through "
-            "torch.compile(mode='reduce-overhead'); cudnn.benchmark on"
+            "torch.compile(mode='reduce-overhead'); SDPA attention = SAM's image-encoder "
+            "attention through torch.nn.functional.scaled_dot_product_attention with the "
+            "relative-position terms as an additive mask (models.segmentation.sam_attention, "
+            "the runtime's sam.fast_attention); cudnn.benchmark on"
         )
     else:
         threads = (gpu or {}).get("threads", 1)
@@ -894,9 +1029,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--variants",
         type=_variants,
-        default=list(BASE_VARIANTS),
-        help=f"comma-separated, of {', '.join(VARIANTS)} (default: all but compile, which runs "
-        "in its own pass)",
+        help=f"comma-separated, of {', '.join(VARIANTS)}; the sdpa ones apply to SAM ViT-B only "
+        "(default: all but the compile ones, which run in a pass of their own)",
+    )
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="SAM ViT-B at a smoke-test size (implied by --quick on the CPU)",
     )
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile pass")
     p.add_argument("--total", type=float, default=230.0, help="seconds for the whole run")
@@ -911,6 +1050,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_path", type=Path, help="write the results JSON here")
     p.add_argument("--md", dest="md_path", type=Path, help="write the captioned table here")
     p.add_argument("--log", dest="log_path", type=Path, help="write the children's output here")
+    p.add_argument(
+        "--merge",
+        dest="merge_path",
+        type=Path,
+        metavar="ALL.json",
+        help="put the rows of this run (or of --from) into an earlier result: its rows of the "
+        "same modules are replaced, ALL.json and ALL.md (beside it) rewritten",
+    )
+    p.add_argument(
+        "--from",
+        dest="merge_from",
+        type=Path,
+        metavar="NEW.json",
+        help="with --merge: merge this result instead of running anything",
+    )
     # the child process's own arguments
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--results", type=Path, help=argparse.SUPPRESS)
@@ -938,6 +1092,7 @@ def _child_main(args: argparse.Namespace, settings: Settings) -> int:
             deadline=args.deadline or math.inf,
             workdir=args.workdir,
             emit=emit,
+            tiny=args.tiny,
         )
     return 0
 
@@ -963,6 +1118,11 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
         for e in REGISTRY:
             print(f"{e.key:<32} {e.family:<10} budget {e.budget_s:g} s", file=out)
         return 0
+    if args.merge_from is not None:
+        if args.merge_path is None:
+            print("error: --from needs --merge ALL.json", file=sys.stderr)
+            return 2
+        return _merge_into(args.merge_path, json.loads(args.merge_from.read_text()), out)
     entries = select(REGISTRY, args.only)
     if not entries:
         print(f"error: no entry matches {args.only} (see --list)", file=sys.stderr)
@@ -984,6 +1144,7 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
             out=out,
             log=log,
             progress=partial(write_results, args.json_path, args.md_path),
+            tiny=args.tiny or (args.quick and args.device == "cpu"),
         )
     finally:
         if log is not None:
@@ -993,6 +1154,62 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     for path in (args.json_path, args.md_path):
         if path is not None:
             print(f"wrote {path}", file=out)
+    if args.merge_path is not None:
+        return _merge_into(args.merge_path, result, out)
+    return 0
+
+
+def merge_results(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`base` with its rows of every module that `new` has rows of replaced by `new`'s.
+
+    Rows stay grouped by module in registry order; the caption is `base`'s machine and device
+    with today's wording, plus a sentence per merge saying which modules come from which run
+    (also kept in the document's `merged` list). Raises ValueError (one line) when the two
+    were measured on different devices.
+    """
+    where = [(doc.get("device") or {}).get(k) for doc in (base, new) for k in ("device", "name")]
+    if where[:2] != where[2:]:
+        raise ValueError(f"the results are from different devices: {where[:2]} and {where[2:]}")
+    known = {e.key for e in REGISTRY}
+    keys = sorted({r["key"] for r in new["rows"] if r["key"] in known})
+    rows = [Row.from_dict(r) for r in base["rows"] if r["key"] not in keys]
+    rows += [Row.from_dict(r) for r in new["rows"] if r["key"] in keys]
+    merged = [
+        *base.get("merged", []),
+        {
+            "keys": keys,
+            "partial": new.get("partial", False),
+            "duration_s": new.get("duration_s"),
+            "device": new.get("device"),
+            "machine": new.get("machine"),
+            "settings": new.get("settings"),
+        },
+    ]
+    device = (base.get("device") or {}).get("device", "cuda")
+    text = caption(base["machine"], base.get("device"), device)
+    for m in merged:
+        torch_version = (m.get("device") or {}).get("torch")
+        partial_note = ", stopped early" if m.get("partial") else ""
+        text += (
+            f" Rows of {', '.join(m['keys'])}: a later run (torch {torch_version}, "
+            f"{m.get('duration_s')} s{partial_note}), merged in with --merge."
+        )
+    return {
+        **base,
+        "caption": text,
+        "merged": merged,
+        "rows": [asdict(r) for r in _ordered(rows, REGISTRY)],
+    }
+
+
+def _merge_into(path: Path, new: dict[str, Any], out: Any) -> int:
+    try:
+        merged = merge_results(json.loads(path.read_text()), new)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: cannot merge into {path}: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    write_results(path, path.with_suffix(".md"), merged)
+    print(f"merged {', '.join(merged['merged'][-1]['keys'])} into {path}", file=out)
     return 0
 
 

@@ -16,15 +16,20 @@ from pathlib import Path
 import pytest
 
 from benchmarks.gpu_modules import (
+    COMPILE,
     FP16,
     FP32,
     REGISTRY,
+    SDPA_BF16,
+    SDPA_COMPILE,
+    SDPA_VARIANTS,
     Context,
     Row,
     Runner,
     Settings,
     format_table,
     main,
+    merge_results,
     ort_row,
     select,
     spawn,
@@ -44,6 +49,18 @@ def test_registry_has_a_row_for_every_paper_module_but_mixformer_b() -> None:
     ]
     # the whole run fits the device call: the first pass's budgets under the total
     assert sum(e.budget_s for e in REGISTRY) < 300
+    # SDPA attention is SAM ViT-B's (MobileSAM's TinyViT has another attention)
+    assert [e.key for e in REGISTRY if e.sdpa] == ["segmenter/sam_vit_b"]
+
+
+def test_sdpa_variants_apply_to_sam_vit_b_only() -> None:
+    sam = next(e for e in REGISTRY if e.key == "segmenter/sam_vit_b")
+    tpm = next(e for e in REGISTRY if e.key == "policy/tpm_paper")
+    assert sam.variants(None)[-len(SDPA_VARIANTS) :] == list(SDPA_VARIANTS)
+    assert tpm.variants(None) == [v for v in sam.variants(None) if v not in SDPA_VARIANTS]
+    assert tpm.variants(["fp32", "sdpa-fp32"]) == ["fp32"]
+    assert sam.compile_variants(None) == [SDPA_COMPILE] and tpm.compile_variants(None) == [COMPILE]
+    assert sam.compile_variants([SDPA_COMPILE]) == []
 
 
 def test_runner_times_fp32_and_autocast(tmp_path: Path) -> None:
@@ -126,3 +143,51 @@ def test_quick_cpu_run_writes_the_table_and_json(tmp_path: Path) -> None:
     assert markdown.startswith("Latency per call") and "speed-up vs paper" in markdown
     assert "TPM 34.8" in markdown and "1 torch thread(s)" in markdown
     assert "wrote" in out.getvalue()
+
+
+def test_quick_sam_run_has_sdpa_rows_and_merges_into_a_full_result(tmp_path: Path) -> None:
+    """SAM ViT-B alone (tiny on the CPU), its SDPA rows, then --merge into an earlier result."""
+    new_path, all_path = tmp_path / "sam.json", tmp_path / "all.json"
+    old = {
+        "machine": {"cpu": "an earlier CPU", "cores": 1},
+        "device": {"torch": torch.__version__, "device": "cpu", "threads": 1},
+        "rows": [
+            {"key": "segmenter/sam_vit_b", "family": "segmenter", "module": "old"},
+            {"key": "policy/tpm_paper", "family": "policy", "module": "TPM paper"},
+            {"key": "segmenter/mobile_sam", "family": "segmenter", "module": "MobileSAM encoder"},
+            {"key": "onnxruntime/cuda", "family": "tracker, policy", "module": "ORT"},
+        ],
+    }
+    all_path.write_text(json.dumps(old))
+    out = io.StringIO()
+    argv = ["--device", "cpu", "--quick", "--only", "segmenter/sam_vit_b", "--scale", "4"]
+    argv += ["--variants", f"fp32,sdpa-fp32,sdpa-graph-fp16,{SDPA_BF16}", "--json", str(new_path)]
+    assert main([*argv, "--merge", str(all_path)], out=out) == 0
+    new = json.loads(new_path.read_text())
+    rows = {(r["module"], r["variant"]): r for r in new["rows"]}
+    sdpa = "fp32 eager, SDPA attention"
+    assert set(rows) == {
+        *(("SAM ViT-B " + m, "fp32 eager") for m in ("encoder", "decoder, 1 box")),
+        *(("SAM ViT-B " + m, v) for m in ("decoder, 2 boxes", "per frame (2 boxes)") for v in
+          ("fp32 eager", sdpa, "bf16 CUDA graph, SDPA attention")),
+        ("SAM ViT-B encoder", sdpa),
+        ("SAM ViT-B encoder", "bf16 CUDA graph, SDPA attention"),
+    }  # fmt: skip
+    assert rows[("SAM ViT-B encoder", sdpa)]["status"] == "ok"
+    assert "tiny smoke-test SAM" in rows[("SAM ViT-B encoder", sdpa)]["note"]
+    frame = rows[("SAM ViT-B per frame (2 boxes)", sdpa)]
+    assert frame["status"] == "derived" and frame["paper"] is None  # tiny: no paper comparison
+    # the merge: SAM's rows replaced, the others kept, registry order, the MD rewritten
+    merged = json.loads(all_path.read_text())
+    assert [r["module"] for r in merged["rows"]][:1] == ["TPM paper"]
+    assert [r["key"] for r in merged["rows"]][-2:] == ["segmenter/mobile_sam", "onnxruntime/cuda"]
+    assert len(merged["rows"]) == 3 + len(new["rows"]) and "old" not in str(merged["rows"])
+    assert merged["merged"][0]["keys"] == ["segmenter/sam_vit_b"]
+    markdown = (tmp_path / "all.md").read_text()
+    assert "merged in with --merge" in markdown and sdpa in markdown
+    assert "merged segmenter/sam_vit_b into" in out.getvalue()
+    # merging again from the file gives the same rows; another device is refused
+    assert main(["--merge", str(all_path), "--from", str(new_path)], out=io.StringIO()) == 0
+    assert json.loads(all_path.read_text())["rows"] == merged["rows"]
+    with pytest.raises(ValueError, match="different devices"):
+        merge_results(old, {**new, "device": {"device": "cuda", "name": "NVIDIA H200"}})

@@ -14,6 +14,10 @@ exports both. The checkpoint is needed only for the halves that run in torch.
 
 Box prompts use SAM's single-mask output (the first mask token), which SAM's authors recommend
 for unambiguous prompts such as boxes; with the ONNX decoder the same token is taken.
+
+`fast_attention` (vit_b/l/h in torch) runs the image encoder's attention through PyTorch's fused
+scaled_dot_product_attention (`models.segmentation.sam_attention`): the same output up to float
+rounding, faster on a GPU, and the encoder can then be captured in a CUDA graph.
 """
 
 from __future__ import annotations
@@ -86,10 +90,12 @@ class SamSegmenter:
 
     `checkpoint` defaults to `checkpoints/<official file name>`; `onnx_encoder` / `onnx_decoder`
     move either half to ONNX Runtime; `config_section` is the config section that error messages
-    name (default: "sam", or "mobile_sam" for vit_t). `encoder_calls` counts image encodings (one
-    per `segment` call with at least one box), so callers and tests can check that boxes share
-    the embedding. Raises ModelError (one line) when a checkpoint, ONNX file or package is
-    missing, or a file does not fit the variant.
+    name (default: "sam", or "mobile_sam" for vit_t). `fast_attention` routes the torch image
+    encoder's attention through scaled_dot_product_attention (ViT variants only, see the module
+    docstring). `encoder_calls` counts image encodings (one per `segment` call with at least one
+    box), so callers and tests can check that boxes share the embedding. Raises ModelError (one
+    line) when a checkpoint, ONNX file or package is missing, a file does not fit the variant,
+    or fast_attention is asked of an encoder it does not apply to.
     """
 
     def __init__(
@@ -102,10 +108,17 @@ class SamSegmenter:
         device: Device = "cpu",
         threads: int | None = None,
         config_section: str | None = None,
+        fast_attention: bool = False,
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown SAM variant {variant!r}; allowed: {', '.join(VARIANTS)}")
         section = config_section or ("mobile_sam" if variant == "vit_t" else "sam")
+        if fast_attention and (variant == "vit_t" or onnx_encoder is not None):
+            why = "MobileSAM's TinyViT" if variant == "vit_t" else f"{section}.onnx_encoder is set"
+            raise ModelError(
+                f"{section}.fast_attention applies to the ViT image encoders in torch (vit_b, "
+                f"vit_l, vit_h), not here: {why}"
+            )
         self.name = "mobile_sam" if variant == "vit_t" else "sam"
         self.variant = variant
         self.encoder_calls = 0
@@ -136,6 +149,11 @@ class SamSegmenter:
             self.device = torch_device(device)
             self.model = build_sam(variant, file).to(self.device)
             self.image_size = int(self.model.image_encoder.img_size)
+            if fast_attention:
+                from models.segmentation.sam_attention import use_sdpa_attention
+
+                use_sdpa_attention(self.model.image_encoder)
+        self.fast_attention = fast_attention
         self._encoder = (
             onnx_session(encoder_file, device=device, threads=threads, what="SAM ONNX encoder")
             if encoder_file is not None
