@@ -27,6 +27,7 @@ from agent.events import (
     Reasoned,
     Started,
     Step,
+    WorldStart,
     parse_event,
 )
 from agent.runtime import RequestError, Runtime, RuntimeBusy, RuntimeNotStarted
@@ -48,6 +49,7 @@ __all__ = [
     "RuntimeNotStarted",
     "Started",
     "Step",
+    "WorldStart",
     "load_config",
     "parse_event",
     "profiles",

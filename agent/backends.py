@@ -8,6 +8,7 @@ loops never know which backend they run. Heavy imports happen inside the factori
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ import structlog
 
 from agent.config import CameraDeviceSection, Config
 from agent.loops.supervise import Judge
-from drivers.base import Camera, DriverError, Robot
+from drivers.base import Camera, CarriedOverWorld, DriverError, Robot, TaskStart
 from models.detection.base import Detector
 from models.perception import PerceptionPipeline
 from models.policy.base import Policy
@@ -44,6 +45,12 @@ class Parts:
     judge: Judge | None
     scene_objects: Callable[[], list[str]]
     closers: list[Callable[[], None]] = field(default_factory=list)
+    #: called before each task (in a worker thread): resets the world or keeps it, clears what
+    #: the judge remembers, and says which world the task starts in (see drivers.base.TaskWorld).
+    #: Without one, the world carries over: the runtime cannot reset what it does not know.
+    begin_task: Callable[[], TaskStart] = field(
+        default=functools.partial(CarriedOverWorld("the robot's world").begin_task, reset=False)
+    )
 
     def open(self) -> None:
         """Open the cameras, then the robot; a device that fails is named in one line.
@@ -313,6 +320,9 @@ def _world_parts(
             policy=policies[config.models.policy](),
             judge=SimJudge(world),
             scene_objects=world.object_names,
+            begin_task=functools.partial(
+                world.begin_task, reset=config.sim.between_tasks == "reset"
+            ),
             closers=closers,
         )
     except BaseException:
@@ -381,6 +391,8 @@ def _build_hardware(config: Config) -> Parts:
         policy=policy,
         judge=None,  # success on a real table is judged by people, not by the runtime
         scene_objects=lambda: list(table.objects),
+        # nobody resets a real table: each task starts where the last one ended
+        begin_task=functools.partial(CarriedOverWorld("the real table").begin_task, reset=False),
     )
 
 

@@ -75,6 +75,12 @@ class SimSection(_Section):
     setting: Literal["standard", "new_background", "more_distractors"] = "standard"
     catalog: Path | None = Field(None, description="Replacement object catalog (TOML).")
     include_user: bool = True
+    between_tasks: Literal["reset", "carry_over"] = Field(
+        "reset",
+        description="Before each task: reset the scene to its seed's layout (objects back, arm "
+        "home), or carry it over from the last task as a real table does. Either way the success "
+        "check judges only what happens in the task itself.",
+    )
     image_width: int = Field(224, ge=32, le=1920)
     image_height: int = Field(224, ge=32, le=1080)
     camera_fps: float = Field(10.0, gt=0, le=120)
@@ -480,6 +486,11 @@ class Config(_Section):
                 raise ValueError(
                     f"cameras.backend 'franka_sim' serves the arm on a loopback address; "
                     f"franka.host is {self.franka.host!r} (use e.g. 127.0.0.1)"
+                )
+            if self.sim.between_tasks == "reset":
+                raise ValueError(
+                    "sim.between_tasks 'reset' is not possible with cameras.backend 'franka_sim' "
+                    "(franky-sim's arm belongs to the libfranka client): use 'carry_over'"
                 )
         if cams == "hardware":
             _check_hardware(self)

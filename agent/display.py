@@ -67,7 +67,9 @@ class RunDisplay:
 
     def update(self, event: Event) -> None:
         if isinstance(event, Started):
-            self._note(f"scene: {', '.join(event.scene_objects)}")
+            world = event.world
+            how = "" if world is None else f" ({'reset' if world.reset else 'carried over'})"
+            self._note(f"scene{how}: {', '.join(event.scene_objects)}")
         elif isinstance(event, Reasoned):
             if event.pick is None:
                 self._note(f"reasoned ({event.backend}): nothing fits - {event.rationale}")

@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-SCHEMA_VERSION = 1
+#: 2: `Started.world` (which world the task starts in).
+SCHEMA_VERSION = 2
 
 Status = Literal["success", "failure", "infeasible", "not_found", "cancelled", "fault"]
 
@@ -26,11 +27,27 @@ class _Event(BaseModel):
         return self.model_dump_json()
 
 
+class WorldStart(BaseModel):
+    """Which world a task starts in.
+
+    `reset` True: the scene was put back to its known layout for this task (the simulator, by
+    default). False: it carries over from the last task (a real table, or `sim.between_tasks =
+    "carry_over"`). Either way the success check judges only what happens during the task.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reset: bool
+    scene: str
+    seed: int | None = None
+
+
 class Started(_Event):
     kind: Literal["started"] = "started"
     request: str
     profile: str
     scene_objects: list[str]
+    world: WorldStart | None = None  # None only if the world could not be readied (a Fault follows)
 
 
 class Reasoned(_Event):

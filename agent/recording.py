@@ -19,7 +19,7 @@ import structlog
 
 from agent.channels import Latest
 from agent.config import Config
-from agent.events import Event, Outcome, Step, describe_task
+from agent.events import Event, Outcome, Step, WorldStart, describe_task
 from agent.messages import PerceptMsg
 from models.perception import Percept
 from models.types import PICK_MASK_VALUE, PLACE_MASK_VALUE, TaskSpec
@@ -161,10 +161,15 @@ class RunRecorder:
             self._video = VideoWriter(self.video_path, config.output.video_fps)
         self._caption = ""
         self._task: TaskSpec | None = None
+        self._world: WorldStart | None = None
         (self.run_dir / "config.json").write_text(config.model_dump_json(indent=2))
 
     def set_task(self, task: TaskSpec) -> None:
         self._task = task
+
+    def set_world(self, world: WorldStart) -> None:
+        """Which world the task starts in (reset or carried over); goes into the summary."""
+        self._world = world
 
     def write_event(self, event: Event) -> None:
         self._events.write(event.to_json() + "\n")
@@ -213,6 +218,7 @@ class RunRecorder:
                 "place": self._task.place,
                 "rationale": self._task.rationale,
             },
+            "world": None if self._world is None else self._world.model_dump(),
             "files": {
                 "events": self.events_path.name,
                 "video": self.video_path.name if self.video_path and video_frames else None,

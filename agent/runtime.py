@@ -26,7 +26,17 @@ from anyio.abc import TaskGroup
 from agent.backends import BackendError, Parts, build_parts
 from agent.channels import ChannelClosed, Latest
 from agent.config import Config
-from agent.events import Detected, Event, Fault, Finished, Outcome, Reasoned, Started, Step
+from agent.events import (
+    Detected,
+    Event,
+    Fault,
+    Finished,
+    Outcome,
+    Reasoned,
+    Started,
+    Step,
+    WorldStart,
+)
 from agent.loops.act import act_loop
 from agent.loops.capture import capture_loop
 from agent.loops.command import CommandTick, command_loop
@@ -36,7 +46,7 @@ from agent.messages import ActionMsg, FrameSet, PerceptMsg, StepRecord, frameset
 from agent.recording import RunRecorder
 from agent.telemetry import LatencyStats, ensure_logging
 from agent.workers import StageTimeout, run_blocking
-from drivers.base import DriverError, Frame, RobotState
+from drivers.base import DriverError, Frame, RobotState, TaskStart
 from models.perception import ObjectNotInView, Percept
 from models.types import ModelError, TaskSpec
 
@@ -45,6 +55,7 @@ T = TypeVar("T")
 
 EVENT_BUFFER = 4096
 STOP_TIMEOUT_S = 5.0
+STALE_START_FRAMES = 3  # frames from before a task's reset skipped at most, per view
 
 
 class RequestError(ValueError):
@@ -341,15 +352,30 @@ class Runtime:
     ) -> Ending:
         rt = self.config.runtime
         objects = parts.scene_objects()
-        ep.emit(
-            Started(
-                episode=ep.id,
-                t=ep.now(),
-                request=request,
-                profile=self.config.profile,
-                scene_objects=objects,
+
+        def started(world: WorldStart | None) -> None:
+            ep.emit(
+                Started(
+                    episode=ep.id,
+                    t=ep.now(),
+                    request=request,
+                    profile=self.config.profile,
+                    scene_objects=objects,
+                    world=world,
+                )
             )
-        )
+
+        # every task starts from a known world: reset (or explicitly carried over), and the judge
+        # remembers nothing of earlier tasks
+        try:
+            start = await self._begin_task(parts)
+        except _LoopFault:
+            started(None)
+            raise
+        world = WorldStart(reset=start.reset, scene=start.scene, seed=start.seed)
+        started(world)
+        if recorder is not None:
+            recorder.set_world(world)
         t0 = ep.now()
         task: TaskSpec = await self._stage(
             "reasoner", parts.reasoner.reason, request, objects, timeout=rt.reason_timeout_s
@@ -380,7 +406,7 @@ class Runtime:
                 f"(its skills: {', '.join(sorted(skills))})",
             )
 
-        first = await self._fresh_frames()
+        first = await self._fresh_frames(after=start.t if start.reset else 0.0)
         pipeline = parts.new_pipeline()
         t0 = ep.now()
         try:
@@ -561,15 +587,37 @@ class Runtime:
                     )
                 )
 
-    async def _fresh_frames(self) -> FrameSet:
-        """The first frame of every view captured after this call (never a stale startup frame)."""
+    async def _begin_task(self, parts: Parts) -> TaskStart:
+        """Ready the world for a task (reset or carry over) in the robot's worker thread."""
+        try:
+            return await run_blocking(
+                parts.begin_task,
+                limiter=self._robot_limiter,
+                timeout=self.config.runtime.stage_timeout_s,
+                what="task start",
+            )
+        except Exception as exc:
+            log.error("task start failed", error=str(exc), exc_info=not isinstance(exc, _EXPECTED))
+            raise _LoopFault("world", _describe(exc)) from None
+
+    async def _fresh_frames(self, after: float = 0.0) -> FrameSet:
+        """The first frame of every view captured after this call and at or after `after`.
+
+        Never a stale startup frame, nor one showing the world before the task's start (a frame
+        being rendered while the world was reset arrives after the reset with an older stamp).
+        """
         rt = self.config.runtime
         timeout = rt.camera_timeout_s * rt.camera_failures + 1.0
         frames: dict[str, Frame] = {}
         try:
             for name, channel in self._frames.items():
                 current = channel.peek()
-                _, frames[name] = await channel.wait_newer(current[0] if current else 0, timeout)
+                version = current[0] if current else 0
+                for _ in range(STALE_START_FRAMES + 1):  # bounded: a camera clock may lag
+                    version, frame = await channel.wait_newer(version, timeout)
+                    if frame.t_capture >= after:
+                        break
+                frames[name] = frame
         except ChannelClosed as exc:
             raise _LoopFault("capture", exc.reason) from None
         except TimeoutError:

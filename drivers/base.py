@@ -7,6 +7,7 @@ without blocking the caller, and both are context managers so that a crash still
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -54,6 +55,51 @@ class RobotState:
     gripper_closed: bool  # the last commanded gripper state
     t: float
     joints: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStart:
+    """The world a task starts in, as the driver that owns that world reports it.
+
+    `reset` True: the scene was put back to its known initial layout (objects at their placements,
+    arm home) for this task. False: the scene carries over from the last task (a real table; a
+    simulator told to keep it) and only the judge's bookkeeping starts afresh, so the task is
+    judged from its own start either way. `t` is the host's `time.monotonic()` once the world is
+    ready: camera frames captured before it show the world before the task's start.
+    """
+
+    reset: bool
+    scene: str  # which world, in a few words: "MuJoCo scene, seed 0 (standard, seen objects)"
+    seed: int | None = None
+    t: float = 0.0
+
+
+@runtime_checkable
+class TaskWorld(Protocol):
+    """The world a robot works in, told that a task begins (called before the task's first frame).
+
+    `begin_task(reset=True)` puts the world back to its known scene; worlds that cannot do that (a
+    real table, a simulator whose arm belongs to a connected client) raise DriverError for it.
+    `begin_task(reset=False)` keeps the scene as it is. Both clear what a judge remembers from
+    earlier tasks (such as "was grasped"), so a verdict reads only what happened in this task.
+    """
+
+    def begin_task(self, reset: bool) -> TaskStart: ...
+
+
+class CarriedOverWorld:
+    """A world nobody resets between tasks (a real table): each task starts where the last ended.
+
+    There is no judge on a real table (people judge), so there is nothing to clear.
+    """
+
+    def __init__(self, scene: str) -> None:
+        self.scene = scene
+
+    def begin_task(self, reset: bool = False) -> TaskStart:
+        if reset:
+            raise DriverError(f"{self.scene} cannot be reset by the runtime; it carries over")
+        return TaskStart(reset=False, scene=self.scene, seed=None, t=time.monotonic())
 
 
 @runtime_checkable

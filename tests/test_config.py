@@ -71,6 +71,12 @@ def test_mapping_source():
             ("sim", ["runtime.when_busy=wait"], "runtime.when_busy: 'wait' is not allowed"),
         ("sim", ["nonsense"], "override 'nonsense' is not KEY=VALUE"),
         ("sim", ["sim.setting=outdoor"], "sim.setting: 'outdoor' is not allowed"),
+        ("sim", ["sim.between_tasks=keep"], "sim.between_tasks: 'keep' is not allowed"),
+        (
+            "franka-sim",
+            ["sim.between_tasks=reset"],
+            "sim.between_tasks 'reset' is not possible with cameras.backend 'franka_sim'",
+        ),
     ],
 )
 def test_errors_name_the_key_and_the_allowed_values(source, overrides, expected):

@@ -87,6 +87,13 @@ SHAPES: dict[int, dict[str, dict[str, str]]] = {
     }
 }
 
+# 2: Started says which world the task starts in (reset to its scene, or carried over)
+SHAPES[2] = {
+    **SHAPES[1],
+    "Started": {**SHAPES[1]["Started"], "world": "agent.events.WorldStart | None?"},
+    "WorldStart": {"reset": "bool", "scene": "str", "seed": "int | None?"},
+}
+
 
 def shape(model: type[BaseModel]) -> dict[str, str]:
     """field -> type as text, "?" marking optional fields; the event-common fields left out."""
@@ -116,7 +123,7 @@ def test_public_api_is_exported() -> None:
 
 def test_event_schema_is_versioned_and_stable() -> None:
     models: list[type[BaseModel]] = [events.Started, events.Reasoned, events.Detected]
-    models += [events.Step, events.Fault, events.Finished, events.Outcome]
+    models += [events.Step, events.Fault, events.Finished, events.Outcome, events.WorldStart]
     assert SCHEMA_VERSION in SHAPES, "a new SCHEMA_VERSION needs its shape in SHAPES"
     assert {m.__name__: shape(m) for m in models} == SHAPES[SCHEMA_VERSION], (
         "an event changed shape: bump agent.events.SCHEMA_VERSION and add the new shape"
@@ -136,6 +143,14 @@ def test_events_round_trip_through_json() -> None:
     outcome = Outcome(status="cancelled", success=None, reason="cancelled", dropped={"x": 2})
     samples: list[Event] = [
         events.Started(episode="e", t=1.0, request=REQUEST, profile="sim", scene_objects=["a"]),
+        events.Started(
+            episode="e",
+            t=1.0,
+            request=REQUEST,
+            profile="sim",
+            scene_objects=["a"],
+            world=events.WorldStart(reset=True, scene="MuJoCo scene, seed 0", seed=0),
+        ),
         events.Detected(
             episode="e", t=2.0, view="front", role="pick", label="sponge", box=None, latency_ms=3
         ),

@@ -31,12 +31,12 @@ from agent.config import Config
 from agent.service import MAX_BODY_BYTES, Service, TaskBody, create_app
 from tests.conftest import make_config
 from tests.test_runtime import CountingRobot
+from tests.test_task_sequence import SEQUENCE, check_sequence
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 REQUEST = "I spilled the milk"
-# The world is not reset between tasks (neither is a real lab): the sponge stays at the user after
-# the success test, so the tests that need a task still running move the milk carton instead.
+# Another task, for the tests that only need one running (each task starts from the reset scene).
 OTHER = "I am thirsty"
 
 
@@ -328,7 +328,8 @@ def test_metrics_are_prometheus_text(client: httpx.Client) -> None:
         "agent_stage_latency_seconds",
         "agent_event_listeners",
     }
-    assert metric(response.text, "agent_info", profile="sim", schema_version="1") == 1
+    info = metric(response.text, "agent_info", profile="sim", schema_version=str(SCHEMA_VERSION))
+    assert info == 1
 
 
 # --------------------------------------------------------------------- tasks on the sim
@@ -460,9 +461,24 @@ async def test_a_crashing_model_is_a_fault_and_the_service_carries_on(
     after = client.get("/metrics").text
     assert metric(after, "agent_faults_total", where="act") == faults + 1
     assert client.get("/health").json() == {"status": "ok", "busy": False}
-    # the runtime survived: the next task is accepted and runs (cancelled at once, or already
-    # done if its goal was met by an earlier test)
+    # the runtime survived: the next task is accepted and runs (cancelled at once)
     task = start(client, {"request": OTHER})
     assert client.post(f"/tasks/{task['id']}/cancel").status_code in (200, 409)
     state = client.get(f"/tasks/{task['id']}").json()
     assert state["state"] == "finished" and state["outcome"]["status"] != "fault"
+
+
+@pytest.mark.asyncio
+async def test_a_sequence_of_tasks_is_each_judged_from_its_own_start(
+    served: Served, client: httpx.Client
+) -> None:
+    """Milk, milk again, sponge on the tea box, one after another on the one service."""
+    runs = []
+    async with httpx.AsyncClient(base_url=served.url, timeout=180) as aclient:
+        for request, *_ in SEQUENCE:
+            task = start(client, {"request": request})
+            with anyio.fail_after(170):
+                runs.append((await listen(aclient, task["id"])).events)
+            state = client.get(f"/tasks/{task['id']}").json()
+            assert state["outcome"]["status"] == runs[-1][-1].outcome.status
+    check_sequence(runs)

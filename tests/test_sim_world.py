@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from drivers.base import Robot, RobotError
+from drivers.base import Robot, RobotError, TaskWorld
 from drivers.sim.catalog import load_catalog
 from drivers.sim.expert import ScriptedExpert
 from drivers.sim.robot import SimRobot
@@ -81,6 +81,43 @@ def test_judge_requires_a_grasp(judge_world: World) -> None:
     verdict = SimJudge(judge_world).verdict(Task("sponge", "book", "place_near"))
     assert not verdict.done and not verdict.success
     assert "not grasped" in verdict.reason
+
+
+def test_begin_task_resets_or_keeps_the_scene_and_the_judge_reads_only_the_task(
+    judge_world: World,
+) -> None:
+    world = judge_world
+    assert isinstance(world, TaskWorld)
+    world.reset()
+    planned, home = world.object_position("sponge"), world.ee_position()
+    task = Task("sponge", "book", "place_on")
+    judge = SimJudge(world)
+    _arrange(world, (0.55, 0.15, 0.05))  # an earlier task left the sponge on the book
+    assert judge.verdict(task).success
+    clock = world.sim_time
+
+    kept = world.begin_task(reset=False)  # carried over, as on a real table
+    assert not kept.reset and kept.seed == world.spec.seed and "seed" in kept.scene
+    np.testing.assert_allclose(world.object_position("sponge")[:2], (0.55, 0.15), atol=0.01)
+    verdict = judge.verdict(task)  # the earlier task's grasp does not count for this one
+    assert not verdict.done and "not grasped" in verdict.reason
+
+    world.mark_grasped("sponge")
+    robot = SimRobot(world, realtime=False)
+    robot.move(np.array([0.0, 0.02, -0.02]), gripper_closed=True)
+    world.step(200)
+    assert np.linalg.norm(world.ee_position() - home) > 0.01
+    before = time.monotonic()
+    fresh = world.begin_task(reset=True)
+    assert fresh.reset and fresh.t >= before and fresh.seed == world.spec.seed
+    np.testing.assert_allclose(world.object_position("sponge"), planned, atol=1e-9)
+    np.testing.assert_allclose(world.ee_position(), home, atol=1e-6)
+    assert not world.gripper_closed and not world.was_grasped("sponge")
+    assert world.sim_time >= clock  # the clock runs on through a reset
+    world.step(200)
+    np.testing.assert_allclose(world.object_position("sponge"), planned, atol=0.003)
+    np.testing.assert_allclose(world.ee_position(), home, atol=0.003)
+    assert not judge.verdict(task).done
 
 
 def test_robot_moves_by_delta_and_holds_on_stop(judge_world: World) -> None:

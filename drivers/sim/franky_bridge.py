@@ -30,7 +30,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
-from drivers.base import DriverError
+from drivers.base import DriverError, TaskStart
 from drivers.sim.catalog import load_catalog
 from drivers.sim.scene import (
     EE_SITE,
@@ -123,6 +123,24 @@ class FrankySimWorld(SceneState):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def begin_task(self, reset: bool = False) -> TaskStart:
+        """A task begins: the scene carries over (as on a real table); the grasp flags start afresh.
+
+        franky-sim's arm belongs to the connected libfranka client, which would see a reset arm
+        as a jump (and objects put back could land in a closed hand), so this world only keeps
+        its scene (`sim.between_tasks = "carry_over"`, which the franka-sim profile sets).
+        """
+        if self._closed:
+            raise DriverError("the franky-sim world is closed")
+        if reset:
+            raise DriverError(
+                "franky-sim cannot reset its scene under a connected libfranka client; "
+                'set sim.between_tasks = "carry_over"'
+            )
+        self.clear_grasps()
+        scene = self.describe_scene().replace("MuJoCo scene", "franky-sim scene")
+        return TaskStart(reset=False, scene=scene, seed=self.spec.seed, t=time.monotonic())
 
     def _cleanup(self) -> None:
         try:

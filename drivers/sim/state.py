@@ -119,9 +119,23 @@ class SceneState:
             return {self._objects[i] for i in self._pinched()}
 
     def was_grasped(self, name: str) -> bool:
-        """True once `name` was pinched by both fingers and lifted >= 2 cm (latched)."""
+        """True once `name` was pinched by both fingers and lifted >= 2 cm (latched).
+
+        Latched since the world was built or last reset, or since `clear_grasps` (which the
+        worlds' `begin_task` calls, so that a judge reads only the current task).
+        """
         self._check_name(name)
         return name in self._grasped
+
+    def clear_grasps(self) -> None:
+        """Forget every latched grasp: from now on `was_grasped` tells what happened since."""
+        with self.lock:
+            self._grasped = set()
+
+    def describe_scene(self) -> str:
+        """This scene in a few words, for events and run folders."""
+        spec = self.spec
+        return f"MuJoCo scene, seed {spec.seed} ({spec.setting}, {spec.split} objects)"
 
     def mark_grasped(self, name: str, grasped: bool = True) -> None:
         """Set the latched grasp flag by hand (tests that teleport objects instead of picking)."""

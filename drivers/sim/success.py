@@ -14,6 +14,10 @@ stands in the requested relation to the place target B:
 
 `done` is True once the outcome is decided: success, A released and at rest elsewhere, or A off
 the table. Before that (never grasped, still held, still moving) the episode goes on.
+
+"Was grasped" is the world's latch, which the world's `begin_task` clears (and a reset clears with
+the rest of the scene): on one open runtime each task is judged only by what happens in it, never
+by a grasp or a placement an earlier task left behind.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from drivers.base import TaskStart
 from drivers.sim.scene import (
     ARM_JOINTS,
     HOME_JOINTS,
@@ -137,26 +138,51 @@ class World(SceneState):
     def home(self) -> None:
         """Arm to its home pose, gripper open, target at home; objects stay where they are."""
         with self.lock:
-            d = self.data
-            d.qpos[self._arm_q] = self._q_home
-            d.qvel[self._arm_v] = 0.0
-            d.qpos[self._finger_q] = 0.04
-            d.ctrl[self._arm_act] = self._q_home
-            d.ctrl[self._hand_act] = GRIPPER_OPEN_CTRL
-            self._q_cmd = self._q_home.copy()
-            mujoco.mj_forward(self.model, d)
-            self._target = d.site_xpos[self._site].copy()
-            self._setpoint = self._target.copy()
-            self._gripper_closed = False
+            self._home_locked()
 
     def reset(self) -> None:
-        """Objects back to their initial placement, arm home, grasp flags cleared."""
+        """Objects back to their initial placement, arm home, grasp flags cleared.
+
+        One step under the lock, so neither the physics thread nor a camera sees half a reset;
+        the clock runs on (sim time stays monotonic for the realtime thread and frame stamps).
+        """
         with self.lock:
+            now = float(self.data.time)
             mujoco.mj_resetData(self.model, self.data)
             self.data.qpos[:] = self._initial_qpos
+            self.data.time = now
             self._grasped = set()
             self._tick = 0
-        self.home()
+            self._home_locked()
+
+    def begin_task(self, reset: bool = True) -> TaskStart:
+        """A task begins: reset the scene to its layout (or keep it) and clear the grasp flags.
+
+        The runtime calls this before each task (`drivers.base.TaskWorld`), so that every task
+        starts from a known world (`reset=True`) or, when told to keep the scene, is still judged
+        only by what happens in it.
+        """
+        self._check_open()
+        if reset:
+            self.reset()
+        else:
+            self.clear_grasps()
+        return TaskStart(
+            reset=reset, scene=self.describe_scene(), seed=self.spec.seed, t=time.monotonic()
+        )
+
+    def _home_locked(self) -> None:
+        d = self.data
+        d.qpos[self._arm_q] = self._q_home
+        d.qvel[self._arm_v] = 0.0
+        d.qpos[self._finger_q] = 0.04
+        d.ctrl[self._arm_act] = self._q_home
+        d.ctrl[self._hand_act] = GRIPPER_OPEN_CTRL
+        self._q_cmd = self._q_home.copy()
+        mujoco.mj_forward(self.model, d)
+        self._target = d.site_xpos[self._site].copy()
+        self._setpoint = self._target.copy()
+        self._gripper_closed = False
 
     # ------------------------------------------------------------------ time
 
