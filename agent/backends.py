@@ -216,6 +216,7 @@ def _sam(config: Config, variant: str, section: Any, name: str) -> Segmenter:
         device=section.device,
         threads=config.runtime.torch_threads,
         config_section=name,
+        fast_attention=getattr(section, "fast_attention", False),  # [sam] only, not [mobile_sam]
     )
 
 
@@ -288,6 +289,8 @@ def _scene_spec(config: Config) -> Any:
         setting=sim.setting,
         include_user=sim.include_user,
         catalog=sim.catalog,
+        backgrounds=sim.backgrounds,
+        randomise=sim.randomise,
         image_width=sim.image_width,
         image_height=sim.image_height,
         camera_fps=sim.camera_fps,

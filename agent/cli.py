@@ -150,6 +150,9 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
         help="override one setting, e.g. models.tracker=kcf",
     )
     parser.add_argument("--objects", type=Path, help="replacement object catalog (TOML)")
+    parser.add_argument(
+        "--backgrounds", type=Path, help="replacement backgrounds file (TOML): table, wall, lights"
+    )
     parser.add_argument("--seed", type=non_negative_int, help="scene seed (sim)")
     parser.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")
     parser.add_argument(
@@ -275,6 +278,10 @@ def _load(args: argparse.Namespace) -> Any:
         if not args.objects.is_file():
             raise ConfigError(f"--objects: file not found: {args.objects}")
         overrides.append(f"sim.catalog={json.dumps(str(args.objects))}")
+    if args.backgrounds is not None:
+        if not args.backgrounds.is_file():
+            raise ConfigError(f"--backgrounds: file not found: {args.backgrounds}")
+        overrides.append(f"sim.backgrounds={json.dumps(str(args.backgrounds))}")
     if args.seed is not None:
         overrides.append(f"sim.seed={args.seed}")
     if getattr(args, "runs_dir", None) is not None:

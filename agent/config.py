@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from drivers.franka.config import FrankaConfig, GripperConfig
+from drivers.sim.backgrounds import Randomisation, load_backgrounds
 
 
 class ConfigError(ValueError):
@@ -74,6 +75,13 @@ class SimSection(_Section):
     split: Literal["seen", "unseen"] = "seen"
     setting: Literal["standard", "new_background", "more_distractors"] = "standard"
     catalog: Path | None = Field(None, description="Replacement object catalog (TOML).")
+    backgrounds: Path | None = Field(
+        None, description="Replacement backgrounds file (TOML): tables, walls and lights."
+    )
+    randomise: Randomisation = Field(
+        default_factory=Randomisation,
+        description="Domain randomisation of the look per seed (off; collect turns it on).",
+    )
     include_user: bool = True
     between_tasks: Literal["reset", "carry_over"] = Field(
         "reset",
@@ -86,6 +94,13 @@ class SimSection(_Section):
     camera_fps: float = Field(10.0, gt=0, le=120)
     depth: bool = Field(False, description="Also render depth (costs ~30% more per frame).")
     max_step_m: float = Field(0.02, gt=0, le=0.1, description="Largest move per command.")
+
+    @field_validator("backgrounds")
+    @classmethod
+    def _backgrounds_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_backgrounds(value)  # one-line BackgroundsError (a ValueError) for a bad file
+        return value
 
 
 Vec3 = tuple[float, float, float]
@@ -397,6 +412,9 @@ class SamSection(_SamFields):
     """segment-anything SAM; the checkpoint is needed for the halves that run in torch."""
 
     variant: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
+    fast_attention: bool = Field(
+        False, description="Encoder attention via torch's fused SDPA (same output; faster on GPU)."
+    )
 
 
 class MobileSamSection(_SamFields):

@@ -135,6 +135,9 @@ class CollectSettings:
     max_step_m: float = 0.02
     max_steps: int = 400
     catalog: Path | None = None
+    backgrounds: Path | None = None
+    #: domain randomisation of each episode's look (`drivers.sim.Randomisation`; None: off)
+    randomise: Any = None
     #: DAgger: the share of steps the expert drives when a pilot policy is given (0: the pilot
     #: drives every step; the expert still labels every step)
     expert_share: float = 1.0
@@ -180,6 +183,8 @@ def record_episode(
         split=trial.split,  # type: ignore[arg-type]
         setting=trial.setting,  # type: ignore[arg-type]
         catalog=settings.catalog,
+        backgrounds=settings.backgrounds,
+        randomise=settings.randomise,
         image_width=settings.render_width,
         image_height=settings.render_height,
     )
@@ -226,6 +231,7 @@ def _run(
         {
             **trial.info(),
             "background": layout.background,
+            "look": layout.look.record(),  # the drawn table, wall, lights, camera offsets
             "distractors": layout.distractors,
             "scene_objects": layout.names,
             "pilot": getattr(pilot, "name", None) if pilot is not None else "expert",
@@ -329,6 +335,13 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset", default="cpu", choices=list(PRESETS), help="TPM preset (its input size)"
     )
     parser.add_argument(
+        "--randomise",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="domain randomisation of each episode's look (table, wall, lights, object colours, "
+        "camera pose), drawn from the episode seed (default: on; ranges: sim.randomise.*)",
+    )
+    parser.add_argument(
         "--pilot",
         type=Path,
         default=None,
@@ -394,6 +407,8 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
         control_hz=config.runtime.control_hz,
         max_step_m=config.sim.max_step_m,
         catalog=config.sim.catalog,
+        backgrounds=config.sim.backgrounds,
+        randomise=config.sim.randomise.model_copy(update={"enabled": args.randomise}),
         expert_share=args.expert_share if pilot is not None else 1.0,
         max_steps=args.max_steps,
     )

@@ -12,7 +12,10 @@ distractors): box instead of mask (a policy trained on boxes, run with the box s
 w/o tracking (the same policy, detection every frame), single view and RGB-M only (their own
 policies). A variant without a policy file is reported as not run.
 
-    python -m agent eval [--quick] [--trials N] [--objects PATH] [--seed S] [--out DIR]
+    python -m agent eval [--quick] [--trials N] [--objects PATH] [--backgrounds PATH] [--seed S]
+
+`--backgrounds PATH` replaces the looks: the new_background cells show the file's held-out entries
+(`held_out = true`), the standard and more_distractors cells its training entries.
 """
 
 from __future__ import annotations
@@ -440,6 +443,11 @@ def run(args: argparse.Namespace, config: Any) -> int:
     out = Path(args.eval_out)
     if out.exists() and not out.is_dir():
         raise EvalError(f"--eval-out {out} is a file; it names the folder for the report")
+    from drivers.sim.backgrounds import load_backgrounds
+
+    looks = load_backgrounds(config.sim.backgrounds)
+    for setting in dict.fromkeys(c.setting for c in cells):
+        looks.choices(setting)  # BackgroundsError: e.g. new_background needs a held-out entry
     seed = config.sim.seed
     workers = max(1, args.workers)
     fingerprint = {
@@ -448,6 +456,10 @@ def run(args: argparse.Namespace, config: Any) -> int:
         "trials_per_cell": trials,
         "max_steps": 40 if args.quick else args.max_steps,
     }
+    if config.sim.backgrounds is not None:  # not the packaged looks: cells of others differ
+        fingerprint["backgrounds"] = file_digest(Path(config.sim.backgrounds))
+    if config.sim.randomise.enabled:
+        fingerprint["randomise"] = config.sim.randomise.model_dump(mode="json")
     todo = list(cells)
     if args.reuse is not None:
         reused = reuse_cells(cells, args.reuse, fingerprint)
