@@ -27,6 +27,9 @@ from pydantic import (
 from drivers.franka.config import FrankaConfig, GripperConfig
 from drivers.sim.backgrounds import Randomisation, load_backgrounds
 
+Provider = Literal["tensorrt", "cuda", "cpu"]
+PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
+
 
 class ConfigError(ValueError):
     """A configuration problem, stated in one line a user can act on."""
@@ -450,8 +453,8 @@ class PolicySection(_Section):
         SHIPPED_POLICY,
         description="Exported policy (python -m agent export); the shipped one by default.",
     )
-    providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(
-        default_factory=lambda: ["tensorrt", "cuda", "cpu"],
+    providers: list[Provider] = Field(
+        default_factory=lambda: list(PROVIDERS),
         min_length=1,
         description="ONNX Runtime providers, tried in order (GPU ones only where a GPU exists).",
     )

@@ -265,7 +265,7 @@ def _run(
                 rgb,
                 mask,
                 proprio,
-                [*move, float(action.gripper_closed)],
+                np.array([*move, float(action.gripper_closed)], dtype=np.float32),
                 phase=int(action.info.get("phase", 0)),
             )
             steps += 1

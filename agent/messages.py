@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from drivers.base import Frame
 from models.perception import Percept
-from models.types import Action
+from models.types import ActionLike
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class PerceptMsg:
 
 @dataclass(frozen=True, slots=True)
 class ActionMsg:
-    action: Action
+    action: ActionLike
     t_capture: float
     t_done: float
     perceive_ms: float

@@ -131,3 +131,17 @@ class Action:
     gripper_closed: bool
     done: bool = False
     info: Mapping[str, float] = field(default_factory=dict)
+
+
+class ActionLike(Protocol):
+    """What the runtime reads of an action: `Action`, or any object with the same fields (the
+    sim's scripted expert returns its own record, since drivers never import models)."""
+
+    @property
+    def move(self) -> np.ndarray: ...
+    @property
+    def gripper_closed(self) -> bool: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def info(self) -> Mapping[str, float]: ...

@@ -37,8 +37,8 @@ async def perceive_loop(
     previous = first
     redetections = first.redetections
     while True:
-        first = await primary.next(timeout=frame_timeout)
-        current = {views[0]: first}
+        newest = await primary.next(timeout=frame_timeout)
+        current = {views[0]: newest}
         for view, reader in others.items():
             frames[view].raise_if_closed()  # a dead secondary camera is a fault, not a stale view
             fresh = reader.poll()

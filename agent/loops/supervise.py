@@ -14,9 +14,14 @@ from models.types import TaskSpec
 
 
 class Verdict(Protocol):
-    done: bool
-    success: bool
-    reason: str
+    """Whether the outcome is decided, whether it succeeded, and why (read-only fields)."""
+
+    @property
+    def done(self) -> bool: ...
+    @property
+    def success(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
 
 
 class Judge(Protocol):

@@ -141,7 +141,8 @@ class GripperWorker:
                     self._cond.wait()
                 if self._closing:
                     return
-                wanted, self._wanted = self._wanted, None
+                wanted = bool(self._wanted)  # the wait ends with a request or a close
+                self._wanted = None
                 self._busy = True
             try:
                 if wanted:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -149,7 +149,7 @@ class _Translate:
         return None
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> bool:
+                 tb: object) -> Literal[False]:
         if exc is None or not isinstance(exc, Exception):
             return False
         f = self._franky

@@ -63,7 +63,7 @@ from drivers.sim.catalog import USER_NAME, CatalogError
 
 DEFAULT_BACKGROUNDS = Path(__file__).parent / "data" / "backgrounds.toml"
 Pattern = Literal["flat", "checker", "gradient", "stripes", "noise", "image"]
-PATTERNS: tuple[str, ...] = ("flat", "checker", "gradient", "stripes", "noise", "image")
+PATTERNS: tuple[Pattern, ...] = ("flat", "checker", "gradient", "stripes", "noise", "image")
 #: patterns MuJoCo draws itself; the others are made here as pixel arrays
 BUILTIN_PATTERNS: tuple[str, ...] = ("flat", "checker", "gradient")
 HELD_OUT_RADIUS = 0.25
@@ -529,7 +529,7 @@ def _draw_table(
 
 
 def _new_table(
-    rng: np.random.Generator, patterns: list[str], images: list[str], s: Randomisation
+    rng: np.random.Generator, patterns: Sequence[Pattern], images: list[str], s: Randomisation
 ) -> Surface:
     pattern = patterns[int(rng.integers(len(patterns)))]
     if pattern == "image":
@@ -553,7 +553,7 @@ def _new_table(
         low, high = s.table_scale
         scale = _round(math.exp(rng.uniform(math.log(low), math.log(high))))
     return Surface(
-        pattern=pattern,  # type: ignore[arg-type]
+        pattern=pattern,
         colours=tuple(colours),
         scale=scale,
         seed=int(rng.integers(2**31)) if pattern == "noise" else 0,

@@ -464,7 +464,8 @@ def _add_cameras(mj: mujoco.MjSpec, look: Look | None = None) -> None:
         quat = look_at(pos, target)
         offset = look.camera(name) if look is not None else None
         if offset is not None:
-            pos = tuple(p + d for p, d in zip(pos, offset.shift_m, strict=True))
+            dx, dy, dz = offset.shift_m
+            pos = (pos[0] + dx, pos[1] + dy, pos[2] + dz)
             turn = np.radians(offset.turn_deg)
             angle = float(np.linalg.norm(turn))
             if angle > 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from models.types import Action, Observation, TaskSpec
+from models.types import ActionLike, Observation, TaskSpec
 
 
 class Policy(Protocol):
@@ -22,4 +22,4 @@ class Policy(Protocol):
         """Start a new episode for `task`."""
         ...
 
-    def act(self, observation: Observation) -> Action: ...
+    def act(self, observation: Observation) -> ActionLike: ...

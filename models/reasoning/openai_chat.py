@@ -165,6 +165,7 @@ class OpenAIReasoner:
             {"role": "user", "content": _user_message(request, objects, fmt)},
         ]
         attempt = 0
+        retry: Exception
         while True:
             try:
                 response = await client.chat.completions.create(

@@ -255,6 +255,7 @@ class SamSegmenter:
             "has_mask_input": np.zeros(1, dtype=np.float32),
             "orig_im_size": np.array(original, dtype=np.float32),
         }
+        assert self._decoder is not None  # only called when the ONNX decoder is configured
         masks = self._decoder.run(None, feeds)[0]
         if masks.ndim != 4 or tuple(masks.shape[2:]) != original:
             raise ModelError(f"SAM ONNX decoder returned masks of shape {masks.shape}")

@@ -25,7 +25,7 @@ import types
 from typing import Any
 
 
-def _attention_class() -> type:
+def _attention_class() -> Any:
     from segment_anything.modeling.image_encoder import Attention
 
     return Attention

@@ -103,12 +103,13 @@ class TPMConfig:
         """This preset turned into one of the ablation variants of VARIANTS."""
         if name not in VARIANTS:
             raise ValueError(f"unknown variant {name!r}; allowed: {', '.join(VARIANTS)}")
-        changes: dict[str, Any] = {
+        table: dict[str, dict[str, Any]] = {
             "ours": {},
             "rgbm_only": {"use_rgb_stream": False},
             "single_view": {"views": self.views[:1]},
             "box": {"mask_mode": "box"},
-        }[name]
+        }
+        changes = table[name]
         suffix = "" if name == "ours" else f"-{name}"
         return dataclasses.replace(self, name=f"{self.name}{suffix}", **changes)
 

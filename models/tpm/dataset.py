@@ -408,7 +408,8 @@ def split_episodes(arrays: Arrays, val_fraction: float, seed: int) -> tuple[np.n
     n_val = min(max(n_val, 1 if val_fraction > 0 and n > 1 else 0), n - 1) if n > 1 else 0
     val = set(order[:n_val].tolist())
     starts, ends = arrays.episode_starts(), arrays.episode_ends
-    train_idx, val_idx = [], []
+    train_idx: list[np.ndarray] = []
+    val_idx: list[np.ndarray] = []
     for e in range(n):
         steps = np.arange(starts[e], ends[e])
         (val_idx if e in val else train_idx).append(steps)

@@ -51,6 +51,12 @@ class OutputExistsError(ValueError):
 class PolicyGraph(nn.Module):
     """TPMNet plus input normalisation and output de-standardisation (what ONNX holds)."""
 
+    # the normaliser's statistics, registered as buffers (they travel with the graph)
+    move_mean: torch.Tensor
+    move_std: torch.Tensor
+    proprio_mean: torch.Tensor
+    proprio_std: torch.Tensor
+
     def __init__(self, net: TPMNet, normaliser: Normaliser) -> None:
         super().__init__()
         self.net = net

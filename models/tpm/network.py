@@ -49,9 +49,9 @@ class ResNetTrunk(nn.Module):
         self.bn1 = nn.BatchNorm2d(w)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = ResNet._make_layer(self, block, w, spec.layers[0])  # type: ignore[arg-type]
-        self.layer2 = ResNet._make_layer(self, block, 2 * w, spec.layers[1], stride=2)  # type: ignore[arg-type]
-        self.layer3 = ResNet._make_layer(self, block, 4 * w, spec.layers[2], stride=2)  # type: ignore[arg-type]
+        self.layer1 = ResNet._make_layer(self, block, w, spec.layers[0])
+        self.layer2 = ResNet._make_layer(self, block, 2 * w, spec.layers[1], stride=2)
+        self.layer3 = ResNet._make_layer(self, block, 4 * w, spec.layers[2], stride=2)
         self.out_channels = spec.out_channels
         for m in self.modules():  # torchvision's initialisation
             if isinstance(m, nn.Conv2d):
