@@ -29,6 +29,7 @@ import numpy as np
 # drivers.sim imports mujoco, which reads MUJOCO_GL once: offscreen EGL unless the user chose
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+from agent.seeds import SeedRangeError, check_collection_seeds, episode_seed
 from drivers.sim.catalog import USER_NAME, Catalog
 from models.perception import PerceptionPipeline
 from models.tpm.dataset import EpisodeStore
@@ -151,11 +152,6 @@ class EpisodeResult:
     reason: str
     seconds: float
     success: bool = False
-
-
-def episode_seed(base: int, index: int) -> int:
-    """Demonstration scene seeds: disjoint from evaluation's (benchmarks.eval_tables)."""
-    return base * 100_000 + index
 
 
 def record_episode(
@@ -293,6 +289,12 @@ def _run(
     return EpisodeResult(trial, kept, steps, reason, time.monotonic() - t0, success)
 
 
+def next_episode_index(store: EpisodeStore) -> int:
+    """The index the next episode's seed takes: after every episode the store ever started."""
+    attrs = store.attrs
+    return store.n_episodes + int(attrs.get("discarded", 0)) + int(attrs.get("incomplete", 0))
+
+
 def collect(
     store: EpisodeStore,
     settings: CollectSettings,
@@ -303,10 +305,12 @@ def collect(
     """Record `settings.episodes` episodes, appending to `store`; yields each result.
 
     Seeds continue after the episodes the store already holds (committed or discarded), so
-    re-running the same command appends new scenes instead of repeating old ones.
+    re-running the same command appends new scenes instead of repeating old ones. Seeds in the
+    held-out ranges (`agent.seeds`: validation and evaluation) are refused (SeedRangeError)
+    before anything is recorded.
     """
-    attrs = store.attrs
-    start = store.n_episodes + int(attrs.get("discarded", 0)) + int(attrs.get("incomplete", 0))
+    start = next_episode_index(store)
+    check_collection_seeds(settings.seed, start, settings.episodes)
     for i in range(settings.episodes):
         seed = episode_seed(settings.seed, start + i)
         trial = draw_trial(catalog, seed, split=settings.split, setting=settings.setting)
@@ -375,6 +379,10 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
         raise BackendError("--episodes and --max-steps must be at least 1")
     if not 0.0 <= args.expert_share <= 1.0:
         raise BackendError("--expert-share must be between 0 and 1")
+    try:  # the first episodes' seeds; collect() checks again once the store's count is known
+        check_collection_seeds(config.sim.seed, 0, args.episodes)
+    except SeedRangeError as exc:
+        raise BackendError(str(exc)) from None
     catalog = load_catalog(config.sim.catalog)  # CatalogError: one line, nothing created
     try:
         policy = preset(args.preset)
@@ -417,6 +425,10 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
     )
     if store.recovered:
         print(f"note: {args.out}: {store.recovered}")
+    try:  # appending: the seeds continue after the store's episodes
+        check_collection_seeds(config.sim.seed, next_episode_index(store), args.episodes)
+    except SeedRangeError as exc:
+        raise BackendError(str(exc)) from None
     kept = succeeded = done = steps = 0
     t0 = time.monotonic()
     driver = "expert" if pilot is None else f"pilot ({args.expert_share:.0%} expert)"

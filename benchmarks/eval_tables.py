@@ -2,9 +2,24 @@
 
 Every trial runs the full runtime, as `python -m agent run` does: the rule reasoner turns the
 trial's request into a task (a trial whose reasoned task differs from the intended one counts as
-a failure), perception detects, tracks and segments with the configured backends, the ONNX policy
-acts at 10 Hz in realtime physics, and the simulator's judge decides success. Trials draw their
-task and scene from seeds disjoint from the demonstrations' (`EVAL_SEED_BASE`).
+a failure), perception detects, tracks and segments, the ONNX policy acts at 10 Hz in realtime
+physics, and the simulator's judge decides success.
+
+The protocol (`agent.seeds` names the seed ranges):
+
+- Trials draw their task and scene from the evaluation seeds (`--split evaluation`, the default),
+  which no demonstration uses (collection refuses them) and nothing is chosen on: checkpoints and
+  recipes are chosen with `--split validation`, a disjoint range. Trial i of every cell has the
+  same seed, so variants are compared on the same scenes.
+- 40 trials a Table I cell and 20 a Table II cell (the paper's counts; `--trials N` for all), each
+  cell reported with its 95% Wilson score interval.
+- Table I twice (`--masks both`, the default): with the simulator's ground-truth masks, and with
+  GrabCut masks inside the tracked boxes (segmenter `grabcut`). The detector stays the configured
+  one (the sim profile: simulator ground truth for the first detection and any re-detection), so
+  only the masks lose the oracle. Table II is measured with the first mask source asked for.
+- The report's header and the `--reuse` fingerprint name the policy files' sha256, the reasoner,
+  the detector, tracker and segmenters, the catalog's and the backgrounds file's sha256, the seed
+  split and block, the trials per cell and the step budget.
 
 Table I: standard / new background / more distractors x seen / unseen objects.
 Table II: ours vs the variants, in the paper's four settings (seen, unseen, new background, more
@@ -12,7 +27,8 @@ distractors): box instead of mask (a policy trained on boxes, run with the box s
 w/o tracking (the same policy, detection every frame), single view and RGB-M only (their own
 policies). A variant without a policy file is reported as not run.
 
-    python -m agent eval [--quick] [--trials N] [--objects PATH] [--backgrounds PATH] [--seed S]
+    python -m agent eval [--quick] [--trials N] [--split validation|evaluation]
+        [--masks truth|grabcut|both] [--objects PATH] [--backgrounds PATH] [--seed S]
 
 `--backgrounds PATH` replaces the looks: the new_background cells show the file's held-out entries
 (`held_out = true`), the standard and more_distractors cells its training entries.
@@ -23,14 +39,28 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-EVAL_SEED_BASE = 900_000_000  # demonstration seeds are base * 100_000 + index, far below
+from agent.seeds import EVAL_SPLITS, SeedRangeError, describe, eval_seed
+
+#: trials a cell by default: the paper's counts (Table II's "ours" row is Table I's cells)
+TRIALS_PER_CELL = {"I": 40, "II": 20}
+#: where each `--masks` source gets its masks: the segmenter it runs (models.segmenter)
+MASK_SEGMENTERS = {"truth": "ground_truth", "grabcut": "grabcut"}
+MASK_TITLES = {
+    "truth": "simulator-truth masks (segmenter ground_truth)",
+    "grabcut": "GrabCut masks inside the tracked boxes (segmenter grabcut; no mask oracle)",
+}
+#: `--masks` choices -> the mask sources measured, Table I block order (Table II: the first)
+MASK_CHOICES = {"truth": ("truth",), "grabcut": ("grabcut",), "both": ("truth", "grabcut")}
+#: 95% two-sided normal quantile
+Z95 = 1.959963984540054
 
 PAPER_TABLE_I: dict[tuple[str, str], float] = {
     ("standard", "seen"): 82.5,
@@ -67,9 +97,31 @@ class EvalError(ValueError):
     """The evaluation cannot run as asked (tables, cells, policy files); one line, nothing run."""
 
 
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95% for the default z), as fractions.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0/n or n/n:
+    7/10 -> (0.397, 0.892), 0/10 -> (0, 0.278), 10/10 -> (0.722, 1).
+    """
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials and trials >= 1, got {successes}/{trials}")
+    p = successes / trials
+    z2 = z * z
+    denominator = 1 + z2 / trials
+    centre = (p + z2 / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
+
+
 @dataclass
 class Cell:
-    """Trials of one (variant, setting, split): successes out of trials, with each outcome."""
+    """Trials of one (variant, setting, split, masks): successes out of trials, with each outcome.
+
+    `split` is the objects' split (seen / unseen); `masks` where the masks come from
+    (MASK_SEGMENTERS: truth or grabcut).
+    """
 
     variant: str
     setting: str
@@ -78,24 +130,69 @@ class Cell:
     successes: int = 0
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    masks: str = "truth"
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.variant, self.setting, self.split, self.masks)
+
+    @property
+    def table(self) -> str:
+        """The table whose trial count the cell takes: I for ours, II for the variants."""
+        return "I" if self.variant == "ours" else "II"
+
+    @property
+    def segmenter(self) -> str:
+        """The segmenter its trials run: the box variant's boxes, else the mask source's."""
+        return "box" if self.variant == "box" else MASK_SEGMENTERS[self.masks]
 
     @property
     def rate(self) -> float | None:
         return 100.0 * self.successes / self.trials if self.trials else None
 
-    def text(self) -> str:
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        """The 95% Wilson score interval in %, or None before any trial."""
         if not self.trials:
+            return None
+        low, high = wilson_interval(self.successes, self.trials)
+        return 100.0 * low, 100.0 * high
+
+    def text(self) -> str:
+        if not self.trials or self.ci95 is None:
             return f"- ({self.note})" if self.note else "-"
-        return f"{self.rate:.1f} ({self.successes}/{self.trials})"
+        low, high = self.ci95
+        return f"{self.rate:.1f} ({self.successes}/{self.trials}; {low:.1f}-{high:.1f})"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from models.tpm.cli_args import positive_int
 
-    parser.add_argument("--trials", type=positive_int, default=10, help="trials per table cell")
+    parser.add_argument(
+        "--trials",
+        type=positive_int,
+        default=None,
+        help=f"trials per cell, every cell (default: {TRIALS_PER_CELL['I']} a Table I cell, "
+        f"{TRIALS_PER_CELL['II']} a Table II cell)",
+    )
     parser.add_argument("--quick", action="store_true", help="CI smoke: 1 trial, 1 cell, 40 steps")
     parser.add_argument(
         "--tables", default="I,II", help="which tables: I, II or I,II (cells shared)"
+    )
+    parser.add_argument(
+        "--split",
+        dest="seed_split",
+        choices=list(EVAL_SPLITS),
+        default="evaluation",
+        help="seed range (agent.seeds): validation to choose checkpoints and recipes, "
+        "evaluation (default) for the reported tables only",
+    )
+    parser.add_argument(
+        "--masks",
+        choices=list(MASK_CHOICES),
+        default="both",
+        help="Table I with simulator-truth masks, GrabCut masks in the tracked boxes (the "
+        "detector stays as configured), or both (default); Table II uses the first",
     )
     parser.add_argument(
         "--variant-onnx",
@@ -117,7 +214,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="EVAL_JSON",
-        help="take cells from an earlier report (same policy files, seed, trials, step budget)",
+        help="take cells from an earlier report with the same fingerprint (policy files, "
+        "perception, reasoner, catalog, backgrounds, seeds, trials, step budget)",
     )
     parser.add_argument(
         "--workers",
@@ -134,9 +232,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def trial_config(
-    base: Any, trial: Any, variant: str, onnx: Path, quick: bool, max_steps: int = 250
+    base: Any,
+    trial: Any,
+    variant: str,
+    onnx: Path,
+    quick: bool,
+    max_steps: int = 250,
+    masks: str = "truth",
 ) -> Any:
-    """The run config of one trial: its scene, the policy file and the variant's switches."""
+    """The run config of one trial: its scene, the policy file, the mask source's segmenter and
+    the variant's switches (the box variant segments with boxes whatever the masks)."""
     from agent.config import load_config
 
     data = base.model_dump(mode="json")
@@ -146,8 +251,7 @@ def trial_config(
     data["models"].update(policy="tpm", reasoner="rules")
     data["policy"]["onnx"] = str(onnx)
     data["output"]["video"] = False
-    if variant == "box":
-        data["models"]["segmenter"] = "box"
+    data["models"]["segmenter"] = "box" if variant == "box" else MASK_SEGMENTERS[masks]
     if variant == "no_tracking":
         data["models"]["detect_every_frame"] = True
     data["runtime"]["max_steps"] = 40 if quick else max_steps
@@ -193,14 +297,18 @@ def evaluate(
     cells: Sequence[Cell],
     policies: dict[str, Path],
     *,
-    trials: int,
+    trials: int | Mapping[str, int],
     seed: int,
     quick: bool,
     max_steps: int = 250,
     workers: int = 1,
     on_trial: Callable[[Cell, dict[str, Any]], None] | None = None,
+    split: str = "evaluation",
 ) -> None:
     """Fill `cells` in place; trial i of a (setting, split) uses the same scene in every variant.
+
+    `trials`: per cell, or per table ({"I": 40, "II": 20}, Cell.table). Trial i draws its scene
+    from seed `eval_seed(split, seed, i)` (agent.seeds: the validation or evaluation range).
 
     `workers` > 1 runs that many trials at once, each in its own spawned process (a fresh
     MuJoCo / EGL context: forking a process that has rendered is unsafe). Each trial is its own
@@ -217,11 +325,11 @@ def evaluate(
         if onnx is None or not onnx.is_file():
             cell.note = "no policy file"
             continue
-        for i in range(trials):
+        for i in range(cell_trials(cell, trials)):
             trial = draw_trial(
-                catalog, EVAL_SEED_BASE + seed * 10_000 + i, split=cell.split, setting=cell.setting
+                catalog, eval_seed(split, seed, i), split=cell.split, setting=cell.setting
             )
-            config = trial_config(base, trial, cell.variant, onnx, quick, max_steps)
+            config = trial_config(base, trial, cell.variant, onnx, quick, max_steps, cell.masks)
             jobs.append((cell, i, config, trial))
     results: dict[tuple[int, int], dict[str, Any]] = {}
 
@@ -239,6 +347,11 @@ def evaluate(
         run_pooled(jobs, workers, record)
     for cell in cells:
         cell.outcomes = [results[(id(cell), i)] for i in range(cell.trials)]
+
+
+def cell_trials(cell: Cell, trials: int | Mapping[str, int]) -> int:
+    """How many trials `cell` runs: `trials`, or its table's entry of it."""
+    return trials if isinstance(trials, int) else trials[cell.table]
 
 
 #: Fresh pools an evaluation may start after worker processes died, before it gives up on the rest.
@@ -291,8 +404,9 @@ def run_pooled(
 TABLES = ("I", "II")
 
 
-def plan_cells(tables: str, quick: bool) -> list[Cell]:
-    """The distinct (variant, setting, split) cells the requested tables need.
+def plan_cells(tables: str, quick: bool, masks: Sequence[str] = ("truth",)) -> list[Cell]:
+    """The distinct (variant, setting, split, masks) cells the requested tables need: Table I once
+    per mask source in `masks`, Table II with the first of them.
 
     EvalError names the tables there are when `tables` asks for another.
     """
@@ -302,19 +416,20 @@ def plan_cells(tables: str, quick: bool) -> list[Cell]:
         raise EvalError(
             f"--tables {tables!r}: no table {', '.join(unknown) or 'named'}; use I, II or I,II"
         )
-    keys: list[tuple[str, str, str]] = []
+    keys: list[tuple[str, str, str, str]] = []
     if "I" in wanted:
-        keys += [("ours", s, sp) for (s, sp) in PAPER_TABLE_I]
+        keys += [("ours", s, sp, m) for m in masks for (s, sp) in PAPER_TABLE_I]
     if "II" in wanted:
-        keys += [(v, s, sp) for v in PAPER_TABLE_II for _, s, sp in SETTINGS_II]
+        keys += [(v, s, sp, masks[0]) for v in PAPER_TABLE_II for _, s, sp in SETTINGS_II]
     keys = list(dict.fromkeys(keys))
     if quick:
         keys = keys[:1]
-    return [Cell(v, s, sp) for v, s, sp in keys]
+    return [Cell(v, s, sp, masks=m) for v, s, sp, m in keys]
 
 
 def select_cells(cells: Sequence[Cell], spec: str) -> list[Cell]:
-    """The cells named in `spec`: SETTING:SPLIT means ours, VARIANT:SETTING:SPLIT a Table II row.
+    """The cells named in `spec`: SETTING:SPLIT means ours, VARIANT:SETTING:SPLIT a Table II row
+    (in every mask source planned).
 
     EvalError, naming the cells there are, for a name that is none of `cells`.
     """
@@ -336,12 +451,12 @@ def select_cells(cells: Sequence[Cell], spec: str) -> list[Cell]:
 def cell_names(cells: Sequence[Cell]) -> str:
     """The cells there are, for an error: [VARIANT:]SETTING:SPLIT, variants with the same cells
     grouped, e.g. "cells are SETTING:SPLIT (ours) ...; VARIANT:SETTING:SPLIT for box/..."."""
-    by_variant: dict[str, list[str]] = {}
+    by_variant: dict[str, dict[str, None]] = {}
     for c in cells:
-        by_variant.setdefault(c.variant, []).append(f"{c.setting}:{c.split}")
+        by_variant.setdefault(c.variant, {})[f"{c.setting}:{c.split}"] = None
     groups: dict[tuple[str, ...], list[str]] = {}
-    for variant, names in by_variant.items():
-        groups.setdefault(tuple(names), []).append(variant)
+    for variant, seen in by_variant.items():
+        groups.setdefault(tuple(seen), []).append(variant)
     text = []
     for names, variants in groups.items():
         if variants == ["ours"]:
@@ -355,31 +470,44 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def shown(path: str | Path) -> str:
+    """A path as the report names it: relative to the working folder when inside it."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def reuse_cells(cells: Sequence[Cell], report_path: Path, fingerprint: dict[str, Any]) -> int:
     """Fill cells from an earlier report made under the same `fingerprint`; how many were filled.
 
-    The fingerprint holds the policy files' sha256 (not their paths: a re-exported file at the
-    same path is another policy), the seed, the trials per cell and the step budget.
+    Every entry but the policies must be the same, and no more nor fewer of them (the seed split
+    and block, the trials per cell, the step budget, the reasoner, the perception backends, the
+    catalog's and backgrounds file's sha256, ...). The policies are compared per cell: the sha256
+    of the file the cell's variant runs (not its path: a re-exported file at the same path is
+    another policy). A cell is matched by variant, setting, objects' split and mask source, and
+    taken only with the trials it is to have.
     """
     try:
         report = json.loads(report_path.read_text())
     except (OSError, ValueError) as exc:
         raise EvalError(f"--reuse {report_path}: cannot read it ({exc})") from None
     earlier = report.get("fingerprint", {})
-    if any(earlier.get(k) != v for k, v in fingerprint.items() if k != "policies"):
+    shared = set(fingerprint) - {"policies"}
+    if set(earlier) - {"policies"} != shared or any(earlier[k] != fingerprint[k] for k in shared):
         return 0
     measured = {
-        (old["variant"], old["setting"], old["split"]): old
+        (old["variant"], old["setting"], old["split"], old.get("masks", "truth")): old
         for old in report.get("cells", [])
-        if old["trials"] == fingerprint["trials_per_cell"]
     }
     filled = 0
     for cell in cells:
         policy = "ours" if cell.variant == "no_tracking" else cell.variant
-        old = measured.get((cell.variant, cell.setting, cell.split))
-        if old is None or earlier.get("policies", {}).get(policy) != fingerprint["policies"].get(
-            policy
-        ):
+        old = measured.get(cell.key)
+        if old is None or old["trials"] != cell_trials(cell, fingerprint["trials_per_cell"]):
+            continue
+        if earlier.get("policies", {}).get(policy) != fingerprint["policies"].get(policy):
             continue
         cell.trials, cell.successes = old["trials"], old["successes"]
         cell.outcomes, cell.note = old["outcomes"], "reused"
@@ -387,46 +515,129 @@ def reuse_cells(cells: Sequence[Cell], report_path: Path, fingerprint: dict[str,
     return filled
 
 
-def markdown(cells: Sequence[Cell], trials: int) -> str:
-    """Both tables: ours beside the paper's (real-robot) numbers; each cell with its trial count."""
-    by = {(c.variant, c.setting, c.split): c for c in cells}
-    lines = [
-        "Success rate in % (successes/trials) in simulation; the paper's real-robot numbers "
-        "(40 trials per cell in Table I, 20 in Table II) in brackets.",
-        "",
-        "Table I",
-        "",
-        "| Scenario | Seen | Unseen |",
-        "|---|---|---|",
+def markdown(
+    cells: Sequence[Cell], masks: Sequence[str] = ("truth",), header: Sequence[str] = ()
+) -> str:
+    """The tables, under `header` (report_header): Table I once per mask source in `masks`,
+    Table II with the first; ours beside the paper's (real-robot) numbers, each cell with its
+    trial count and 95% Wilson score interval."""
+    by = {c.key: c for c in cells}
+    lines = [*header, ""] if header else []
+    lines += [
+        "Success rate in % (successes/trials; 95% Wilson score interval in %) in simulation; "
+        "the paper's real-robot numbers (40 trials per cell in Table I, 20 in Table II) in "
+        "brackets.",
     ]
-    for setting, label in (
-        ("standard", "Standard"),
-        ("new_background", "New background"),
-        ("more_distractors", "More distractors"),
-    ):
-        row = [label]
-        for split in ("seen", "unseen"):
-            cell = by.get(("ours", setting, split))
-            row.append(f"{cell.text() if cell else '-'} [{PAPER_TABLE_I[(setting, split)]}]")
-        lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Table II", "", "| Method | " + " | ".join(s[0] for s in SETTINGS_II) + " |"]
-    lines.append("|---" * (len(SETTINGS_II) + 1) + "|")
+    for source in masks:
+        lines += [
+            "",
+            f"Table I, {MASK_TITLES[source]}",
+            "",
+            "| Scenario | Seen | Unseen |",
+            "|---|---|---|",
+        ]
+        for setting, label in (
+            ("standard", "Standard"),
+            ("new_background", "New background"),
+            ("more_distractors", "More distractors"),
+        ):
+            row = [label]
+            for split in ("seen", "unseen"):
+                cell = by.get(("ours", setting, split, source))
+                row.append(f"{cell.text() if cell else '-'} [{PAPER_TABLE_I[(setting, split)]}]")
+            lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        f"Table II, {MASK_TITLES[masks[0]]}",
+        "",
+        "| Method | " + " | ".join(s[0] for s in SETTINGS_II) + " |",
+        "|---" * (len(SETTINGS_II) + 1) + "|",
+    ]
     for variant, paper in PAPER_TABLE_II.items():
         row = [VARIANT_LABELS[variant]]
         for (_, setting, split), ref in zip(SETTINGS_II, paper, strict=True):
-            cell = by.get((variant, setting, split))
+            cell = by.get((variant, setting, split, masks[0]))
             row.append(f"{cell.text() if cell else '-'} [{ref}]")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
+def report_header(report: Mapping[str, Any]) -> list[str]:
+    """What the numbers are: seeds, trials, policies, reasoner, perception, world files (markdown
+    lines, from the report's own entries)."""
+    seeds = report["seeds"]
+    if seeds["split"] == "evaluation":
+        use = (
+            "the evaluation seeds: no demonstration uses them (collection refuses them) and no "
+            f"checkpoint or recipe is chosen on them (that is the validation range, "
+            f"{describe(EVAL_SPLITS['validation'])})"
+        )
+    else:
+        use = (
+            "the validation seeds: for choosing checkpoints and recipes; report the evaluation "
+            f"seeds ({describe(EVAL_SPLITS['evaluation'])}), not these"
+        )
+    trials = report["trials_per_cell"]
+    counts = (
+        f"{trials} every cell"
+        if isinstance(trials, int)
+        else f"{trials['I']} a Table I cell, {trials['II']} a Table II cell"
+    )
+    policies = ", ".join(
+        f"{name} `{p['path']}` (sha256 {p['sha256'][:12]})"
+        for name, p in report["policies"].items()
+    )
+    perception = report["perception"]
+    masks = "; ".join(
+        f"{source}: segmenter {MASK_SEGMENTERS[source]}" for source in report["masks"]
+    )
+    world = report["world"]
+    randomise = "on " + json.dumps(world["randomise"]) if world["randomise"] else "off"
+    lines = [
+        "# TPM policy in simulation: closed-loop success rates",
+        "",
+        f"- Seeds: {seeds['split']} {seeds['range']}, block {seeds['block']} (trial i of every "
+        f"cell has seed {seeds['first']} + i): {use}.",
+        f"- Trials: {counts}; step budget {report['max_steps']} steps at "
+        f"{report['control_hz']:g} Hz; {report['workers']} worker process(es).",
+        f"- Policies: {policies}.",
+        f"- Reasoner: {report['reasoner']} (the trial's direct command; a task other than the "
+        "intended one fails the trial).",
+        f"- Perception: detector {perception['detector']}, tracker {perception['tracker']}"
+        f"{', detection every frame' if perception['detect_every_frame'] else ''}; "
+        f"masks by Table I block: {masks} (Table II: {report['masks'][0]}; the box variant "
+        "segments with its boxes).",
+        f"- World: catalog `{world['catalog']['path']}` (sha256 "
+        f"{world['catalog']['sha256'][:12]}), backgrounds `{world['backgrounds']['path']}` "
+        f"(sha256 {world['backgrounds']['sha256'][:12]}), look randomisation {randomise}; "
+        f"camera images {world['image_size'][0]}x{world['image_size'][1]}.",
+    ]
+    if "grabcut" in report["masks"] and perception["detector"] == "ground_truth":
+        lines.append(
+            "- GrabCut block: the detector is still the simulator's ground truth (the first "
+            "detection, and any re-detection when the tracker loses the object); only the masks "
+            "lose the oracle, cut by GrabCut inside the tracked boxes."
+        )
+    return lines
+
+
+#: models.segmenter values eval runs as configured (any other is refused: eval sets it per block)
+EVAL_SEGMENTERS = frozenset(MASK_SEGMENTERS.values())
+
+
 def run(args: argparse.Namespace, config: Any) -> int:
     """`python -m agent eval`: run the cells, print progress and the tables, write JSON + md."""
     os.environ.setdefault("MUJOCO_GL", "egl")
-    trials = 1 if args.quick else args.trials
+    if args.quick:
+        trials: dict[str, int] = {"I": 1, "II": 1}
+    elif args.trials is not None:
+        trials = {"I": args.trials, "II": args.trials}
+    else:
+        trials = dict(TRIALS_PER_CELL)
+    masks = MASK_CHOICES[args.masks]
     policies = {"ours": Path(config.policy.onnx)}
     # everything asked for is checked before a trial runs or a file is written (EvalError)
-    cells = plan_cells(args.tables, quick=False)
+    cells = plan_cells(args.tables, quick=False, masks=masks)
     if args.cells:
         cells = select_cells(cells, args.cells)
     if args.quick:
@@ -440,26 +651,49 @@ def run(args: argparse.Namespace, config: Any) -> int:
         policies[name] = Path(path)
     if not policies["ours"].is_file():
         raise EvalError(f"no policy file {policies['ours']} (policy.onnx); export one first")
+    if config.models.segmenter not in EVAL_SEGMENTERS:
+        raise EvalError(
+            f"models.segmenter = {config.models.segmenter!r}: eval sets the segmenter per Table I "
+            "block (--masks truth: ground_truth, grabcut: grabcut, both)"
+        )
+    seed, split = config.sim.seed, args.seed_split
+    try:  # every trial's seed lies in the split's range
+        eval_seed(split, seed, max(cell_trials(c, trials) for c in cells) - 1)
+    except SeedRangeError as exc:
+        raise EvalError(str(exc)) from None
     out = Path(args.eval_out)
     if out.exists() and not out.is_dir():
         raise EvalError(f"--eval-out {out} is a file; it names the folder for the report")
+    from drivers.sim import load_catalog
     from drivers.sim.backgrounds import load_backgrounds
 
+    catalog = load_catalog(config.sim.catalog)
     looks = load_backgrounds(config.sim.backgrounds)
     for setting in dict.fromkeys(c.setting for c in cells):
         looks.choices(setting)  # BackgroundsError: e.g. new_background needs a held-out entry
-    seed = config.sim.seed
     workers = max(1, args.workers)
-    fingerprint = {
+    max_steps = 40 if args.quick else args.max_steps
+    randomise = (
+        config.sim.randomise.model_dump(mode="json") if config.sim.randomise.enabled else None
+    )
+    fingerprint: dict[str, Any] = {
         "policies": {k: file_digest(v) for k, v in policies.items() if v.is_file()},
+        "split": split,
         "seed": seed,
         "trials_per_cell": trials,
-        "max_steps": 40 if args.quick else args.max_steps,
+        "max_steps": max_steps,
+        "control_hz": config.runtime.control_hz,
+        "reasoner": "rules",
+        "detector": config.models.detector,
+        "tracker": config.models.tracker,
+        "detect_every_frame": config.models.detect_every_frame,
+        "segmenters": dict(MASK_SEGMENTERS),
+        "catalog": file_digest(Path(catalog.source)),
+        "backgrounds": file_digest(Path(looks.source)),
+        "image_size": [config.sim.image_width, config.sim.image_height],
     }
-    if config.sim.backgrounds is not None:  # not the packaged looks: cells of others differ
-        fingerprint["backgrounds"] = file_digest(Path(config.sim.backgrounds))
-    if config.sim.randomise.enabled:
-        fingerprint["randomise"] = config.sim.randomise.model_dump(mode="json")
+    if randomise is not None:
+        fingerprint["randomise"] = randomise
     todo = list(cells)
     if args.reuse is not None:
         reused = reuse_cells(cells, args.reuse, fingerprint)
@@ -469,7 +703,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     def show(cell: Cell, result: dict[str, Any]) -> None:
         mark = "ok  " if result["success"] else "FAIL"
         print(
-            f"{mark} {cell.variant:<12} {cell.setting:<16} {cell.split:<6} "
+            f"{mark} {cell.variant:<12} {cell.setting:<16} {cell.split:<6} {cell.masks:<7} "
             f"{result['request']!r}: {result['reason']} ({result['steps']} steps, "
             f"{result['wall_s']} s)",
             flush=True,
@@ -486,20 +720,49 @@ def run(args: argparse.Namespace, config: Any) -> int:
         max_steps=args.max_steps,
         workers=workers,
         on_trial=show,
+        split=split,
     )
-    table = markdown(cells, trials)
-    out.mkdir(parents=True, exist_ok=True)
-    report = {
+    seeds = EVAL_SPLITS[split]
+    report: dict[str, Any] = {
+        "seeds": {
+            "split": split,
+            "range": describe(seeds),
+            "block": seed,
+            "first": eval_seed(split, seed, 0),
+        },
         "trials_per_cell": trials,
         "seed": seed,
         "quick": args.quick,
-        "max_steps": fingerprint["max_steps"],
+        "max_steps": max_steps,
+        "control_hz": config.runtime.control_hz,
         "workers": workers,
-        "policies": {k: str(v) for k, v in policies.items()},
+        "policies": {
+            k: {"path": shown(v), "sha256": fingerprint["policies"].get(k, "")}
+            for k, v in policies.items()
+        },
+        "reasoner": "rules",
+        "perception": {
+            "detector": config.models.detector,
+            "tracker": config.models.tracker,
+            "detect_every_frame": config.models.detect_every_frame,
+            "segmenters": {m: MASK_SEGMENTERS[m] for m in masks},
+        },
+        "masks": list(masks),
+        "world": {
+            "catalog": {"path": shown(catalog.source), "sha256": fingerprint["catalog"]},
+            "backgrounds": {"path": shown(looks.source), "sha256": fingerprint["backgrounds"]},
+            "randomise": randomise,
+            "image_size": fingerprint["image_size"],
+        },
         "fingerprint": fingerprint,
         "wall_s": round(time.monotonic() - t0, 1),
-        "cells": [asdict(c) | {"rate": c.rate} for c in cells],
     }
+    report["header"] = report_header(report)
+    report["cells"] = [
+        asdict(c) | {"segmenter": c.segmenter, "rate": c.rate, "ci95": c.ci95} for c in cells
+    ]
+    table = markdown(cells, masks, report["header"])
+    out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "eval.md").write_text(table)
     print(table)

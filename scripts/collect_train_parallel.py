@@ -33,8 +33,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from agent.seeds import SeedRangeError, check_collection_seeds  # noqa: E402
 from models.tpm.dataset import EpisodeStore  # noqa: E402
 
+#: each collector's episode count: far more than its budget records, it is stopped by time
+COLLECT_EPISODES = 1_000_000
 PINNED = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
@@ -71,7 +74,7 @@ def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
             agent(
                 "collect",
                 "--episodes",
-                "1000000",
+                str(COLLECT_EPISODES),
                 "--out",
                 str(path),
                 *sets,
@@ -166,7 +169,12 @@ def main() -> int:
     parser.add_argument("--train-minutes", type=float, default=5.0)
     parser.add_argument("--train-slack-s", type=float, default=90.0)
     parser.add_argument("--variants", default="ours", help="comma-separated: ours, box, ...")
-    parser.add_argument("--seed-base", type=int, default=1000, help="collector k uses base + k")
+    parser.add_argument(
+        "--seed-base",
+        type=int,
+        default=1000,
+        help="collector k uses collect --seed base + k (outside the held-out seeds, agent.seeds)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--set", action="append", default=[], help="config override for collect")
     parser.add_argument(
@@ -183,6 +191,11 @@ def main() -> int:
     args = parser.parse_args()
     args.variants = [v for v in args.variants.split(",") if v]
     args.train_args = [a for a in args.train_args if a != "--"]
+    try:  # no collector may record a validation or evaluation scene
+        for k in range(args.collectors):
+            check_collection_seeds(args.seed_base + k, 0, COLLECT_EPISODES)
+    except SeedRangeError as exc:
+        parser.error(str(exc))
     summary: dict[str, Any] = {"started": time.time()}
     datasets = list(args.data)
     if args.collectors > 0 and args.collect_minutes > 0:

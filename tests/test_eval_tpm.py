@@ -32,8 +32,8 @@ def test_tables_show_trial_counts_beside_the_paper() -> None:
     cells[0].trials, cells[0].successes = 10, 7
     box = next(c for c in cells if c.variant == "box")
     box.note = "no policy file"
-    text = markdown(cells, 10)
-    assert "| Standard | 70.0 (7/10) [82.5] | - [80.0] |" in text
+    text = markdown(cells)
+    assert "| Standard | 70.0 (7/10; 39.7-89.2) [82.5] | - [80.0] |" in text
     assert "| replace mask with bbox | - (no policy file) [50.0]" in text
     assert "| RGB-M only |" in text and "[85.0]" in text
     assert Cell("ours", "standard", "seen").rate is None
@@ -67,7 +67,7 @@ def test_quick_eval_runs_one_trial_through_the_runtime(
     onnx = tiny_onnx
     out = tmp_path / "eval"
     args = ["eval", "--quick", "--eval-out", str(out), "--set", f'policy.onnx="{onnx}"',
-            "--set", "sim.image_width=96", "--set", "sim.image_height=96"]
+            "--set", "sim.image_width=96", "--set", "sim.image_height=96"]  # fmt: skip
     assert main(args) == 0
     report = json.loads((out / "eval.json").read_text())
     (cell,) = report["cells"]
@@ -81,9 +81,11 @@ def test_quick_eval_runs_one_trial_through_the_runtime(
     assert "reused 1 cells" in capsys.readouterr().out
     (same,) = json.loads((again / "eval.json").read_text())["cells"]
     assert same["outcomes"] == cell["outcomes"]
-    # another policy file (by content), seed or step budget: nothing is reused
+    # another policy file (by content), seed, step budget, seed split or perception: no reuse
     fingerprint = report["fingerprint"]
-    for change in ({"policies": {"ours": "0" * 64}}, {"seed": 1}, {"max_steps": 41}):
+    changes = ({"policies": {"ours": "0" * 64}}, {"seed": 1}, {"max_steps": 41},
+               {"split": "validation"}, {"tracker": "csrt"}, {"detector": "sam"})  # fmt: skip
+    for change in changes:
         fresh = plan_cells("I", quick=True)
         assert reuse_cells(fresh, out / "eval.json", {**fingerprint, **change}) == 0
         assert fresh[0].trials == 0
@@ -95,7 +97,7 @@ def test_eval_runs_trials_in_spawned_worker_processes(tiny_onnx: Path, tmp_path:
     out = tmp_path / "eval"
     args = ["eval", "--quick", "--workers", "2", "--eval-out", str(out),
             "--set", f'policy.onnx="{onnx}"',
-            "--set", "sim.image_width=96", "--set", "sim.image_height=96"]
+            "--set", "sim.image_width=96", "--set", "sim.image_height=96"]  # fmt: skip
     assert main(args) == 0
     report = json.loads((out / "eval.json").read_text())
     (cell,) = report["cells"]
@@ -122,3 +124,32 @@ def test_a_worker_that_dies_does_not_lose_the_evaluation(
     run_pooled(jobs[:1], 1, lambda c, i, r: got.__setitem__(i, r), trial_fn=always_dies)
     assert got[0]["status"] == "crashed" and not got[0]["success"]
     assert "2 pools broke" in got[0]["reason"] and got[0]["request"] == "trial 0"
+
+
+def test_quick_eval_with_grabcut_masks_names_what_lost_the_oracle(
+    tiny_onnx: Path, tmp_path: Path
+) -> None:
+    """--masks grabcut: the trial runs the grabcut segmenter inside the tracked boxes; the report
+    names every backend, the seeds, the files' sha256 and says the detector is still the oracle."""
+    out = tmp_path / "eval"
+    args = ["eval", "--quick", "--masks", "grabcut", "--eval-out", str(out),
+            "--set", f'policy.onnx="{tiny_onnx}"',
+            "--set", "sim.image_width=96", "--set", "sim.image_height=96"]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((out / "eval.json").read_text())
+    (cell,) = report["cells"]
+    assert cell["masks"] == "grabcut" and cell["segmenter"] == "grabcut" and cell["trials"] == 1
+    assert cell["outcomes"][0]["seed"] == 900_000_000  # evaluation block 0, trial 0
+    expected = [0.0, 79.3] if cell["successes"] == 0 else [20.7, 100.0]  # Wilson, 1 trial
+    assert [round(x, 1) for x in cell["ci95"]] == expected
+    fingerprint = report["fingerprint"]
+    assert fingerprint["segmenters"] == {"truth": "ground_truth", "grabcut": "grabcut"}
+    assert {"detector", "tracker", "reasoner", "catalog", "backgrounds"} <= set(fingerprint)
+    assert fingerprint["split"] == "evaluation"
+    assert fingerprint["trials_per_cell"] == {"I": 1, "II": 1}
+    text = (out / "eval.md").read_text()
+    assert "Table I, GrabCut masks inside the tracked boxes" in text
+    assert "Table I, simulator-truth masks" not in text  # --masks grabcut: one block
+    assert "only the masks lose the oracle" in text and "detector ground_truth" in text
+    assert fingerprint["policies"]["ours"][:12] in text and fingerprint["catalog"][:12] in text
+    assert "evaluation 900000000-949999999" in text and "step budget 40 steps" in text
