@@ -30,6 +30,7 @@ from agent.events import (
     WorldStart,
     parse_event,
 )
+from agent.recording import RunFolderError
 from agent.runtime import RequestError, Runtime, RuntimeBusy, RuntimeNotStarted
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "Outcome",
     "Reasoned",
     "RequestError",
+    "RunFolderError",
     "Runtime",
     "RuntimeBusy",
     "RuntimeNotStarted",

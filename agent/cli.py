@@ -2,18 +2,20 @@
 
 The runtime only emits events; rendering them (live progress, the summary table) happens here.
 Every user error ends in one line on stderr and a non-zero exit code, never a traceback:
-0 success, 1 the task failed or faulted, 2 bad input or config, 3 nothing to do (no object fits
-or the object is not in view), 130 interrupted (the arm is stopped first).
+0 success, 1 the task failed or faulted, 2 bad input or config (a run folder that cannot be
+written included), 3 nothing to do (no object fits or the object is not in view), 130 interrupted
+by Ctrl-C, 143 terminated by SIGTERM (`docker stop`, systemd): both 128 + the signal's number, as
+shells report them, and both only after the arm was stopped and the run folder finished.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import contextlib
 import importlib
 import json
 import os
-import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +32,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+TERMINATED = "terminated by SIGTERM"
 
 #: What bad input raises (arguments, files, settings), by defining module: one line, exit 2.
 #: Matched through sys.modules when an error arrives (a class whose module was never imported
@@ -38,6 +42,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("agent.cli", "UsageError"),
     ("agent.config", "ConfigError"),
     ("agent.runtime", "RequestError"),
+    ("agent.recording", "RunFolderError"),
     ("agent.backends", "BackendError"),
     ("agent.service.server", "ServiceError"),
     ("drivers.sim.catalog", "CatalogError"),
@@ -292,15 +297,45 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def run_folder(runs_dir: Path, request: str) -> Path:
-    """A new folder named by time and request, e.g. runs/20261125-190102-i-spilled-the-milk."""
-    slug = re.sub(r"[^a-z0-9]+", "-", request.lower()).strip("-")[:40] or "run"
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = runs_dir / f"{stamp}-{slug}"
-    suffix = 1
-    while folder.exists():
-        suffix += 1
-        folder = runs_dir / f"{stamp}-{slug}-{suffix}"
-    return folder
+    """A new folder named by time and request, e.g. runs/20261125-190102-i-spilled-the-milk.
+
+    Created here (so no other run can take it) and checked for writing: RunFolderError if not.
+    """
+    from agent.recording import new_run_folder
+
+    return new_run_folder(runs_dir, request)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only succeeds on an empty folder
+
+
+class _Termination:
+    """SIGTERM ends a run as Ctrl-C does: the episode is cancelled, the arm stopped, the run
+    folder finished and the drivers closed, then `run` exits 143 (systemd and `docker stop` send
+    SIGTERM, and a process that dies of it leaves no summary and an unfinished video)."""
+
+    def __init__(self) -> None:
+        self.signalled = False
+        self.runtime: Any = None
+
+    async def watch(self, scope: Any, *, task_status: Any) -> None:
+        import anyio
+
+        with contextlib.ExitStack() as stack:
+            try:
+                signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGTERM))
+            except (NotImplementedError, ValueError, RuntimeError):  # no loop signal handlers
+                task_status.started()
+                return
+            task_status.started()
+            async for _ in signals:
+                self.signalled = True
+                # an episode running: it ends with its outcome (the consumer keeps the stream);
+                # otherwise (starting up, closing) the whole run is cancelled
+                if self.runtime is None or not self.runtime.cancel(TERMINATED):
+                    scope.cancel()
 
 
 def _run(args: argparse.Namespace, config: Any) -> int:
@@ -311,19 +346,42 @@ def _run(args: argparse.Namespace, config: Any) -> int:
 
     request = validate_request(args.request)
     os.environ.setdefault("MUJOCO_GL", "egl")
-    folder = run_folder(config.output.runs_dir, request)
+    folder = run_folder(config.output.runs_dir, request)  # before anything starts or moves
     display = RunDisplay(request, folder, live=not args.quiet)
+    term = _Termination()
 
     async def go() -> Any:
-        async with Runtime(config) as runtime:
-            display.stage("running")
-            async for event in runtime.execute(request, run_dir=folder):
-                display.update(event)
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            await tg.start(term.watch, tg.cancel_scope)
+            try:
+                async with Runtime(config) as runtime:
+                    term.runtime = runtime
+                    display.stage("running")
+                    async for event in runtime.execute(request, run_dir=folder):
+                        display.update(event)
+            except Exception as exc:  # raised below as it is, not wrapped in an ExceptionGroup
+                failure = exc
+            finally:
+                term.runtime = None
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         return display.outcome
 
-    with display:
-        display.stage("starting (loading the world and models)")
-        outcome = anyio.run(go)
+    try:
+        with display:
+            display.stage("starting (loading the world and models)")
+            outcome = anyio.run(go)
+    finally:
+        _remove_if_empty(folder)  # the run never began (a start-up error, a signal)
+    if term.signalled:
+        display.print_summary()
+        if outcome is not None and outcome.stop not in (None, "ok"):
+            _fail(f"{TERMINATED}: the safe stop {outcome.stop}; check the arm")
+        else:
+            _fail(f"{TERMINATED}: the arm was stopped and the drivers closed")
+        return EXIT_TERMINATED
     if outcome is None:
         _fail("the run ended without an outcome; see the log above")
         return EXIT_FAILED

@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-#: 2: `Started.world` (which world the task starts in).
-SCHEMA_VERSION = 2
+#: 2: `Started.world` (which world the task starts in). 3: `Outcome.stop` (how the safe stop went).
+SCHEMA_VERSION = 3
 
 Status = Literal["success", "failure", "infeasible", "not_found", "cancelled", "fault"]
 
@@ -101,7 +101,12 @@ class Fault(_Event):
 
 
 class Outcome(BaseModel):
-    """How an execution ended; `success` is None when nothing could judge it (real robot)."""
+    """How an execution ended; `success` is None when nothing could judge it (real robot).
+
+    `stop` is how the safe stop that ends every execution went, before `Finished` was sent: "ok",
+    "failed: <reason>" or "timed out after <n> s" (a stop that did not succeed also turns the
+    status into "fault" and is named in `reason`). None only in records older than schema 3.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -113,6 +118,7 @@ class Outcome(BaseModel):
     stale_actions: int = 0
     dropped: dict[str, int] = Field(default_factory=dict)
     latency_ms: dict[str, dict[str, float]] = Field(default_factory=dict)
+    stop: str | None = None
 
 
 class Finished(_Event):

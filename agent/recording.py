@@ -3,14 +3,26 @@
 The event log is appended and flushed line by line, so a crash loses at most the line being
 written. The video shows what the policy saw: each view with the pick mask tinted green, the place
 mask blue, the tracked boxes, and the newest step's numbers underneath.
+
+A run folder is claimed when it is named (`new_run_folder` creates it; two runs never share one)
+and checked before anything moves: a folder that cannot be written is a `RunFolderError` then.
+A write that fails later (a full disk) degrades the run to no recording (`RecordingError`, which
+the runtime turns into a Fault event); it never ends the episode. `config.json` and
+`summary.json` are written whole or not at all (a temporary file, then `os.replace`), and a video
+the encoder could not finish is removed rather than left truncated.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
+import os
+import re
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import cv2
@@ -27,6 +39,82 @@ from models.types import PICK_MASK_VALUE, PLACE_MASK_VALUE, TaskSpec
 log = structlog.get_logger("agent.recording")
 
 ROLE_COLOURS = {"pick": (60, 220, 60), "place": (60, 140, 255)}  # RGB
+
+
+class RunFolderError(Exception):
+    """A run folder cannot be created or written (raised before anything moves)."""
+
+
+class RecordingError(Exception):
+    """Writing the run folder failed mid-run; the recorder has stopped recording."""
+
+
+def _stamp() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def new_run_folder(runs_dir: Path, request: str) -> Path:
+    """Create and return a new run folder, e.g. runs/20261125-190102-i-spilled-the-milk.
+
+    The folder is claimed by creating it (`mkdir` fails if it exists), so two runs of the same
+    request in the same second, in one process or two, get different folders (`...-2`, `...-3`).
+    The folder is checked for writing too; any problem is a RunFolderError naming the folder.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", request.lower()).strip("-")[:40] or "run"
+    stamp = _stamp()
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(_cannot(runs_dir, exc)) from None
+    for suffix in range(1, 10_000):
+        folder = runs_dir / (f"{stamp}-{slug}" if suffix == 1 else f"{stamp}-{slug}-{suffix}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunFolderError(_cannot(folder, exc)) from None
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            _remove_empty(folder)
+            raise RunFolderError(_cannot(folder, exc)) from None
+        return folder
+    raise RunFolderError(f"cannot write run folders in {runs_dir}: too many named {stamp}-{slug}")
+
+
+def _cannot(path: Path, exc: OSError) -> str:
+    # mkdir(exist_ok=True) says "File exists" when a file is in the way: say that instead
+    why = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror or exc
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+    return f"cannot write the run folder {path}: {why}{where}"
+
+
+def _remove_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write `data` as JSON to `path` whole or not at all: the old file (or none) survives a crash.
+
+    The JSON goes to a temporary file in the same folder, is flushed to the disk, and then
+    replaces `path` in one `os.replace`; on any error the temporary file is removed.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def draw_overlay(percept: Percept, caption: str = "") -> np.ndarray:
@@ -145,24 +233,53 @@ class VideoWriter:
 
 
 class RunRecorder:
-    """Writes one execution's run folder; the runtime feeds it events and percepts."""
+    """Writes one execution's run folder; the runtime feeds it events and percepts.
+
+    Opening checks the folder (RunFolderError: nothing is half-created); the folder must not hold
+    another run's event log already. After a failed write (`RecordingError` from `write_event`,
+    an exception from `record_loop`) it records nothing more, but `finish` still closes the video
+    and tries to write the summary.
+    """
 
     def __init__(self, run_dir: Path, config: Config) -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.events_path = self.run_dir / "events.jsonl"
         self.summary_path = self.run_dir / "summary.json"
         self.video_path: Path | None = None
-        self._events = self.events_path.open("a", buffering=1, encoding="utf-8")
+        self.error: str | None = None  # why the event log stopped mid-run (then all recording)
+        self.video_error: str | None = None  # why the video stopped mid-run
         self._config = config
         self._video: VideoWriter | None = None
-        if config.output.video:
-            self.video_path = self.run_dir / f"video.{config.output.video_format}"
-            self._video = VideoWriter(self.video_path, config.output.video_fps)
         self._caption = ""
         self._task: TaskSpec | None = None
         self._world: WorldStart | None = None
-        (self.run_dir / "config.json").write_text(config.model_dump_json(indent=2))
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(_cannot(self.run_dir, exc)) from None
+        try:
+            # "x": a second run never appends to another run's log; unbuffered: each event is
+            # on the disk when write_event returns, and nothing is left to flush at close
+            self._events: IO[bytes] = self.events_path.open("xb", buffering=0)
+        except FileExistsError:
+            raise RunFolderError(
+                f"the run folder {self.run_dir} already holds a run; give each run a new folder"
+            ) from None
+        except OSError as exc:
+            raise RunFolderError(_cannot(self.run_dir, exc)) from None
+        self._logged = 0  # bytes of whole events in the log
+        try:
+            write_json_atomic(self.run_dir / "config.json", config.model_dump(mode="json"))
+        except BaseException as exc:
+            self._events.close()  # leave the folder as it was: no half-begun run in it
+            with contextlib.suppress(OSError):
+                self.events_path.unlink()
+            if isinstance(exc, OSError):
+                raise RunFolderError(_cannot(self.run_dir, exc)) from None
+            raise
+        if config.output.video:
+            self.video_path = self.run_dir / f"video.{config.output.video_format}"
+            self._video = VideoWriter(self.video_path, config.output.video_fps)
 
     def set_task(self, task: TaskSpec) -> None:
         self._task = task
@@ -172,7 +289,19 @@ class RunRecorder:
         self._world = world
 
     def write_event(self, event: Event) -> None:
-        self._events.write(event.to_json() + "\n")
+        """Append one event; a failed write stops recording and raises RecordingError once."""
+        if self.error is not None:
+            return
+        line = (event.to_json() + "\n").encode("utf-8")
+        try:
+            self._append(line)
+        except OSError as exc:
+            self.error = f"writing {self.events_path} failed: {exc.strerror or exc}"
+            log.error("recording stopped", error=self.error)
+            with contextlib.suppress(OSError):  # drop a partly written line: the log parses
+                os.ftruncate(self._events.fileno(), self._logged)  # to its last whole event
+            raise RecordingError(f"{self.error}; recording stopped, the task goes on") from None
+        self._logged += len(line)
         if isinstance(event, Step):
             total = event.latency_ms.get("total", 0.0)
             self._caption = (
@@ -185,7 +314,7 @@ class RunRecorder:
         if self._video is None:
             await anyio.sleep_forever()
         reader = percepts.reader()
-        while True:
+        while self.error is None and self.video_error is None:
             msg = await reader.next()
             caption = self._caption
             if self._task is not None and not caption:
@@ -193,20 +322,41 @@ class RunRecorder:
                 caption = describe_task(task.skill.value, task.pick, task.place)
             await anyio.to_thread.run_sync(self._add_frame, msg.percept, caption)
 
+    def _append(self, data: bytes) -> None:
+        """The one place the event log is written: all of `data`, or OSError."""
+        view = memoryview(data)
+        while view:
+            view = view[self._events.write(view) or 0 :]
+
     def _add_frame(self, percept: Percept, caption: str) -> None:
         assert self._video is not None
-        self._video.add(draw_overlay(percept, caption))
+        try:
+            self._video.add(draw_overlay(percept, caption))
+        except Exception as exc:
+            self.video_error = f"video: {type(exc).__name__}: {exc}"
+            raise
 
     def finish(self, outcome: Outcome) -> None:
-        """Close the video and write the summary; safe to call once at the end of the episode."""
-        self._events.close()
+        """Close the video and write the summary; safe to call once at the end of the episode.
+
+        Never raises: the episode has ended and its outcome is already on its way to the caller.
+        """
+        try:
+            self._events.close()
+        except OSError as exc:
+            self.error = self.error or f"closing {self.events_path} failed: {exc.strerror or exc}"
         video_frames = 0
         if self._video is not None:
             video_frames = self._video.frames
             try:
                 self._video.close()
             except Exception as exc:  # a broken encoder must not lose the summary
-                log.error("video encoding failed", error=str(exc))
+                log.error("video encoding failed; the unfinished video is removed", error=str(exc))
+                self.video_error = self.video_error or f"video: {type(exc).__name__}: {exc}"
+                video_frames = 0
+                if self.video_path is not None:
+                    with contextlib.suppress(OSError):  # never leave a truncated video
+                        self.video_path.unlink(missing_ok=True)
         summary = {
             "outcome": outcome.model_dump(),
             "task": None
@@ -225,5 +375,10 @@ class RunRecorder:
                 "config": "config.json",
             },
             "video_frames": video_frames,
+            # None: every event and every frame drawn was written
+            "recording_error": "; ".join(e for e in (self.error, self.video_error) if e) or None,
         }
-        self.summary_path.write_text(json.dumps(summary, indent=2))
+        try:
+            write_json_atomic(self.summary_path, summary)
+        except Exception as exc:
+            log.error("writing the summary failed", path=str(self.summary_path), error=str(exc))

@@ -6,7 +6,11 @@ thread) and starts one capture task per camera for the runtime's whole life. Eac
 runs an episode: perceive, act, command and supervise (and the recorder when a run folder is given)
 in a task group of its own inside the runtime's, joined only by latest-wins channels. However the
 episode ends (success, failure, fault, the consumer leaving, Ctrl-C) the robot is stopped inside a
-shielded cancel scope, and leaving the context closes every driver.
+shielded cancel scope before `Finished` is sent (how that stop went is `Outcome.stop`), and leaving
+the context closes every driver.
+
+The run folder is a sink: it is checked before anything moves (`RunFolderError` from `execute`),
+and a write that fails mid-run becomes a non-fatal Fault event, never the end of the episode.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from agent.loops.command import CommandTick, command_loop
 from agent.loops.perceive import perceive_loop
 from agent.loops.supervise import Ending, supervise_loop
 from agent.messages import ActionMsg, FrameSet, PerceptMsg, StepRecord, frameset
-from agent.recording import RunRecorder
+from agent.recording import RecordingError, RunRecorder
 from agent.telemetry import LatencyStats, ensure_logging
 from agent.workers import StageTimeout, run_blocking
 from drivers.base import DriverError, Frame, RobotState, TaskStart
@@ -126,6 +130,7 @@ class Runtime:
         self._frames: dict[str, Latest[Frame]] = {}
         self._busy = False
         self._scope: anyio.CancelScope | None = None  # the running episode's, for cancel()
+        self._cancel_reason: str | None = None  # what cancel() was told, for the outcome
 
     # ----------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> Runtime:
@@ -179,6 +184,12 @@ class Runtime:
             return None
         # not shielded here: the task group's own scope must unwind in order; closing the
         # drivers (the first callback pushed, so the last run) shields itself
+        if isinstance(exc, Exception):
+            # an error in the caller's body (e.g. RunFolderError from execute) leaves as it is:
+            # the runtime's task group is an internal detail and would wrap it in an
+            # ExceptionGroup. The drivers are closed (the arm stopped) all the same.
+            await stack.__aexit__(None, None, None)
+            return None
         return await stack.__aexit__(exc_type, exc, tb)
 
     async def _close_parts(self, parts: Parts) -> None:
@@ -187,18 +198,26 @@ class Runtime:
             await anyio.to_thread.run_sync(parts.close)
             log.info("runtime closed")
 
-    async def _safe_stop(self, parts: Parts) -> None:
-        """Stop the arm; shielded so that cancellation cannot skip it, bounded so it cannot hang."""
-        with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_TIMEOUT_S) as scope:
+    async def _safe_stop(self, parts: Parts) -> str:
+        """Stop the arm; shielded so that cancellation cannot skip it, bounded so it cannot hang.
+
+        Returns how it went: "ok", "failed: <reason>" or "timed out after <n> s" (a hung driver
+        call is abandoned in its thread).
+        """
+        timeout = STOP_TIMEOUT_S
+        with anyio.CancelScope(shield=True), anyio.move_on_after(timeout) as scope:
             try:
-                await anyio.to_thread.run_sync(parts.robot.stop, limiter=self._robot_limiter)
+                await anyio.to_thread.run_sync(
+                    parts.robot.stop, limiter=self._robot_limiter, abandon_on_cancel=True
+                )
             except Exception as exc:
                 log.error("safe stop failed", error=str(exc))
-                return
+                return f"failed: {_describe(exc)}"
         if scope.cancelled_caught:
-            log.error("safe stop timed out", timeout_s=STOP_TIMEOUT_S)
-        else:
-            log.info("robot stopped")
+            log.error("safe stop timed out", timeout_s=timeout)
+            return f"timed out after {timeout:g} s"
+        log.info("robot stopped")
+        return "ok"
 
     @property
     def parts(self) -> Parts:
@@ -211,16 +230,19 @@ class Runtime:
     def busy(self) -> bool:
         return self._busy
 
-    def cancel(self) -> bool:
+    def cancel(self, reason: str | None = None) -> bool:
         """Cancel the running execution; its `execute()` then ends with Finished("cancelled").
 
         Unlike leaving the `async for` (which also cancels), the consumer keeps the stream and so
         receives the outcome: what a service's cancel endpoint or a stop button needs. The arm stops
-        as on every ending. Call it from the runtime's event loop thread (see agent.blocking for
-        other threads). Returns False when nothing was running.
+        as on every ending. `reason` (e.g. "terminated by SIGTERM") becomes the outcome's reason.
+        Call it from the runtime's event loop thread (see agent.blocking for other threads).
+        Returns False when nothing was running.
         """
         if self._scope is None:
             return False
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
         self._scope.cancel()
         return True
 
@@ -236,6 +258,10 @@ class Runtime:
                     "this runtime is already executing a request; one robot, one task"
                 ) from None
         self._busy = True
+
+    def _release_turn(self) -> None:
+        self._busy = False
+        self._turn.release()
 
     async def run(self, request: str, *, run_dir: Path | None = None) -> Outcome:
         """Execute a request to the end and return its outcome (events are only logged)."""
@@ -254,25 +280,35 @@ class Runtime:
 
         Leaving the loop early (break, cancellation, an exception in the consumer) cancels the
         episode and stops the arm before this generator finishes closing. With `run_dir`, the
-        event log, the summary and a video of both views are written there.
+        event log, the summary and a video of both views are written there: a new folder (or an
+        empty one), checked before anything moves; RunFolderError if it cannot be written.
         """
         text = validate_request(request)
         parts = self.parts
         tg = self._tg
         assert tg is not None
         await self._take_turn()
+        recorder: RunRecorder | None = None
+        try:
+            if run_dir is not None:
+                recorder = await anyio.to_thread.run_sync(RunRecorder, run_dir, self.config)
+        except BaseException:
+            self._release_turn()
+            raise
         send, receive = anyio.create_memory_object_stream[Event](EVENT_BUFFER)
         finished = anyio.Event()
         scope = self._scope = anyio.CancelScope()
+        self._cancel_reason = None
 
         async def episode() -> None:
             try:
                 with scope:
-                    await self._episode(text, parts, send, run_dir)
+                    await self._episode(text, parts, send, recorder)
+            except Exception:  # never into the runtime's task group: it outlives episodes
+                log.exception("episode ended abnormally")
             finally:
-                self._busy = False
                 self._scope = None
-                self._turn.release()
+                self._release_turn()
                 send.close()
                 finished.set()
 
@@ -287,14 +323,14 @@ class Runtime:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_TIMEOUT_S * 2):
                     await finished.wait()
 
-    async def _episode(self, request: str, parts: Parts, send: Any, run_dir: Path | None) -> None:
-        recorder = RunRecorder(run_dir, self.config) if run_dir is not None else None
+    async def _episode(
+        self, request: str, parts: Parts, send: Any, recorder: RunRecorder | None
+    ) -> None:
         dropped_events = 0
+        episode_id = uuid.uuid4().hex[:12]
 
-        def emit(event: Event) -> None:
+        def deliver(event: Event) -> None:
             nonlocal dropped_events
-            if recorder is not None:
-                recorder.write_event(event)
             try:
                 send.send_nowait(event)
             except anyio.WouldBlock:
@@ -302,13 +338,33 @@ class Runtime:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass  # the consumer left; the episode is being cancelled
 
-        ep = _Episode(id=uuid.uuid4().hex[:12], emit=emit, started=anyio.current_time())
+        def emit(event: Event) -> None:
+            failed: RecordingError | None = None
+            if recorder is not None:
+                try:
+                    recorder.write_event(event)
+                except RecordingError as exc:  # a sink that fails degrades to a Fault event
+                    failed = exc
+            deliver(event)
+            if failed is not None:
+                deliver(
+                    Fault(
+                        episode=episode_id,
+                        t=anyio.current_time(),
+                        where="record",
+                        message=str(failed),
+                        fatal=False,
+                    )
+                )
+
+        ep = _Episode(id=episode_id, emit=emit, started=anyio.current_time())
         structlog.contextvars.bind_contextvars(episode=ep.id)
         ending = Ending("fault", False, "unexpected error; see the log")
         try:
             ending = await self._run_episode(request, parts, ep, recorder)
         except anyio.get_cancelled_exc_class():
-            ending = Ending("cancelled", None, "cancelled before the task finished")
+            reason = self._cancel_reason or "cancelled before the task finished"
+            ending = Ending("cancelled", None, reason)
             raise
         except _LoopFault as fault:
             ending = Ending("fault", False, str(fault))
@@ -317,14 +373,19 @@ class Runtime:
             log.exception("episode crashed")
             ending = Ending("fault", False, _describe(exc))
         finally:
-            await self._safe_stop(parts)
-            outcome = self._outcome(ep, ending, dropped_events)
+            stop = await self._safe_stop(parts)  # before Finished: the arm is told first
+            if stop != "ok":
+                message = f"safe stop {stop}"
+                emit(Fault(episode=ep.id, t=ep.now(), where="robot", message=message))
+                ending = Ending("fault", ending.success, f"{message} ({ending.reason})")
+            outcome = self._outcome(ep, ending, dropped_events, stop)
             log.info(
                 "episode finished",
                 status=outcome.status,
                 reason=outcome.reason,
                 steps=outcome.steps,
                 duration_s=outcome.duration_s,
+                stop=stop,
             )
             emit(Finished(episode=ep.id, t=ep.now(), outcome=outcome))
             if recorder is not None:
@@ -332,7 +393,7 @@ class Runtime:
                     await anyio.to_thread.run_sync(recorder.finish, outcome)
             structlog.contextvars.unbind_contextvars("episode")
 
-    def _outcome(self, ep: _Episode, ending: Ending, dropped_events: int) -> Outcome:
+    def _outcome(self, ep: _Episode, ending: Ending, dropped_events: int, stop: str) -> Outcome:
         dropped = {ch.name: ch.dropped for ch in [*self._frames.values(), *ep.channels]}
         if dropped_events:
             dropped["events"] = dropped_events
@@ -345,6 +406,7 @@ class Runtime:
             stale_actions=ep.stale,
             dropped=dropped,
             latency_ms=ep.stats.summary(),
+            stop=stop,
         )
 
     async def _run_episode(
@@ -489,6 +551,17 @@ class Runtime:
                 )
                 tg.cancel_scope.cancel()
 
+        async def sink(where: str, loop: Callable[[], Any]) -> None:
+            """A sink that fails says so in a non-fatal Fault and stops; the episode goes on."""
+            try:
+                await loop()
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                message = f"{_describe(exc)}; recording stopped, the task goes on"
+                log.error("sink failed", sink=where, error=message, exc_info=True)
+                ep.emit(Fault(episode=ep.id, t=ep.now(), where=where, message=message, fatal=False))
+
         async def supervise() -> None:
             nonlocal ending
             ending = await supervise_loop(
@@ -552,7 +625,7 @@ class Runtime:
             )
             tg.start_soon(guarded, "supervise", supervise)
             if recorder is not None:
-                tg.start_soon(guarded, "record", lambda: recorder.record_loop(percepts))
+                tg.start_soon(sink, "record", lambda: recorder.record_loop(percepts))
         if ep.fault is not None:
             raise ep.fault
         assert ending is not None

@@ -94,6 +94,12 @@ SHAPES[2] = {
     "WorldStart": {"reset": "bool", "scene": "str", "seed": "int | None?"},
 }
 
+# 3: Outcome says how the safe stop that ends every execution went ("ok", "failed: ...", ...)
+SHAPES[3] = {
+    **SHAPES[2],
+    "Outcome": {**SHAPES[2]["Outcome"], "stop": "str | None?"},
+}
+
 
 def shape(model: type[BaseModel]) -> dict[str, str]:
     """field -> type as text, "?" marking optional fields; the event-common fields left out."""

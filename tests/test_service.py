@@ -255,6 +255,23 @@ def test_bad_bodies_get_a_clear_4xx_and_start_nothing(
     assert client.get("/health").json()["busy"] is False
 
 
+def test_a_runs_folder_that_cannot_be_written_is_503_and_starts_nothing(
+    served: Served, client: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that asks to be recorded is refused at once when its run folder cannot be made."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    config = served.app.config
+    output = config.output.model_copy(update={"runs_dir": blocker / "runs"})
+    monkeypatch.setattr(served.app, "config", config.model_copy(update={"output": output}))
+    stops = served.robot.stops if served.robot else 0
+    response = client.post("/tasks", json={"request": REQUEST, "record": True})
+    assert response.status_code == 503, response.text
+    assert response.json()["error"].startswith("cannot write the run folder ")
+    assert client.get("/health").json()["busy"] is False
+    assert served.robot is not None and served.robot.stops == stops  # nothing moved
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),

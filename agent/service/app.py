@@ -39,6 +39,7 @@ from starlette.types import Message, Receive, Scope, Send
 from agent.backends import Parts, build_parts
 from agent.config import Config
 from agent.events import EVENT_ADAPTER, SCHEMA_VERSION
+from agent.recording import RunFolderError, new_run_folder
 from agent.runtime import RequestError, Runtime, validate_request
 from agent.service.metrics import CONTENT_TYPE, Metrics
 from agent.service.tasks import BoardClosed, Task, TaskBoard, TaskBusy
@@ -188,13 +189,18 @@ class Service:
             raise HTTPException(422, _describe(exc)) from None
         except RequestError as exc:
             raise HTTPException(422, str(exc)) from None
-        run_dir = _run_folder(self.config, text) if spec.record else None
+        try:  # claimed and checked here: a runs folder that cannot be written is a 503, at once
+            run_dir = _run_folder(self.config, text) if spec.record else None
+        except RunFolderError as exc:
+            raise HTTPException(503, str(exc)) from None
         try:
             task = self.board.start(text, run_dir=run_dir)
         except TaskBusy as busy:
+            _unclaim(run_dir)
             self.metrics.refused()
             return JSONResponse({"error": str(busy), "running": busy.running.id}, 409)
         except BoardClosed as exc:
+            _unclaim(run_dir)
             raise HTTPException(503, str(exc)) from None
         return JSONResponse(task.view(), 202, headers={"Location": f"/tasks/{task.id}"})
 
@@ -322,9 +328,15 @@ def _resume_from(request: Request) -> int:
 
 
 def _run_folder(config: Config, request: str) -> Path:
-    from agent.cli import run_folder  # the CLI's naming, so both front ends file runs alike
+    """A new run folder, named and claimed as the CLI does, so both front ends file runs alike."""
+    return new_run_folder(config.output.runs_dir, request)
 
-    return run_folder(config.output.runs_dir, request)
+
+def _unclaim(run_dir: Path | None) -> None:
+    """Give back a run folder claimed for a task that did not start (it is still empty)."""
+    if run_dir is not None:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

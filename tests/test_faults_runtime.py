@@ -1,0 +1,438 @@
+"""Faults through the Runtime (issue 12, section 2): each ends with the arm stopped first and the
+run folder intact.
+
+Every test checks three things:
+(a) the episode ends with a Fault or Finished event naming the cause in one line;
+(b) the arm was told to stop BEFORE the episode's events ended: a wrapper over the real sim robot
+    (`StopSpy`) notes when `stop` was called, and the event index of that moment is checked (events
+    carry the runtime's clock, `time.monotonic()` under asyncio); in a `python -m agent run`
+    subprocess, `Outcome.stop == "ok"` in the last event (it is set by the stop that precedes
+    `Finished`) and the order of the log lines stand in for the wrapper;
+(c) the run folder is complete: events.jsonl parses to its last line, summary.json holds the
+    outcome, and the video is playable (ffmpeg, through imageio-ffmpeg, reads every frame the
+    summary counts) or absent, never truncated.
+
+Faults are injected at the narrowest boundary: the robot's `stop` (raising, hanging), the
+recorder's one write to its event log (`RunRecorder._append`, raising ENOSPC as a full disk
+would), the video encoder's `add`, and `json.dump` for the atomic writes. The rest is real.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+
+from agent import Fault, Finished, RunFolderError, Runtime, Step, parse_event
+from agent.backends import Parts, build_parts
+from agent.events import Event, Outcome
+from agent.recording import RunRecorder, VideoWriter, new_run_folder, write_json_atomic
+from drivers.base import RobotError
+from tests.conftest import make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUEST = "I spilled the milk"
+VIDEO = "output.video=true"
+
+
+class StopSpy:
+    """The real sim robot; notes the time of every `stop` call, and can make stop fail or hang."""
+
+    def __init__(self, inner: Any, *, fail: Exception | None = None, hang_s: float = 0.0):
+        self.inner = inner
+        self.fail = fail
+        self.hang_s = hang_s
+        self.stop_times: list[float] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def stop(self) -> None:
+        self.stop_times.append(time.monotonic())
+        if self.hang_s and len(self.stop_times) == 1:
+            time.sleep(self.hang_s)  # a driver call that hangs (the first stop only)
+        if self.fail is not None:
+            raise self.fail
+        self.inner.stop()
+
+
+def spying(spy: dict[str, StopSpy], **kwargs: Any):
+    def build(config: Any) -> Parts:
+        parts = build_parts(config)
+        spy["robot"] = StopSpy(parts.robot, **kwargs)
+        parts.robot = spy["robot"]
+        return parts
+
+    return build
+
+
+async def collect(runtime: Runtime, request: str = REQUEST, **kwargs: Any) -> list[Event]:
+    events = []
+    async for event in runtime.execute(request, **kwargs):
+        events.append(event)
+    return events
+
+
+def stop_index(events: list[Event], t_stop: float) -> int:
+    """The index of the first event sent after the stop call (so: how many came before it)."""
+    return sum(1 for e in events if e.t < t_stop)
+
+
+def video_frames(path: Path) -> int:
+    """Frames ffmpeg can decode from `path`; raises on a truncated or broken file."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    next(reader)  # the metadata
+    return sum(1 for _ in reader)
+
+
+def check_run_folder(folder: Path, events: list[Event] | None = None) -> dict[str, Any]:
+    """(c): the log parses to its last line, the summary holds the outcome, the video plays."""
+    lines = (folder / "events.jsonl").read_text().splitlines()
+    logged = [parse_event(line) for line in lines]  # every line, the last one included
+    if events is not None:
+        assert logged == events
+    summary = json.loads((folder / "summary.json").read_text())
+    if logged and isinstance(logged[-1], Finished):
+        assert Outcome.model_validate(summary["outcome"]) == logged[-1].outcome
+    video = folder / "video.mp4"
+    if video.exists():
+        assert summary["files"]["video"] == "video.mp4"
+        assert video_frames(video) == summary["video_frames"] > 0
+    else:
+        assert summary["files"]["video"] is None
+    assert not list(folder.glob(".*.tmp")), "no temporary file is left behind"
+    return summary
+
+
+def agent_proc(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+# --------------------------------------------------------------------- 1. SIGTERM
+def test_sigterm_ends_a_cli_run_like_ctrl_c(tmp_path: Path) -> None:
+    """`docker stop` / systemd: SIGTERM cancels the episode, stops the arm, finishes the run folder
+    (summary, playable video) and exits 143 with one clear last line."""
+    proc = agent_proc(
+        "run",
+        REQUEST,
+        "--set", "models.policy=expert",
+        "--set", "sim.image_width=96",
+        "--set", "sim.image_height=96",
+        "--log-json", "--log-level", "info", "--quiet",
+        cwd=tmp_path,
+    )  # fmt: skip
+    runs = tmp_path / "runs"
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:  # until the arm is moving: steps in the event log
+        logs = list(runs.glob("*/events.jsonl"))
+        if logs and logs[0].read_text().count('"kind":"step"') >= 5:
+            break
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the run never started stepping")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err
+    # (a) one clear last line, and the summary names the cause
+    assert err.strip().splitlines()[-1] == (
+        "error: terminated by SIGTERM: the arm was stopped and the drivers closed"
+    )
+    assert out.startswith("CANCELLED: terminated by SIGTERM")
+    folder = next(runs.iterdir())
+    events = [parse_event(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert isinstance(events[-1], Finished)
+    outcome = events[-1].outcome
+    assert (outcome.status, outcome.reason) == ("cancelled", "terminated by SIGTERM")
+    assert not any(isinstance(e, Fault) for e in events)
+    assert sum(isinstance(e, Step) for e in events) >= 5
+    # (b) the arm was stopped before the last event: Finished carries the stop's result, and the
+    # log says "robot stopped" before "episode finished" (and both before the drivers closed)
+    assert outcome.stop == "ok"
+    logged = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    assert "robot stopped" in logged
+    stopped = logged.index("robot stopped")
+    assert stopped < logged.index("episode finished") < logged.index("runtime closed")
+    # (c) the run folder is complete, the video playable
+    summary = check_run_folder(folder, events)
+    assert summary["video_frames"] > 0 and summary["recording_error"] is None
+
+
+@pytest.mark.asyncio
+async def test_cancel_with_a_reason_stops_the_arm_before_finished(tmp_path: Path) -> None:
+    """What SIGTERM does inside the CLI, through the API: `runtime.cancel(reason)`."""
+    config = make_config(tmp_path, VIDEO)
+    spy: dict[str, StopSpy] = {}
+    folder = tmp_path / "run"
+    events: list[Event] = []
+    async with Runtime(config, parts_factory=spying(spy)) as runtime:
+        with anyio.fail_after(90):
+            async for event in runtime.execute(REQUEST, run_dir=folder):
+                events.append(event)
+                if isinstance(event, Step) and event.index == 6:
+                    assert runtime.cancel("terminated by SIGTERM")
+        assert not runtime.busy
+    outcome = events[-1].outcome  # type: ignore[attr-defined]
+    assert (outcome.status, outcome.reason, outcome.stop) == (
+        "cancelled",
+        "terminated by SIGTERM",
+        "ok",
+    )
+    stops = spy["robot"].stop_times
+    assert len(stops) == 2  # the episode's, then the runtime's close
+    assert stop_index(events, stops[0]) == len(events) - 1  # after every step, before Finished
+    check_run_folder(folder, events)
+
+
+# --------------------------------------------------------------------- 2. unwritable run folder
+@pytest.mark.parametrize("where", ["a file", "under a file", "/proc"])
+def test_a_runs_dir_that_cannot_be_written_is_one_line_and_exit_2(
+    tmp_path: Path, where: str
+) -> None:
+    """Checked before the runtime starts: nothing moves, one line, exit 2, no folder left."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    runs_dir = {
+        "a file": blocker,
+        "under a file": blocker / "runs",
+        "/proc": Path("/proc/agent-runs-test"),
+    }[where]
+    started = time.monotonic()
+    proc = agent_proc("run", REQUEST, "--runs-dir", str(runs_dir), cwd=tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write the run folder "), err
+    assert "Traceback" not in err and "ExceptionGroup" not in err
+    assert not out
+    assert time.monotonic() - started < 60  # refused before loading the world and models
+    assert blocker.read_text() == "x"
+
+
+@pytest.mark.asyncio
+async def test_an_unwritable_run_dir_is_refused_before_anything_moves(tmp_path: Path) -> None:
+    """execute() checks the run folder before the world is touched; the error leaves `async with
+    Runtime` as itself (not an ExceptionGroup), and a folder holding a run is not reused."""
+    config = make_config(tmp_path, "runtime.max_steps=5")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    spy: dict[str, StopSpy] = {}
+    async with Runtime(config, parts_factory=spying(spy)) as runtime:
+        before = runtime.parts.robot.state().ee_pos.copy()
+        with pytest.raises(RunFolderError, match=r"cannot write the run folder .*Not a directory"):
+            await runtime.execute(REQUEST, run_dir=blocker / "run").__anext__()
+        assert not runtime.busy and spy["robot"].stop_times == []
+        assert np.allclose(runtime.parts.robot.state().ee_pos, before, atol=1e-3)
+        # the runtime goes on: a run, then the same folder again, refused before anything moves
+        folder = tmp_path / "run"
+        events = await collect(runtime, run_dir=folder)
+        assert events[-1].outcome.steps == 5  # type: ignore[attr-defined]
+        with pytest.raises(RunFolderError, match="already holds a run"):
+            await runtime.execute(REQUEST, run_dir=folder).__anext__()
+        assert not runtime.busy
+        check_run_folder(folder, events)
+    with pytest.raises(RunFolderError):  # uncaught in the body: it leaves as itself
+        async with Runtime(config) as runtime:
+            await collect(runtime, run_dir=blocker / "run")
+
+
+@pytest.mark.asyncio
+async def test_a_full_disk_mid_run_is_a_fault_and_the_episode_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk, simulated at the recorder's one write to its event log (`_append` raises
+    OSError(ENOSPC) from the 12th event on): a non-fatal Fault, recording stops, the episode runs
+    to its end with the arm stopped, and what was written stays whole."""
+    written = 11
+    real_append = RunRecorder._append
+    calls = {"n": 0}
+
+    def append(self: RunRecorder, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] > written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_append(self, data)
+
+    monkeypatch.setattr(RunRecorder, "_append", append)
+    config = make_config(tmp_path, VIDEO, "runtime.max_steps=20")
+    spy: dict[str, StopSpy] = {}
+    folder = tmp_path / "run"
+    async with Runtime(config, parts_factory=spying(spy)) as runtime:
+        with anyio.fail_after(90):
+            events = await collect(runtime, run_dir=folder)
+    faults = [e for e in events if isinstance(e, Fault)]
+    assert len(faults) == 1 and (faults[0].where, faults[0].fatal) == ("record", False)
+    assert "No space left on device" in faults[0].message
+    assert "\n" not in faults[0].message
+    outcome = events[-1].outcome  # type: ignore[attr-defined]
+    assert outcome.status == "failure" and "step budget" in outcome.reason
+    assert outcome.steps == 20 and outcome.stop == "ok"
+    assert stop_index(events, spy["robot"].stop_times[0]) == len(events) - 1
+    # the log holds the first 11 events, each whole; the summary the outcome and the error
+    summary = check_run_folder(folder)
+    logged = [parse_event(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert logged == events[:written]
+    assert Outcome.model_validate(summary["outcome"]) == outcome
+    assert "No space left on device" in summary["recording_error"]
+
+
+@pytest.mark.asyncio
+async def test_a_failing_video_encoder_is_a_fault_and_the_episode_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The video sink fails after 4 frames (`VideoWriter.add` raises BrokenPipeError, as a dead
+    encoder's pipe does): a non-fatal Fault, the events go on being logged, the video keeps its
+    4 frames, playable."""
+    real_add = VideoWriter.add
+
+    def add(self: VideoWriter, image: Any) -> None:
+        if self.frames >= 4:
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+        real_add(self, image)
+
+    monkeypatch.setattr(VideoWriter, "add", add)
+    config = make_config(tmp_path, VIDEO, "runtime.max_steps=20")
+    spy: dict[str, StopSpy] = {}
+    folder = tmp_path / "run"
+    async with Runtime(config, parts_factory=spying(spy)) as runtime:
+        with anyio.fail_after(90):
+            events = await collect(runtime, run_dir=folder)
+    faults = [e for e in events if isinstance(e, Fault)]
+    assert len(faults) == 1 and (faults[0].where, faults[0].fatal) == ("record", False)
+    assert "Broken pipe" in faults[0].message
+    outcome = events[-1].outcome  # type: ignore[attr-defined]
+    assert outcome.steps == 20 and outcome.stop == "ok" and outcome.status == "failure"
+    assert stop_index(events, spy["robot"].stop_times[0]) == len(events) - 1
+    summary = check_run_folder(folder, events)
+    assert summary["video_frames"] == 4 and "Broken pipe" in summary["recording_error"]
+
+
+# --------------------------------------------------------------------- 3. a safe stop that fails
+@pytest.mark.asyncio
+async def test_a_safe_stop_that_raises_reaches_the_outcome_and_the_events(tmp_path: Path) -> None:
+    config = make_config(tmp_path, VIDEO, "runtime.max_steps=8")
+    spy: dict[str, StopSpy] = {}
+    build = spying(spy, fail=RobotError("libfranka: command rejected (reflex mode)"))
+    folder = tmp_path / "run"
+    async with Runtime(config, parts_factory=build) as runtime:
+        with anyio.fail_after(90):
+            events = await collect(runtime, run_dir=folder)
+    fault, finished = events[-2], events[-1]
+    assert isinstance(fault, Fault) and isinstance(finished, Finished)
+    assert (fault.where, fault.fatal) == ("robot", True)
+    assert fault.message == "safe stop failed: libfranka: command rejected (reflex mode)"
+    outcome = finished.outcome
+    assert outcome.stop == "failed: libfranka: command rejected (reflex mode)"
+    assert outcome.status == "fault"
+    assert (
+        outcome.reason.startswith("safe stop failed: libfranka") and "step budget" in outcome.reason
+    )
+    # the stop was tried after the last step and before the Fault and Finished that report it
+    assert stop_index(events, spy["robot"].stop_times[0]) == len(events) - 2
+    summary = check_run_folder(folder, events)
+    assert summary["outcome"]["stop"].startswith("failed: ")
+
+
+@pytest.mark.asyncio
+async def test_a_safe_stop_that_hangs_times_out_into_the_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop call that hangs is abandoned after STOP_TIMEOUT_S (0.5 s here), and says so."""
+    monkeypatch.setattr("agent.runtime.STOP_TIMEOUT_S", 0.5)
+    config = make_config(tmp_path, "runtime.max_steps=8")
+    spy: dict[str, StopSpy] = {}
+    folder = tmp_path / "run"
+    async with Runtime(config, parts_factory=spying(spy, hang_s=3.0)) as runtime:
+        with anyio.fail_after(90):
+            events = await collect(runtime, run_dir=folder)
+        finished = events[-1]
+        assert isinstance(finished, Finished)
+        assert finished.outcome.stop == "timed out after 0.5 s"
+        assert finished.outcome.status == "fault"
+        assert events[-2].message == "safe stop timed out after 0.5 s"  # type: ignore[attr-defined]
+        t_stop = spy["robot"].stop_times[0]
+        assert stop_index(events, t_stop) == len(events) - 2
+        assert finished.t - t_stop < 2.0, "bounded: the hung call was not waited for"
+    check_run_folder(folder, events)
+
+
+# --------------------------------------------------------------------- 4. run folders
+def test_two_runs_in_the_same_second_get_their_own_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder is claimed when it is named: 12 threads at once, one second, 12 folders."""
+    monkeypatch.setattr("agent.recording._stamp", lambda: "20260101-120000")
+    folders: list[Path] = []
+    barrier = threading.Barrier(12)
+
+    def claim() -> None:
+        barrier.wait()
+        folders.append(new_run_folder(tmp_path / "runs", REQUEST))
+
+    threads = [threading.Thread(target=claim) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(folders)) == 12 and all(f.is_dir() for f in folders)
+    names = sorted(f.name for f in folders)
+    assert "20260101-120000-i-spilled-the-milk" in names
+    assert "20260101-120000-i-spilled-the-milk-12" in names
+
+
+def test_summary_and_config_are_written_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash in the middle of writing (json.dump writes half, then fails) leaves the old file,
+    or none, and no temporary file."""
+    real_dump = json.dump
+
+    def dump_half_then_fail(obj: Any, fp: Any, **kwargs: Any) -> None:
+        fp.write(json.dumps(obj, **kwargs)[:20])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    path = tmp_path / "summary.json"
+    write_json_atomic(path, {"outcome": "old"})
+    monkeypatch.setattr("agent.recording.json.dump", dump_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_json_atomic(path, {"outcome": "new"})
+    assert json.loads(path.read_text()) == {"outcome": "old"}
+    with pytest.raises(OSError):
+        write_json_atomic(tmp_path / "absent.json", {"x": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+    # config.json: the run folder is refused whole (no config, no event log begun)
+    config = make_config(tmp_path)
+    with pytest.raises(RunFolderError, match="No space left"):
+        RunRecorder(tmp_path / "run", config)
+    assert list((tmp_path / "run").iterdir()) == []
+
+    # summary.json: finish() reports the failure in the log and does not raise
+    monkeypatch.setattr("agent.recording.json.dump", real_dump)
+    recorder = RunRecorder(tmp_path / "run", config)
+    monkeypatch.setattr("agent.recording.json.dump", dump_half_then_fail)
+    recorder.finish(Outcome(status="cancelled", success=None, reason="x", stop="ok"))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "events.jsonl"]
