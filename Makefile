@@ -22,6 +22,8 @@ test: setup lint
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy agent models drivers
 
 doctor: setup
 	$(PY) -m agent doctor

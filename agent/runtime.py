@@ -19,6 +19,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -155,16 +156,15 @@ class Runtime:
             rt = self.config.runtime
             for name, camera in parts.cameras.items():
                 self._frames[name] = Latest(f"frames/{name}")
-                self._tg.start_soon(
-                    lambda cam=camera, out=self._frames[name]: capture_loop(
-                        cam,
-                        out,
-                        limiter=anyio.CapacityLimiter(1),
-                        timeout=rt.camera_timeout_s,
-                        max_failures=rt.camera_failures,
-                    ),
-                    name=f"capture/{name}",
+                capture = partial(
+                    capture_loop,
+                    camera,
+                    self._frames[name],
+                    limiter=anyio.CapacityLimiter(1),
+                    timeout=rt.camera_timeout_s,
+                    max_failures=rt.camera_failures,
                 )
+                self._tg.start_soon(capture, name=f"capture/{name}")
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await stack.__aexit__(None, None, None)
@@ -398,7 +398,7 @@ class Runtime:
         if dropped_events:
             dropped["events"] = dropped_events
         return Outcome(
-            status=ending.status,  # type: ignore[arg-type]
+            status=ending.status,
             success=ending.success,
             reason=ending.reason,
             steps=ep.steps,
@@ -531,7 +531,7 @@ class Runtime:
                     executed=tick.record.executed,
                     move=(float(move[0]), float(move[1]), float(move[2])),
                     gripper_closed=bool(tick.action.action.gripper_closed),
-                    ee_pos=tuple(float(v) for v in tick.state.ee_pos[:3]),  # type: ignore[arg-type]
+                    ee_pos=tuple(float(v) for v in tick.state.ee_pos[:3]),
                     latency_ms=latency,
                 )
             )
@@ -652,7 +652,7 @@ class Runtime:
                         episode=ep.id,
                         t=ep.now(),
                         view=view,
-                        role=role,  # type: ignore[arg-type]
+                        role=role,
                         label=labels[role],
                         box=box.as_tuple() if box else None,
                         redetection=redetection,

@@ -18,11 +18,19 @@ from drivers.capture import CaptureConfig, Intrinsics, RawFrame, StreamingCamera
 
 log = logging.getLogger(__name__)
 
-_INSTALL = ("the Azure Kinect driver needs pyk4a and Microsoft's Azure Kinect SDK (libk4a): "
-            "install the SDK, then pip install 'tpm-agent[kinect]'")
+_INSTALL = (
+    "the Azure Kinect driver needs pyk4a and Microsoft's Azure Kinect SDK (libk4a): "
+    "install the SDK, then pip install 'tpm-agent[kinect]'"
+)
 # Colour image height -> pyk4a ColorResolution member.
-_RESOLUTIONS = {720: "RES_720P", 1080: "RES_1080P", 1440: "RES_1440P", 1536: "RES_1536P",
-                2160: "RES_2160P", 3072: "RES_3072P"}
+_RESOLUTIONS = {
+    720: "RES_720P",
+    1080: "RES_1080P",
+    1440: "RES_1440P",
+    1536: "RES_1536P",
+    2160: "RES_2160P",
+    3072: "RES_3072P",
+}
 _FPS = {5: "FPS_5", 15: "FPS_15", 30: "FPS_30"}
 
 
@@ -64,8 +72,9 @@ def list_devices(sdk: Any | None = None) -> list[dict[str, str]]:
             device.open()
             found.append({"name": "Azure Kinect", "serial": device.serial, "index": str(index)})
         except Exception as exc:  # busy in another process: list it anyway
-            found.append({"name": "Azure Kinect", "serial": f"unavailable ({exc})",
-                          "index": str(index)})
+            found.append(
+                {"name": "Azure Kinect", "serial": f"unavailable ({exc})", "index": str(index)}
+            )
         finally:
             device.close()
     return found
@@ -87,8 +96,10 @@ class _KinectSource:
         for entry in list_devices(self._k4a):
             if entry["serial"] == serial:
                 return int(entry["index"])
-        raise CameraError(f"camera {self._config.name}: no Azure Kinect with serial {serial} "
-                          f"(found: {[d['serial'] for d in list_devices(self._k4a)]})")
+        raise CameraError(
+            f"camera {self._config.name}: no Azure Kinect with serial {serial} "
+            f"(found: {[d['serial'] for d in list_devices(self._k4a)]})"
+        )
 
     def start(self) -> None:
         k4a, cfg = self._k4a, self._config
@@ -97,22 +108,31 @@ class _KinectSource:
             color_format=k4a.ImageFormat.COLOR_BGRA32,
             depth_mode=k4a.DepthMode.NFOV_UNBINNED if cfg.depth else k4a.DepthMode.OFF,
             camera_fps=getattr(k4a.FPS, _FPS[cfg.fps]),
-            synchronized_images_only=cfg.depth)
+            synchronized_images_only=cfg.depth,
+        )
         device = k4a.PyK4A(config=settings, device_id=self._device_id())
         try:
             device.start()
         except Exception as exc:
-            raise CameraError(f"camera {cfg.name}: cannot start the Azure Kinect "
-                              f"({cfg.resolution}p @ {cfg.fps} fps): {exc}") from exc
+            raise CameraError(
+                f"camera {cfg.name}: cannot start the Azure Kinect "
+                f"({cfg.resolution}p @ {cfg.fps} fps): {exc}"
+            ) from exc
         self._device = device
         calib = device.calibration
         m = np.asarray(calib.get_camera_matrix(k4a.CalibrationType.COLOR), dtype=float)
         dist = np.asarray(calib.get_distortion_coefficients(k4a.CalibrationType.COLOR)).ravel()
         height = cfg.resolution
         width = height * 4 // 3 if height in (1536, 3072) else height * 16 // 9
-        self.intrinsics = Intrinsics(width=width, height=height, fx=m[0, 0], fy=m[1, 1],
-                                     cx=m[0, 2], cy=m[1, 2],
-                                     distortion=tuple(float(c) for c in dist))
+        self.intrinsics = Intrinsics(
+            width=width,
+            height=height,
+            fx=m[0, 0],
+            fy=m[1, 1],
+            cx=m[0, 2],
+            cy=m[1, 2],
+            distortion=tuple(float(c) for c in dist),
+        )
 
     def grab(self, timeout: float) -> RawFrame | None:
         try:

@@ -89,8 +89,13 @@ class NewestFrameCapture:
     clocks are per camera and cannot be compared); `t_device` keeps the camera's own timestamp.
     """
 
-    def __init__(self, name: str, source: FrameSource, config: CaptureConfig,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        source: FrameSource,
+        config: CaptureConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
         self._source = source
         self._config = config
@@ -114,8 +119,7 @@ class NewestFrameCapture:
         except Exception as exc:
             raise CameraError(f"camera {self.name}: cannot start: {exc}") from exc
         self._running = True
-        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
         self._thread.start()
         deadline = self._clock() + self._config.open_timeout
         with self._cond:
@@ -127,8 +131,9 @@ class NewestFrameCapture:
             error, first = self._error, self._newest
         if first is None:
             self.stop()
-            raise error or CameraError(f"camera {self.name}: no frame within "
-                                       f"{self._config.open_timeout:g} s of opening")
+            raise error or CameraError(
+                f"camera {self.name}: no frame within {self._config.open_timeout:g} s of opening"
+            )
 
     def read(self, timeout: float) -> Frame:
         """The newest frame if it is newer than the last one returned and not older than max_age."""
@@ -142,16 +147,22 @@ class NewestFrameCapture:
                     break
                 remaining = deadline - self._clock()
                 if remaining <= 0:
-                    last = "never" if newest is None else \
-                        f"{self._clock() - newest.t_capture:.3f} s ago"
-                    raise CameraError(f"camera {self.name}: no new frame within {timeout:g} s "
-                                      f"(last frame {last})")
+                    last = (
+                        "never"
+                        if newest is None
+                        else f"{self._clock() - newest.t_capture:.3f} s ago"
+                    )
+                    raise CameraError(
+                        f"camera {self.name}: no new frame within {timeout:g} s (last frame {last})"
+                    )
                 self._cond.wait(remaining)
             self._returned_seq = newest.seq  # a refused stale frame is not offered again
             age = self._clock() - newest.t_capture
             if age > self._config.max_age:
-                raise CameraError(f"camera {self.name}: newest frame is {age:.3f} s old "
-                                  f"(max age {self._config.max_age:g} s)")
+                raise CameraError(
+                    f"camera {self.name}: newest frame is {age:.3f} s old "
+                    f"(max age {self._config.max_age:g} s)"
+                )
             return newest
 
     def stop(self) -> None:
@@ -170,8 +181,14 @@ class NewestFrameCapture:
             seq = self._newest.seq + 1 if self._newest is not None else 0
             if self._newest is not None and self._newest.seq > self._returned_seq:
                 self.dropped += 1
-            self._newest = Frame(camera=self.name, rgb=raw.rgb, t_capture=self._clock(), seq=seq,
-                                 t_device=raw.t_device, depth=raw.depth)
+            self._newest = Frame(
+                camera=self.name,
+                rgb=raw.rgb,
+                t_capture=self._clock(),
+                seq=seq,
+                t_device=raw.t_device,
+                depth=raw.depth,
+            )
             self.frames += 1
             self._cond.notify_all()
 
@@ -199,13 +216,20 @@ class NewestFrameCapture:
             if self._clock() - last_frame < cfg.stall_timeout or not self._running:
                 continue
             if resets_in_row >= cfg.max_resets:
-                self._fail(f"stopped delivering frames ({reason}); gave up after "
-                           f"{resets_in_row} reset(s)")
+                self._fail(
+                    f"stopped delivering frames ({reason}); gave up after {resets_in_row} reset(s)"
+                )
                 return
             resets_in_row += 1
             self.resets += 1
-            log.warning("camera %s: no frame for %.1f s (%s); reset %d of %d", self.name,
-                        self._clock() - last_frame, reason, resets_in_row, cfg.max_resets)
+            log.warning(
+                "camera %s: no frame for %.1f s (%s); reset %d of %d",
+                self.name,
+                self._clock() - last_frame,
+                reason,
+                resets_in_row,
+                cfg.max_resets,
+            )
             try:
                 self._source.reset()
             except Exception as exc:
@@ -220,8 +244,9 @@ class StreamingCamera(ABC):
     (a calibrated value from the config wins over the device's) live here once.
     """
 
-    def __init__(self, name: str, capture: CaptureConfig,
-                 intrinsics: Intrinsics | None = None) -> None:
+    def __init__(
+        self, name: str, capture: CaptureConfig, intrinsics: Intrinsics | None = None
+    ) -> None:
         self.name = name
         self._capture_config = capture
         self._configured_intrinsics = intrinsics

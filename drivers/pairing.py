@@ -45,9 +45,11 @@ def pair_newest(first: Camera, second: Camera, *, max_skew: float, timeout: floa
     def remaining() -> float:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise CameraError(f"cannot pair cameras {first.name} and {second.name} within "
-                              f"{timeout:g} s: best skew {best * 1e3:.1f} ms "
-                              f"(max {max_skew * 1e3:.1f} ms)")
+            raise CameraError(
+                f"cannot pair cameras {first.name} and {second.name} within "
+                f"{timeout:g} s: best skew {best * 1e3:.1f} ms "
+                f"(max {max_skew * 1e3:.1f} ms)"
+            )
         return left
 
     best = float("inf")

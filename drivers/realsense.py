@@ -18,8 +18,10 @@ from drivers.capture import CaptureConfig, Intrinsics, RawFrame, StreamingCamera
 
 log = logging.getLogger(__name__)
 
-_INSTALL = ("the RealSense driver needs pyrealsense2: pip install 'tpm-agent[real]' "
-            "(and on Debian/Ubuntu: apt-get install libusb-1.0-0)")
+_INSTALL = (
+    "the RealSense driver needs pyrealsense2: pip install 'tpm-agent[real]' "
+    "(and on Debian/Ubuntu: apt-get install libusb-1.0-0)"
+)
 
 
 def import_sdk() -> Any:
@@ -51,11 +53,19 @@ def list_devices(sdk: Any | None = None) -> list[dict[str, str]]:
     rs = sdk or import_sdk()
     found = []
     for dev in rs.context().query_devices():
-        info = {key: dev.get_info(getattr(rs.camera_info, key)) if
-                dev.supports(getattr(rs.camera_info, key)) else ""
-                for key in ("name", "serial_number", "firmware_version")}
-        found.append({"name": info["name"], "serial": info["serial_number"],
-                      "firmware": info["firmware_version"]})
+        info = {
+            key: dev.get_info(getattr(rs.camera_info, key))
+            if dev.supports(getattr(rs.camera_info, key))
+            else ""
+            for key in ("name", "serial_number", "firmware_version")
+        }
+        found.append(
+            {
+                "name": info["name"],
+                "serial": info["serial_number"],
+                "firmware": info["firmware_version"],
+            }
+        )
     return found
 
 
@@ -77,23 +87,33 @@ class _RealSenseSource:
             stream_config.enable_device(cfg.serial)
         stream_config.enable_stream(rs.stream.color, cfg.width, cfg.height, rs.format.rgb8, cfg.fps)
         if cfg.depth:
-            stream_config.enable_stream(rs.stream.depth, cfg.width, cfg.height, rs.format.z16,
-                                        cfg.fps)
+            stream_config.enable_stream(
+                rs.stream.depth, cfg.width, cfg.height, rs.format.z16, cfg.fps
+            )
         pipeline = rs.pipeline()
         try:
             profile = pipeline.start(stream_config)
         except RuntimeError as exc:
             which = f"serial {cfg.serial}" if cfg.serial else "any serial"
-            raise CameraError(f"camera {cfg.name}: cannot start RealSense ({which}, "
-                              f"{cfg.width}x{cfg.height} @ {cfg.fps} fps): {exc}") from exc
+            raise CameraError(
+                f"camera {cfg.name}: cannot start RealSense ({which}, "
+                f"{cfg.width}x{cfg.height} @ {cfg.fps} fps): {exc}"
+            ) from exc
         self._pipeline = pipeline
         if cfg.depth:
             self._depth_scale = float(profile.get_device().first_depth_sensor().get_depth_scale())
             self._align = rs.align(rs.stream.color)
         stream = profile.get_stream(rs.stream.color).as_video_stream_profile()
         i = stream.get_intrinsics()
-        self.intrinsics = Intrinsics(width=i.width, height=i.height, fx=i.fx, fy=i.fy, cx=i.ppx,
-                                     cy=i.ppy, distortion=tuple(float(c) for c in i.coeffs))
+        self.intrinsics = Intrinsics(
+            width=i.width,
+            height=i.height,
+            fx=i.fx,
+            fy=i.fy,
+            cx=i.ppx,
+            cy=i.ppy,
+            distortion=tuple(float(c) for c in i.coeffs),
+        )
 
     def grab(self, timeout: float) -> RawFrame | None:
         ok, frames = self._pipeline.try_wait_for_frames(max(1, int(timeout * 1000)))

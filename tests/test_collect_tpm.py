@@ -20,9 +20,21 @@ from models.types import Observation, Skill
 
 def test_collect_records_a_successful_expert_episode(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demos.zarr"
-    args = ["collect", "--episodes", "1", "--out", str(out), "--seed", "3",
-            "--set", "sim.image_width=96", "--set", "sim.image_height=96",
-            "--set", "models.reasoner=rules"]
+    args = [
+        "collect",
+        "--episodes",
+        "1",
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--set",
+        "sim.image_width=96",
+        "--set",
+        "sim.image_height=96",
+        "--set",
+        "models.reasoner=rules",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "recorded 1 of 1 episodes" in printed and "expert succeeded in 1" in printed
@@ -48,10 +60,25 @@ def test_dagger_collect_records_the_pilots_states_with_expert_labels(
     """The shipped TPM file drives (a real ONNX Runtime session) and the expert labels each step;
     the episode is kept whatever its outcome, and says who drove."""
     out = tmp_path / "dagger.zarr"
-    args = ["collect", "--episodes", "1", "--out", str(out), "--seed", "5",
-            "--pilot", "policies/tpm_cpu.onnx", "--max-steps", "25",
-            "--set", "sim.image_width=96", "--set", "sim.image_height=96",
-            "--set", "models.reasoner=rules"]
+    args = [
+        "collect",
+        "--episodes",
+        "1",
+        "--out",
+        str(out),
+        "--seed",
+        "5",
+        "--pilot",
+        "policies/tpm_cpu.onnx",
+        "--max-steps",
+        "25",
+        "--set",
+        "sim.image_width=96",
+        "--set",
+        "sim.image_height=96",
+        "--set",
+        "models.reasoner=rules",
+    ]
     assert main(args) == 0
     assert "pilot (0% expert) succeeded in" in capsys.readouterr().out
     store = EpisodeStore(out, read_only=True)
@@ -78,8 +105,17 @@ def test_dagger_collect_records_the_pilots_states_with_expert_labels(
 
 
 def test_collect_refuses_a_pilot_of_another_size(tmp_path: Path, capsys) -> None:
-    args = ["collect", "--episodes", "1", "--out", str(tmp_path / "x.zarr"),
-            "--pilot", "policies/tpm_cpu.onnx", "--preset", "paper"]
+    args = [
+        "collect",
+        "--episodes",
+        "1",
+        "--out",
+        str(tmp_path / "x.zarr"),
+        "--pilot",
+        "policies/tpm_cpu.onnx",
+        "--preset",
+        "paper",
+    ]
     assert main(args) == 2
     assert "96 px" in capsys.readouterr().err
 

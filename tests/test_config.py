@@ -68,7 +68,7 @@ def test_mapping_source():
             ["models.policy=diffusion"],
             "models.policy: 'diffusion' is not allowed; allowed: 'expert', 'tpm' or 'none'",
         ),
-            ("sim", ["runtime.when_busy=wait"], "runtime.when_busy: 'wait' is not allowed"),
+        ("sim", ["runtime.when_busy=wait"], "runtime.when_busy: 'wait' is not allowed"),
         ("sim", ["nonsense"], "override 'nonsense' is not KEY=VALUE"),
         ("sim", ["sim.setting=outdoor"], "sim.setting: 'outdoor' is not allowed"),
         ("sim", ["sim.between_tasks=keep"], "sim.between_tasks: 'keep' is not allowed"),

@@ -178,7 +178,7 @@ def test_random_shift_moves_rgb_and_mask_together_within_the_pad() -> None:
     moves = set()
     for i in range(16):
         for j in range(2):
-            (y, x), = np.argwhere(out_mask[i, j] == 1.0)
+            ((y, x),) = np.argwhere(out_mask[i, j] == 1.0)
             assert out_rgb[i, j, y, x, 0] == 255 and out_rgb[i, j].sum() == 3 * 255
             assert abs(y - 10) <= 3 and abs(x - 10) <= 3
             moves.add((y, x))
@@ -192,7 +192,10 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_dataset(tmp_path: 
     clear error naming the holder; readers are never blocked; the lock dies with its process."""
     root = tmp_path / "demos.zarr"
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             sys.path.insert(0, {str(ROOT)!r})
             from models.tpm.dataset import EpisodeStore
@@ -200,7 +203,8 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_dataset(tmp_path: 
                                  create=True)
             print("open", flush=True)
             time.sleep(60)
-        """)],
+        """),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

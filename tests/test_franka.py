@@ -30,13 +30,17 @@ from drivers.base import Robot, RobotError
 from drivers.franka import FrankaConfig, FrankaRobot, GripperConfig, limit_target
 
 _HAVE_SIM = all(importlib.util.find_spec(m) is not None for m in ("franky", "franky_sim"))
-needs_sim = pytest.mark.skipif(not _HAVE_SIM, reason="franky-control and franky-sim are not "
-                               "installed (pip install franky-control franky-sim)")
+needs_sim = pytest.mark.skipif(
+    not _HAVE_SIM,
+    reason="franky-control and franky-sim are not "
+    "installed (pip install franky-control franky-sim)",
+)
 ROBOT_PORT = 1337
 
 
-def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float,
-                   log: Callable[[], str]) -> None:
+def _wait_for_port(
+    host: str, port: int, proc: subprocess.Popen[bytes], timeout: float, log: Callable[[], str]
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -59,8 +63,11 @@ class FrankySim:
         # Headless: franky-sim renders nothing without -r, so no OpenGL setup is needed. Its log
         # goes to a file: an unread pipe would fill up and stall the server mid-test.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
-        self.proc = subprocess.Popen([*command, "-s", "mujoco", "--hostname", host],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [*command, "-s", "mujoco", "--hostname", host],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             _wait_for_port(host, ROBOT_PORT, self.proc, timeout=60, log=self.output)
         except BaseException:
@@ -92,9 +99,14 @@ def sim() -> Iterator[FrankySim]:
 
 
 def _config(host: str, **overrides: object) -> FrankaConfig:
-    base: dict[str, object] = {"host": host, "workspace_low": (0.20, -0.30, 0.10),
-                               "workspace_high": (0.60, 0.30, 0.70), "dynamics_factor": 0.3,
-                               "max_velocity": 0.3, "connect_timeout": 20.0}
+    base: dict[str, object] = {
+        "host": host,
+        "workspace_low": (0.20, -0.30, 0.10),
+        "workspace_high": (0.60, 0.30, 0.70),
+        "dynamics_factor": 0.3,
+        "max_velocity": 0.3,
+        "connect_timeout": 20.0,
+    }
     base.update(overrides)
     return FrankaConfig(**base)  # type: ignore[arg-type]
 
@@ -112,8 +124,7 @@ def _v(x: float, y: float, z: float) -> np.ndarray:
     return np.array([x, y, z], dtype=float)
 
 
-def _settle(arm: FrankaRobot, target: np.ndarray, tol: float = 1e-3,
-            timeout: float = 5.0) -> float:
+def _settle(arm: FrankaRobot, target: np.ndarray, tol: float = 1e-3, timeout: float = 5.0) -> float:
     """Seconds until the hand is within `tol` of `target` (polling at ~500 Hz)."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -126,15 +137,17 @@ def _settle(arm: FrankaRobot, target: np.ndarray, tol: float = 1e-3,
 # ------------------------------------------------------------------ without a server
 def test_limit_target_clips_step_lead_and_box() -> None:
     """The safety arithmetic alone: step length, lead over the measured hand, workspace box."""
-    cfg = FrankaConfig(workspace_low=(0.2, -0.3, 0.1), workspace_high=(0.6, 0.3, 0.7),
-                       max_step=0.02, max_lead=0.05)
+    cfg = FrankaConfig(
+        workspace_low=(0.2, -0.3, 0.1), workspace_high=(0.6, 0.3, 0.7), max_step=0.02, max_lead=0.05
+    )
     here = np.array([0.4, 0.0, 0.4])
     step = limit_target(here, here, np.array([0.3, 0.0, 0.0]), cfg)
     np.testing.assert_allclose(step, [0.42, 0.0, 0.4])
     ahead = limit_target(here + _v(0.045, 0, 0), here, np.array([0.02, 0.0, 0.0]), cfg)
     np.testing.assert_allclose(ahead, [0.45, 0.0, 0.4])
-    edge = limit_target(np.array([0.4, 0.0, 0.105]), np.array([0.4, 0.0, 0.105]),
-                        np.array([0.0, 0.0, -0.02]), cfg)
+    edge = limit_target(
+        np.array([0.4, 0.0, 0.105]), np.array([0.4, 0.0, 0.105]), np.array([0.0, 0.0, -0.02]), cfg
+    )
     np.testing.assert_allclose(edge, [0.4, 0.0, 0.1])
     with pytest.raises(RobotError, match="finite"):
         limit_target(here, here, np.array([np.nan, 0.0, 0.0]), cfg)
@@ -181,8 +194,10 @@ def test_state_is_fast_and_complete(robot: FrankaRobot) -> None:
 @needs_sim
 def test_relative_moves_reach_the_summed_target(robot: FrankaRobot) -> None:
     start = robot.state().ee_pos
-    steps = [np.array(d) for d in ([0.02, 0, 0], [0.02, 0, 0], [0, 0.02, 0], [0, 0, -0.02],
-                                   [0, -0.01, 0.01])]
+    steps = [
+        np.array(d)
+        for d in ([0.02, 0, 0], [0.02, 0, 0], [0, 0.02, 0], [0, 0, -0.02], [0, -0.01, 0.01])
+    ]
     latencies = []
     for step in steps:
         t0 = time.perf_counter()
@@ -380,14 +395,21 @@ _PANDA_PY_SCRIPT = textwrap.dedent("""
 
 
 @needs_sim
-@pytest.mark.skipif(importlib.util.find_spec("panda_py") is None,
-                    reason="panda-python is not installed (pip install panda-python)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("panda_py") is None,
+    reason="panda-python is not installed (pip install panda-python)",
+)
 def test_panda_py_gripper_works_and_its_arm_is_refused_clearly(sim: FrankySim) -> None:
     """In a separate process (FINDINGS: panda-python's constructors hold the GIL while waiting,
     and franky-sim serves one arm client at a time, which the module's fixture may hold)."""
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", _PANDA_PY_SCRIPT, sim.host], cwd=root,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _PANDA_PY_SCRIPT, sim.host],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert "incorrect object size" in out["arm"] and "franky-control" in out["arm"]

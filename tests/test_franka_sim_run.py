@@ -66,8 +66,10 @@ async def test_spilled_milk_succeeds_with_the_real_franka_driver(tmp_path):
         assert parts.robot.faults == []
     assert finished is not None
     outcome = finished.outcome  # type: ignore[attr-defined]
-    print(f"franka-sim: {outcome.status} in {outcome.duration_s} s, {outcome.steps} steps, "
-          f"realtime x{realtime_factor:.2f}, latency {outcome.latency_ms.get('total')}")
+    print(
+        f"franka-sim: {outcome.status} in {outcome.duration_s} s, {outcome.steps} steps, "
+        f"realtime x{realtime_factor:.2f}, latency {outcome.latency_ms.get('total')}"
+    )
     assert outcome.status == "success", outcome.reason
     assert outcome.success is True
     assert world.was_grasped("sponge")

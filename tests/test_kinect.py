@@ -68,8 +68,10 @@ class FakeK4A:
             @property
             def calibration(self) -> Any:
                 matrix = np.array([[600.0, 0, 640], [0, 601.0, 360], [0, 0, 1]])
-                return SimpleNamespace(get_camera_matrix=lambda kind: matrix,
-                                       get_distortion_coefficients=lambda kind: np.zeros(8))
+                return SimpleNamespace(
+                    get_camera_matrix=lambda kind: matrix,
+                    get_distortion_coefficients=lambda kind: np.zeros(8),
+                )
 
             def get_capture(self, timeout: int) -> Any:
                 index = fake.feed.next(timeout / 1000)
@@ -77,10 +79,12 @@ class FakeK4A:
                     raise K4ATimeoutException()
                 bgra = np.zeros((36, 64, 4), np.uint8)
                 bgra[..., 0], bgra[..., 2] = 200, 10  # blue-ish in BGRA
-                depth = np.full((36, 64), 750, np.uint16) if self.config.depth_mode == "nfov" \
-                    else None
-                return SimpleNamespace(color=bgra, transformed_depth=depth,
-                                       color_timestamp_usec=index * 33_333)
+                depth = (
+                    np.full((36, 64), 750, np.uint16) if self.config.depth_mode == "nfov" else None
+                )
+                return SimpleNamespace(
+                    color=bgra, transformed_depth=depth, color_timestamp_usec=index * 33_333
+                )
 
         self.PyK4A = PyK4A
 

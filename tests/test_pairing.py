@@ -35,13 +35,13 @@ class Scripted:
             raise CameraError(f"camera {self.name}: no new frame within {timeout} s")
         self.reads += 1
         t = self._times.pop(0)
-        return Frame(camera=self.name, rgb=np.zeros((2, 2, 3), np.uint8), t_capture=t,
-                     seq=self.reads)
+        return Frame(
+            camera=self.name, rgb=np.zeros((2, 2, 3), np.uint8), t_capture=t, seq=self.reads
+        )
 
 
 def test_close_frames_pair_at_once_with_their_skew() -> None:
-    pair = pair_newest(Scripted("a", [10.000]), Scripted("b", [10.004]), max_skew=0.01,
-                       timeout=1.0)
+    pair = pair_newest(Scripted("a", [10.000]), Scripted("b", [10.004]), max_skew=0.01, timeout=1.0)
     assert isinstance(pair, FramePair)
     assert pair.skew == pytest.approx(0.004) and pair.t_capture == 10.0
 
@@ -56,15 +56,18 @@ def test_the_older_view_is_replaced_until_they_match() -> None:
 
 def test_no_matching_pair_reports_the_best_skew() -> None:
     with pytest.raises(CameraError, match=r"cannot pair cameras a and b .* best skew 30\.0 ms"):
-        pair_newest(Scripted("a", [10.0] * 100_000), Scripted("b", [10.03]), max_skew=0.001,
-                    timeout=0.05)
+        pair_newest(
+            Scripted("a", [10.0] * 100_000), Scripted("b", [10.03]), max_skew=0.001, timeout=0.05
+        )
 
 
 def test_two_real_drivers_on_fake_sdks_pair_within_a_frame_period() -> None:
-    front = RealSenseCamera(RealSenseConfig(name="front", capture=FAST),
-                            sdk=FakeRealSense(Feed(fps=30)))
-    side = AzureKinectCamera(AzureKinectConfig(name="side", capture=FAST),
-                             sdk=FakeK4A(Feed(fps=15)))
+    front = RealSenseCamera(
+        RealSenseConfig(name="front", capture=FAST), sdk=FakeRealSense(Feed(fps=30))
+    )
+    side = AzureKinectCamera(
+        AzureKinectConfig(name="side", capture=FAST), sdk=FakeK4A(Feed(fps=15))
+    )
     with front, side:
         for _ in range(3):
             pair = pair_newest(front, side, max_skew=0.02, timeout=1.0)

@@ -32,7 +32,10 @@ def test_real_profile_and_example_load_and_validate() -> None:
     assert {"real", "franka-sim"} <= set(profiles())
     real = load_config("real")
     assert (real.cameras.backend, real.robot.backend, real.models.policy) == (
-        "hardware", "franka", "none")
+        "hardware",
+        "franka",
+        "none",
+    )
     assert real.franka.driver_config().realtime == "enforce"
     lab = load_config(EXAMPLE)
     front, side = lab.cameras.devices["front"], lab.cameras.devices["side"]
@@ -46,8 +49,10 @@ def test_real_profile_and_example_load_and_validate() -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ('cameras.devices.front.serial="12-34"', "cameras.devices.front.serial: String should "
-         "match pattern"),
+        (
+            'cameras.devices.front.serial="12-34"',
+            "cameras.devices.front.serial: String should match pattern",
+        ),
         ('franka.hots="172.16.0.2"', "unknown config key 'franka.hots'; allowed here: host, "),
         ('franka.host="172.16.0.2; rm"', "franka.host: '172.16.0.2; rm' is not an IP address"),
         ("franka.dynamics_factor=1.5", "franka: dynamics_factor must be in (0, 1]"),
@@ -78,11 +83,20 @@ def test_building_without_cameras_names_the_missing_device() -> None:
 @pytest.mark.skipif(importlib.util.find_spec("franky") is None, reason="franky-control missing")
 def test_opening_an_unreachable_arm_names_the_robot() -> None:
     """Nothing listens on 127.0.0.4: libfranka's connection is refused, the driver says so."""
-    config = load_config(EXAMPLE, ['franka.host="127.0.0.4"', "franka.connect_timeout_s=5",
-                                   'franka.realtime="ignore"'])
+    config = load_config(
+        EXAMPLE,
+        ['franka.host="127.0.0.4"', "franka.connect_timeout_s=5", 'franka.realtime="ignore"'],
+    )
     robot = build_robot(config)
-    parts = Parts(cameras={}, robot=robot, reasoner=None, new_pipeline=None,  # type: ignore[arg-type]
-                  policy=None, judge=None, scene_objects=list)  # type: ignore[arg-type]
+    parts = Parts(
+        cameras={},
+        robot=robot,
+        reasoner=None,
+        new_pipeline=None,  # type: ignore[arg-type]
+        policy=None,
+        judge=None,
+        scene_objects=list,
+    )  # type: ignore[arg-type]
     try:
         with pytest.raises(BackendError) as info:
             parts.open()

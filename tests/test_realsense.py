@@ -82,11 +82,18 @@ class FakeRealSense:
 
     stream = SimpleNamespace(color="color", depth="depth")
     format = SimpleNamespace(rgb8="rgb8", z16="z16")
-    camera_info = SimpleNamespace(name="name", serial_number="serial_number",
-                                  firmware_version="firmware_version")
+    camera_info = SimpleNamespace(
+        name="name", serial_number="serial_number", firmware_version="firmware_version"
+    )
 
-    def __init__(self, feed: Feed, serial: str = "123456", width: int = 64, height: int = 48,
-                 start_error: str | None = None) -> None:
+    def __init__(
+        self,
+        feed: Feed,
+        serial: str = "123456",
+        width: int = 64,
+        height: int = 48,
+        start_error: str | None = None,
+    ) -> None:
         self.feed, self.serial, self.width, self.height = feed, serial, width, height
         self.start_error = start_error
         self.enabled: list[tuple[Any, ...]] = []
@@ -115,7 +122,8 @@ class FakeRealSense:
                 depth = np.full((fake.height, fake.width), 1000 + index, np.uint16)
                 return True, SimpleNamespace(
                     get_color_frame=lambda: _Frame(rgb, 1000.0 * index),
-                    get_depth_frame=lambda: _Frame(depth, 1000.0 * index))
+                    get_depth_frame=lambda: _Frame(depth, 1000.0 * index),
+                )
 
             def stop(self) -> None:
                 pass
@@ -130,19 +138,32 @@ class FakeRealSense:
         self.config, self.pipeline, self.align = Config, Pipeline, Align
 
     def _profile(self) -> Any:
-        intr = SimpleNamespace(width=self.width, height=self.height, fx=60.0, fy=61.0, ppx=32.0,
-                               ppy=24.0, coeffs=[0.0] * 5)
+        intr = SimpleNamespace(
+            width=self.width,
+            height=self.height,
+            fx=60.0,
+            fy=61.0,
+            ppx=32.0,
+            ppy=24.0,
+            coeffs=[0.0] * 5,
+        )
         video = SimpleNamespace(get_intrinsics=lambda: intr)
         sensor = SimpleNamespace(get_depth_scale=lambda: 0.001)
         device = SimpleNamespace(first_depth_sensor=lambda: sensor)
-        return SimpleNamespace(get_stream=lambda s: SimpleNamespace(
-            as_video_stream_profile=lambda: video), get_device=lambda: device)
+        return SimpleNamespace(
+            get_stream=lambda s: SimpleNamespace(as_video_stream_profile=lambda: video),
+            get_device=lambda: device,
+        )
 
     def context(self) -> Any:
-        info = {"name": "Intel RealSense D435", "serial_number": self.serial,
-                "firmware_version": "5.16"}
-        device = SimpleNamespace(get_info=info.__getitem__, supports=lambda key: True,
-                                 hardware_reset=self.feed.reset)
+        info = {
+            "name": "Intel RealSense D435",
+            "serial_number": self.serial,
+            "firmware_version": "5.16",
+        }
+        device = SimpleNamespace(
+            get_info=info.__getitem__, supports=lambda key: True, hardware_reset=self.feed.reset
+        )
         return SimpleNamespace(query_devices=lambda: [device])
 
 
@@ -160,8 +181,14 @@ def read_until_failed(camera: Camera, within: float) -> str:
 
 def _camera(feed: Feed, **config: Any) -> tuple[RealSenseCamera, FakeRealSense]:
     sdk = FakeRealSense(feed)
-    settings = {"serial": "123456", "width": 64, "height": 48, "capture": FAST,
-                "reset_wait": 0.05, **config}
+    settings = {
+        "serial": "123456",
+        "width": 64,
+        "height": 48,
+        "capture": FAST,
+        "reset_wait": 0.05,
+        **config,
+    }
     return RealSenseCamera(RealSenseConfig(**settings), sdk=sdk), sdk
 
 
@@ -244,7 +271,8 @@ def test_start_failure_names_the_camera() -> None:
 
 def test_list_devices_reports_serials() -> None:
     assert list_devices(FakeRealSense(Feed(), serial="42")) == [
-        {"name": "Intel RealSense D435", "serial": "42", "firmware": "5.16"}]
+        {"name": "Intel RealSense D435", "serial": "42", "firmware": "5.16"}
+    ]
 
 
 def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -160,8 +160,9 @@ def test_export_fails_on_a_dataset_that_does_not_fit(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
     _, out = trained
-    other = EpisodeStore(tmp_path / "other.zarr", views=("front", "side"), image_size=16,
-                         create=True)
+    other = EpisodeStore(
+        tmp_path / "other.zarr", views=("front", "side"), image_size=16, create=True
+    )
     del other
     with pytest.raises(ExportError, match="px"):
         export_onnx(out / "best.pt", tmp_path / "x.onnx", tmp_path / "other.zarr")

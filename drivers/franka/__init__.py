@@ -10,5 +10,11 @@ from drivers.franka.config import FrankaConfig, GripperConfig
 from drivers.franka.franky_robot import FrankaRobot
 from drivers.franka.panda_py_robot import PandaPyGripper, PandaPyRobot
 
-__all__ = ["FrankaConfig", "FrankaRobot", "GripperConfig", "PandaPyGripper", "PandaPyRobot",
-           "limit_target"]
+__all__ = [
+    "FrankaConfig",
+    "FrankaRobot",
+    "GripperConfig",
+    "PandaPyGripper",
+    "PandaPyRobot",
+    "limit_target",
+]

@@ -34,8 +34,9 @@ class ConnectionLost(Exception):
     """Raised by a backend hook when the arm or its gripper no longer answers."""
 
 
-def limit_target(target: np.ndarray, measured: np.ndarray, delta: np.ndarray,
-                 config: FrankaConfig) -> np.ndarray:
+def limit_target(
+    target: np.ndarray, measured: np.ndarray, delta: np.ndarray, config: FrankaConfig
+) -> np.ndarray:
     """The next commanded position: `target + delta`, made safe.
 
     Steps longer than `max_step` are shortened (direction kept); the result may run at most
@@ -96,8 +97,9 @@ class GripperWorker:
         self._thread = threading.Thread(target=self._run, name="franka-gripper", daemon=True)
         self.closed = False  # last state the worker finished commanding
         self.grasped: bool | None = None  # last grasp result (None before any grasp)
-        self.open_width = config.open_width if config.open_width is not None \
-            else backend.max_width()
+        self.open_width = (
+            config.open_width if config.open_width is not None else backend.max_width()
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -232,12 +234,17 @@ class ArmDriver(ABC):
                     self._gripper.start()
                 ee, _ = self._read()
             except (ConnectionLost, ArmFault) as exc:
-                raise RobotError(f"cannot connect to the {self.backend_name} arm at "
-                                 f"{self.config.host}: {exc}") from exc
+                raise RobotError(
+                    f"cannot connect to the {self.backend_name} arm at {self.config.host}: {exc}"
+                ) from exc
             self._target = ee
             self._opened = True
-            log.info("%s arm at %s open, hand at %s", self.backend_name, self.config.host,
-                     np.round(ee, 4))
+            log.info(
+                "%s arm at %s open, hand at %s",
+                self.backend_name,
+                self.config.host,
+                np.round(ee, 4),
+            )
 
     def state(self) -> RobotState:
         with self._lock:
@@ -248,8 +255,13 @@ class ArmDriver(ABC):
             if self._gripper is not None:
                 self._gripper.check()
                 width = self._guard("read the gripper", self._gripper_width)
-            return RobotState(ee_pos=ee, gripper_width=width, gripper_closed=self._gripper_closed,
-                              t=time.monotonic(), joints=joints)
+            return RobotState(
+                ee_pos=ee,
+                gripper_width=width,
+                gripper_closed=self._gripper_closed,
+                t=time.monotonic(),
+                joints=joints,
+            )
 
     def move(self, delta: np.ndarray, gripper_closed: bool) -> None:
         """Preempt the running motion with one to the limited new target; never waits for it."""
@@ -344,14 +356,15 @@ class ArmDriver(ABC):
             except BaseException as exc:  # handed to the caller's thread below
                 error.append(exc)
 
-        thread = threading.Thread(target=connect, name=f"{self.backend_name}-connect",
-                                  daemon=True)
+        thread = threading.Thread(target=connect, name=f"{self.backend_name}-connect", daemon=True)
         thread.start()
         thread.join(timeout)
         if thread.is_alive():
-            raise RobotError(f"the {self.backend_name} arm at {self.config.host} did not answer "
-                             f"within {timeout:g} s (is another client connected, e.g. Desk or "
-                             "a second driver, or is the host wrong?)")
+            raise RobotError(
+                f"the {self.backend_name} arm at {self.config.host} did not answer "
+                f"within {timeout:g} s (is another client connected, e.g. Desk or "
+                "a second driver, or is the host wrong?)"
+            )
         if error:
             raise error[0]
         return result[0]
@@ -378,8 +391,10 @@ class ArmDriver(ABC):
         if not self._opened:
             raise RobotError("robot is not open: call open() first")
         if self._lost is not None:
-            raise RobotError(f"lost the connection to the {self.backend_name} arm at "
-                             f"{self.config.host}: {self._lost}")
+            raise RobotError(
+                f"lost the connection to the {self.backend_name} arm at "
+                f"{self.config.host}: {self._lost}"
+            )
 
     def _guard(self, what: str, call: Callable[[], _T]) -> _T:
         """Run one library call; translate its failures into the driver's fault protocol."""
@@ -388,8 +403,10 @@ class ArmDriver(ABC):
         except ConnectionLost as exc:
             self._lost = str(exc)
             log.error("%s: connection lost while trying to %s: %s", self.backend_name, what, exc)
-            raise RobotError(f"lost the connection to the {self.backend_name} arm at "
-                             f"{self.config.host} while trying to {what}: {exc}") from exc
+            raise RobotError(
+                f"lost the connection to the {self.backend_name} arm at "
+                f"{self.config.host} while trying to {what}: {exc}"
+            ) from exc
         except ArmFault as exc:
             self._handle_fault(what, exc, raise_error=True)
             raise AssertionError("unreachable") from exc
@@ -398,17 +415,25 @@ class ArmDriver(ABC):
         """Log the reason, recover the arm, hold where it stands; never retry the motion."""
         reason = str(exc) or type(exc).__name__
         self.faults.append(reason)
-        log.error("%s: motion aborted (%s) while trying to %s; recovering and holding",
-                  self.backend_name, reason, what)
+        log.error(
+            "%s: motion aborted (%s) while trying to %s; recovering and holding",
+            self.backend_name,
+            reason,
+            what,
+        )
         try:
             self._recover()
             self._target, _ = self._read()
         except (ConnectionLost, ArmFault) as again:
             self._lost = f"recovery after '{reason}' failed: {again}"
-            raise RobotError(f"lost the connection to the {self.backend_name} arm at "
-                             f"{self.config.host}: motion aborted ({reason}) and recovery "
-                             f"failed: {again}") from again
+            raise RobotError(
+                f"lost the connection to the {self.backend_name} arm at "
+                f"{self.config.host}: motion aborted ({reason}) and recovery "
+                f"failed: {again}"
+            ) from again
         self.stopped = True
         if raise_error:
-            raise RobotError(f"{self.backend_name} arm at {self.config.host}: motion aborted "
-                             f"({reason}); the arm was recovered and holds its pose") from exc
+            raise RobotError(
+                f"{self.backend_name} arm at {self.config.host}: motion aborted "
+                f"({reason}); the arm was recovered and holds its pose"
+            ) from exc

@@ -77,9 +77,14 @@ class FrankaConfig:
     gripper: GripperConfig = field(default_factory=GripperConfig)
 
     def __post_init__(self) -> None:
-        _positive(connect_timeout=self.connect_timeout, max_step=self.max_step,
-                  max_lead=self.max_lead, max_velocity=self.max_velocity,
-                  torque_threshold=self.torque_threshold, force_threshold=self.force_threshold)
+        _positive(
+            connect_timeout=self.connect_timeout,
+            max_step=self.max_step,
+            max_lead=self.max_lead,
+            max_velocity=self.max_velocity,
+            torque_threshold=self.torque_threshold,
+            force_threshold=self.force_threshold,
+        )
         if not 0 < self.dynamics_factor <= 1:
             raise ValueError(f"dynamics_factor must be in (0, 1], got {self.dynamics_factor}")
         if self.max_lead < self.max_step:
@@ -87,8 +92,10 @@ class FrankaConfig:
         if len(self.workspace_low) != 3 or len(self.workspace_high) != 3:
             raise ValueError("workspace_low / workspace_high need three values (x, y, z)")
         if any(lo >= hi for lo, hi in zip(self.workspace_low, self.workspace_high, strict=True)):
-            raise ValueError(f"empty workspace box: low {self.workspace_low} must be below "
-                             f"high {self.workspace_high} on every axis")
+            raise ValueError(
+                f"empty workspace box: low {self.workspace_low} must be below "
+                f"high {self.workspace_high} on every axis"
+            )
         if self.realtime not in ("ignore", "enforce"):
             raise ValueError(f"realtime must be 'ignore' or 'enforce', got {self.realtime!r}")
         if len(self.home_joints) != 7:

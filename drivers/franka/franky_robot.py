@@ -41,9 +41,15 @@ class _FrankyGripper(GripperBackend):
         self._g.move(width, speed)
 
     def grasp(self, config: GripperConfig) -> bool:
-        return bool(self._g.grasp(config.grasp_width, config.speed, config.force,
-                                  epsilon_inner=config.epsilon_inner,
-                                  epsilon_outer=config.epsilon_outer))
+        return bool(
+            self._g.grasp(
+                config.grasp_width,
+                config.speed,
+                config.force,
+                epsilon_inner=config.epsilon_inner,
+                epsilon_outer=config.epsilon_outer,
+            )
+        )
 
     def width(self) -> float:
         return float(self._g.width)
@@ -70,8 +76,11 @@ class FrankaRobot(ArmDriver):
     def _connect(self) -> GripperBackend | None:
         franky = self._franky = _import_franky()
         cfg = self.config
-        realtime = (franky.RealtimeConfig.Enforce if cfg.realtime == "enforce"
-                    else franky.RealtimeConfig.Ignore)
+        realtime = (
+            franky.RealtimeConfig.Enforce
+            if cfg.realtime == "enforce"
+            else franky.RealtimeConfig.Ignore
+        )
         with self._translated(connecting=True):
             robot = franky.Robot(cfg.host, realtime_config=realtime)
             robot.relative_dynamics_factor = cfg.dynamics_factor
@@ -84,8 +93,11 @@ class FrankaRobot(ArmDriver):
                 log.warning("franky: arm at %s reports errors on connect; recovering", cfg.host)
                 robot.recover_from_errors()
             pose = robot.state.O_T_EE
-            self._quat = list(cfg.orientation) if cfg.orientation is not None \
+            self._quat = (
+                list(cfg.orientation)
+                if cfg.orientation is not None
                 else [float(v) for v in pose.quaternion]
+            )
             self._robot = robot
             if not cfg.gripper.enabled:
                 return None
@@ -148,21 +160,29 @@ class _Translate:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> Literal[False]:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> Literal[False]:
         if exc is None or not isinstance(exc, Exception):
             return False
         f = self._franky
-        if isinstance(exc, f.NetworkException | f.ProtocolException
-                      | f.IncompatibleVersionException | f.RealtimeException):
+        if isinstance(
+            exc,
+            f.NetworkException
+            | f.ProtocolException
+            | f.IncompatibleVersionException
+            | f.RealtimeException,
+        ):
             raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
         if isinstance(exc, RuntimeError) and "net exception" in str(exc).lower():
             # The motion thread reports a dropped link as a bare RuntimeError("Net Exception").
             raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
         if isinstance(exc, f.GripperException) and self._connecting:
             raise ConnectionLost(f"gripper: {exc}") from exc
-        if isinstance(exc, f.ControlException | f.CommandException | f.InvalidOperationException
-                      | RuntimeError):
+        if isinstance(
+            exc,
+            f.ControlException | f.CommandException | f.InvalidOperationException | RuntimeError,
+        ):
             # ControlException carries the reflex reason ("cartesian_reflex", ...); franky's
             # planner raises RuntimeError for unreachable targets.
             raise ArmFault(f"{type(exc).__name__}: {exc}") from exc

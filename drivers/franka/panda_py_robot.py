@@ -57,8 +57,15 @@ class PandaPyGripper(GripperBackend):
         self._g.move(width, speed)
 
     def grasp(self, config: GripperConfig) -> bool:
-        return bool(self._g.grasp(config.grasp_width, config.speed, config.force,
-                                  config.epsilon_inner, config.epsilon_outer))
+        return bool(
+            self._g.grasp(
+                config.grasp_width,
+                config.speed,
+                config.force,
+                config.epsilon_inner,
+                config.epsilon_outer,
+            )
+        )
 
     def width(self) -> float:
         return float(self._g.read_once().width)
@@ -86,17 +93,23 @@ class PandaPyRobot(ArmDriver):
         panda_py = _import_panda_py()
         cfg = self.config
         lf = panda_py.libfranka
-        realtime = lf.RealtimeConfig.kEnforce if cfg.realtime == "enforce" \
-            else lf.RealtimeConfig.kIgnore
+        realtime = (
+            lf.RealtimeConfig.kEnforce if cfg.realtime == "enforce" else lf.RealtimeConfig.kIgnore
+        )
         try:
             self._panda = panda_py.Panda(cfg.host, realtime_config=realtime)
             self._panda.get_robot().set_collision_behavior(
-                [cfg.torque_threshold] * 7, [cfg.torque_threshold] * 7,
-                [cfg.force_threshold] * 6, [cfg.force_threshold] * 6)
+                [cfg.torque_threshold] * 7,
+                [cfg.torque_threshold] * 7,
+                [cfg.force_threshold] * 6,
+                [cfg.force_threshold] * 6,
+            )
         except Exception as exc:
             raise ConnectionLost(_explain(exc)) from exc
-        self._quat = np.array(cfg.orientation if cfg.orientation is not None
-                              else self._panda.get_orientation(), dtype=float)
+        self._quat = np.array(
+            cfg.orientation if cfg.orientation is not None else self._panda.get_orientation(),
+            dtype=float,
+        )
         self._ctrl = panda_py.controllers.CartesianImpedance()
         return PandaPyGripper(cfg.host) if cfg.gripper.enabled else None
 
@@ -129,8 +142,9 @@ class PandaPyRobot(ArmDriver):
         except Exception as exc:
             raise ArmFault(str(exc)) from exc
         self._streaming.set()
-        self._streamer = threading.Thread(target=self._stream, args=(current,),
-                                          name="panda-py-setpoint", daemon=True)
+        self._streamer = threading.Thread(
+            target=self._stream, args=(current,), name="panda-py-setpoint", daemon=True
+        )
         self._streamer.start()
 
     def _stream(self, setpoint: np.ndarray) -> None:
@@ -180,7 +194,9 @@ class PandaPyRobot(ArmDriver):
 def _explain(exc: BaseException) -> str:
     text = str(exc)
     if "incorrect object size" in text or "incompatible" in text.lower():
-        return (f"{text}: panda-python's libfranka 0.9.2 speaks only to Panda arms before "
-                "libfranka 0.10; use the 'franka' (franky-control) driver for an FR3, newer "
-                "Panda firmware or franky-sim")
+        return (
+            f"{text}: panda-python's libfranka 0.9.2 speaks only to Panda arms before "
+            "libfranka 0.10; use the 'franka' (franky-control) driver for an FR3, newer "
+            "Panda firmware or franky-sim"
+        )
     return text

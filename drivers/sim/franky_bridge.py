@@ -64,7 +64,10 @@ class FrankySimWorld(SceneState):
     """
 
     def __init__(
-        self, spec: SceneSpec, *, host: str = "127.0.0.1",
+        self,
+        spec: SceneSpec,
+        *,
+        host: str = "127.0.0.1",
         initial_joints: Sequence[float] = HOME_JOINTS,
     ) -> None:
         try:
@@ -86,13 +89,20 @@ class FrankySimWorld(SceneState):
             self._server.init()  # binds the sockets, then compiles the merged scene
         except OSError as exc:
             self._cleanup()
-            raise DriverError(f"franky-sim cannot listen on {host} (ports 1337/1338): {exc}; is "
-                              "another franky-sim or franka-sim run using it?") from exc
+            raise DriverError(
+                f"franky-sim cannot listen on {host} (ports 1337/1338): {exc}; is "
+                "another franky-sim or franka-sim run using it?"
+            ) from exc
         except ValueError as exc:  # MuJoCo compile errors
             self._cleanup()
             raise SceneError(f"franky-sim scene failed to compile: {exc}") from exc
-        built = BuiltScene(model=self._sim.model, layout=layout, spec=spec, catalog=catalog,
-                           object_specs={p.name: p.spec for p in layout.placements})
+        built = BuiltScene(
+            model=self._sim.model,
+            layout=layout,
+            spec=spec,
+            catalog=catalog,
+            object_specs={p.name: p.spec for p in layout.placements},
+        )
         super().__init__(built, self._sim.data, threading.Lock(), prefix=PREFIX)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -206,5 +216,11 @@ def _merge_props(scene: ET.Element, worldbody: ET.Element, props: ET.Element) ->
     hand = next((b for b in worldbody.iter("body") if b.get("name") == f"{PREFIX}hand"), None)
     if hand is None:
         raise SceneError(f"franky-sim's arm has no body {PREFIX}hand")
-    ET.SubElement(hand, "site", name=f"{PREFIX}{EE_SITE}", pos=f"0 0 {EE_SITE_OFFSET}",
-                  size="0.004", group="4")
+    ET.SubElement(
+        hand,
+        "site",
+        name=f"{PREFIX}{EE_SITE}",
+        pos=f"0 0 {EE_SITE_OFFSET}",
+        size="0.004",
+        group="4",
+    )
