@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "tracking": ("benchmarks.tracking_iou", "per-frame IoU of each tracker on sim episodes"),
     "modules": ("benchmarks.modules", "latency per module beside the paper's Table IV"),
     "loop": ("benchmarks.loop", "the whole control loop: pipelined runtime vs a sequential loop"),
+    "soak": ("benchmarks.soak", "one service runtime, many tasks: none lost, RSS and fds flat"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--token-file", type=Path, help="file holding the bearer token (default: $AGENT_TOKEN)"
     )
+    serve.add_argument("--ssl-certfile", type=Path, help="serve HTTPS with this certificate (PEM)")
+    serve.add_argument("--ssl-keyfile", type=Path, help="its private key (PEM), if not in it")
     _add_config_args(serve)
 
     _add_tpm_verbs(verbs)
@@ -306,6 +309,20 @@ def run_folder(runs_dir: Path, request: str) -> Path:
     return new_run_folder(runs_dir, request)
 
 
+def _prune_runs(config: Any, folder: Path) -> None:
+    """After a run: delete the oldest run folders beyond output.keep_runs / keep_bytes."""
+    output = config.output
+    if folder.is_dir() and (output.keep_runs is not None or output.keep_bytes is not None):
+        from agent.recording import prune_run_folders
+
+        prune_run_folders(
+            folder.parent,
+            keep_runs=output.keep_runs,
+            keep_bytes=output.keep_bytes,
+            protect=[folder],
+        )
+
+
 def _remove_if_empty(folder: Path) -> None:
     with contextlib.suppress(OSError):
         folder.rmdir()  # only succeeds on an empty folder
@@ -375,6 +392,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             outcome = anyio.run(go)
     finally:
         _remove_if_empty(folder)  # the run never began (a start-up error, a signal)
+        _prune_runs(config, folder)
     if term.signalled:
         display.print_summary()
         if outcome is not None and outcome.stop not in (None, "ok"):
@@ -409,6 +427,8 @@ def _serve(args: argparse.Namespace, config: Any) -> int:
             host=args.host,
             port=args.port,
             token_file=args.token_file,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
             log_level=args.log_level,
         )
     except ServiceError as exc:

@@ -469,6 +469,30 @@ class OutputSection(_Section):
     video: bool = True
     video_format: Literal["mp4", "gif"] = "mp4"
     video_fps: float = Field(10.0, gt=0)
+    keep_runs: int | None = Field(
+        None, ge=1, description="After a run, delete the oldest run folders beyond this many."
+    )
+    keep_bytes: int | None = Field(
+        None, ge=1, description="After a run, delete the oldest run folders until the rest fit."
+    )
+
+
+class ServiceSection(_Section):
+    """`python -m agent serve`: how much the HTTP service takes on at once, and from whom."""
+
+    max_requests: int = Field(
+        128, ge=1, description="Requests served at once (a stream is one); cancel is exempt."
+    )
+    max_listeners: int = Field(64, ge=1, description="Event streams open at once; more get 503.")
+    auth_max_failures: int = Field(
+        10, ge=0, description="Bad tokens from one address in auth_window_s before 429 (0: off)."
+    )
+    auth_window_s: float = Field(
+        60.0, gt=0, description="Window for auth_max_failures, and how long the 429 lasts."
+    )
+    throttle_loopback: bool = Field(
+        False, description="Throttle clients on this machine too (a local proxy shares one)."
+    )
 
 
 class Config(_Section):
@@ -487,6 +511,7 @@ class Config(_Section):
     onnx_tracker: OnnxTrackerSection = OnnxTrackerSection()
     policy: PolicySection = PolicySection()
     output: OutputSection = OutputSection()
+    service: ServiceSection = ServiceSection()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

@@ -19,8 +19,11 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO, Any
 
@@ -83,6 +86,72 @@ def new_run_folder(runs_dir: Path, request: str) -> Path:
             raise RunFolderError(_cannot(folder, exc)) from None
         return folder
     raise RunFolderError(f"cannot write run folders in {runs_dir}: too many named {stamp}-{slug}")
+
+
+RUN_FOLDER_NAME = re.compile(r"\d{8}-\d{6}-[a-z0-9][a-z0-9-]*")  # as new_run_folder names them
+UNFINISHED_GRACE_S = 3600.0  # a run folder without a summary, changed this recently, is running
+
+
+def prune_run_folders(
+    runs_dir: Path,
+    *,
+    keep_runs: int | None,
+    keep_bytes: int | None,
+    protect: Collection[Path] = (),
+    now: float | None = None,
+) -> list[Path]:
+    """Delete the oldest run folders in `runs_dir` beyond `keep_runs` folders or `keep_bytes`
+    bytes in all (None: no such limit); return the deleted ones, oldest first.
+
+    Only folders named as `new_run_folder` names them count; anything else is left alone. Never
+    deleted: the folders in `protect` (the run just finished), and a folder without a
+    summary.json changed within UNFINISHED_GRACE_S (a run in progress, maybe in another process);
+    both still count toward the limits. Oldest means the earliest time stamp in the name.
+    """
+    now = time.time() if now is None else now
+    keep = {Path(p).resolve() for p in protect}
+    folders: list[tuple[str, float, Path, int]] = []
+    try:
+        entries = list(os.scandir(runs_dir))
+    except OSError as exc:  # no runs folder yet, or one we may not read: nothing to delete
+        if not isinstance(exc, FileNotFoundError):
+            log.warning("cannot list the run folders", runs_dir=str(runs_dir), error=str(exc))
+        return []
+    for entry in entries:
+        if RUN_FOLDER_NAME.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+            size, newest = _folder_size_and_mtime(Path(entry.path))
+            folders.append((entry.name[:15], newest, Path(entry.path), size))
+    folders.sort()
+    count, total = len(folders), sum(f[3] for f in folders)
+    removed: list[Path] = []
+    for _, newest, folder, size in folders:
+        over_count = keep_runs is not None and count > keep_runs
+        over_bytes = keep_bytes is not None and total > keep_bytes
+        if not (over_count or over_bytes):
+            break
+        running = not (folder / "summary.json").exists() and now - newest < UNFINISHED_GRACE_S
+        if folder.resolve() in keep or running:
+            continue
+        try:
+            shutil.rmtree(folder)
+        except OSError as exc:
+            log.warning("cannot delete an old run folder", folder=str(folder), error=str(exc))
+            continue
+        removed.append(folder)
+        count, total = count - 1, total - size
+    return removed
+
+
+def _folder_size_and_mtime(folder: Path) -> tuple[int, float]:
+    """Bytes of the files under `folder` and the newest modification time there."""
+    size, newest = 0, 0.0
+    for parent, _, files in os.walk(folder):
+        for name in [".", *files]:
+            with contextlib.suppress(OSError):
+                stat = os.lstat(os.path.join(parent, name))
+                size += stat.st_size if name != "." else 0
+                newest = max(newest, stat.st_mtime)
+    return size, newest
 
 
 def _cannot(path: Path, exc: OSError) -> str:

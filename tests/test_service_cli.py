@@ -63,7 +63,7 @@ def test_token_sources(tmp_path: Path) -> None:
         resolve_token(file, {})
     with pytest.raises(ServiceError, match="cannot read"):
         resolve_token(tmp_path / "missing", {})
-    check_bind("0.0.0.0", "a-token")  # a token makes any address acceptable
+    check_bind("0.0.0.0", "a-token-of-16-chars")  # a long enough token: any address will do
     with pytest.raises(ServiceError, match=r"refusing to serve on 0\.0\.0\.0 without a token"):
         check_bind("0.0.0.0", None)
 

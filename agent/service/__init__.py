@@ -5,16 +5,29 @@ for any other ASGI server or for tests. Needs the `serve` extra (starlette, uvic
 """
 
 from agent.service.app import MAX_BODY_BYTES, Service, TaskBody, create_app
-from agent.service.server import ServiceError, check_bind, is_loopback, resolve_token, serve
+from agent.service.guards import AuthThrottle, is_loopback
+from agent.service.server import (
+    MIN_TOKEN_CHARS,
+    ServiceError,
+    check_bind,
+    check_tls,
+    plain_text_warning,
+    resolve_token,
+    serve,
+)
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MIN_TOKEN_CHARS",
+    "AuthThrottle",
     "Service",
     "ServiceError",
     "TaskBody",
     "check_bind",
+    "check_tls",
     "create_app",
     "is_loopback",
+    "plain_text_warning",
     "resolve_token",
     "serve",
 ]

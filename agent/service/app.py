@@ -11,6 +11,10 @@ Routes (all but /health need `Authorization: Bearer <token>` when a token is set
     GET  /tasks/{id}/events       server-sent events: the history, then live, until Finished
     POST /tasks/{id}/cancel       stop the arm; returns the task with its outcome
 
+Before the routes (agent.service.guards): a client address that sent too many wrong tokens gets
+429; past the caps of [service] a request gets 503 (cancel and /health never do); an app without
+a token serves only Host headers naming loopback addresses (421) and JSON bodies (415).
+
 Errors are JSON `{"error": "one line"}`. The lifespan is handled here rather than by Starlette so
 that a runtime that cannot start (a missing extra, no renderer) is reported in one line, not as
 a traceback, and the service exits.
@@ -20,18 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import structlog
+from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
@@ -39,8 +46,16 @@ from starlette.types import Message, Receive, Scope, Send
 from agent.backends import Parts, build_parts
 from agent.config import Config
 from agent.events import EVENT_ADAPTER, SCHEMA_VERSION
-from agent.recording import RunFolderError, new_run_folder
+from agent.recording import RunFolderError, new_run_folder, prune_run_folders
 from agent.runtime import RequestError, Runtime, validate_request
+from agent.service.guards import (
+    AuthThrottle,
+    has_body,
+    header,
+    host_allowed,
+    is_json,
+    is_loopback,
+)
 from agent.service.metrics import CONTENT_TYPE, Metrics
 from agent.service.tasks import BoardClosed, Task, TaskBoard, TaskBusy
 
@@ -50,6 +65,9 @@ MAX_BODY_BYTES = 16 * 1024  # a request is a sentence; anything bigger is a mist
 CANCEL_WAIT_S = 15.0  # POST cancel answers once the arm stopped, or after this long
 HEARTBEAT_S = 15.0  # an SSE comment after this many quiet seconds keeps proxies from timing out
 OPEN_PATHS = frozenset({"/health"})
+EVENTS_PATH = re.compile(r"/tasks/[^/]+/events")
+CANCEL_PATH = re.compile(r"/tasks/[^/]+/cancel")
+LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and few enough to be an index
 
 
 class TaskBody(BaseModel):
@@ -84,6 +102,15 @@ class Service:
         self.startup_error: str | None = None
         self._board: TaskBoard | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tg: TaskGroup | None = None
+        limits = config.service
+        self._throttle = (
+            AuthThrottle(limits.auth_max_failures, limits.auth_window_s)
+            if token and limits.auth_max_failures > 0
+            else None
+        )
+        self._requests = 0  # being served now (an open event stream is one until it ends)
+        self._listeners = 0  # open event streams
         self.http = Starlette(
             routes=[
                 Route("/health", self._health, methods=["GET"]),
@@ -122,16 +149,89 @@ class Service:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-        elif scope["type"] == "http" and not self._authorized(scope):
-            await _auth_error(scope, receive, send, has_header=_bearer(scope) is not None)
-        else:
+        elif scope["type"] != "http":
             await self.http(scope, receive, send)
+        else:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+            else:
+                await self._serve_capped(scope, receive, send)
 
-    def _authorized(self, scope: Scope) -> bool:
-        if self._token is None or scope["path"] in OPEN_PATHS:
-            return True
+    def _refusal(self, scope: Scope) -> Response | None:
+        """The answer to a request turned away before the routes, or None to serve it.
+
+        Without a token: the Host check (on loopback) and JSON bodies. With one: the failed-auth
+        throttle, then the token itself. /health needs no token, but passes the Host check.
+        """
+        if self._token is None:
+            if _local_is_loopback(scope) and not host_allowed(scope):
+                return _error(
+                    421,
+                    f"Host {header(scope, b'host')!r} is not this service's address; without a "
+                    "token only localhost and loopback addresses are served (DNS rebinding)",
+                )
+            if scope["method"] == "POST" and has_body(scope) and not is_json(scope):
+                kind = header(scope, b"content-type")
+                return _error(415, f"Content-Type must be application/json, not {kind!r}")
+            return None
+        if scope["path"] in OPEN_PATHS:
+            return None
+        address = _client(scope)
+        throttle = self._throttle
+        if throttle is not None and not self._exempt(address):
+            wait = throttle.retry_after(address)
+            if wait:
+                self.metrics.request_refused("throttled")
+                return _error(
+                    429,
+                    f"too many failed bearer tokens from {address}; try again in {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
         given = _bearer(scope)
-        return given is not None and hmac.compare_digest(given, self._token)
+        if given is not None and hmac.compare_digest(given, self._token):
+            if throttle is not None:
+                throttle.succeeded(address)
+            return None
+        if given is not None and throttle is not None and not self._exempt(address):
+            throttle.failed(address)  # a wrong token is a guess; a missing one is not
+        message = "invalid bearer token" if given is not None else _MISSING_TOKEN
+        return _error(401, message, headers={"WWW-Authenticate": 'Bearer realm="agent"'})
+
+    def _exempt(self, address: str) -> bool:
+        return is_loopback(address) and not self.config.service.throttle_loopback
+
+    async def _serve_capped(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve within the caps of [service]; cancel and /health are always served."""
+        path = scope["path"]
+        if path in OPEN_PATHS or (scope["method"] == "POST" and CANCEL_PATH.fullmatch(path)):
+            await self.http(scope, receive, send)
+            return
+        limits = self.config.service
+        stream = scope["method"] == "GET" and EVENTS_PATH.fullmatch(path) is not None
+        if stream and self._listeners >= limits.max_listeners:
+            refusal = _error(
+                503,
+                f"too many event streams open ({self._listeners}, service.max_listeners); "
+                "close one or try again later",
+            )
+        elif self._requests >= limits.max_requests:
+            refusal = _error(
+                503,
+                f"too many requests at once ({self._requests}, service.max_requests); "
+                "try again later",
+            )
+        else:
+            self._requests += 1
+            self._listeners += int(stream)
+            try:
+                await self.http(scope, receive, send)
+            finally:
+                self._requests -= 1
+                self._listeners -= int(stream)
+            return
+        self.metrics.request_refused("max_listeners" if stream else "max_requests")
+        await refusal(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
@@ -146,6 +246,7 @@ class Service:
                 await send({"type": "lifespan.startup.failed", "message": self.startup_error})
                 return
             stack.callback(tg.cancel_scope.cancel)  # stops a running task (and the arm) first
+            self._tg = tg
             with contextlib.suppress(RuntimeError):  # only asyncio has a loop to call back into
                 self._loop = asyncio.get_running_loop()
             self._board = TaskBoard(
@@ -158,12 +259,34 @@ class Service:
             message: Message = await receive()  # lifespan.shutdown
             assert message["type"] == "lifespan.shutdown"
             self._board.close()
-            self._board = self._loop = None
+            self._board = self._loop = self._tg = None
         await send({"type": "lifespan.shutdown.complete"})
 
     def _task_ended(self, task: Task) -> None:
         if task.error is not None:
             self.metrics.task_error()
+        output = self.config.output
+        bounded = output.keep_runs is not None or output.keep_bytes is not None
+        if task.run_dir is not None and self._tg is not None and bounded:
+            self._tg.start_soon(self._prune_runs, task.run_dir)
+
+    async def _prune_runs(self, finished: Path) -> None:
+        """Delete the oldest run folders beyond output.keep_runs / keep_bytes (in a thread)."""
+        output = self.config.output
+        prune = functools.partial(
+            prune_run_folders,
+            finished.parent,
+            keep_runs=output.keep_runs,
+            keep_bytes=output.keep_bytes,
+            protect=[finished],  # the newest; a run in progress has no summary yet: kept too
+        )
+        try:
+            removed = await anyio.to_thread.run_sync(prune)
+        except Exception as exc:  # retention must never take the service down
+            log.error("deleting old run folders failed", error=_one_line(exc))
+            return
+        if removed:
+            log.info("deleted old run folders", count=len(removed), runs_dir=str(finished.parent))
 
     # ----------------------------------------------------------------- routes
     async def _health(self, request: Request) -> Response:
@@ -273,16 +396,22 @@ def _bearer(scope: Scope) -> bytes | None:
     return None
 
 
-async def _auth_error(scope: Scope, receive: Receive, send: Send, *, has_header: bool) -> None:
-    message = (
-        "invalid bearer token"
-        if has_header
-        else "missing bearer token: send 'Authorization: Bearer <token>'"
-    )
-    response = JSONResponse(
-        {"error": message}, 401, headers={"WWW-Authenticate": 'Bearer realm="agent"'}
-    )
-    await response(scope, receive, send)
+_MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>'"
+
+
+def _error(status: int, message: str, *, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status, headers=headers)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def _local_is_loopback(scope: Scope) -> bool:
+    """True when the connection arrived on a loopback address (None: a test client; treat so)."""
+    server = scope.get("server")
+    return server is None or is_loopback(str(server[0]))
 
 
 async def _read_json(request: Request) -> Any:
@@ -292,10 +421,13 @@ async def _read_json(request: Request) -> Any:
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise too_large
+    except ClientDisconnect:  # nobody to answer; not a server error to log with a traceback
+        raise HTTPException(400, "the client went away before the body was complete") from None
     if not body.strip():
         raise HTTPException(400, 'body is empty; send JSON: {"request": "I spilled the milk"}')
     try:
@@ -323,8 +455,14 @@ def _one_line(exc: Exception) -> str:
 
 def _resume_from(request: Request) -> int:
     """Where a stream starts: after the SSE `Last-Event-ID` a reconnecting client sends, else 0."""
-    last = request.headers.get("last-event-id", "")
-    return int(last) + 1 if last.isdigit() else 0
+    last = request.headers.get("last-event-id", "").strip()
+    if not last:
+        return 0
+    if not LAST_EVENT_ID.fullmatch(last):
+        raise HTTPException(
+            400, "Last-Event-ID must be a plain integer: the id of the last event received"
+        )
+    return int(last) + 1
 
 
 def _run_folder(config: Config, request: str) -> Path:

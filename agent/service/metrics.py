@@ -59,6 +59,7 @@ class Metrics:
         self.dropped = Counter[str]()  # by channel, summed over finished episodes
         self.latency: dict[str, _Histogram] = {}
         self.listeners = 0
+        self.requests_refused = Counter[str]()  # by reason: a cap of [service], or throttled
         self._step_times: deque[float] = deque(maxlen=RATE_WINDOW)
         self._last_detection: tuple[str, float] | None = None
 
@@ -89,6 +90,10 @@ class Metrics:
     def refused(self) -> None:
         """A task refused with 409 (one robot, one task)."""
         self.tasks_rejected += 1
+
+    def request_refused(self, reason: str) -> None:
+        """A request turned away before the routes: over a cap (503) or throttled (429)."""
+        self.requests_refused[reason] += 1
 
     def task_error(self) -> None:
         """A task the runtime refused before any episode began (no Finished event)."""
@@ -169,6 +174,12 @@ class Metrics:
             "gauge",
             "Open event streams.",
             [("", self.listeners)],
+        )
+        family(
+            "agent_requests_refused_total",
+            "counter",
+            "Requests refused: over service.max_requests / max_listeners (503), throttled (429).",
+            [(_labels(reason=r), n) for r, n in sorted(self.requests_refused.items())],
         )
         out.append("# HELP agent_stage_latency_seconds Latency per pipeline stage.")
         out.append("# TYPE agent_stage_latency_seconds histogram")

@@ -1,17 +1,19 @@
-"""`python -m agent serve`: the token, the bind-address check, and uvicorn.
+"""`python -m agent serve`: the token, the bind-address check, TLS, and uvicorn.
 
 Every route but /health needs a bearer token. It comes from `--token-file` or `AGENT_TOKEN`; on a
 loopback address without either, a one-time token is generated and printed, so a robot arm is
 never driveable by every local user. A non-loopback address without a configured token is refused:
-a generated token would have to travel in a log to reach another machine.
+a generated token would have to travel in a log to reach another machine; so is one with a token
+shorter than MIN_TOKEN_CHARS. `--ssl-certfile` / `--ssl-keyfile` serve HTTPS; a non-loopback
+address without them is served, with a warning: the token would cross the network in clear text.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 import socket
+import ssl
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,23 +23,15 @@ import uvicorn
 
 from agent.config import Config
 from agent.service.app import Service, create_app
+from agent.service.guards import is_loopback
 
 TOKEN_ENV = "AGENT_TOKEN"
+MIN_TOKEN_CHARS = 16  # off loopback: a token that can be guessed is no lock on a robot arm
 SHUTDOWN_GRACE_S = 5  # open event streams get this long before the server cancels them
 
 
 class ServiceError(RuntimeError):
     """The service cannot start as asked (token, address); one line for the user."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # any other host name may resolve to a public address
-        return False
 
 
 def resolve_token(
@@ -61,11 +55,50 @@ def resolve_token(
 
 
 def check_bind(host: str, token: str | None) -> None:
-    if token is None and not is_loopback(host):
+    """Off loopback, a token is required, and one of at least MIN_TOKEN_CHARS characters."""
+    if is_loopback(host):
+        return
+    if token is None:
         raise ServiceError(
             f"refusing to serve on {host} without a token: set {TOKEN_ENV} or pass --token-file "
             "(only loopback addresses such as 127.0.0.1 may run with a generated token)"
         )
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ServiceError(
+            f"refusing to serve on {host} with a {len(token)}-character token: off loopback it "
+            f"needs at least {MIN_TOKEN_CHARS} (e.g. openssl rand -hex 16)"
+        )
+
+
+def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
+    """Load the certificate and key once, so that a bad pair is one line, not a traceback."""
+    if certfile is None:
+        if keyfile is not None:
+            raise ServiceError("--ssl-keyfile needs --ssl-certfile (the certificate)")
+        return
+    for flag, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
+        if path is not None and not path.is_file():
+            why = "not a file" if path.exists() else "no such file"
+            raise ServiceError(f"{flag}: cannot read {path}: {why}")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        which = f"{certfile}" + (f" and {keyfile}" if keyfile else "")
+        why = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise ServiceError(
+            f"--ssl-certfile: cannot load a certificate and key from {which}: {why}"
+        ) from None
+
+
+def plain_text_warning(host: str, tls: bool) -> str | None:
+    """The line `serve` prints when a non-loopback address is served without TLS."""
+    if tls or is_loopback(host):
+        return None
+    return (
+        f"warning: serving {host} over plain HTTP: the bearer token and every command cross the "
+        "network readable by anyone on it; pass --ssl-certfile/--ssl-keyfile or put a TLS proxy "
+        "in front"
+    )
 
 
 def serve(
@@ -74,12 +107,18 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     token_file: Path | None = None,
+    ssl_certfile: Path | None = None,
+    ssl_keyfile: Path | None = None,
     log_level: str = "warning",
     env: Mapping[str, str] = os.environ,
 ) -> int:
     """Serve until interrupted; returns the process exit code (ServiceError for bad arguments)."""
     token, source = resolve_token(token_file, env)
     check_bind(host, token)
+    check_tls(ssl_certfile, ssl_keyfile)
+    warning = plain_text_warning(host, tls=ssl_certfile is not None)
+    if warning is not None:
+        _say(warning)
     sock = _listen(host, port)  # before the (slow) runtime start, so a taken port fails fast
     port = sock.getsockname()[1]  # the one the system chose for --port 0
     if token is None:
@@ -88,7 +127,8 @@ def serve(
         _say(f"no {TOKEN_ENV} or --token-file: using the one-time token {token}")
 
     bare = host.strip("[]")
-    url = f"http://[{bare}]:{port}" if ":" in bare else f"http://{bare}:{port}"
+    scheme = "https" if ssl_certfile is not None else "http"
+    url = f"{scheme}://[{bare}]:{port}" if ":" in bare else f"{scheme}://{bare}:{port}"
     app = create_app(
         config,
         token=token,
@@ -104,6 +144,8 @@ def serve(
             log_level=log_level,
             access_log=log_level in ("debug", "info"),
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
         ),
     )
     _say(f"starting the runtime ({config.profile}) for {url} ...")
