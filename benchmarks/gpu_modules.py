@@ -53,7 +53,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import describe, machine_info
+from benchmarks.machine import describe, machine_info, ms_cell, nvidia_smi
 from benchmarks.standins import (
     PAPER_MS,
     TASK_PHRASES,
@@ -581,7 +581,7 @@ def device_info(torch: Any, device: str) -> dict[str, Any]:
         memory_gib=round(props.total_memory / 2**30, 1),
         cuda=torch.version.cuda,
         cudnn=torch.backends.cudnn.version(),
-        driver=_driver_version(),
+        driver=nvidia_smi("driver_version"),
     )
     with contextlib.suppress(Exception):  # the flags' names move between torch versions
         info["tf32"] = {
@@ -589,20 +589,6 @@ def device_info(torch: Any, device: str) -> dict[str, Any]:
             "cudnn": bool(torch.backends.cudnn.allow_tf32),
         }
     return info
-
-
-def _driver_version() -> str | None:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.strip().splitlines()[0] if out.strip() else None
 
 
 def run_child(
@@ -966,14 +952,6 @@ def caption(info: dict[str, Any], gpu: dict[str, Any] | None, device: str) -> st
     )
 
 
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 10:
-        return f"{value:,.1f}"
-    return f"{value:.2f}" if value >= 1 else f"{value:.3f}"
-
-
 def format_table(rows: Sequence[Row]) -> str:
     lines = [
         "| family | module | variant | engine | input | runs | median | p90 | p99 | min | max "
@@ -985,9 +963,9 @@ def format_table(rows: Sequence[Row]) -> str:
         speedup = f"{r.speedup:g}x" if r.speedup is not None else ""
         if r.status in ("ok", "derived"):
             runs = "derived" if r.status == "derived" else str(r.count)
-            stats = [_ms(r.median), _ms(r.p90), _ms(r.p99), _ms(r.min), _ms(r.max)]
+            stats = [ms_cell(v) for v in (r.median, r.p90, r.p99, r.min, r.max)]
             if r.status == "derived":
-                stats = [_ms(r.median), "-", "-", "-", "-"]
+                stats = [ms_cell(r.median), "-", "-", "-", "-"]
             cells = [r.family, r.module, r.variant, r.engine, r.input, runs, *stats]
         else:
             cells = [r.family, r.module, r.variant, "", "", "", r.status, "", "", "", ""]

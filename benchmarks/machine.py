@@ -74,12 +74,17 @@ def gpu_name() -> str | None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         return str(torch.cuda.get_device_name(0))
+    return nvidia_smi("name")
+
+
+def nvidia_smi(field: str) -> str | None:
+    """One `--query-gpu` field of the first GPU (e.g. "name", "driver_version"), or None."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return None
     try:
         out = subprocess.run(
-            [smi, "--query-gpu=name", "--format=csv,noheader"],
+            [smi, f"--query-gpu={field}", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -87,8 +92,17 @@ def gpu_name() -> str | None:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    names = [line.strip() for line in out.splitlines() if line.strip()]
-    return names[0] if names else None
+    values = [line.strip() for line in out.splitlines() if line.strip()]
+    return values[0] if values else None
+
+
+def ms_cell(value: float | None) -> str:
+    """A latency in ms for a table cell: thousands separated, 3 significant digits below 10."""
+    if value is None:
+        return "-"
+    if value >= 10:
+        return f"{value:,.1f}"
+    return f"{value:.2f}" if value >= 1 else f"{value:.3f}"
 
 
 def library_versions() -> dict[str, str]:

@@ -42,7 +42,7 @@ import numpy as np
 from agent.config import Config
 from agent.telemetry import summarize
 from benchmarks._cli import save_results, standalone_main
-from benchmarks.machine import describe, machine_info, pin_threads, preload_torch
+from benchmarks.machine import describe, machine_info, ms_cell, pin_threads, preload_torch
 from benchmarks.standins import (
     PAPER_MS,
     WEIGHTS_NOTE,
@@ -696,12 +696,6 @@ def _missing(entry: Entry, status: str, why: str) -> Row:
     )
 
 
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.1f}" if value >= 10 else f"{value:.2f}"
-
-
 def format_table(rows: Sequence[Row]) -> str:
     """A markdown table: ours beside the paper's (GPU) where the paper has the module."""
     lines = [
@@ -721,11 +715,11 @@ def format_table(rows: Sequence[Row]) -> str:
                 r.engine,
                 r.input,
                 runs,
-                _ms(r.median),
-                _ms(r.p90),
-                _ms(r.p99),
-                _ms(r.min),
-                _ms(r.max),
+                ms_cell(r.median),
+                ms_cell(r.p90),
+                ms_cell(r.p99),
+                ms_cell(r.min),
+                ms_cell(r.max),
                 paper,
                 r.note,
             ]
