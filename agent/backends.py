@@ -246,18 +246,27 @@ def build_tpm_policy(config: Config) -> Policy:
     return policy
 
 
-def pipeline_factory(config: Config) -> Callable[[], PerceptionPipeline]:
-    """New perception pipelines as the config sets them up (shared by run, eval and collect)."""
+def pipeline_factory(config: Config, *, lockstep: bool = False) -> Callable[[], PerceptionPipeline]:
+    """New perception pipelines as the config sets them up (shared by run, eval and collect).
+
+    `lockstep=True` (dataset collection: nothing runs in real time) re-detects inside each step
+    on every lost frame, as before the back-off, whatever `[models]` says: the recorded data
+    depends neither on thread timing nor on the back-off.
+    """
     detector, tracker, segmenter = build_perception(config)
+    m = config.models
 
     def new_pipeline() -> PerceptionPipeline:
         return PerceptionPipeline(
             detector,
             tracker,
             segmenter,
-            detect_every_frame=config.models.detect_every_frame,
+            detect_every_frame=m.detect_every_frame,
+            redetect_after_lost=m.redetect_after_lost,
+            redetect_max_interval=1 if lockstep else m.redetect_max_interval,
+            redetect_in_background=m.redetect_in_background and not lockstep,
             # open-vocabulary detectors find objects better from shape and colour words (paper)
-            use_descriptions=config.models.detector == "grounding_dino",
+            use_descriptions=m.detector == "grounding_dino",
         )
 
     return new_pipeline

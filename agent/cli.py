@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "reasoning": ("benchmarks.reasoning", "accuracy and latency of the reasoners on request cases"),
     "tracking": ("benchmarks.tracking_iou", "per-frame IoU of each tracker on sim episodes"),
     "modules": ("benchmarks.modules", "latency per module beside the paper's Table IV"),
+    "redetect": ("benchmarks.redetect", "re-detecting a target that stays lost, three ways"),
     "loop": ("benchmarks.loop", "the whole control loop: pipelined runtime vs a sequential loop"),
     "soak": ("benchmarks.soak", "one service runtime, many tasks: none lost, RSS and fds flat"),
 }

@@ -331,6 +331,20 @@ class ModelsSection(_Section):
         "the config validates, building refuses.",
     )
     detect_every_frame: bool = False
+    redetect_after_lost: int = Field(
+        1, ge=1, description="Lost frames before a lost object is re-detected (1: at once)."
+    )
+    redetect_max_interval: int = Field(
+        8,
+        ge=1,
+        description="Back-off cap: after each re-detection that finds nothing, wait 1, 2, 4 ... "
+        "lost frames (at most this many) before the next (1: every lost frame).",
+    )
+    redetect_in_background: bool = Field(
+        True,
+        description="Re-detect on a worker thread beside the loop, tracking the other objects "
+        "meanwhile; false: inside the perception step (`collect` always does, in lockstep).",
+    )
 
 
 class ReasoningSection(_Section):

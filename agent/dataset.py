@@ -402,7 +402,9 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
                 f"--pilot {args.pilot} runs at {pilot.image_size} px, preset "
                 f"{args.preset!r} records {policy.image_size} px"
             )
-    new_pipeline = pipeline_factory(config)  # the perception `run` uses, as configured
+    # the perception `run` uses, as configured, but in lockstep: re-detection inside each step,
+    # on every lost frame (no back-off), so recorded data depends on no thread timing
+    new_pipeline = pipeline_factory(config, lockstep=True)
     settings = CollectSettings(
         episodes=args.episodes,
         seed=config.sim.seed,

@@ -482,8 +482,11 @@ class Runtime:
         self._emit_detections(ep, task, percept, detect_ms, redetection=False)
         if recorder is not None:
             recorder.set_task(task)
-        await anyio.to_thread.run_sync(parts.policy.reset, task)
-        return await self._control(task, parts, ep, pipeline, percept, first, recorder)
+        try:
+            await anyio.to_thread.run_sync(parts.policy.reset, task)
+            return await self._control(task, parts, ep, pipeline, percept, first, recorder)
+        finally:
+            pipeline.close()  # a background re-detection still running is dropped
 
     async def _control(
         self,
@@ -508,7 +511,7 @@ class Runtime:
         ending: Ending | None = None
 
         def on_regained(p: Percept, regained: list[tuple[str, str]]) -> None:
-            ms = p.timings_ms.get("detect", 0.0)
+            ms = p.redetect_ms  # the detector's time, also when it ran beside the loop
             self._emit_detections(ep, task, p, ms, redetection=True, only=regained)
 
         def on_tick(tick: CommandTick) -> None:

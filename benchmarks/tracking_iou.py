@@ -137,11 +137,14 @@ def track_episode(
     *,
     detect_every_frame: bool = False,
     redetect_after_lost: int = 1,
+    redetect_max_interval: int = 1,
     min_pixels: int = 20,
 ) -> None:
     """Run the perception pipeline over `frames` and add its per-frame IoUs to `tally`.
 
-    `redetect_after_lost` is the pipeline's setting (a huge value: a lost track stays lost).
+    `redetect_after_lost` and `redetect_max_interval` are the pipeline's settings (a huge
+    `redetect_after_lost`: a lost track stays lost; `redetect_max_interval=1`: re-detect on every
+    lost frame, no back-off). The pipeline runs in lockstep (re-detection inside each step).
     """
     truth = GroundTruthDetector(min_pixels=min_pixels)
     pipeline = PerceptionPipeline(
@@ -150,6 +153,8 @@ def track_episode(
         BoxSegmenter(),
         detect_every_frame=detect_every_frame,
         redetect_after_lost=redetect_after_lost,
+        redetect_max_interval=redetect_max_interval,
+        redetect_in_background=False,
     )
     task = _task(episode)
     roles = {"pick": episode.pick, "place": episode.place}

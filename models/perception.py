@@ -6,19 +6,40 @@ robust to the arm occluding the object (Table II, "w/o tracking" drops from 75.6
 `detect_every_frame=True` is that ablation. A track that the tracker reports lost, or that fails
 its plausibility check, is re-detected after `redetect_after_lost` consecutive lost frames.
 
+Re-detection backs off: per (view, role), each try that still does not find the object doubles
+the lost frames to wait before the next one (1, 2, 4, 8 ... capped at `redetect_max_interval`),
+and finding it (by the detector or by the tracker itself) starts over. A target that stays
+hidden therefore costs a detector call every `redetect_max_interval` frames, not every frame
+(Grounding DINO takes seconds a call on a CPU).
+
+With `redetect_in_background=True` (the runtime's default) a due re-detection runs beside the
+loop: `step` hands it, with the frames it should run on, to the pipeline's one worker thread and
+returns at once with the other targets tracked as usual (the missing role keeps no box and no
+mask). A later `step` that finds it done takes its boxes: a new tracker starts on the frame the
+detection ran on and is updated with the current frame, so the box is the object's position now.
+At most one re-detection is in flight; an error it raised is raised by that later `step` (same
+exception object). `start` always detects synchronously (a task cannot begin without its
+objects), and so does detect-every-frame mode (the ablation). With `redetect_in_background=False`
+everything happens inside `step`, deterministic for lockstep callers (dataset collection,
+the tracking benchmark, tests).
+
 Phrases: objects are detected by their TaskSpec names (`task.pick`, `task.place`), which is what
 the ground-truth detector needs and what the detector reports back as `Detection.label`. With
 `use_descriptions=True` the TaskSpec's shape-and-colour descriptions are sent instead (when
 non-empty), as the paper recommends for open-vocabulary detectors; segmenters always receive the
 names, since those identify objects in simulator truth.
 
-Not thread-safe: one worker thread owns a pipeline; the runtime calls `start` then `step`.
+Not thread-safe: one worker thread owns a pipeline; the runtime calls `start`, `step`, `close`.
+Only the detector is called from the pipeline's own background thread, one call at a time; a
+detector shared between pipelines may see a call from a closed pipeline's still-running
+re-detection overlap the next pipeline's (torch modules in eval mode allow that).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -72,9 +93,14 @@ class Percept:
     `boxes[view][role]` is None where the object is not (or no longer) seen in that view, and then
     `masks[view]` has no region for it. `lost[view][role]` counts consecutive frames without a box
     (0 while tracked; only roles the task uses). `redetections` counts detector calls after the
-    first frame, since `start`. `timings_ms` has "detect", "track" and "segment" for this call
-    (0.0 for stages that did not run). `t_capture` is the oldest view's capture time and `t_done`
-    the monotonic time the percept was finished, so the runtime can measure its age.
+    first frame, since `start`, once their result is taken (a background one counts in the step
+    that takes it). `timings_ms` has "detect", "track" and "segment" for this call (0.0 for
+    stages that did not run; a background re-detection is not in "detect", and starting its
+    tracker and catching it up to the current frame is in "track"). `redetect_ms` is the
+    detector's own time for the re-detections whose results this call took, wherever they ran.
+    `redetecting` is true while a background re-detection is in flight after this call.
+    `t_capture` is the oldest view's capture time and `t_done` the monotonic time the percept was
+    finished, so the runtime can measure its age.
     """
 
     boxes: dict[str, dict[str, Box | None]]
@@ -85,6 +111,40 @@ class Percept:
     lost: dict[str, dict[str, int]]
     timings_ms: dict[str, float]
     t_done: float = 0.0
+    redetect_ms: float = 0.0
+    redetecting: bool = False
+
+
+#: One view's re-detection request: the view, the frame to run on, role -> phrase.
+_Request = tuple[str, "FrameLike", dict[str, str]]
+#: Its result: the view, the frame it ran on, role -> box (None: not found), detector ms.
+_Result = tuple[str, "FrameLike", dict[str, Box | None], float]
+
+
+def _detect_roles(
+    detector: Detector, frame: FrameLike, phrases: Mapping[str, str]
+) -> tuple[dict[str, Box | None], float]:
+    """One detector call for `phrases` (role -> phrase) on one frame: role -> box, and its ms.
+
+    Touches no pipeline state, so it may run on the background thread.
+    """
+    t0 = time.perf_counter()
+    found: dict[str, Box] = {}
+    for detection in detector.detect(frame.rgb, list(phrases.values()), truth=frame):
+        # a sliver (image edge, nearly hidden) is not found, whichever detector reported it
+        if trackable(detection.box, frame.rgb.shape):
+            found.setdefault(detection.label, detection.box)
+    boxes = {role: found.get(phrase) for role, phrase in phrases.items()}
+    return boxes, (time.perf_counter() - t0) * 1000.0
+
+
+def _detect_views(detector: Detector, requests: Sequence[_Request]) -> list[_Result]:
+    """Run each view's request in turn (the background job)."""
+    results: list[_Result] = []
+    for view, frame, phrases in requests:
+        boxes, ms = _detect_roles(detector, frame, phrases)
+        results.append((view, frame, boxes, ms))
+    return results
 
 
 class PerceptionPipeline:
@@ -93,6 +153,10 @@ class PerceptionPipeline:
     `redetect_after_lost`: consecutive lost frames before the detector runs again for that view
     and role (1 = in the same step that lost it). A role not found in a view at `start` counts as
     lost there too, so an object hidden in one view at first is picked up when it reappears.
+    `redetect_max_interval`: the cap of the back-off, in lost frames between two tries that do
+    not find the object (1 = try on every lost frame, the behaviour before the back-off).
+    `redetect_in_background`: run re-detections on the pipeline's worker thread (see the module
+    docstring); False keeps them inside `step`.
     """
 
     def __init__(
@@ -103,15 +167,21 @@ class PerceptionPipeline:
         *,
         detect_every_frame: bool = False,
         redetect_after_lost: int = 1,
+        redetect_max_interval: int = 8,
+        redetect_in_background: bool = True,
         use_descriptions: bool = False,
     ) -> None:
         if redetect_after_lost < 1:
             raise ValueError(f"redetect_after_lost must be >= 1, got {redetect_after_lost}")
+        if redetect_max_interval < 1:
+            raise ValueError(f"redetect_max_interval must be >= 1, got {redetect_max_interval}")
         self.detector = detector
         self.tracker_factory = tracker_factory
         self.segmenter = segmenter
         self.detect_every_frame = detect_every_frame
         self.redetect_after_lost = redetect_after_lost
+        self.redetect_max_interval = redetect_max_interval
+        self.redetect_in_background = redetect_in_background
         self.use_descriptions = use_descriptions
         self._names: dict[str, str] = {}  # role -> object name
         self._phrases: dict[str, str] = {}  # role -> phrase sent to the detector
@@ -119,16 +189,22 @@ class PerceptionPipeline:
         self._trackers: dict[tuple[str, str], Tracker] = {}
         self._boxes: dict[str, dict[str, Box | None]] = {}
         self._lost: dict[str, dict[str, int]] = {}
+        self._misses: dict[tuple[str, str], int] = {}  # consecutive tries that found nothing
+        self._due: dict[tuple[str, str], int] = {}  # the lost count of the next try
         self._redetections = 0
         self._started = False
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future[list[_Result]] | None = None
 
     def start(self, task: TaskSpec, frames: Mapping[str, FrameLike]) -> Percept:
         """Detect the task's objects in every view, start one tracker per found (view, role).
 
-        Raises ObjectNotInView when an object is found in no view, ValueError for a task without
-        a pick object or with pick and place naming the same thing.
+        Synchronous, whatever `redetect_in_background` says; a re-detection still in flight from
+        the previous task is dropped (`close`). Raises ObjectNotInView when an object is found in
+        no view, ValueError for a task without a pick object or with pick and place naming the
+        same thing.
         """
-        self._started = False  # a failed start leaves nothing to step from
+        self.close()  # also: a failed start leaves nothing to step from
         self._set_task(task)
         if not frames:
             raise ValueError("start needs at least one camera view")
@@ -137,9 +213,18 @@ class PerceptionPipeline:
         self._redetections = 0
         self._boxes = {view: dict.fromkeys(("pick", "place")) for view in self._views}
         self._lost = {view: dict.fromkeys(self._names, 0) for view in self._views}
+        keys = [(view, role) for view in self._views for role in self._names]
+        self._misses = dict.fromkeys(keys, 0)
+        self._due = dict.fromkeys(keys, self.redetect_after_lost)
         timings = {"detect": 0.0, "track": 0.0, "segment": 0.0}
         for view, frame in frames.items():
-            timings["detect"] += self._detect(view, frame, tuple(self._names))
+            boxes, ms = _detect_roles(self.detector, frame, self._phrases)
+            timings["detect"] += ms
+            for role, box in boxes.items():
+                self._boxes[view][role] = box
+                if box is None:  # a first try that found nothing: the back-off starts here
+                    self._lost[view][role] = 1
+                    self._missed((view, role))
         missing = [
             self._names[role]
             for role in self._names
@@ -148,12 +233,18 @@ class PerceptionPipeline:
         if missing:
             raise ObjectNotInView(missing, self._views)
         if not self.detect_every_frame:
-            timings["track"] = self._init_trackers(frames, tuple(self._names))
+            timings["track"] = self._init_trackers(frames)
+            if self.redetect_in_background:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="redetect")
         self._started = True
-        return self._finish(frames, timings)
+        return self._finish(frames, timings, 0.0)
 
     def step(self, frames: Mapping[str, FrameLike]) -> Percept:
-        """Track (or detect, in detect-every-frame mode) in new frames of the same views."""
+        """Track (or detect, in detect-every-frame mode) in new frames of the same views.
+
+        Raises what the detector raised in a background re-detection that ended since the last
+        call, after tracking this frame.
+        """
         if not self._started:
             raise RuntimeError("PerceptionPipeline.step called before a successful start")
         if set(frames) != set(self._views):
@@ -161,20 +252,50 @@ class PerceptionPipeline:
                 f"perception started with views {sorted(self._views)}, got {sorted(frames)}"
             )
         timings = {"detect": 0.0, "track": 0.0, "segment": 0.0}
-        for view, frame in frames.items():
-            if self.detect_every_frame:
-                due = tuple(self._names)
-            else:
-                timings["track"] += self._track(view, frame)
-                due = tuple(
-                    r for r in self._names if self._lost[view][r] >= self.redetect_after_lost
-                )
-            if due:
-                timings["detect"] += self._detect(view, frame, due)
+        if self.detect_every_frame:
+            for view, frame in frames.items():
+                boxes, ms = _detect_roles(self.detector, frame, self._phrases)
+                timings["detect"] += ms
                 self._redetections += 1
-                if not self.detect_every_frame:
-                    timings["track"] += self._init_trackers({view: frame}, due)
-        return self._finish(frames, timings)
+                for role, box in boxes.items():
+                    self._boxes[view][role] = box
+                    self._lost[view][role] = 0 if box is not None else self._lost[view][role] + 1
+            return self._finish(frames, timings, timings["detect"])
+        for view, frame in frames.items():
+            timings["track"] += self._track(view, frame)
+        redetect_ms = 0.0
+        if self._pending is not None and self._pending.done():
+            future, self._pending = self._pending, None
+            t0 = time.perf_counter()
+            for view, ran_on, boxes, ms in future.result():  # the detector's error, if any
+                redetect_ms += ms
+                self._take(view, ran_on, boxes, frames[view])
+            timings["track"] += (time.perf_counter() - t0) * 1000.0
+        requests = self._due_requests(frames) if self._pending is None else []
+        if requests and self.redetect_in_background:
+            executor = self._executor
+            if executor is not None:  # None: closed under a step the runtime abandoned
+                self._pending = executor.submit(_detect_views, self.detector, requests)
+        elif requests:
+            for view, frame, boxes, ms in _detect_views(self.detector, requests):
+                timings["detect"] += ms
+                redetect_ms += ms
+                t0 = time.perf_counter()
+                self._take(view, frame, boxes, frame)
+                timings["track"] += (time.perf_counter() - t0) * 1000.0
+        return self._finish(frames, timings, redetect_ms)
+
+    def close(self) -> None:
+        """Stop background re-detection; `step` refuses until the next `start`.
+
+        Does not wait: a re-detection still running finishes on its thread and is dropped.
+        Idempotent; `start` calls it.
+        """
+        self._started = False
+        self._pending = None
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def _set_task(self, task: TaskSpec) -> None:
         if task.pick is None:
@@ -189,28 +310,71 @@ class PerceptionPipeline:
             raise ValueError(f"pick and place must be different objects, got {phrases}")
         self._names, self._phrases = names, phrases
 
-    def _detect(self, view: str, frame: FrameLike, roles: Sequence[str]) -> float:
-        """Detect `roles` in one view and record their boxes and lost counts; returns ms."""
-        t0 = time.perf_counter()
-        phrases = [self._phrases[role] for role in roles]
-        found: dict[str, Box] = {}
-        for detection in self.detector.detect(frame.rgb, phrases, truth=frame):
-            # a sliver (image edge, nearly hidden) is not found, whichever detector reported it
-            if trackable(detection.box, frame.rgb.shape):
-                found.setdefault(detection.label, detection.box)
-        for role in roles:
-            box = found.get(self._phrases[role])
-            self._boxes[view][role] = box
-            self._lost[view][role] = 0 if box is not None else self._lost[view][role] + 1
-        return (time.perf_counter() - t0) * 1000.0
+    def _due_requests(self, frames: Mapping[str, FrameLike]) -> list[_Request]:
+        """Per view, the lost roles whose next try is due now, with the frame to run on."""
+        requests: list[_Request] = []
+        for view, frame in frames.items():
+            phrases = {
+                role: phrase
+                for role, phrase in self._phrases.items()
+                if self._lost[view][role] >= self._due[(view, role)]
+            }
+            if phrases:
+                requests.append((view, frame, phrases))
+        return requests
 
-    def _init_trackers(self, frames: Mapping[str, FrameLike], roles: Sequence[str]) -> float:
-        """(Re)start a tracker for every role with a fresh box in each view; returns ms."""
+    def _missed(self, key: tuple[str, str]) -> None:
+        """A try found nothing: wait 1, 2, 4 ... (capped) more lost frames before the next."""
+        self._misses[key] += 1
+        interval = min(1 << min(self._misses[key] - 1, 30), self.redetect_max_interval)
+        view, role = key
+        self._due[key] = max(self.redetect_after_lost, self._lost[view][role] + interval)
+
+    def _found(self, key: tuple[str, str]) -> None:
+        self._misses[key] = 0
+        self._due[key] = self.redetect_after_lost
+
+    def _take(
+        self,
+        view: str,
+        ran_on: FrameLike,
+        boxes: Mapping[str, Box | None],
+        current: FrameLike,
+    ) -> None:
+        """Take one view's re-detection, run on `ran_on`, into the state of the `current` frame.
+
+        A role the tracker found again meanwhile keeps its track. A found role gets a new
+        tracker started on `ran_on`; when that is an older frame (background), the tracker is
+        updated with `current` at once and a failed update counts as a miss.
+        """
+        self._redetections += 1
+        for role, box in boxes.items():
+            key = (view, role)
+            if self._lost[view][role] == 0:
+                continue
+            if box is None:
+                self._missed(key)
+                continue
+            tracker = self.tracker_factory()
+            tracker.init(ran_on.rgb, box)
+            self._trackers[key] = tracker
+            if ran_on is not current:
+                result = tracker.update(current.rgb)
+                if not result.ok:
+                    self._missed(key)
+                    continue
+                box = result.box
+            self._boxes[view][role] = box
+            self._lost[view][role] = 0
+            self._found(key)
+
+    def _init_trackers(self, frames: Mapping[str, FrameLike]) -> float:
+        """Start a tracker for every role found at `start` in each view; returns ms."""
         t0 = time.perf_counter()
         for view, frame in frames.items():
-            for role in roles:
+            for role in self._names:
                 box = self._boxes[view][role]
-                if box is not None and self._lost[view][role] == 0:
+                if box is not None:
                     tracker = self.tracker_factory()
                     tracker.init(frame.rgb, box)
                     self._trackers[(view, role)] = tracker
@@ -225,12 +389,15 @@ class PerceptionPipeline:
             if result is not None and result.ok:
                 self._boxes[view][role] = result.box
                 self._lost[view][role] = 0
+                self._found((view, role))
             else:
                 self._boxes[view][role] = None
                 self._lost[view][role] += 1
         return (time.perf_counter() - t0) * 1000.0
 
-    def _finish(self, frames: Mapping[str, FrameLike], timings: dict[str, float]) -> Percept:
+    def _finish(
+        self, frames: Mapping[str, FrameLike], timings: dict[str, float], redetect_ms: float
+    ) -> Percept:
         """Segment every view's boxes in one call each and paint the role-coded masks."""
         t0 = time.perf_counter()
         masks = {view: self._role_mask(frame, self._boxes[view]) for view, frame in frames.items()}
@@ -244,6 +411,8 @@ class PerceptionPipeline:
             lost={view: dict(lost) for view, lost in self._lost.items()},
             timings_ms=timings,
             t_done=time.monotonic(),
+            redetect_ms=redetect_ms,
+            redetecting=self._pending is not None,
         )
 
     def _role_mask(self, frame: FrameLike, boxes: Mapping[str, Box | None]) -> np.ndarray:

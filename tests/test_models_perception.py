@@ -108,6 +108,7 @@ def _pipeline(
 ) -> tuple[PerceptionPipeline, CountingDetector]:
     detector = detector or CountingDetector()
     factory = tracker_factory or OpenCVTrackerFactory("kcf")
+    options.setdefault("redetect_in_background", False)  # deterministic unless a test asks
     return PerceptionPipeline(detector, factory, GroundTruthSegmenter(), **options), detector
 
 
@@ -256,13 +257,11 @@ def test_usage_errors() -> None:
         pipeline.start(TaskSpec("hi", Skill.PLACE_NEAR, None, None, "no need"), _views(0))
     with pytest.raises(ValueError, match="different objects"):
         pipeline.start(TaskSpec("x", Skill.PLACE_NEAR, "apple", "apple"), _views(0))
-    with pytest.raises(ValueError, match="redetect_after_lost"):
-        PerceptionPipeline(
-            GroundTruthDetector(),
-            OpenCVTrackerFactory("kcf"),
-            BoxSegmenter(),
-            redetect_after_lost=0,
-        )
+    for setting in ("redetect_after_lost", "redetect_max_interval"):
+        with pytest.raises(ValueError, match=setting):
+            PerceptionPipeline(
+                GroundTruthDetector(), OpenCVTrackerFactory("kcf"), BoxSegmenter(), **{setting: 0}
+            )
     pipeline.start(TASK, _views(0))
     with pytest.raises(Exception, match="views"):
         pipeline.step({"front": _views(1)["front"]})
