@@ -315,8 +315,12 @@ def test_config_sets_the_back_off_and_lockstep_callers_get_the_old_behaviour(
     from agent.backends import pipeline_factory
     from tests.conftest import make_config
 
+    # the sim profile's detector is free: it re-detects at every lost frame, inside the step
     config = make_config(tmp_path)
-    assert config.models.redetect_in_background and config.models.redetect_max_interval == 8
+    assert not config.models.redetect_in_background and config.models.redetect_max_interval == 1
+    config = make_config(
+        tmp_path, "models.redetect_in_background=true", "models.redetect_max_interval=8"
+    )
     pipeline = pipeline_factory(config)()
     assert pipeline.redetect_in_background and pipeline.redetect_max_interval == 8
     assert pipeline.redetect_after_lost == config.models.redetect_after_lost == 1
