@@ -84,7 +84,7 @@ def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
     except (ssl.SSLError, OSError) as exc:
         which = f"{certfile}" + (f" and {keyfile}" if keyfile else "")
-        why = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        why = str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc)
         raise ServiceError(
             f"--ssl-certfile: cannot load a certificate and key from {which}: {why}"
         ) from None
