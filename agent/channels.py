@@ -51,6 +51,11 @@ class Latest(Generic[T]):
     def closed(self) -> bool:
         return self._closed_reason is not None
 
+    @property
+    def closed_reason(self) -> str | None:
+        """Why the channel was closed (e.g. the camera that fed it gave up), or None while open."""
+        return self._closed_reason
+
     def publish(self, value: T) -> int:
         """Overwrite the slot and wake waiters; never blocks. Returns the new version."""
         self.raise_if_closed()

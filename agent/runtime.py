@@ -225,6 +225,25 @@ class Runtime:
             raise RuntimeNotStarted("use `async with Runtime(config) as runtime:` first")
         return self._parts
 
+    def health(self) -> list[str]:
+        """What would make every task fault now, one line each; empty while the runtime is fit.
+
+        A camera whose capture loop gave up (its channel closed with the reason) and a robot
+        driver that reports its link lost (`link_error`, e.g. the Franka drivers). A service's
+        /health reads this, so a dead camera is not reported as "ok".
+        """
+        if self._parts is None:
+            return ["the runtime is not running"]
+        problems = [
+            f"camera {name!r}: {channel.closed_reason}"
+            for name, channel in self._frames.items()
+            if channel.closed_reason is not None
+        ]
+        link_error = getattr(self._parts.robot, "link_error", None)
+        if link_error:
+            problems.append(f"robot: {link_error}")
+        return problems
+
     # ----------------------------------------------------------------- executions
     @property
     def busy(self) -> bool:

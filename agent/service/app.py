@@ -290,11 +290,15 @@ class Service:
 
     # ----------------------------------------------------------------- routes
     async def _health(self, request: Request) -> Response:
-        ready = self._board is not None
-        return JSONResponse(
-            {"status": "ok" if ready else "unavailable", "busy": ready and self.board.busy},
-            status_code=200 if ready else 503,
-        )
+        """200 "ok" while tasks can run; 503 "unavailable" (no runtime) or "degraded" with the
+        problems (a dead camera, a lost robot link) when every task would fault."""
+        if self._board is None:
+            return JSONResponse({"status": "unavailable", "busy": False}, status_code=503)
+        body: dict[str, object] = {"status": "ok", "busy": self.board.busy}
+        problems = self.board.runtime.health()
+        if problems:
+            body.update(status="degraded", problems=problems)
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     async def _metrics(self, request: Request) -> Response:
         return Response(self.metrics.render(running=self.board.busy), media_type=CONTENT_TYPE)

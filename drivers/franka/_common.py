@@ -185,6 +185,11 @@ class ArmDriver(ABC):
         self.stopped = False
         self.faults: list[str] = []  # reasons of the faults seen, oldest first
 
+    @property
+    def link_error(self) -> str | None:
+        """Why the connection to the arm was lost, or None while it holds (for health checks)."""
+        return self._lost
+
     # ----------------------------------------------------------------- backend hooks
     @abstractmethod
     def _connect(self) -> GripperBackend | None:

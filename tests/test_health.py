@@ -1,0 +1,100 @@
+"""Health reports what would make every task fault: a dead camera, a lost robot link.
+
+Real parts: the sim world, its cameras and arm, the Runtime, and the HTTP service served by
+uvicorn on 127.0.0.1. The dead camera is a real sim camera that stops delivering after a few
+frames (tests.test_runtime.DyingCamera: an unplugged USB camera cannot exist here). The lost link
+is the one fact a Franka driver reports (`link_error`) after franky loses the arm, set on a
+wrapper of the real sim robot: killing a libfranka connection is tested in tests/test_franka.py.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+
+from agent import Runtime
+from agent.backends import Parts, build_parts
+from agent.config import Config
+from agent.service import create_app
+from tests.conftest import make_config
+from tests.test_runtime import DyingCamera
+
+TOKEN = "health-check-token-for-tests"
+
+
+def _dying_side_camera(config: Config) -> Parts:
+    parts = build_parts(config)
+    parts.cameras["side"] = DyingCamera(parts.cameras["side"], frames=3)
+    return parts
+
+
+@pytest.fixture
+def served_with_a_dying_camera(tmp_path) -> Iterator[str]:
+    config = make_config(tmp_path, "runtime.camera_timeout_s=0.2", "runtime.camera_failures=2")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = create_app(config, token=TOKEN, parts_factory=_dying_side_camera)
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive(), f"service did not start: {app.startup_error}"
+        assert time.monotonic() < deadline, "service did not start within 120 s"
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+
+
+def test_health_reports_a_dead_camera_instead_of_ok(served_with_a_dying_camera: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        response = httpx.get(f"{served_with_a_dying_camera}/health", timeout=10)
+        if response.status_code != 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["status"] == "degraded" and body["busy"] is False
+    assert len(body["problems"]) == 1 and body["problems"][0].startswith("camera 'side': ")
+
+
+class LinkLostRobot:
+    """The real sim robot, reporting a lost link as the Franka drivers do after franky fails."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.link_error: str | None = None
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.asyncio
+async def test_runtime_health_names_a_lost_robot_link_and_a_healthy_runtime_has_none(
+    tmp_path,
+) -> None:
+    robot: dict[str, LinkLostRobot] = {}
+
+    def build(config: Config) -> Parts:
+        parts = build_parts(config)
+        parts.robot = robot.setdefault("r", LinkLostRobot(parts.robot))
+        return parts
+
+    config = make_config(tmp_path)
+    async with Runtime(config, parts_factory=build) as runtime:
+        await anyio.sleep(0.5)  # the cameras have delivered frames
+        assert runtime.health() == []
+        robot["r"].link_error = "libfranka: connection reset by peer"
+        assert runtime.health() == ["robot: libfranka: connection reset by peer"]
