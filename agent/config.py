@@ -47,8 +47,9 @@ class RuntimeSection(_Section):
         description="fixed_rate: the command clock. Both modes: the least rate of state reads.",
     )
     command_mode: Literal["on_arrival", "fixed_rate"] = Field(
-        "on_arrival",
-        description="Send each action as it arrives (rate-limited) or on a fixed-rate clock.",
+        "fixed_rate",
+        description="Send each action on a fixed-rate clock, or as it arrives (rate-limited; the "
+        "sim profile's default, not yet validated with franky's preempting motions).",
     )
     min_command_interval_s: float = Field(
         0.02, ge=0, le=1, description="on_arrival: the least time between two commands."

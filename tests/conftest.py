@@ -8,7 +8,18 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
+import importlib.util  # noqa: E402
+
 import pytest  # noqa: E402
+
+# Importing triton after Mesa's llvmpipe has rendered in the same process segfaults (triton's
+# bundled LLVM against the LLVM that llvmpipe loaded; reproduced with one MuJoCo EGL render then
+# `import triton`). torch imports triton lazily (torch._dynamo, e.g. inside ONNX export), so a
+# test that exports a network after another test rendered would take pytest down. Loading triton
+# first, before anything renders, is the order that works. The CLI's own paths never render and
+# then import it in one process (`bench loop --heavy` exports before it renders).
+if importlib.util.find_spec("triton") is not None:
+    import triton  # noqa: F401
 
 from agent.config import Config, load_config  # noqa: E402
 
