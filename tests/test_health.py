@@ -9,22 +9,19 @@ wrapper of the real sim robot: killing a libfranka connection is tested in tests
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import anyio
 import httpx
 import pytest
-import uvicorn
 
 from agent import Runtime
 from agent.backends import Parts, build_parts
 from agent.config import Config
-from agent.service import create_app
 from tests.conftest import make_config
 from tests.test_runtime import DyingCamera
+from tests.test_service_hardening import serve_in_thread
 
 TOKEN = "health-check-token-for-tests"
 
@@ -38,23 +35,8 @@ def _dying_side_camera(config: Config) -> Parts:
 @pytest.fixture
 def served_with_a_dying_camera(tmp_path) -> Iterator[str]:
     config = make_config(tmp_path, "runtime.camera_timeout_s=0.2", "runtime.camera_failures=2")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    app = create_app(config, token=TOKEN, parts_factory=_dying_side_camera)
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive(), f"service did not start: {app.startup_error}"
-        assert time.monotonic() < deadline, "service did not start within 120 s"
-        time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
+    for served in serve_in_thread(config, TOKEN, parts_factory=_dying_side_camera):
+        yield served.url
 
 
 def test_health_reports_a_dead_camera_instead_of_ok(served_with_a_dying_camera: str) -> None:

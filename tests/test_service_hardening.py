@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import httpx
 import pytest
 import uvicorn
 
+from agent.backends import Parts, build_parts
 from agent.config import Config
 from agent.recording import UNFINISHED_GRACE_S, prune_run_folders
 from agent.service import (
@@ -128,12 +129,16 @@ class Served:
     port: int
 
 
-def serve_in_thread(config: Config, token: str | None) -> Iterator[Served]:
+def serve_in_thread(
+    config: Config,
+    token: str | None,
+    parts_factory: Callable[[Config], Parts] = build_parts,
+) -> Iterator[Served]:
     """The app on a free loopback port, in a thread of its own (as tests/test_service.py does)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(config, token=token)
+    app = create_app(config, token=token, parts_factory=parts_factory)
     server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
