@@ -37,7 +37,7 @@ from agent.config import Config
 from agent.events import Event, Outcome, Step, WorldStart, describe_task
 from agent.messages import PerceptMsg
 from models.perception import Percept
-from models.types import PICK_MASK_VALUE, PLACE_MASK_VALUE, TaskSpec
+from models.types import MASK_CODING, TaskSpec
 
 log = structlog.get_logger("agent.recording")
 
@@ -186,6 +186,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+#: mask values per role, whatever the skill (the place target's value depends on it)
+_ROLE_VALUES = {
+    "pick": np.array([MASK_CODING.pick, MASK_CODING.drawer], dtype=np.float32),
+    "place": np.array(sorted(MASK_CODING.place.values()), dtype=np.float32),
+}
+
+
 def draw_overlay(percept: Percept, caption: str = "") -> np.ndarray:
     """Both views side by side with masks, boxes and a caption strip, as one RGB uint8 image."""
     panels = []
@@ -193,8 +200,8 @@ def draw_overlay(percept: Percept, caption: str = "") -> np.ndarray:
         panel = image.copy()
         mask = percept.masks.get(view)
         if mask is not None:
-            for role, value in (("pick", PICK_MASK_VALUE), ("place", PLACE_MASK_VALUE)):
-                region = np.isclose(mask, value)
+            for role, values in _ROLE_VALUES.items():
+                region = np.isin(mask, values)
                 tint = np.array(ROLE_COLOURS[role], dtype=np.float32)
                 panel[region] = (0.5 * panel[region] + 0.5 * tint).astype(np.uint8)
         for role, box in percept.boxes.get(view, {}).items():

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from models._boxes import trackable
-from models.types import PICK_MASK_VALUE, PLACE_MASK_VALUE, Box, ModelError, TaskSpec
+from models.types import MASK_CODING, Box, MaskCoding, ModelError, Skill, TaskSpec
 
 if TYPE_CHECKING:  # the role packages import OpenCV; the pipeline itself needs only numpy
     from models.detection.base import Detector
@@ -56,7 +56,6 @@ if TYPE_CHECKING:  # the role packages import OpenCV; the pipeline itself needs 
 #: Roles in the order their masks are painted: the pick object is painted last, so where it
 #: overlaps the place target (an apple already inside the bowl) the policy still sees the pick.
 ROLES: tuple[str, ...] = ("place", "pick")
-_MASK_VALUES = {"pick": PICK_MASK_VALUE, "place": PLACE_MASK_VALUE}
 
 
 class FrameLike(Protocol):
@@ -150,6 +149,9 @@ def _detect_views(detector: Detector, requests: Sequence[_Request]) -> list[_Res
 class PerceptionPipeline:
     """Turns frames into role-coded masks for one task at a time.
 
+    Masks are painted with `coding` (default `models.types.MASK_CODING`: the place target's value
+    says the task's skill), the coding the policies are trained with.
+
     `redetect_after_lost`: consecutive lost frames before the detector runs again for that view
     and role (1 = in the same step that lost it). A role not found in a view at `start` counts as
     lost there too, so an object hidden in one view at first is picked up when it reappears.
@@ -170,6 +172,7 @@ class PerceptionPipeline:
         redetect_max_interval: int = 8,
         redetect_in_background: bool = True,
         use_descriptions: bool = False,
+        coding: MaskCoding = MASK_CODING,
     ) -> None:
         if redetect_after_lost < 1:
             raise ValueError(f"redetect_after_lost must be >= 1, got {redetect_after_lost}")
@@ -183,6 +186,8 @@ class PerceptionPipeline:
         self.redetect_max_interval = redetect_max_interval
         self.redetect_in_background = redetect_in_background
         self.use_descriptions = use_descriptions
+        self.coding = coding
+        self._skill = Skill.PLACE_NEAR  # the task's, for the mask values
         self._names: dict[str, str] = {}  # role -> object name
         self._phrases: dict[str, str] = {}  # role -> phrase sent to the detector
         self._views: tuple[str, ...] = ()
@@ -308,7 +313,7 @@ class PerceptionPipeline:
         }
         if len(set(phrases.values())) != len(phrases):
             raise ValueError(f"pick and place must be different objects, got {phrases}")
-        self._names, self._phrases = names, phrases
+        self._names, self._phrases, self._skill = names, phrases, Skill(task.skill)
 
     def _due_requests(self, frames: Mapping[str, FrameLike]) -> list[_Request]:
         """Per view, the lost roles whose next try is due now, with the frame to run on."""
@@ -434,5 +439,5 @@ class PerceptionPipeline:
                 f"for {len(roles)} boxes"
             )
         for role, segment in zip(roles, segments, strict=True):
-            mask[segment] = _MASK_VALUES[role]
+            mask[segment] = self.coding.value(role, self._skill)
         return mask

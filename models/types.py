@@ -7,6 +7,7 @@ base frame.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -120,7 +121,92 @@ class Observation:
 
 
 PICK_MASK_VALUE = 1.0
-PLACE_MASK_VALUE = 0.5
+PLACE_MASK_VALUE = 0.5  # the place target of `place_near`; other skills: `MASK_CODING`
+ROLES = ("place", "pick")
+
+
+@dataclass(frozen=True)
+class MaskCoding:
+    """The value each role's pixels take in a policy's mask input, per skill.
+
+    The paper conditions one multi-task policy on the skill through the mask values ("assigning
+    different values to object masks for different manipulation skills"): the place target of
+    "next to" looks different from that of "inside" or "on top of", and the drawer to open has
+    its own value. Perception paints masks with one coding (`MASK_CODING`), collection records
+    them, training decodes them and export stores the coding in the ONNX file, so a policy read
+    with another coding than it was trained with is caught at load instead of acting blindly.
+
+    `place` maps every `place_*` skill value to its place target's value; `drawer` is the value
+    of the object `open_drawer` acts on (its pick role); every other pick is `pick`.
+    """
+
+    pick: float
+    place: Mapping[str, float]
+    drawer: float
+
+    def value(self, role: str, skill: Skill | str) -> float:
+        """The mask value of `role` ("pick" or "place") for a task of `skill`."""
+        skill = Skill(skill)
+        if role == "pick":
+            return self.drawer if skill is Skill.OPEN_DRAWER else self.pick
+        if role != "place" or skill.value not in self.place:
+            raise ValueError(f"no mask value for the {role!r} role of a {skill.value} task")
+        return self.place[skill.value]
+
+    def recode(self, mask: np.ndarray, skill: Skill | str, to: MaskCoding) -> np.ndarray:
+        """`mask` (painted with this coding for a `skill` task) as `to` paints it."""
+        if to == self:
+            return mask
+        out = np.zeros_like(mask)
+        skill = Skill(skill)
+        roles = ["pick"] if skill is Skill.OPEN_DRAWER else list(ROLES)
+        for role in roles:
+            out[mask == self.value(role, skill)] = to.value(role, skill)
+        return out
+
+    def to_json(self) -> str:
+        """The coding as the ONNX metadata stores it (sorted keys: equal codings, equal text)."""
+        data = {"pick": self.pick, "place": dict(self.place), "drawer": self.drawer}
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> MaskCoding:
+        """Parse `to_json`'s text; ValueError (one line) when it is not a mask coding."""
+        try:
+            data = json.loads(text)
+            coding = cls(
+                pick=float(data["pick"]),
+                place={str(k): float(v) for k, v in dict(data["place"]).items()},
+                drawer=float(data["drawer"]),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"not a mask coding ({type(exc).__name__}: {exc})") from None
+        return coding
+
+    def describe(self) -> str:
+        """One line: "pick 1, drawer 0.875, place_inside 0.25, ..."."""
+        parts = [f"pick {self.pick:g}", f"drawer {self.drawer:g}"]
+        parts += [f"{skill} {value:g}" for skill, value in sorted(self.place.items())]
+        return ", ".join(parts)
+
+
+#: The coding perception paints, collection records, training decodes and export stores.
+MASK_CODING = MaskCoding(
+    pick=PICK_MASK_VALUE,
+    place={
+        Skill.PLACE_NEAR.value: PLACE_MASK_VALUE,
+        Skill.PLACE_INSIDE.value: 0.25,
+        Skill.PLACE_ON.value: 0.75,
+    },
+    drawer=0.875,
+)
+#: The coding before masks carried the skill (one place value for every skill): what a policy
+#: file without a `mask_coding` entry (the shipped `policies/tpm_cpu.onnx`) was trained with.
+LEGACY_MASK_CODING = MaskCoding(
+    pick=PICK_MASK_VALUE,
+    place={skill: PLACE_MASK_VALUE for skill in MASK_CODING.place},
+    drawer=PICK_MASK_VALUE,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ from models.segmentation import BoxSegmenter, GroundTruthSegmenter
 from models.synthetic import SyntheticFrame, SyntheticObject, render_scene, textured_background
 from models.tracking import OpenCVTracker, OpenCVTrackerFactory, TrackerFactory, TrackResult
 from models.types import (
+    MASK_CODING,
     PICK_MASK_VALUE,
-    PLACE_MASK_VALUE,
     Box,
     Detection,
     GroundTruth,
@@ -130,15 +130,17 @@ def test_detects_once_then_tracks() -> None:
     assert set(first.timings_ms) == {"detect", "track", "segment"}
 
 
-def test_role_coded_masks() -> None:
+@pytest.mark.parametrize("skill", [Skill.PLACE_INSIDE, Skill.PLACE_ON, Skill.PLACE_NEAR])
+def test_role_coded_masks(skill: Skill) -> None:
+    """The place target's value says the skill (`MASK_CODING`), the pick's is the same for all."""
     pipeline, _ = _pipeline()
     frames = _views(0)
-    percept = pipeline.start(TASK, frames)
+    percept = pipeline.start(TaskSpec(TASK.request, skill, "apple", "bowl"), frames)
     for view, frame in frames.items():
         mask = percept.masks[view]
         assert mask.dtype == np.float32 and mask.shape == frame.rgb.shape[:2]
         expected = np.zeros(mask.shape, np.float32)
-        expected[frame.segmentation == frame.labels["bowl"]] = PLACE_MASK_VALUE
+        expected[frame.segmentation == frame.labels["bowl"]] = MASK_CODING.value("place", skill)
         expected[frame.segmentation == frame.labels["apple"]] = PICK_MASK_VALUE
         np.testing.assert_array_equal(mask, expected)
         assert percept.boxes[view]["pick"] == _true_box(frame, "apple")
@@ -155,7 +157,7 @@ def test_pick_is_painted_over_an_overlapping_place() -> None:
         mask, pick = percept.masks[view], percept.boxes[view]["pick"]
         assert pick is not None
         assert (mask[int(pick.y0) : int(pick.y1), int(pick.x0) : int(pick.x1)] == 1.0).all()
-        assert (mask == PLACE_MASK_VALUE).any()
+        assert (mask == MASK_CODING.value("place", TASK.skill)).any()
 
 
 def test_redetects_when_the_object_jumps() -> None:

@@ -21,7 +21,7 @@ from models.tpm.dataset import EpisodeStore  # noqa: E402
 from models.tpm.export import ExportError, export_onnx  # noqa: E402
 from models.tpm.onnx_policy import OnnxTPMPolicy  # noqa: E402
 from models.tpm.train import Trainer, TrainSettings, lr_at  # noqa: E402
-from models.types import Observation  # noqa: E402
+from models.types import MASK_CODING, Observation  # noqa: E402
 from tests.conftest import make_config  # noqa: E402
 
 SIZE = 32
@@ -146,6 +146,7 @@ def test_export_parity_and_policy(trained: tuple[Path, Path], tmp_path: Path) ->
     assert model.opset_import[0].version >= 17
     policy = OnnxTPMPolicy(onnx, providers=["tensorrt", "cuda", "cpu"])
     assert policy.provider == "CPUExecutionProvider" and policy.image_size == SIZE
+    assert policy.mask_coding == MASK_CODING  # the coding round-trips through the metadata
     obs = Observation(
         images={v: np.zeros((96, 96, 3), np.uint8) for v in ("front", "side")},
         masks={v: np.zeros((96, 96), np.float32) for v in ("front", "side")},

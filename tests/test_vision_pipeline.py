@@ -19,7 +19,7 @@ from models.perception import PerceptionPipeline
 from models.segmentation.sam import SamSegmenter, build_sam
 from models.synthetic import SyntheticObject, render_scene
 from models.tracking.onnx_tracker import OnnxTrackerFactory
-from models.types import PICK_MASK_VALUE, PLACE_MASK_VALUE, Skill, TaskSpec
+from models.types import MASK_CODING, PICK_MASK_VALUE, Skill, TaskSpec
 from tests.conftest import make_config
 
 torch = pytest.importorskip("torch")
@@ -96,7 +96,11 @@ def test_config_names_the_backends_and_the_pipeline_runs(
     for percept in (first, second):
         mask = percept.masks["front"]
         assert mask.shape == (96, 128) and mask.dtype == np.float32
-        assert set(np.unique(mask)) <= {0.0, PICK_MASK_VALUE, PLACE_MASK_VALUE}
+        assert set(np.unique(mask)) <= {
+            0.0,
+            PICK_MASK_VALUE,
+            MASK_CODING.value("place", task.skill),
+        }
         for box in percept.boxes["front"].values():
             assert box is None or (0 <= box.x0 < box.x1 <= 128 and 0 <= box.y0 < box.y1 <= 96)
     assert segmenter.encoder_calls == 2  # one embedding per frame, shared by both boxes

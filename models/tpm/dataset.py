@@ -11,7 +11,8 @@ Layout::
 
     root.zarr/
       data/rgb      (N, V, S, S, 3) uint8   the views, resized to the policy's input size
-      data/mask     (N, V, S, S)    uint8   role codes: 0 background, 1 place, 2 pick
+      data/mask     (N, V, S, S)    uint8   role codes: 0 background, 1 place, 2 pick (the values
+                                            are the episode skill's in `MASK_CODING`)
       data/proprio  (N, 4)          float32 [x, y, z, gripper_closed] before the action
       data/action   (N, 4)          float32 [dx, dy, dz, gripper_closed] (metres, {0, 1})
       data/phase    (N,)            uint8   the expert's phase index (for frame repetition)
@@ -35,10 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from models.types import PICK_MASK_VALUE, PLACE_MASK_VALUE
+from models.types import MASK_CODING, PICK_MASK_VALUE, PLACE_MASK_VALUE, MaskCoding, Skill
 
 FORMAT = "tpm-replay-buffer/1"
 ROLE_CODES = {0: 0.0, 1: PLACE_MASK_VALUE, 2: PICK_MASK_VALUE}
+ROLE_VALUES_NEAR = np.array([ROLE_CODES[c] for c in range(3)], dtype=np.float32)
 CHUNK_STEPS = 64
 
 
@@ -46,14 +48,52 @@ class DatasetError(ValueError):
     """The dataset is missing, of another format, or does not fit what is asked of it."""
 
 
-def encode_mask(mask: np.ndarray) -> np.ndarray:
-    """Float role mask (0 / 0.5 / 1) -> uint8 role codes (0 / 1 / 2)."""
-    return np.rint(np.asarray(mask, dtype=np.float32) * 2.0).clip(0, 2).astype(np.uint8)
+def encode_mask(mask: np.ndarray, coding: MaskCoding = MASK_CODING) -> np.ndarray:
+    """Float role mask painted with `coding` -> uint8 role codes (0 / 1 place / 2 pick).
+
+    The codes keep the role only: the skill is the episode's (its metadata), and `decode_mask`
+    with `role_values` of that skill gives the values back. Storing roles keeps datasets recorded
+    before masks carried the skill (place 0.5 for every skill) readable with today's coding.
+    """
+    m = np.asarray(mask, dtype=np.float32)
+    codes = np.zeros(m.shape, dtype=np.uint8)
+    codes[np.isin(m, np.array(list(coding.place.values()), dtype=np.float32))] = 1
+    codes[np.isin(m, np.array([coding.pick, coding.drawer], dtype=np.float32))] = 2
+    return codes
 
 
-def decode_mask(codes: np.ndarray) -> np.ndarray:
-    """uint8 role codes -> float32 role mask, as the policy receives it at run time."""
-    return codes.astype(np.float32) * np.float32(0.5)
+def role_values(skill: Skill | str, coding: MaskCoding = MASK_CODING) -> np.ndarray:
+    """(3,) float32: the mask value of role code 0 / 1 / 2 in a task of `skill`."""
+    place = 0.0 if Skill(skill) is Skill.OPEN_DRAWER else coding.value("place", skill)
+    return np.array([0.0, place, coding.value("pick", skill)], dtype=np.float32)
+
+
+def decode_mask(codes: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+    """uint8 role codes -> float32 role mask, as the policy receives it at run time.
+
+    `values`: `role_values` of each sample's skill, shape (3,) or (N, 3) for codes (N, ...);
+    None: `place_near`'s (pick 1.0, place 0.5).
+    """
+    if values is None:
+        values = ROLE_VALUES_NEAR
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == 1:
+        return values[codes]
+    flat = codes.reshape(len(codes), -1)
+    return np.take_along_axis(values, flat.astype(np.int64), axis=1).reshape(codes.shape)
+
+
+def step_role_values(store: EpisodeStore, coding: MaskCoding = MASK_CODING) -> np.ndarray:
+    """(N, 3) float32: `role_values` of every step's episode skill (episodes without a skill in
+    their metadata count as `place_near`)."""
+    lengths = np.diff(np.concatenate([[0], store.episode_ends])).astype(np.int64)
+    rows = [
+        role_values(str(info.get("skill", Skill.PLACE_NEAR.value)), coding)
+        for info in store.episodes
+    ]
+    if not rows:
+        return np.zeros((0, 3), dtype=np.float32)
+    return np.repeat(np.stack(rows), lengths, axis=0)
 
 
 def masks_to_boxes(codes: np.ndarray) -> np.ndarray:
@@ -352,7 +392,11 @@ class EpisodeStore:
 
 @dataclass(frozen=True)
 class Arrays:
-    """A dataset (or a split of it) in memory; masks as role codes."""
+    """A dataset (or a split of it) in memory; masks as role codes.
+
+    `roles`: (N, 3) the mask value of each role code per step (`step_role_values`: the
+    episode's skill); None decodes every step as `place_near`.
+    """
 
     rgb: np.ndarray
     mask: np.ndarray
@@ -360,6 +404,7 @@ class Arrays:
     action: np.ndarray
     phase: np.ndarray
     episode_ends: np.ndarray
+    roles: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.action)
@@ -380,6 +425,7 @@ def load_arrays(store: EpisodeStore, *, mask_mode: str = "mask") -> Arrays:
         action=store.array("action"),
         phase=store.array("phase"),
         episode_ends=store.episode_ends,
+        roles=step_role_values(store),
     )
 
 
@@ -397,6 +443,12 @@ def concat_arrays(parts: Sequence[Arrays]) -> Arrays:
         episode_ends=np.concatenate(
             [p.episode_ends + off for p, off in zip(parts, offsets, strict=True)]
         ).astype(np.int64),
+        roles=np.concatenate(
+            [
+                p.roles if p.roles is not None else np.tile(ROLE_VALUES_NEAR, (len(p), 1))
+                for p in parts
+            ]
+        ),
     )
 
 
@@ -498,7 +550,7 @@ class BatchLoader:
         a = self.arrays
         return {
             "rgb": a.rgb[idx],
-            "mask": decode_mask(a.mask[idx]),
+            "mask": decode_mask(a.mask[idx], a.roles[idx] if a.roles is not None else None),
             "proprio": a.proprio[idx],
             "action": a.action[idx],
         }

@@ -3,14 +3,17 @@
 The exported graph takes what the runtime has at hand and returns what the robot needs:
 
     rgb      (1, V, S, S, 3) uint8    the views, already resized (`prepare_views`)
-    mask     (1, V, S, S)    float32  role masks (pick 1.0, place 0.5)
+    mask     (1, V, S, S)    float32  role masks (`models.types.MASK_CODING`: the place value
+                                      says the skill)
     proprio  (1, 4)          float32  [x, y, z, gripper_closed]
     -> move (1, 3) float32 metres, gripper_logits (1, 2) float32 (index 1 = closed)
 
 Image normalisation, proprioception standardisation and the move's de-standardisation are inside
 the graph, so the dataset statistics travel with the file and cannot be mismatched. The legacy
 TorchScript exporter is used: it writes opset 17 as one file (the dynamo exporter emits opset 18
-with external data, FINDINGS). The network config and training record are stored as metadata.
+with external data, FINDINGS). The network config, the training record and the mask coding
+(`mask_coding`, read back by `OnnxTPMPolicy`, which refuses a coding it does not paint) are
+stored as metadata.
 
 Parity: ONNX Runtime (CPU provider) against PyTorch on real dataset samples; the export fails
 unless every standardised move and logit is within `ATOL + RTOL * |torch|` and every gripper
@@ -30,9 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.tpm.dataset import EpisodeStore, decode_mask
+from models.tpm.dataset import EpisodeStore, decode_mask, step_role_values
 from models.tpm.network import TPMNet, normalise_inputs
 from models.tpm.train import CheckpointError, Normaliser, load_checkpoint
+from models.types import MASK_CODING
 
 ATOL = 1e-4
 RTOL = 1e-3
@@ -174,7 +178,7 @@ def _dataset_samples(
         codes = masks_to_boxes(codes)
     return {
         "rgb": np.ascontiguousarray(store.array("rgb")[idx][:, keep]),
-        "mask": decode_mask(codes),
+        "mask": decode_mask(codes, step_role_values(store)[idx]),
         "proprio": store.array("proprio")[idx],
     }
 
@@ -197,6 +201,9 @@ def _add_metadata(path: Path, ckpt: dict[str, Any]) -> None:
             sort_keys=True,
             default=str,
         ),
+        # the coding the dataset was decoded with in training (`models.tpm.dataset`); a
+        # checkpoint that records its own (`mask_coding`) wins
+        "mask_coding": ckpt.get("mask_coding") or MASK_CODING.to_json(),
     }
     for key, value in meta.items():
         entry = model.metadata_props.add()

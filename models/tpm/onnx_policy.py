@@ -6,6 +6,11 @@ lists GPU providers even where no GPU exists, FINDINGS). Session options: full g
 an optimised model cached beside the engines, `threads` intra-op threads and one inter-op thread
 (the runtime already runs perception and the policy in parallel worker threads).
 
+Masks: the file's `mask_coding` metadata must be the coding perception paints
+(`models.types.MASK_CODING`); a file with another one is refused at load (one line). A file
+without the entry was exported before masks carried the skill (the shipped `tpm_cpu.onnx`): it is
+read as `LEGACY_MASK_CODING`, and `act` recodes the percept's masks to it, so it keeps working.
+
 `act` resizes the percept with the same `prepare_views` as the demonstrations, runs the graph
 (normalisation and de-standardisation are inside it) and returns the move in metres and the
 gripper decision. The policy never says `done`: the runtime's judge ends a successful episode, and
@@ -16,14 +21,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from models.tpm.inputs import prepare_views
-from models.types import Action, ModelError, Observation, Skill, TaskSpec
+from models.types import (
+    LEGACY_MASK_CODING,
+    MASK_CODING,
+    Action,
+    MaskCoding,
+    ModelError,
+    Observation,
+    Skill,
+    TaskSpec,
+)
 
 PROVIDERS: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
 _ORT_NAMES = {
@@ -119,10 +133,13 @@ class OnnxTPMPolicy:
         self.image_size: int = int(config["image_size"])
         self.mask_mode: str = config.get("mask_mode", "mask")
         self.training: dict[str, Any] = json.loads(meta.get("tpm_training", "{}"))
+        self.mask_coding = read_mask_coding(self.path, meta)
         self.steps = 0
+        self._skill = Skill.PLACE_NEAR
 
     def reset(self, task: TaskSpec) -> None:
         self.steps = 0
+        self._skill = Skill(task.skill)
 
     def act(self, observation: Observation) -> Action:
         t0 = time.perf_counter()
@@ -132,6 +149,7 @@ class OnnxTPMPolicy:
             )
         except KeyError as exc:
             raise ModelError(str(exc.args[0])) from None
+        mask = MASK_CODING.recode(mask, self._skill, self.mask_coding)
         proprio = np.asarray(observation.proprio, dtype=np.float32).reshape(1, 4)
         move, logits = self.session.run(
             None, {"rgb": rgb[None], "mask": mask[None], "proprio": proprio}
@@ -145,3 +163,24 @@ class OnnxTPMPolicy:
             done=False,
             info={"p_closed": p_closed, "policy_ms": (time.perf_counter() - t0) * 1e3},
         )
+
+
+def read_mask_coding(path: Path, meta: Mapping[str, str]) -> MaskCoding:
+    """The mask coding a policy file was trained with; ModelError unless perception paints it.
+
+    No `mask_coding` entry: a file from before masks carried the skill, read as
+    `LEGACY_MASK_CODING` (its masks are recoded at each step).
+    """
+    text = meta.get("mask_coding")
+    if text is None:
+        return LEGACY_MASK_CODING
+    try:
+        coding = MaskCoding.from_json(text)
+    except ValueError as exc:
+        raise ModelError(f"{path}: unreadable mask_coding metadata: {exc}") from None
+    if coding not in (MASK_CODING, LEGACY_MASK_CODING):
+        raise ModelError(
+            f"{path} was trained with another mask coding ({coding.describe()}) than perception "
+            f"paints ({MASK_CODING.describe()}); retrain it or use a policy exported with this one"
+        )
+    return coding
