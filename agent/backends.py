@@ -15,9 +15,10 @@ from typing import Any
 
 import structlog
 
-from agent.config import CameraDeviceSection, Config
+from agent.config import CameraDevice, Config
 from agent.loops.supervise import Judge
 from drivers.base import Camera, CarriedOverWorld, DriverError, Robot, TaskStart
+from drivers.realsense import RealSenseConfig
 from models.detection.base import Detector
 from models.perception import PerceptionPipeline
 from models.policy.base import Policy
@@ -287,25 +288,6 @@ def _descriptions(world: Any) -> dict[str, str]:
     return {name: world.object_spec(name).description for name in world.object_names()}
 
 
-def _scene_spec(config: Config) -> Any:
-    from drivers.sim import SceneSpec
-
-    sim = config.sim
-    return SceneSpec(
-        seed=sim.seed,
-        objects=list(sim.objects),
-        split=sim.split,
-        setting=sim.setting,
-        include_user=sim.include_user,
-        catalog=sim.catalog,
-        backgrounds=sim.backgrounds,
-        randomise=sim.randomise,
-        image_width=sim.image_width,
-        image_height=sim.image_height,
-        camera_fps=sim.camera_fps,
-    )
-
-
 def _world_parts(
     config: Config, world: Any, robot: Robot, closers: list[Callable[[], None]]
 ) -> Parts:
@@ -349,7 +331,7 @@ def _build_sim(config: Config) -> Parts:
     from drivers.sim import CatalogError, SceneError, SimRobot, World
 
     try:
-        world = World.build(_scene_spec(config))
+        world = World.build(config.sim)
     except (CatalogError, SceneError) as exc:
         raise BackendError(str(exc)) from None
     # SimRobot.open() starts the realtime physics thread
@@ -371,11 +353,11 @@ def _build_franka_sim(config: Config) -> Parts:
     from drivers.sim.franky_bridge import FrankySimWorld
 
     try:
-        world = FrankySimWorld(_scene_spec(config), host=config.franka.host)
+        world = FrankySimWorld(config.sim, host=config.franka.host)
     except (CatalogError, SceneError, DriverError) as exc:
         raise BackendError(str(exc)) from None
     world.start()
-    return _world_parts(config, world, FrankaRobot(config.franka.driver_config()), [world.close])
+    return _world_parts(config, world, FrankaRobot(config.franka), [world.close])
 
 
 def _build_hardware(config: Config) -> Parts:
@@ -426,39 +408,13 @@ def build_robot(config: Config) -> Robot:
     }
     make, module, extra = drivers[config.robot.backend]
     _require(module, extra)
-    return make(config.franka.driver_config())
+    return make(config.franka)
 
 
-def build_camera(view: str, device: CameraDeviceSection) -> Camera:
+def build_camera(view: str, device: CameraDevice) -> Camera:
     """One configured camera, after checking that it is connected (one line naming it if not)."""
-    from drivers.capture import CaptureConfig, Intrinsics
-
-    capture = CaptureConfig(
-        max_age=device.max_age_s,
-        stall_timeout=device.stall_timeout_s,
-        max_resets=device.max_resets,
-        open_timeout=device.open_timeout_s,
-    )
-    i = device.intrinsics
-    intrinsics = (
-        None
-        if i is None
-        else Intrinsics(
-            width=i.width,
-            height=i.height,
-            fx=i.fx,
-            fy=i.fy,
-            cx=i.cx,
-            cy=i.cy,
-            distortion=tuple(i.distortion),
-        )
-    )
-    makers: dict[str, Callable[[], tuple[Camera, Callable[[], list[dict[str, str]]], str]]] = {
-        "realsense": lambda: _realsense(view, device, capture, intrinsics),
-        "azure_kinect": lambda: _azure_kinect(view, device, capture, intrinsics),
-    }
     try:
-        camera, list_devices, kind = makers[device.driver]()
+        camera, list_devices, kind = _camera_driver(view, device)
         found = list_devices()
     except DriverError as exc:  # the SDK is missing: its message names the extra
         raise BackendError(f"camera {view!r}: {exc}") from None
@@ -473,32 +429,15 @@ def build_camera(view: str, device: CameraDeviceSection) -> Camera:
     return camera
 
 
-def _realsense(view: str, device: CameraDeviceSection, capture: Any, intrinsics: Any) -> Any:
-    from drivers.realsense import RealSenseCamera, RealSenseConfig, list_devices
+def _camera_driver(
+    view: str, device: CameraDevice
+) -> tuple[Camera, Callable[[], list[dict[str, str]]], str]:
+    """The camera for `device` (its own settings, as configured), its SDK's list, its kind."""
+    if isinstance(device, RealSenseConfig):
+        from drivers.realsense import RealSenseCamera, list_devices
 
-    config = RealSenseConfig(
-        name=view,
-        serial=device.serial,
-        width=device.width,
-        height=device.height,
-        fps=device.fps,
-        depth=device.depth,
-        intrinsics=intrinsics,
-        capture=capture,
-    )
-    return RealSenseCamera(config), list_devices, "RealSense"
+        return RealSenseCamera(device, name=view), list_devices, "RealSense"
+    from drivers.azure_kinect import AzureKinectCamera
+    from drivers.azure_kinect import list_devices as list_kinects
 
-
-def _azure_kinect(view: str, device: CameraDeviceSection, capture: Any, intrinsics: Any) -> Any:
-    from drivers.azure_kinect import AzureKinectCamera, AzureKinectConfig, list_devices
-
-    config = AzureKinectConfig(
-        name=view,
-        serial=device.serial,
-        resolution=device.height,
-        fps=device.fps,
-        depth=device.depth,
-        intrinsics=intrinsics,
-        capture=capture,
-    )
-    return AzureKinectCamera(config), list_devices, "Azure Kinect"
+    return AzureKinectCamera(device, name=view), list_kinects, "Azure Kinect"

@@ -4,6 +4,14 @@
 which may name a base profile with `profile = "sim"` and override only what differs;
 `overrides=["runtime.control_hz=20", "models.tracker=kcf"]` apply last (values parsed as TOML).
 Every error is a ConfigError whose message names the bad key and the allowed values.
+
+Each setting is defined once. A driver owns its settings class beside its code
+(`drivers.franka.config.FrankaConfig` is `[franka]`, `drivers.sim.config.SimSettings` is `[sim]`,
+`drivers.realsense.RealSenseConfig` / `drivers.azure_kinect.AzureKinectConfig` are
+`[cameras.devices.<view>]`); this module composes them into the profile tree, keeps the runtime's
+own sections and the checks that span sections, and loads. `agent.backends` hands the validated
+objects to the drivers as they are, so a field added to a driver's class is at once a profile key,
+a `--set` key and the driver's setting.
 """
 
 from __future__ import annotations
@@ -13,19 +21,16 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from drivers.franka.config import FrankaConfig, GripperConfig
-from drivers.sim.backgrounds import Randomisation, load_backgrounds
+from drivers.azure_kinect import AzureKinectConfig
+from drivers.base import Settings
+from drivers.capture import CameraSettings
+from drivers.franka.config import FrankaConfig
+from drivers.realsense import RealSenseConfig
+from drivers.sim.config import SimSettings
 
 Provider = Literal["tensorrt", "cuda", "cpu"]
 PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
@@ -35,8 +40,15 @@ class ConfigError(ValueError):
     """A configuration problem, stated in one line a user can act on."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+#: The runtime's own sections share the drivers' base: frozen, unknown keys refused by name.
+_Section = Settings
+
+#: cameras.devices.<view>: each driver's own settings class, picked by its `driver` key.
+CAMERA_DRIVERS: dict[str, type[CameraSettings]] = {
+    "realsense": RealSenseConfig,
+    "azure_kinect": AzureKinectConfig,
+}
+CameraDevice = Annotated[RealSenseConfig | AzureKinectConfig, Field(discriminator="driver")]
 
 
 class RuntimeSection(_Section):
@@ -73,142 +85,11 @@ class RuntimeSection(_Section):
     )
 
 
-class SimSection(_Section):
-    seed: int = Field(0, ge=0, description="Scene seed (scene layout, objects, task draws).")
-    objects: list[str] = Field(default_factory=lambda: ["sponge"])
-    split: Literal["seen", "unseen"] = "seen"
-    setting: Literal["standard", "new_background", "more_distractors"] = "standard"
-    catalog: Path | None = Field(None, description="Replacement object catalog (TOML).")
-    backgrounds: Path | None = Field(
-        None, description="Replacement backgrounds file (TOML): tables, walls and lights."
-    )
-    randomise: Randomisation = Field(
-        default_factory=Randomisation,
-        description="Domain randomisation of the look per seed (off; collect turns it on).",
-    )
-    include_user: bool = True
-    between_tasks: Literal["reset", "carry_over"] = Field(
-        "reset",
-        description="Before each task: reset the scene to its seed's layout (objects back, arm "
-        "home), or carry it over from the last task as a real table does. Either way the success "
-        "check judges only what happens in the task itself.",
-    )
-    image_width: int = Field(224, ge=32, le=1920)
-    image_height: int = Field(224, ge=32, le=1080)
-    camera_fps: float = Field(10.0, gt=0, le=120)
-    depth: bool = Field(False, description="Also render depth (costs ~30% more per frame).")
-    max_step_m: float = Field(0.02, gt=0, le=0.1, description="Largest move per command.")
-
-    @field_validator("backgrounds")
-    @classmethod
-    def _backgrounds_file(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            load_backgrounds(value)  # one-line BackgroundsError (a ValueError) for a bad file
-        return value
-
-
-Vec3 = tuple[float, float, float]
-Quaternion = tuple[float, float, float, float]
-# RealSense serials are 12 digits, Azure Kinect serials 12 digits too ("000123456789"); allow
-# letters and a little slack so that other models fit, but catch a pasted host or a typo.
-SERIAL_PATTERN = r"^[0-9A-Za-z]{6,20}$"
-KINECT_HEIGHTS = (720, 1080, 1440, 1536, 2160, 3072)
-
-
-def _is_host(host: str) -> bool:
-    """An IPv4/IPv6 address or a DNS-style host name."""
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        labels = host.split(".")
-        return (
-            bool(host)
-            and len(host) <= 253
-            and all(
-                label
-                and len(label) <= 63
-                and label.replace("-", "").isalnum()
-                and not label.startswith("-")
-                for label in labels
-            )
-        )
-
-
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
-
-
-class IntrinsicsSection(_Section):
-    """Pinhole intrinsics of the colour image; omit to read them from the device."""
-
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-    fx: float = Field(gt=0)
-    fy: float = Field(gt=0)
-    cx: float = Field(gt=0)
-    cy: float = Field(gt=0)
-    distortion: list[float] = Field(default_factory=list, max_length=14)
-
-
-class PoseSection(_Section):
-    """Where a camera stands in the robot base frame: the policy is trained for fixed viewpoints."""
-
-    position: Vec3 = Field(description="metres, robot base frame")
-    quaternion: Quaternion = Field(description="x, y, z, w; camera looks along its +z (OpenCV)")
-
-    @model_validator(mode="after")
-    def _unit(self) -> PoseSection:
-        norm = sum(v * v for v in self.quaternion) ** 0.5
-        if abs(norm - 1.0) > 1e-3:
-            raise ValueError(f"quaternion must have unit length, got norm {norm:.4f}")
-        return self
-
-
-class CameraDeviceSection(_Section):
-    """One physical camera providing one view (cameras.backend = "hardware")."""
-
-    driver: Literal["realsense", "azure_kinect"]
-    serial: str | None = Field(
-        None, pattern=SERIAL_PATTERN, description="None: the only connected camera of its kind."
-    )
-    width: int = Field(640, ge=32, le=4096, description="azure_kinect: derived from height.")
-    height: int = Field(480, ge=32, le=3072, description="azure_kinect: 720, 1080, ... 3072.")
-    fps: int = Field(30, gt=0, le=90)
-    depth: bool = Field(False, description="Also stream depth aligned to the colour image.")
-    max_age_s: float = Field(0.2, gt=0, description="read() refuses a newest frame this old.")
-    stall_timeout_s: float = Field(2.0, gt=0, description="No frame this long: reset the camera.")
-    max_resets: int = Field(3, ge=0, description="Resets without a frame before it is a fault.")
-    open_timeout_s: float = Field(10.0, gt=0, description="Wait for the first frame.")
-    intrinsics: IntrinsicsSection | None = None
-    pose: PoseSection | None = Field(None, description="Required on hardware (fixed viewpoints).")
-
-    @model_validator(mode="after")
-    def _modes(self) -> CameraDeviceSection:
-        if self.driver == "azure_kinect":
-            if self.height not in KINECT_HEIGHTS:
-                raise ValueError(f"azure_kinect height must be one of {list(KINECT_HEIGHTS)}")
-            if self.fps not in (5, 15, 30):
-                raise ValueError("azure_kinect fps must be 5, 15 or 30")
-        if self.intrinsics is not None and (
-            (self.intrinsics.width, self.intrinsics.height) != self.image_size
-        ):
-            raise ValueError(
-                f"intrinsics are for {self.intrinsics.width}x{self.intrinsics.height}, the stream "
-                f"is {self.image_size[0]}x{self.image_size[1]}"
-            )
-        return self
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        """(width, height) of the colour stream; the Kinect's width follows from its mode."""
-        if self.driver == "azure_kinect":
-            h = self.height
-            return (h * 4 // 3 if h in (1536, 3072) else h * 16 // 9), h
-        return self.width, self.height
 
 
 class CamerasSection(_Section):
@@ -218,7 +99,7 @@ class CamerasSection(_Section):
         "hardware: one camera per view from [cameras.devices.<view>].",
     )
     views: list[str] = Field(default_factory=lambda: ["front", "side"], min_length=1)
-    devices: dict[str, CameraDeviceSection] = Field(
+    devices: dict[str, CameraDevice] = Field(
         default_factory=dict, description="hardware: view name -> camera."
     )
 
@@ -229,71 +110,6 @@ class RobotSection(_Section):
         description="sim: our MuJoCo controller; franka: franky-control (FR3, libfranka >= 0.10, "
         "franky-sim); panda_py: panda-python (Panda arms before libfranka 0.10).",
     )
-
-
-class GripperSection(_Section):
-    """The Franka Hand; mirrors drivers.franka.GripperConfig (its checks apply)."""
-
-    enabled: bool = True
-    speed: float = Field(0.1, description="m/s, finger speed for open and grasp.")
-    force: float = Field(20.0, description="N, grasp force.")
-    grasp_width: float = Field(0.0, description="m, commanded width of a grasp.")
-    epsilon_inner: float = Field(0.005, description="m, tolerated width below grasp_width.")
-    epsilon_outer: float = Field(0.08, description="m, tolerated width above grasp_width.")
-    open_width: float | None = Field(None, description="m; None: the hand's maximum width.")
-    home_on_open: bool = Field(True, description="Calibrate the fingers when the driver opens.")
-
-
-class FrankaSection(_Section):
-    """One Franka arm (robot.backend franka / panda_py); mirrors drivers.franka.FrankaConfig."""
-
-    host: str = Field("172.16.0.2", description="The arm's FCI address (Desk's network).")
-    workspace_low: Vec3 = (0.25, -0.40, 0.02)
-    workspace_high: Vec3 = (0.80, 0.40, 0.70)
-    max_step: float = Field(0.02, description="m per command; longer steps are shortened.")
-    max_lead: float = Field(0.05, description="m the target may run ahead of the hand.")
-    max_velocity: float = Field(0.25, description="m/s cap on the hand's translation speed.")
-    dynamics_factor: float = Field(0.2, description="Scales velocity/acceleration/jerk limits.")
-    realtime: Literal["ignore", "enforce"] = Field(
-        "enforce", description="enforce on the lab PC (PREEMPT_RT kernel); ignore elsewhere."
-    )
-    torque_threshold: float = Field(20.0, description="Nm external torque before a reflex.")
-    force_threshold: float = Field(30.0, description="N external force before a reflex.")
-    orientation: Quaternion | None = Field(
-        None, description="Fixed hand orientation (x, y, z, w); None keeps the one at start."
-    )
-    home_joints: tuple[float, float, float, float, float, float, float] = (
-        0.0,
-        -0.785,
-        0.0,
-        -2.356,
-        0.0,
-        1.571,
-        0.785,
-    )
-    connect_timeout_s: float = Field(10.0, description="Give up connecting after this long.")
-    gripper: GripperSection = GripperSection()
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, host: str) -> str:
-        if not _is_host(host):
-            raise ValueError(f"{host!r} is not an IP address or host name")
-        return host
-
-    @model_validator(mode="after")
-    def _driver_checks(self) -> FrankaSection:
-        self.driver_config()  # the driver's own safety checks, reported as this section's error
-        return self
-
-    def driver_config(self) -> FrankaConfig:
-        """The driver's dataclass; raises ValueError for unsafe values (empty box, ...)."""
-        fields = self.model_dump(exclude={"gripper", "connect_timeout_s"})
-        return FrankaConfig(
-            **fields,
-            connect_timeout=self.connect_timeout_s,
-            gripper=GripperConfig(**self.gripper.model_dump()),
-        )
 
 
 class TableSection(_Section):
@@ -513,10 +329,10 @@ class ServiceSection(_Section):
 class Config(_Section):
     profile: str = "sim"
     runtime: RuntimeSection = RuntimeSection()
-    sim: SimSection = SimSection()
+    sim: SimSettings = SimSettings()
     cameras: CamerasSection = CamerasSection()
     robot: RobotSection = RobotSection()
-    franka: FrankaSection = FrankaSection()
+    franka: FrankaConfig = FrankaConfig()
     table: TableSection = TableSection()
     models: ModelsSection = ModelsSection()
     reasoning: ReasoningSection = ReasoningSection()
@@ -702,7 +518,8 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
 def _describe(exc: ValidationError) -> str:
     """First validation error as one line: dotted key, what was given, what is allowed."""
     err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "config"
+    loc = _user_loc(err["loc"])
+    key = ".".join(loc) or "config"
     if err["type"] == "extra_forbidden":
         section = _section_for(err["loc"][:-1])
         allowed = ", ".join(section.model_fields) if section else ""
@@ -715,10 +532,21 @@ def _describe(exc: ValidationError) -> str:
     return f"{key}: {err['msg']} (got {err.get('input')!r})"
 
 
+def _user_loc(loc: Sequence[Any]) -> list[str]:
+    """The key as the user writes it: pydantic puts a camera's driver tag after its view name."""
+    parts = [str(p) for p in loc]
+    if parts[:2] == ["cameras", "devices"] and len(parts) > 3 and parts[3] in CAMERA_DRIVERS:
+        del parts[3]
+    return parts
+
+
 def _section_for(loc: Sequence[Any]) -> type[BaseModel] | None:
+    parts = [str(p) for p in loc]
     model: type[BaseModel] = Config
-    for part in loc:
-        field = model.model_fields.get(str(part))
+    if parts[:2] == ["cameras", "devices"] and len(parts) > 3:  # devices.<view>.<driver tag>
+        model, parts = CAMERA_DRIVERS.get(parts[3], Config), parts[4:]
+    for part in parts:
+        field = model.model_fields.get(part)
         annotation = field.annotation if field else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return None

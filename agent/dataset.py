@@ -176,8 +176,8 @@ def record_episode(
     spec = SceneSpec(
         seed=trial.seed,
         objects=trial.objects,
-        split=trial.split,  # type: ignore[arg-type]
-        setting=trial.setting,  # type: ignore[arg-type]
+        split=trial.split,
+        setting=trial.setting,
         catalog=settings.catalog,
         backgrounds=settings.backgrounds,
         randomise=settings.randomise,

@@ -8,13 +8,13 @@ The SDK has no USB reset call: a stalled camera is reset by closing and reopenin
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, ValidationInfo, field_validator
 
 from drivers.base import CameraError
-from drivers.capture import CaptureConfig, Intrinsics, RawFrame, StreamingCamera
+from drivers.capture import CameraSettings, Intrinsics, RawFrame, StreamingCamera
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +43,26 @@ def import_sdk() -> Any:
     return pyk4a
 
 
-@dataclass(frozen=True, slots=True)
-class AzureKinectConfig:
-    """One Azure Kinect: `serial` None takes device 0; `resolution` is the colour height."""
+class AzureKinectConfig(CameraSettings):
+    """One Azure Kinect (`[cameras.devices.<view>]` with driver "azure_kinect"); `serial` None
+    takes device 0. The colour mode is named by its height; the width follows from it."""
 
-    name: str = "side"
-    serial: str | None = None
-    resolution: int = 720
-    fps: int = 30
-    depth: bool = False  # also stream depth, transformed to the colour camera (metres)
-    intrinsics: Intrinsics | None = None  # None: read from the device's factory calibration
-    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    driver: Literal["azure_kinect"] = "azure_kinect"
+    height: int = Field(720, description="Colour height: 720, 1080, 1440, 1536, 2160 or 3072.")
 
-    def __post_init__(self) -> None:
-        if self.resolution not in _RESOLUTIONS:
-            raise ValueError(f"Azure Kinect resolution must be one of {sorted(_RESOLUTIONS)}")
-        if self.fps not in _FPS:
-            raise ValueError(f"Azure Kinect fps must be one of {sorted(_FPS)}")
+    @field_validator("height", "fps")
+    @classmethod
+    def _mode(cls, value: int, info: ValidationInfo) -> int:
+        """Field checks run before the intrinsics check, which needs a valid mode."""
+        modes = _RESOLUTIONS if info.field_name == "height" else _FPS
+        if value not in modes:
+            raise ValueError(f"azure_kinect {info.field_name} must be one of {sorted(modes)}")
+        return value
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        h = self.height
+        return (h * 4 // 3 if h in (1536, 3072) else h * 16 // 9), h
 
 
 def list_devices(sdk: Any | None = None) -> list[dict[str, str]]:
@@ -83,9 +86,10 @@ def list_devices(sdk: Any | None = None) -> list[dict[str, str]]:
 class _KinectSource:
     """The pyk4a device behind `FrameSource`; the only code that touches the SDK."""
 
-    def __init__(self, k4a: Any, config: AzureKinectConfig) -> None:
+    def __init__(self, k4a: Any, config: AzureKinectConfig, name: str) -> None:
         self._k4a = k4a
         self._config = config
+        self._name = name
         self._device: Any = None
         self.intrinsics: Intrinsics | None = None
 
@@ -97,14 +101,14 @@ class _KinectSource:
             if entry["serial"] == serial:
                 return int(entry["index"])
         raise CameraError(
-            f"camera {self._config.name}: no Azure Kinect with serial {serial} "
+            f"camera {self._name}: no Azure Kinect with serial {serial} "
             f"(found: {[d['serial'] for d in list_devices(self._k4a)]})"
         )
 
     def start(self) -> None:
         k4a, cfg = self._k4a, self._config
         settings = k4a.Config(
-            color_resolution=getattr(k4a.ColorResolution, _RESOLUTIONS[cfg.resolution]),
+            color_resolution=getattr(k4a.ColorResolution, _RESOLUTIONS[cfg.height]),
             color_format=k4a.ImageFormat.COLOR_BGRA32,
             depth_mode=k4a.DepthMode.NFOV_UNBINNED if cfg.depth else k4a.DepthMode.OFF,
             camera_fps=getattr(k4a.FPS, _FPS[cfg.fps]),
@@ -115,15 +119,14 @@ class _KinectSource:
             device.start()
         except Exception as exc:
             raise CameraError(
-                f"camera {cfg.name}: cannot start the Azure Kinect "
-                f"({cfg.resolution}p @ {cfg.fps} fps): {exc}"
+                f"camera {self._name}: cannot start the Azure Kinect "
+                f"({cfg.height}p @ {cfg.fps} fps): {exc}"
             ) from exc
         self._device = device
         calib = device.calibration
         m = np.asarray(calib.get_camera_matrix(k4a.CalibrationType.COLOR), dtype=float)
         dist = np.asarray(calib.get_distortion_coefficients(k4a.CalibrationType.COLOR)).ravel()
-        height = cfg.resolution
-        width = height * 4 // 3 if height in (1536, 3072) else height * 16 // 9
+        width, height = cfg.image_size
         self.intrinsics = Intrinsics(
             width=width,
             height=height,
@@ -164,11 +167,13 @@ class _KinectSource:
 class AzureKinectCamera(StreamingCamera):
     """`drivers.base.Camera` for one Azure Kinect; one capture thread keeps the newest frame."""
 
-    def __init__(self, config: AzureKinectConfig | None = None, *, sdk: Any | None = None) -> None:
-        """`sdk` replaces the pyk4a module (tests pass a fake of its device object)."""
+    def __init__(
+        self, config: AzureKinectConfig | None = None, *, name: str = "side", sdk: Any | None = None
+    ) -> None:
+        """`name` is the view; `sdk` replaces pyk4a (tests pass a fake of its device object)."""
         self.config = config or AzureKinectConfig()
-        super().__init__(self.config.name, self.config.capture, self.config.intrinsics)
+        super().__init__(name, self.config)
         self._sdk = sdk
 
     def _make_source(self) -> _KinectSource:
-        return _KinectSource(self._sdk or import_sdk(), self.config)
+        return _KinectSource(self._sdk or import_sdk(), self.config, self.name)

@@ -13,6 +13,17 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+
+class Settings(BaseModel):
+    """Base of every driver's settings: validated once, frozen, an unknown key refused by name.
+
+    The runtime's profiles compose these models as they are (`agent.config`), so a driver's
+    settings class is the one definition of its keys, defaults and checks.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DriverError(RuntimeError):

@@ -18,26 +18,42 @@ from dataclasses import dataclass
 from typing import Protocol, Self
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from drivers.base import CameraError, Frame
+from drivers.base import CameraError, Frame, Settings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Intrinsics:
+class Intrinsics(Settings):
     """Pinhole intrinsics of the colour image (pixels), from the device or the config."""
 
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    distortion: tuple[float, ...] = ()
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    fx: float = Field(gt=0)
+    fy: float = Field(gt=0)
+    cx: float = Field(gt=0)
+    cy: float = Field(gt=0)
+    distortion: tuple[float, ...] = Field((), max_length=14)
 
     def matrix(self) -> np.ndarray:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+
+class Pose(Settings):
+    """Where a camera stands in the robot base frame: the policy is trained for fixed viewpoints."""
+
+    position: tuple[float, float, float] = Field(description="metres, robot base frame")
+    quaternion: tuple[float, float, float, float] = Field(
+        description="x, y, z, w; camera looks along its +z (OpenCV)"
+    )
+
+    @model_validator(mode="after")
+    def _unit(self) -> Pose:
+        norm = sum(v * v for v in self.quaternion) ** 0.5
+        if abs(norm - 1.0) > 1e-3:
+            raise ValueError(f"quaternion must have unit length, got norm {norm:.4f}")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +81,53 @@ class FrameSource(Protocol):
     def stop(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class CaptureConfig:
+class CaptureConfig(Settings):
     """Timing of the capture thread (seconds)."""
 
-    max_age: float = 0.2  # read() refuses a newest frame older than this
-    stall_timeout: float = 2.0  # no frame for this long counts as a stall
-    max_resets: int = 3  # resets in a row without a frame in between, then the camera is failed
-    open_timeout: float = 10.0  # open() waits this long for the first frame
-    poll: float = 0.1  # grab timeout per call, so that close() is noticed quickly
+    max_age_s: float = Field(0.2, gt=0, description="read() refuses a newest frame this old.")
+    stall_timeout_s: float = Field(2.0, gt=0, description="No frame this long: reset the camera.")
+    max_resets: int = Field(3, ge=0, description="Resets without a frame before it is a fault.")
+    open_timeout_s: float = Field(10.0, gt=0, description="Wait for the first frame.")
+    poll_s: float = Field(
+        0.1, gt=0, description="Grab timeout per call, so that close() is noticed quickly."
+    )
 
-    def __post_init__(self) -> None:
-        if min(self.max_age, self.stall_timeout, self.open_timeout, self.poll) <= 0:
-            raise ValueError("capture timings must be positive")
-        if self.max_resets < 0:
-            raise ValueError("max_resets must be >= 0")
+
+# RealSense serials are 12 digits, Azure Kinect serials 12 digits too ("000123456789"); allow
+# letters and a little slack so that other models fit, but catch a pasted host or a typo.
+SERIAL_PATTERN = r"^[0-9A-Za-z]{6,20}$"
+
+
+class CameraSettings(CaptureConfig):
+    """What every real camera's settings share; each driver adds its `driver` tag and modes.
+
+    One instance is one `[cameras.devices.<view>]` entry of a profile, handed to the driver as
+    it is (the view's name is the camera's name).
+    """
+
+    serial: str | None = Field(
+        None, pattern=SERIAL_PATTERN, description="None: the only connected camera of its kind."
+    )
+    fps: int = Field(30, gt=0, le=90)
+    depth: bool = Field(False, description="Also stream depth aligned to the colour image.")
+    intrinsics: Intrinsics | None = Field(None, description="None: read them from the device.")
+    pose: Pose | None = Field(None, description="Required on hardware (fixed viewpoints).")
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the colour stream."""
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _intrinsics_fit(self) -> CameraSettings:
+        if self.intrinsics is not None and (
+            (self.intrinsics.width, self.intrinsics.height) != self.image_size
+        ):
+            raise ValueError(
+                f"intrinsics are for {self.intrinsics.width}x{self.intrinsics.height}, the stream "
+                f"is {self.image_size[0]}x{self.image_size[1]}"
+            )
+        return self
 
 
 class NewestFrameCapture:
@@ -121,7 +169,7 @@ class NewestFrameCapture:
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
         self._thread.start()
-        deadline = self._clock() + self._config.open_timeout
+        deadline = self._clock() + self._config.open_timeout_s
         with self._cond:
             while self._newest is None and self._error is None:
                 remaining = deadline - self._clock()
@@ -132,7 +180,7 @@ class NewestFrameCapture:
         if first is None:
             self.stop()
             raise error or CameraError(
-                f"camera {self.name}: no frame within {self._config.open_timeout:g} s of opening"
+                f"camera {self.name}: no frame within {self._config.open_timeout_s:g} s of opening"
             )
 
     def read(self, timeout: float) -> Frame:
@@ -158,10 +206,10 @@ class NewestFrameCapture:
                 self._cond.wait(remaining)
             self._returned_seq = newest.seq  # a refused stale frame is not offered again
             age = self._clock() - newest.t_capture
-            if age > self._config.max_age:
+            if age > self._config.max_age_s:
                 raise CameraError(
                     f"camera {self.name}: newest frame is {age:.3f} s old "
-                    f"(max age {self._config.max_age:g} s)"
+                    f"(max age {self._config.max_age_s:g} s)"
                 )
             return newest
 
@@ -170,7 +218,7 @@ class NewestFrameCapture:
             self._running = False
             self._cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(self._config.poll * 5 + 1.0)
+            self._thread.join(self._config.poll_s * 5 + 1.0)
         try:
             self._source.stop()
         except Exception as exc:  # closing must not mask why we are closing
@@ -205,15 +253,15 @@ class NewestFrameCapture:
         reason = "no frames"
         while self._running:
             try:
-                raw = self._source.grab(cfg.poll)
+                raw = self._source.grab(cfg.poll_s)
             except Exception as exc:  # a vendor error is a stall with a reason
                 raw, reason = None, f"{type(exc).__name__}: {exc}"
-                time.sleep(min(cfg.poll, 0.05))
+                time.sleep(min(cfg.poll_s, 0.05))
             if raw is not None:
                 self._publish(raw)
                 last_frame, resets_in_row = self._clock(), 0
                 continue
-            if self._clock() - last_frame < cfg.stall_timeout or not self._running:
+            if self._clock() - last_frame < cfg.stall_timeout_s or not self._running:
                 continue
             if resets_in_row >= cfg.max_resets:
                 self._fail(
@@ -244,12 +292,10 @@ class StreamingCamera(ABC):
     (a calibrated value from the config wins over the device's) live here once.
     """
 
-    def __init__(
-        self, name: str, capture: CaptureConfig, intrinsics: Intrinsics | None = None
-    ) -> None:
+    def __init__(self, name: str, settings: CameraSettings) -> None:
         self.name = name
-        self._capture_config = capture
-        self._configured_intrinsics = intrinsics
+        self._capture_config: CaptureConfig = settings
+        self._configured_intrinsics = settings.intrinsics
         self._source: FrameSource | None = None
         self._capture: NewestFrameCapture | None = None
 

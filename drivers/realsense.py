@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from drivers.base import CameraError
-from drivers.capture import CaptureConfig, Intrinsics, RawFrame, StreamingCamera
+from drivers.capture import CameraSettings, Intrinsics, RawFrame, StreamingCamera
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +33,20 @@ def import_sdk() -> Any:
     return pyrealsense2
 
 
-@dataclass(frozen=True, slots=True)
-class RealSenseConfig:
-    """One RealSense: `serial` None takes the only connected camera."""
+class RealSenseConfig(CameraSettings):
+    """One RealSense (`[cameras.devices.<view>]` with driver "realsense"); `serial` None takes
+    the only connected camera."""
 
-    name: str = "front"
-    serial: str | None = None
-    width: int = 640
-    height: int = 480
-    fps: int = 30
-    depth: bool = False  # also stream depth, aligned to the colour image (metres)
-    intrinsics: Intrinsics | None = None  # None: read from the device
-    reset_wait: float = 5.0  # seconds to wait for the camera to come back after a hardware reset
-    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    driver: Literal["realsense"] = "realsense"
+    width: int = Field(640, ge=32, le=4096)
+    height: int = Field(480, ge=32, le=3072)
+    reset_wait_s: float = Field(
+        5.0, gt=0, description="Wait for the camera to come back after a hardware reset."
+    )
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.width, self.height
 
 
 def list_devices(sdk: Any | None = None) -> list[dict[str, str]]:
@@ -72,9 +73,10 @@ def list_devices(sdk: Any | None = None) -> list[dict[str, str]]:
 class _RealSenseSource:
     """The pyrealsense2 pipeline behind `FrameSource`; the only code that touches the SDK."""
 
-    def __init__(self, rs: Any, config: RealSenseConfig) -> None:
+    def __init__(self, rs: Any, config: RealSenseConfig, name: str) -> None:
         self._rs = rs
         self._config = config
+        self._name = name
         self._pipeline: Any = None
         self._align: Any = None
         self._depth_scale = 0.001
@@ -96,7 +98,7 @@ class _RealSenseSource:
         except RuntimeError as exc:
             which = f"serial {cfg.serial}" if cfg.serial else "any serial"
             raise CameraError(
-                f"camera {cfg.name}: cannot start RealSense ({which}, "
+                f"camera {self._name}: cannot start RealSense ({which}, "
                 f"{cfg.width}x{cfg.height} @ {cfg.fps} fps): {exc}"
             ) from exc
         self._pipeline = pipeline
@@ -140,8 +142,8 @@ class _RealSenseSource:
             if serial is None or dev.get_info(self._rs.camera_info.serial_number) == serial:
                 dev.hardware_reset()
                 break
-        deadline = time.monotonic() + self._config.reset_wait
-        time.sleep(min(1.0, self._config.reset_wait))  # the camera drops off the bus first
+        deadline = time.monotonic() + self._config.reset_wait_s
+        time.sleep(min(1.0, self._config.reset_wait_s))  # the camera drops off the bus first
         while time.monotonic() < deadline:
             serials = [s["serial"] for s in list_devices(self._rs)]
             if serials and (serial is None or serial in serials):
@@ -158,11 +160,13 @@ class _RealSenseSource:
 class RealSenseCamera(StreamingCamera):
     """`drivers.base.Camera` for one RealSense; one capture thread keeps the newest frame."""
 
-    def __init__(self, config: RealSenseConfig | None = None, *, sdk: Any | None = None) -> None:
-        """`sdk` replaces the pyrealsense2 module (tests pass a fake of its pipeline)."""
+    def __init__(
+        self, config: RealSenseConfig | None = None, *, name: str = "front", sdk: Any | None = None
+    ) -> None:
+        """`name` is the view; `sdk` replaces pyrealsense2 (tests pass a fake of its pipeline)."""
         self.config = config or RealSenseConfig()
-        super().__init__(self.config.name, self.config.capture, self.config.intrinsics)
+        super().__init__(name, self.config)
         self._sdk = sdk
 
     def _make_source(self) -> _RealSenseSource:
-        return _RealSenseSource(self._sdk or import_sdk(), self.config)
+        return _RealSenseSource(self._sdk or import_sdk(), self.config, self.name)

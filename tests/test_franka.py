@@ -20,7 +20,6 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +104,8 @@ def _config(host: str, **overrides: object) -> FrankaConfig:
         "workspace_high": (0.60, 0.30, 0.70),
         "dynamics_factor": 0.3,
         "max_velocity": 0.3,
-        "connect_timeout": 20.0,
+        "connect_timeout_s": 20.0,
+        "realtime": "ignore",  # franky-sim needs no PREEMPT_RT kernel
     }
     base.update(overrides)
     return FrankaConfig(**base)  # type: ignore[arg-type]
@@ -318,7 +318,7 @@ _LOST_CONNECTION_SCRIPT = textwrap.dedent("""
     out = {}
     holder = franky.Robot(host, realtime_config=franky.RealtimeConfig.Ignore)
     try:
-        FrankaRobot(FrankaConfig(**{**config, "connect_timeout": 1.0})).open()
+        FrankaRobot(FrankaConfig(**{**config, "connect_timeout_s": 1.0})).open()
     except RobotError as exc:
         out["busy"] = str(exc)
     del holder
@@ -354,7 +354,7 @@ def test_busy_arm_and_lost_connection_raise_robot_error() -> None:
     (franka-sim's run then failed with Ruckig planner errors when it came after this test)."""
     server = FrankySim("127.0.0.2")
     try:
-        config = {k: v for k, v in asdict(_config(server.host)).items() if k != "gripper"}
+        config = {k: v for k, v in _config(server.host).model_dump().items() if k != "gripper"}
         config = json.loads(json.dumps(config, default=list))
         proc = subprocess.run(
             [sys.executable, "-c", _LOST_CONNECTION_SCRIPT, server.host, str(server.proc.pid),
@@ -378,7 +378,7 @@ _PANDA_PY_SCRIPT = textwrap.dedent("""
     out = {}
     t0 = time.perf_counter()
     try:
-        PandaPyRobot(FrankaConfig(host=host, connect_timeout=10)).open()
+        PandaPyRobot(FrankaConfig(host=host, connect_timeout_s=10, realtime="ignore")).open()
         out["arm"] = "connected"
     except RobotError as exc:
         out["arm"] = str(exc)

@@ -18,10 +18,16 @@ import pytest
 
 from drivers.azure_kinect import AzureKinectCamera, AzureKinectConfig, import_sdk, list_devices
 from drivers.base import Camera, CameraError
-from drivers.capture import CaptureConfig
 from tests.test_realsense import Feed, read_until_failed
 
-FAST = CaptureConfig(max_age=0.1, stall_timeout=0.2, max_resets=2, open_timeout=2.0, poll=0.02)
+#: capture timings short enough for tests (keys of drivers.capture.CaptureConfig)
+FAST: dict[str, Any] = {
+    "max_age_s": 0.1,
+    "stall_timeout_s": 0.2,
+    "max_resets": 2,
+    "open_timeout_s": 2.0,
+    "poll_s": 0.02,
+}
 
 
 class K4ATimeoutException(Exception):
@@ -97,7 +103,7 @@ class FakeK4A:
 
 def _camera(feed: Feed, **config: Any) -> tuple[AzureKinectCamera, FakeK4A]:
     sdk = FakeK4A(feed, serials=("000111", "000222"))
-    settings = {"serial": "000222", "capture": FAST, **config}
+    settings = {"serial": "000222", **FAST, **config}
     return AzureKinectCamera(AzureKinectConfig(**settings), sdk=sdk), sdk
 
 
@@ -116,8 +122,8 @@ def test_colour_depth_and_calibration_from_the_device_picked_by_serial() -> None
 
 
 def test_an_unknown_serial_is_a_clear_error() -> None:
-    camera, _ = _camera(Feed(), serial="999")
-    with pytest.raises(CameraError, match=r"no Azure Kinect with serial 999.*000111"):
+    camera, _ = _camera(Feed(), serial="999999")
+    with pytest.raises(CameraError, match=r"no Azure Kinect with serial 999999.*000111"):
         camera.open()
 
 
@@ -157,7 +163,7 @@ def test_list_devices_and_missing_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_config_rejects_unsupported_modes() -> None:
-    with pytest.raises(ValueError, match="resolution"):
-        AzureKinectConfig(resolution=480)
+    with pytest.raises(ValueError, match="height"):
+        AzureKinectConfig(height=480)
     with pytest.raises(ValueError, match="fps"):
         AzureKinectConfig(fps=60)

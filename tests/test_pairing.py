@@ -62,12 +62,8 @@ def test_no_matching_pair_reports_the_best_skew() -> None:
 
 
 def test_two_real_drivers_on_fake_sdks_pair_within_a_frame_period() -> None:
-    front = RealSenseCamera(
-        RealSenseConfig(name="front", capture=FAST), sdk=FakeRealSense(Feed(fps=30))
-    )
-    side = AzureKinectCamera(
-        AzureKinectConfig(name="side", capture=FAST), sdk=FakeK4A(Feed(fps=15))
-    )
+    front = RealSenseCamera(RealSenseConfig(**FAST), name="front", sdk=FakeRealSense(Feed(fps=30)))
+    side = AzureKinectCamera(AzureKinectConfig(**FAST), name="side", sdk=FakeK4A(Feed(fps=15)))
     with front, side:
         for _ in range(3):
             pair = pair_newest(front, side, max_skew=0.02, timeout=1.0)

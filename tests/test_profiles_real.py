@@ -36,7 +36,7 @@ def test_real_profile_and_example_load_and_validate() -> None:
         "franka",
         "none",
     )
-    assert real.franka.driver_config().realtime == "enforce"
+    assert real.franka.realtime == "enforce"
     lab = load_config(EXAMPLE)
     front, side = lab.cameras.devices["front"], lab.cameras.devices["side"]
     assert (front.driver, front.serial) == ("realsense", "123622270301")

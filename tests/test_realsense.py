@@ -18,10 +18,16 @@ import numpy as np
 import pytest
 
 from drivers.base import Camera, CameraError
-from drivers.capture import CaptureConfig
 from drivers.realsense import RealSenseCamera, RealSenseConfig, import_sdk, list_devices
 
-FAST = CaptureConfig(max_age=0.1, stall_timeout=0.2, max_resets=2, open_timeout=2.0, poll=0.02)
+#: capture timings short enough for tests (keys of drivers.capture.CaptureConfig)
+FAST: dict[str, Any] = {
+    "max_age_s": 0.1,
+    "stall_timeout_s": 0.2,
+    "max_resets": 2,
+    "open_timeout_s": 2.0,
+    "poll_s": 0.02,
+}
 
 
 class Feed:
@@ -185,8 +191,8 @@ def _camera(feed: Feed, **config: Any) -> tuple[RealSenseCamera, FakeRealSense]:
         "serial": "123456",
         "width": 64,
         "height": 48,
-        "capture": FAST,
-        "reset_wait": 0.05,
+        "reset_wait_s": 0.05,
+        **FAST,
         **config,
     }
     return RealSenseCamera(RealSenseConfig(**settings), sdk=sdk), sdk
@@ -264,8 +270,8 @@ def test_a_camera_that_stays_dead_is_reported_after_bounded_resets() -> None:
 
 def test_start_failure_names_the_camera() -> None:
     sdk = FakeRealSense(Feed(), start_error="No device connected")
-    camera = RealSenseCamera(RealSenseConfig(serial="999", capture=FAST), sdk=sdk)
-    with pytest.raises(CameraError, match=r"serial 999.*No device connected"):
+    camera = RealSenseCamera(RealSenseConfig(serial="999999", **FAST), sdk=sdk)
+    with pytest.raises(CameraError, match=r"serial 999999.*No device connected"):
         camera.open()
 
 

@@ -231,7 +231,7 @@ class ArmDriver(ABC):
             if self._opened:
                 return
             try:
-                gripper = self._connect_within(self.config.connect_timeout)
+                gripper = self._connect_within(self.config.connect_timeout_s)
                 if gripper is not None:
                     if self.config.gripper.home_on_open:
                         gripper.homing()

@@ -37,12 +37,13 @@ _EXPORTS: dict[str, str] = {
     "RealtimeStats": "world",
     "SceneError": "scene",
     "SceneLayout": "scene",
-    "SceneSpec": "scene",
+    "SceneSpec": "config",
     "SceneState": "state",
     "ScriptedExpert": "expert",
     "SimCamera": "camera",
     "SimJudge": "success",
     "SimRobot": "robot",
+    "SimSettings": "config",
     "Verdict": "success",
     "ViewRenderer": "render",
     "World": "world",
@@ -71,6 +72,7 @@ __all__ = [
     "SimCamera",
     "SimJudge",
     "SimRobot",
+    "SimSettings",
     "Verdict",
     "ViewRenderer",
     "World",
@@ -93,17 +95,11 @@ if TYPE_CHECKING:
     from drivers.sim.backgrounds import BackgroundsError, Look, Randomisation, load_backgrounds
     from drivers.sim.camera import SimCamera
     from drivers.sim.catalog import USER_NAME, Catalog, CatalogError, ObjectSpec, load_catalog
+    from drivers.sim.config import SceneSpec, SimSettings
     from drivers.sim.expert import ExpertAction, ScriptedExpert
     from drivers.sim.render import ViewRenderer
     from drivers.sim.robot import SimRobot
-    from drivers.sim.scene import (
-        CAMERAS,
-        SceneError,
-        SceneLayout,
-        SceneSpec,
-        build_scene,
-        plan_scene,
-    )
+    from drivers.sim.scene import CAMERAS, SceneError, SceneLayout, build_scene, plan_scene
     from drivers.sim.state import SceneState
     from drivers.sim.success import SimJudge, Verdict
     from drivers.sim.world import RealtimeStats, World, WorldClosedError

@@ -30,7 +30,6 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import mujoco
 import numpy as np
@@ -41,7 +40,6 @@ from drivers.sim.backgrounds import (
     WALL_TEXTURE_SIZE,
     Backgrounds,
     Look,
-    Randomisation,
     Surface,
     draw_look,
     encode_png,
@@ -49,9 +47,8 @@ from drivers.sim.backgrounds import (
     surface_pixels,
 )
 from drivers.sim.catalog import USER, USER_NAME, Catalog, ObjectSpec, load_catalog
+from drivers.sim.config import SceneSpec
 
-Setting = Literal["standard", "new_background", "more_distractors"]
-SETTINGS: tuple[str, ...] = ("standard", "new_background", "more_distractors")
 CAMERAS: tuple[str, ...] = ("front", "side")
 
 # Where objects may be placed (centre of the footprint), metres in the robot base frame.
@@ -81,44 +78,6 @@ HOME_JOINTS: tuple[float, ...] = (0.0, 0.0, 0.0, -1.57079, 0.0, 1.57079, 0.7854)
 
 class SceneError(ValueError):
     """The requested scene cannot be built (unknown object, no room on the table, bad setting)."""
-
-
-@dataclass(frozen=True)
-class SceneSpec:
-    """What a scene must contain; everything random is drawn from `seed`.
-
-    `objects` are names that must be present (from either split of the catalog); distractors come
-    from `split`. `camera_fps` and the image size are read by the camera drivers, not here.
-    `robot_meshes="collision"` renders the arm with its coarse collision meshes (about 4x cheaper
-    frames, FINDINGS) for fast data collection; policies must be trained and run on the same choice.
-    `backgrounds` replaces the packaged backgrounds file; `randomise` (enabled) randomises the
-    look per seed (`drivers.sim.backgrounds`): off, a scene shows its entry exactly as written.
-    """
-
-    seed: int = 0
-    objects: Sequence[str] | None = None
-    split: Literal["seen", "unseen"] = "seen"
-    setting: Setting = "standard"
-    include_user: bool = True
-    catalog: Path | None = None
-    image_width: int = 224
-    image_height: int = 224
-    camera_fps: float = 10.0
-    robot_meshes: Literal["visual", "collision"] = "visual"
-    backgrounds: Path | None = None
-    randomise: Randomisation | None = None
-
-    def __post_init__(self) -> None:
-        if self.setting not in SETTINGS:
-            raise SceneError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
-        if self.split not in ("seen", "unseen"):
-            raise SceneError(f"split must be 'seen' or 'unseen', got {self.split!r}")
-        if self.image_width < 16 or self.image_height < 16:
-            raise SceneError("image_width and image_height must be at least 16 pixels")
-        if not self.camera_fps > 0:
-            raise SceneError("camera_fps must be positive")
-        if self.robot_meshes not in ("visual", "collision"):
-            raise SceneError("robot_meshes must be 'visual' or 'collision'")
 
 
 @dataclass(frozen=True, slots=True)
