@@ -2,9 +2,10 @@
 recorded in lockstep simulation (no realtime thread), and the `collect` command.
 
 Tasks: like the paper's, each names an object to pick and a place target with a skill: near the
-user (a hand-over, the paper's most common case), inside a container or on a surface. The request
-text is a direct command the rule reasoner parses back into the same task, so evaluation can run
-the full runtime (reasoner included) and check that it got the intended task.
+user (a hand-over, the paper's most common case) or near another object of the same split ("put the
+X next to the Y": an unseen cell has unseen X and Y, as in the paper), inside a container or on a
+surface. The request text is a direct command the rule reasoner parses back into the same task,
+so evaluation can run the full runtime (reasoner included) and check that it got the intended task.
 
 Episodes: build the scene for a drawn task, render both views every control step (10 Hz), run the
 same perception pipeline as the runtime (detect on the first frame, track, segment) for the
@@ -42,6 +43,8 @@ SKILL_WEIGHTS: dict[Skill, float] = {
     Skill.PLACE_INSIDE: 0.25,
     Skill.PLACE_ON: 0.25,
 }
+#: of the `place_near` tasks, the share that hand over to the user (the rest: next to an object)
+NEAR_USER_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,12 @@ def draw_trial(
     setting: str = "standard",
     weights: dict[Skill, float] | None = None,
 ) -> Trial:
-    """A task drawn from `seed` (the same seed also lays out the scene)."""
+    """A task drawn from `seed` (the same seed also lays out the scene).
+
+    `place_near` goes to the user (`NEAR_USER_SHARE` of them) or next to another object of the
+    split, any kind. The skill and pick are drawn first, so a seed keeps its skill and pick
+    whichever place its near task draws.
+    """
     rng = np.random.default_rng([seed, 7])
     objects = catalog.split(split)  # type: ignore[arg-type]
     picks = [o.name for o in objects if o.pickable]
@@ -107,7 +115,9 @@ def draw_trial(
     skill = skills[int(rng.choice(len(skills), p=p / p.sum()))]
     pick = picks[int(rng.integers(len(picks)))]
     if skill == Skill.PLACE_NEAR:
-        place = USER_NAME
+        others = [o.name for o in objects if o.name != pick]
+        to_user = not others or rng.random() < NEAR_USER_SHARE
+        place = USER_NAME if to_user else others[int(rng.integers(len(others)))]
     else:
         options = places[skill]
         place = options[int(rng.integers(len(options)))]

@@ -129,3 +129,28 @@ def test_trials_are_seeded_and_use_the_split() -> None:
     assert {t.skill for t in trials} == {Skill.PLACE_NEAR, Skill.PLACE_INSIDE, Skill.PLACE_ON}
     near = next(t for t in trials if t.place == "user")
     assert near.request == f"give me the {near.pick}" and near.objects == [near.pick]
+
+
+@pytest.mark.parametrize("split", ["seen", "unseen"])
+def test_near_tasks_go_to_the_user_or_next_to_an_object_of_the_split(split: str) -> None:
+    """An unseen cell's near-object task has an unseen A and an unseen B, and the rule reasoner
+    reads every drawn request back as the drawn task (never as a hand-over to the user)."""
+    from models.reasoning import RuleReasoner
+
+    catalog = load_catalog()
+    names = {o.name for o in catalog.split(split)}  # type: ignore[arg-type]
+    near = [
+        t
+        for t in (draw_trial(catalog, s, split=split) for s in range(200))
+        if t.skill == Skill.PLACE_NEAR
+    ]
+    beside = [t for t in near if t.place != "user"]
+    assert 0.3 < len(beside) / len(near) < 0.7  # NEAR_USER_SHARE of them to the user
+    assert all(t.place in names and t.place != t.pick for t in beside)
+    assert len({t.place for t in beside}) > 5  # any kind of object, not one favourite
+    reasoner = RuleReasoner()
+    for t in beside:
+        assert t.objects == [t.pick, t.place]
+        assert t.request == f"put the {t.pick} next to the {t.place}"
+        task = reasoner.reason(t.request, sorted(names | {"user"}))
+        assert (task.skill, task.pick, task.place) == (t.skill, t.pick, t.place), t.request

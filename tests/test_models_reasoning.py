@@ -65,6 +65,52 @@ def test_requests(
     assert spec.rationale
 
 
+#: the usual ways of asking for "A next to B" (`{a}`, `{b}`: object names)
+NEAR_PHRASINGS = (
+    "put the {a} next to the {b}",
+    "place the {a} beside the {b}",
+    "put the {a} near the {b}",
+    "leave the {a} by the {b}",
+    "move the {a} close to the {b}",
+    "put the {a} alongside the {b}",
+    "set the {a} down right next to the {b}",
+    "put the {a} nearby the {b}",
+    "put the {a} near to the {b}",
+    "put the {a} alongside of the {b}",
+    "put the {a} by the side of the {b}",
+    "take the {a} next to the {b}",
+    "bring the {a} over next to the {b}",
+    "pick up the {a} and put it alongside the {b}",
+    "can you put the {a} beside the {b}, please?",
+    "the {a} goes next to the {b}",
+    "the {a} should go by the {b}",
+    "I want the {a} next to the {b}",
+    "I'd like the {a} beside the {b}",
+    "put {a} next to {b}",
+)
+
+
+@pytest.mark.parametrize("phrasing", NEAR_PHRASINGS)
+@pytest.mark.parametrize(("a", "b"), [("apple", "bowl"), ("coke can", "water bottle")])
+def test_next_to_an_object_in_every_usual_phrasing(
+    reasoner: RuleReasoner, phrasing: str, a: str, b: str
+) -> None:
+    """Never read as near the user: the object named after the preposition is the place."""
+    spec = reasoner.reason(phrasing.format(a=a, b=b), KITCHEN)
+    assert (spec.skill, spec.pick, spec.place) == (Skill.PLACE_NEAR, a, b), spec.rationale
+
+
+@pytest.mark.parametrize(
+    ("request_text", "pick"),
+    [("I want the apple to eat", "apple"), ("I'd like the banana", "banana")],
+)
+def test_a_wish_without_a_place_object_is_still_a_hand_over(
+    reasoner: RuleReasoner, request_text: str, pick: str
+) -> None:
+    spec = reasoner.reason(request_text, KITCHEN)
+    assert (spec.skill, spec.pick, spec.place) == (Skill.PLACE_NEAR, pick, USER), spec.rationale
+
+
 @pytest.mark.parametrize(
     ("request_text", "objects", "pick"),
     [

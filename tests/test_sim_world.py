@@ -61,6 +61,9 @@ def _arrange(world: World, sponge: tuple[float, float, float], grasped: bool = T
     [
         ((0.385, 0.15, 0.02), Task("sponge", "book", "place_near"), True),
         ((0.385, -0.27, 0.02), Task("sponge", "book", "place_near"), False),
+        # on top of B or inside it is not next to it, though the footprints touch
+        ((0.55, 0.15, 0.05), Task("sponge", "book", "place_near"), False),
+        ((0.55, -0.15, 0.03), Task("sponge", "bowl", "place_near"), False),
         ((0.55, -0.15, 0.03), Task("sponge", "bowl", "place_inside"), True),
         ((0.385, 0.15, 0.02), Task("sponge", "bowl", "place_inside"), False),
         ((0.55, 0.15, 0.05), Task("sponge", "book", "place_on"), True),

@@ -8,6 +8,8 @@ stands in the requested relation to the place target B:
   (5.08 cm). Footprints are B's disc (round objects, the user figure's feet) or axis-aligned
   rectangle, and A's axis-aligned bounding rectangle. Edge gaps, not centre distances, because a
   centre rule would make "near the 24 cm cutting board" impossible and "near the egg" trivial.
+  Beside, not on or in: A resting on B or inside it (centre over B's footprint, touching B) is
+  not "next to the B", though its gap is zero.
 - `place_inside`: A's centre is within B's footprint and A's lowest point is below B's rim.
 - `place_on`: A's centre is within B's footprint, A touches B, and A's lowest point is no lower
   than 1 cm under B's top.
@@ -96,6 +98,8 @@ class SimJudge:
         else:
             inside = bool(np.all(a_center >= b_low[:2]) and np.all(a_center <= b_high[:2]))
         if skill == "place_near":
+            if inside and world.in_contact(pick, place):
+                return False, f"{pick} is on or in {place}, not next to it"
             gap = (
                 _rect_to_point(a_low, a_high, b_center) - b_radius
                 if disc

@@ -11,7 +11,10 @@ rows to `NEEDS` or `SYNONYMS`.
 Order of decisions, first hit wins:
 1. a request to open a drawer or get something from one ("open the top drawer", "I need something
    from the drawer") -> skill open_drawer on a listed drawer, no place (nothing fits without one);
-2. a command with an explicit place ("put X in Y", "bring X to me");
+2. a command with an explicit place ("put X in Y", "bring X to me", "put X alongside Y"), also
+   stated ("X goes next to Y") or wished ("I want X next to Y", when X and Y are both listed);
+   "next to", "beside", "near", "by", "close to", "alongside" and the like name the place object,
+   never the user;
 3. a hand-over command or wish ("give me X", "I want X", "fetch X") -> place "user";
 4. a need or category from `NEEDS`, earliest in the request (also when 2-3 named nothing in view),
    never picking an object a negated clause rules out ("I'm thirsty, but I don't drink soda");
@@ -232,9 +235,16 @@ _PREPOSITIONS: tuple[tuple[str, Skill], ...] = (
     ("on", Skill.PLACE_ON),
     ("next to", Skill.PLACE_NEAR),
     ("close to", Skill.PLACE_NEAR),
+    ("in close to", Skill.PLACE_NEAR),
     ("in front of", Skill.PLACE_NEAR),
+    ("near to", Skill.PLACE_NEAR),
+    ("nearby", Skill.PLACE_NEAR),
     ("near", Skill.PLACE_NEAR),
     ("beside", Skill.PLACE_NEAR),
+    ("alongside of", Skill.PLACE_NEAR),
+    ("alongside", Skill.PLACE_NEAR),
+    ("by the side of", Skill.PLACE_NEAR),
+    ("at the side of", Skill.PLACE_NEAR),
     ("by", Skill.PLACE_NEAR),
     ("over to", Skill.PLACE_NEAR),
     ("to", Skill.PLACE_NEAR),
@@ -251,6 +261,16 @@ _VERBS = (
 _PLACE_COMMAND = re.compile(
     rf"\b(?:{_VERBS})\s+(?P<pick>.+?)\s+(?:and\s+(?:{_VERBS})\s+(?:it|them)\s+)?"
     rf"(?P<prep>{_PREP_RE})\s+(?P<place>.+)$"
+)
+#: "the apple goes next to the bowl": a placement stated rather than commanded.
+_PLACE_STATEMENT = re.compile(
+    r"^(?P<pick>.+?)\s+(?:goes|belongs|should (?:go|be)|has to go|needs to go|must go|can go)\s+"
+    rf"(?P<prep>{_PREP_RE})\s+(?P<place>.+)$"
+)
+#: "I want the apple next to the bowl": a wish for a placement (when both name listed objects).
+_PLACE_WISH = re.compile(
+    r"\b(?:i|we)\s+(?:want|need|would like|would love|would prefer)\s+"
+    rf"(?P<pick>.+?)\s+(?P<prep>{_PREP_RE})\s+(?P<place>.+)$"
 )
 _HAND_OVER = (
     re.compile(
@@ -411,36 +431,24 @@ class RuleReasoner:
         if drawer:
             return self._open_drawer(request, drawer["drawer"], objects)
 
-        command = _PLACE_COMMAND.search(text)
+        command = _PLACE_COMMAND.search(text) or _PLACE_STATEMENT.search(text)
         if command and not re.match(r"(?:me|us)\b", command["pick"]):
             # "bring me the apple in the bowl" names where the apple is, not where it goes.
-            pick_phrase, place_phrase = command["pick"], command["place"]
-            pick = self._find(pick_phrase, objects)
-            if pick is not None:
-                skill = _SKILL_OF_PREPOSITION.get(command["prep"], Skill.PLACE_NEAR)
-                if _USER_WORDS.match(place_phrase):
-                    return self._spec(
-                        request,
-                        Skill.PLACE_NEAR,
-                        pick,
-                        USER,
-                        f"asked to bring the {pick} to the user",
-                    )
-                place = self._find(place_phrase, objects, exclude=pick)
-                if place is None:
-                    return self._nothing(
-                        request,
-                        f"no '{_clean(place_phrase)}' in view to put the {pick} {command['prep']}",
-                        objects,
-                    )
-                return self._spec(
-                    request,
-                    skill,
-                    pick,
-                    place,
-                    f"asked to put the {pick} {command['prep']} the {place}",
-                )
-            named = _clean(pick_phrase)
+            placed = self._placement(request, command, objects)
+            if placed is not None:
+                return placed
+            named = _clean(command["pick"])
+
+        wish = _PLACE_WISH.search(text) if objects else None
+        if wish and named is None:
+            # "I want the apple next to the bowl": a placement, but only when both name listed
+            # objects ("I want the apple to eat" is a hand-over)
+            pick = self._find(wish["pick"], objects)
+            place = self._find(wish["place"], objects, exclude=pick)
+            if pick is not None and (place is not None or _USER_WORDS.match(wish["place"])):
+                placed = self._placement(request, wish, objects)
+                assert placed is not None  # its pick was found above
+                return placed
 
         for pattern in _HAND_OVER:
             wish = pattern.search(text)
@@ -481,6 +489,32 @@ class RuleReasoner:
                 )
         reason = f"no '{named}' in view" if named else "no command or known need recognised"
         return self._nothing(request, reason, objects)
+
+    def _placement(
+        self, request: str, command: re.Match[str], objects: Sequence[str]
+    ) -> TaskSpec | None:
+        """The task a matched `pick prep place` names; None when the pick is not in view.
+
+        A place phrase naming the user ("to me", "over here") is a hand-over, whatever the
+        preposition; any other place is looked up among the objects, with the preposition's skill.
+        """
+        pick = self._find(command["pick"], objects)
+        if pick is None:
+            return None
+        prep, place_phrase = command["prep"], command["place"]
+        if _USER_WORDS.match(place_phrase):
+            return self._spec(
+                request, Skill.PLACE_NEAR, pick, USER, f"asked to bring the {pick} to the user"
+            )
+        place = self._find(place_phrase, objects, exclude=pick)
+        if place is None:
+            return self._nothing(
+                request, f"no '{_clean(place_phrase)}' in view to put the {pick} {prep}", objects
+            )
+        skill = _SKILL_OF_PREPOSITION.get(prep, Skill.PLACE_NEAR)
+        return self._spec(
+            request, skill, pick, place, f"asked to put the {pick} {prep} the {place}"
+        )
 
     def _find(self, phrase: str, objects: Sequence[str], exclude: str | None = None) -> str | None:
         """The listed object a phrase names; with no list, the phrase itself (if it names one)."""
