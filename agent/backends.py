@@ -19,6 +19,7 @@ from agent.config import CameraDevice, Config
 from agent.loops.supervise import Judge
 from drivers.base import Camera, CarriedOverWorld, DriverError, Robot, TaskStart
 from drivers.realsense import RealSenseConfig
+from models._loading import require
 from models.detection.base import Detector
 from models.perception import PerceptionPipeline
 from models.policy.base import Policy
@@ -78,16 +79,6 @@ class Parts:
                 close()
             except Exception as exc:  # closing must go on for the other devices
                 log.error("close failed", device=what, error=str(exc))
-
-
-def _require(module: str, extra: str) -> Any:
-    try:
-        return __import__(module, fromlist=["_"])
-    except ImportError as exc:
-        raise BackendError(
-            f"{module} is not installed ({exc.name}); "
-            f"install the extra: pip install 'tpm-agent[{extra}]'"
-        ) from None
 
 
 def _reasoner(config: Config, descriptions: dict[str, str]) -> Reasoner:
@@ -327,7 +318,7 @@ def _world_parts(
 
 
 def _build_sim(config: Config) -> Parts:
-    _require("mujoco", "sim")
+    require("mujoco", "sim", error=BackendError)
     from drivers.sim import CatalogError, SceneError, SimRobot, World
 
     try:
@@ -345,9 +336,9 @@ def _build_franka_sim(config: Config) -> Parts:
     The simulator's physics starts here rather than in `Parts.open`: like a real arm's
     controller, it must already run when the driver connects.
     """
-    _require("mujoco", "sim")
-    _require("franky_sim", "sim")
-    _require("franky", "real")
+    require("mujoco", "sim", error=BackendError)
+    require("franky_sim", "sim", error=BackendError)
+    require("franky", "real", error=BackendError)
     from drivers.franka import FrankaRobot
     from drivers.sim import CatalogError, SceneError
     from drivers.sim.franky_bridge import FrankySimWorld
@@ -407,7 +398,7 @@ def build_robot(config: Config) -> Robot:
         "panda_py": (PandaPyRobot, "panda_py", "real"),
     }
     make, module, extra = drivers[config.robot.backend]
-    _require(module, extra)
+    require(module, extra, error=BackendError)
     return make(config.franka)
 
 

@@ -14,13 +14,13 @@ import argparse
 import contextlib
 import importlib
 import json
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from drivers.sim import offscreen_gl
 from models.tpm.cli_args import int_in, non_negative_int
 
 #: `bench` sub-verb -> (module with `add_arguments(parser)` and `run(args, config)`, help).
@@ -240,7 +240,7 @@ def describe_user_error(exc: BaseException) -> str:
 
 def _bench(args: argparse.Namespace, config: Any) -> int:
     """`bench SUB`: one module per benchmark (each prints its table and last line)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")  # the modules and loop benchmarks render the sim
+    offscreen_gl()  # the modules and loop benchmarks render the sim
     module, _ = BENCHMARKS[args.bench]
     return importlib.import_module(module).run(args, config)
 
@@ -363,7 +363,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     from agent.runtime import Runtime, validate_request
 
     request = validate_request(args.request)
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    offscreen_gl()
     folder = run_folder(config.output.runs_dir, request)  # before anything starts or moves
     display = RunDisplay(request, folder, live=not args.quiet)
     term = _Termination()
@@ -421,7 +421,7 @@ def _serve(args: argparse.Namespace, config: Any) -> int:
             raise
         _fail(f"{exc.name} is not installed; install the extra: pip install 'tpm-agent[serve]'")
         return EXIT_USAGE
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    offscreen_gl()
     try:
         return serve(
             config,

@@ -18,7 +18,6 @@ judges successful are kept; failures are counted in the dataset and reported.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,15 +26,16 @@ from typing import Any
 
 import numpy as np
 
-# drivers.sim imports mujoco, which reads MUJOCO_GL once: offscreen EGL unless the user chose
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 from agent.seeds import SeedRangeError, check_collection_seeds, episode_seed
+from drivers.sim import offscreen_gl
 from drivers.sim.catalog import USER_NAME, Catalog
 from models.perception import PerceptionPipeline
 from models.tpm.dataset import EpisodeStore
 from models.tpm.inputs import prepare_views
 from models.types import Observation, Skill, TaskSpec
+
+# collection renders the sim in this process, and mujoco reads MUJOCO_GL once, when imported
+offscreen_gl()
 
 #: default draw weights per skill (hand-overs first, as in the paper's task list)
 SKILL_WEIGHTS: dict[Skill, float] = {
@@ -179,7 +179,6 @@ def record_episode(
     learner reaches, labelled with what the expert would do there, so the episode is kept
     whatever its outcome (the labels are right either way).
     """
-    os.environ.setdefault("MUJOCO_GL", "egl")
     from drivers.sim import SceneSpec, ScriptedExpert, SimJudge, SimRobot, ViewRenderer, World
 
     t0 = time.monotonic()
@@ -384,7 +383,6 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
     from drivers.sim import load_catalog
     from models.tpm.config import preset
 
-    os.environ.setdefault("MUJOCO_GL", "egl")
     if args.episodes < 1 or args.max_steps < 1:
         raise BackendError("--episodes and --max-steps must be at least 1")
     if not 0.0 <= args.expert_share <= 1.0:

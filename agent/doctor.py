@@ -19,6 +19,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from drivers.sim import offscreen_gl
+
 
 @dataclass(frozen=True)
 class Check:
@@ -76,7 +78,7 @@ def _trackers() -> Check:
 
 def _renderer() -> Check:
     """Render one tiny frame in a subprocess, so a broken GL stack cannot take this process down."""
-    backend = os.environ.get("MUJOCO_GL", "egl")
+    backend = offscreen_gl()
     code = (
         'import mujoco; m = mujoco.MjModel.from_xml_string(\'<mujoco><worldbody><geom size="1"/>'
         "</worldbody></mujoco>'); r = mujoco.Renderer(m, 8, 8); d = mujoco.MjData(m); "

@@ -34,7 +34,6 @@ DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_CASES = DATA / "reasoning_eval.json"
 OFFLINE_BACKENDS = ("rules", "offline")
 ALL_BACKENDS = (*OFFLINE_BACKENDS, "openai")
-USER = "user"
 
 
 class CasesError(ValueError):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -77,7 +76,9 @@ def record_episode(
 
     The expert acts at the camera rate (one action per frame), as the runtime's policy does.
     """
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    from drivers.sim import offscreen_gl
+
+    offscreen_gl()  # before the next import loads mujoco
     from drivers.sim import ScriptedExpert, SimRobot, ViewRenderer, World
     from drivers.sim.scene import SceneSpec
 

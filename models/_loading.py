@@ -48,14 +48,25 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def require(module: str, extra: str = VISION_EXTRA) -> ModuleType:
-    """Import `module` or raise a one-line ModelError naming the extra that provides it."""
+def require(
+    module: str,
+    extra: str = VISION_EXTRA,
+    *,
+    error: type[Exception] = ModelError,
+    note: str = "",
+) -> ModuleType:
+    """Import `module` or raise one line naming the extra that provides it.
+
+    The project's one "install the extra" message: models raise ModelError, callers above them
+    pass their own one-line error class (`agent.backends.BackendError`, `DatasetError`), and
+    `note` appends what else to know (e.g. which of two conflicting wheels).
+    """
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ModelError(
+        raise error(
             f"{module} is not installed ({exc.name}); "
-            f"install the extra: pip install 'tpm-agent[{extra}]'"
+            f"install the extra: pip install 'tpm-agent[{extra}]'{note}"
         ) from None
 
 

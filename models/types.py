@@ -33,6 +33,12 @@ class Skill(StrEnum):
     OPEN_DRAWER = "open_drawer"
 
 
+#: The place target that means "near the person who asked" (the paper's "place it near the
+#: user"); the one spelling for every model. The simulated world names its user figure the same
+#: (`drivers.sim.catalog.USER_NAME`: drivers may not import models, so a test keeps the two equal).
+USER = "user"
+
+
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
     """A request turned into targets: pick `pick`, then place it relative to `place` per `skill`.

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent.seeds import SeedRangeError, check_collection_seeds  # noqa: E402
+from drivers.sim import offscreen_gl  # noqa: E402
 from models.tpm.dataset import EpisodeStore  # noqa: E402
 
 #: each collector's episode count: far more than its budget records, it is stopped by time
@@ -47,7 +48,7 @@ def agent(*args: str) -> list[str]:
 
 def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **PINNED, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    env = {**os.environ, **PINNED, "MUJOCO_GL": offscreen_gl()}
     with log.open("wb") as f:
         return subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
 

@@ -55,3 +55,14 @@ def test_the_checker_sees_lazy_imports(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from agent.runtime import Runtime\n    import drivers.sim\n")
     assert imported_packages(module) == [("agent", 2), ("drivers", 3)]
+
+
+def test_the_user_is_one_name_on_both_sides_of_the_floor() -> None:
+    """The reasoners' place target and the simulated user figure must be the same word.
+
+    Neither package may import the other, so each keeps its constant; this test is the link.
+    """
+    from drivers.sim.catalog import USER_NAME
+    from models.types import USER
+
+    assert USER_NAME == USER

@@ -14,13 +14,28 @@ Threading model
 - `SimRobot` calls are cheap and non-blocking: they set the controller's target under the lock.
 - `ScriptedExpert` and `SimJudge` read privileged state through the same locked accessors.
 
-Set `MUJOCO_GL=egl` (or `osmesa`) before importing mujoco on a machine without a display.
+mujoco reads `MUJOCO_GL` once, when it is imported: call `offscreen_gl()` first on a machine
+without a display (every command that renders does).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+#: MuJoCo's rendering backend unless the user chose one: offscreen EGL (no display needed).
+DEFAULT_GL = "egl"
+
+
+def offscreen_gl() -> str:
+    """Default `MUJOCO_GL` to offscreen EGL (a user's own choice wins); the backend in effect.
+
+    The one place that default is written: commands call it before anything imports mujoco, and
+    child processes inherit it through the environment.
+    """
+    return os.environ.setdefault("MUJOCO_GL", DEFAULT_GL)
+
 
 #: public name -> defining module. Loaded on first use, so that the data modules (`catalog`,
 #: `backgrounds`: plain Python, no mujoco) can be imported by the config without MuJoCo.

@@ -6,6 +6,7 @@ their dependencies when their backend is built.
 """
 
 from models.reasoning.base import Reasoner
-from models.reasoning.rules import NEEDS, SYNONYMS, USER, Need, ObjectScorer, RuleReasoner
+from models.reasoning.rules import NEEDS, SYNONYMS, Need, ObjectScorer, RuleReasoner
+from models.types import USER
 
 __all__ = ["NEEDS", "SYNONYMS", "USER", "Need", "ObjectScorer", "Reasoner", "RuleReasoner"]

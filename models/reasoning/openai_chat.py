@@ -33,8 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from models.reasoning.rules import USER
-from models.types import ModelError, Skill, TaskSpec
+from models.types import USER, ModelError, Skill, TaskSpec
 
 #: The pip line that installs the client (named in the "missing" error).
 EXTRA_HINT = "pip install 'tpm-agent[llm]'"

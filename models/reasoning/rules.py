@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from models.types import Skill, TaskSpec
+from models.types import USER, Skill, TaskSpec
 
 
 class ObjectScorer(Protocol):
@@ -40,10 +40,6 @@ class ObjectScorer(Protocol):
     name: str
 
     def score(self, request: str, objects: Sequence[str]) -> list[float]: ...
-
-
-#: The place target that means "near the person who asked" (the paper's "place it near the user").
-USER = "user"
 
 
 @dataclass(frozen=True, slots=True)

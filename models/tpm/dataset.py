@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from models._loading import require
 from models.types import MASK_CODING, PICK_MASK_VALUE, PLACE_MASK_VALUE, MaskCoding, Skill
 
 FORMAT = "tpm-replay-buffer/1"
@@ -159,13 +160,7 @@ _HELD_LOCKS: dict[str, Any] = {}
 
 
 def _zarr() -> Any:
-    try:
-        import zarr
-    except ImportError as exc:
-        raise DatasetError(
-            "zarr is not installed; install the extra: pip install 'tpm-agent[tpm]'"
-        ) from exc
-    return zarr
+    return require("zarr", "tpm", error=DatasetError)
 
 
 class EpisodeStore:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from models._loading import require
 from models.tpm.inputs import prepare_views
 from models.types import (
     LEGACY_MASK_CODING,
@@ -48,14 +49,8 @@ _ORT_NAMES = {
 
 
 def _ort() -> Any:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ModelError(
-            "onnxruntime is not installed; install the extra: pip install 'tpm-agent[tpm]' "
-            "(or onnxruntime-gpu from the gpu extra, never both)"
-        ) from None
-    return onnxruntime
+    never_both = " (or onnxruntime-gpu from the gpu extra, never both)"
+    return require("onnxruntime", "tpm", note=never_both)
 
 
 def _gpu_present() -> bool:
