@@ -34,6 +34,27 @@ def save_results(
     return json_path
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """`--threads`: the model threads a benchmark pins (default: the config's)."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads for torch, ONNX Runtime, OpenCV (runtime.torch_threads)",
+    )
+
+
+def add_json_argument(parser: argparse.ArgumentParser, bench: str, markdown: str) -> None:
+    """`--json PATH` for a benchmark whose results `save_results` writes (`markdown`: what the
+    markdown file beside the JSON holds, e.g. "table")."""
+    parser.add_argument(
+        "--json",
+        dest="json_path",
+        type=Path,
+        help=f"write results JSON here, and the markdown {markdown} beside it (default: "
+        f"benchmarks/results/{bench}-<device>.json; none with --quick)",
+    )
+
+
 def standalone_main(
     prog: str,
     description: str | None,

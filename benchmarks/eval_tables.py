@@ -32,137 +32,34 @@ policies). A variant without a policy file is reported as not run.
 
 `--backgrounds PATH` replaces the looks: the new_background cells show the file's held-out entries
 (`held_out = true`), the standard and more_distractors cells its training entries.
+
+The cells and the paper's numbers are in `benchmarks.eval_cells`, the report's header, tables and
+`--reuse` in `benchmarks.eval_report`; this module runs the trials and holds the command.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from agent.seeds import EVAL_SPLITS, SeedRangeError, describe, eval_seed
-
-#: trials a cell by default: the paper's counts (Table II's "ours" row is Table I's cells)
-TRIALS_PER_CELL = {"I": 40, "II": 20}
-#: where each `--masks` source gets its masks: the segmenter it runs (models.segmenter)
-MASK_SEGMENTERS = {"truth": "ground_truth", "grabcut": "grabcut"}
-MASK_TITLES = {
-    "truth": "simulator-truth masks (segmenter ground_truth)",
-    "grabcut": "GrabCut masks inside the tracked boxes (segmenter grabcut; no mask oracle)",
-}
-#: `--masks` choices -> the mask sources measured, Table I block order (Table II: the first)
-MASK_CHOICES = {"truth": ("truth",), "grabcut": ("grabcut",), "both": ("truth", "grabcut")}
-#: 95% two-sided normal quantile
-Z95 = 1.959963984540054
-
-PAPER_TABLE_I: dict[tuple[str, str], float] = {
-    ("standard", "seen"): 82.5,
-    ("standard", "unseen"): 80.0,
-    ("new_background", "seen"): 65.0,
-    ("new_background", "unseen"): 55.0,
-    ("more_distractors", "seen"): 75.0,
-    ("more_distractors", "unseen"): 70.0,
-}
-#: Table II settings, in the paper's column order
-SETTINGS_II: tuple[tuple[str, str, str], ...] = (
-    ("Seen", "standard", "seen"),
-    ("Unseen", "standard", "unseen"),
-    ("New background", "new_background", "seen"),
-    ("More distractors", "more_distractors", "seen"),
+from benchmarks.eval_cells import (
+    MASK_CHOICES,
+    MASK_SEGMENTERS,
+    TRIALS_PER_CELL,
+    Cell,
+    EvalError,
+    cell_trials,
+    plan_cells,
+    select_cells,
 )
-PAPER_TABLE_II: dict[str, tuple[float, float, float, float]] = {
-    "ours": (82.5, 80.0, 65.0, 75.0),
-    "box": (50.0, 40.0, 25.0, 30.0),
-    "no_tracking": (70.0, 50.0, 55.0, 70.0),
-    "single_view": (65.0, 80.0, 20.0, 70.0),
-    "rgbm_only": (85.0, 70.0, 50.0, 70.0),
-}
-VARIANT_LABELS = {
-    "ours": "Ours",
-    "box": "replace mask with bbox",
-    "no_tracking": "w/o tracking",
-    "single_view": "single view",
-    "rgbm_only": "RGB-M only",
-}
-
-
-class EvalError(ValueError):
-    """The evaluation cannot run as asked (tables, cells, policy files); one line, nothing run."""
-
-
-def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (95% for the default z), as fractions.
-
-    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0/n or n/n:
-    7/10 -> (0.397, 0.892), 0/10 -> (0, 0.278), 10/10 -> (0.722, 1).
-    """
-    if trials < 1 or not 0 <= successes <= trials:
-        raise ValueError(f"need 0 <= successes <= trials and trials >= 1, got {successes}/{trials}")
-    p = successes / trials
-    z2 = z * z
-    denominator = 1 + z2 / trials
-    centre = (p + z2 / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == trials else min(1.0, centre + half)
-    return low, high
-
-
-@dataclass
-class Cell:
-    """Trials of one (variant, setting, split, masks): successes out of trials, with each outcome.
-
-    `split` is the objects' split (seen / unseen); `masks` where the masks come from
-    (MASK_SEGMENTERS: truth or grabcut).
-    """
-
-    variant: str
-    setting: str
-    split: str
-    trials: int = 0
-    successes: int = 0
-    outcomes: list[dict[str, Any]] = field(default_factory=list)
-    note: str = ""
-    masks: str = "truth"
-
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.variant, self.setting, self.split, self.masks)
-
-    @property
-    def table(self) -> str:
-        """The table whose trial count the cell takes: I for ours, II for the variants."""
-        return "I" if self.variant == "ours" else "II"
-
-    @property
-    def segmenter(self) -> str:
-        """The segmenter its trials run: the box variant's boxes, else the mask source's."""
-        return "box" if self.variant == "box" else MASK_SEGMENTERS[self.masks]
-
-    @property
-    def rate(self) -> float | None:
-        return 100.0 * self.successes / self.trials if self.trials else None
-
-    @property
-    def ci95(self) -> tuple[float, float] | None:
-        """The 95% Wilson score interval in %, or None before any trial."""
-        if not self.trials:
-            return None
-        low, high = wilson_interval(self.successes, self.trials)
-        return 100.0 * low, 100.0 * high
-
-    def text(self) -> str:
-        if not self.trials or self.ci95 is None:
-            return f"- ({self.note})" if self.note else "-"
-        low, high = self.ci95
-        return f"{self.rate:.1f} ({self.successes}/{self.trials}; {low:.1f}-{high:.1f})"
+from benchmarks.eval_report import file_digest, markdown, report_header, reuse_cells, shown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -349,13 +246,9 @@ def evaluate(
         cell.outcomes = [results[(id(cell), i)] for i in range(cell.trials)]
 
 
-def cell_trials(cell: Cell, trials: int | Mapping[str, int]) -> int:
-    """How many trials `cell` runs: `trials`, or its table's entry of it."""
-    return trials if isinstance(trials, int) else trials[cell.table]
-
-
 #: Fresh pools an evaluation may start after worker processes died, before it gives up on the rest.
 MAX_POOL_RESTARTS = 5
+
 
 Job = tuple[Cell, int, Any, Any]
 
@@ -399,226 +292,6 @@ def run_pooled(
                 record(cell, i, {**trial.info(), **crashed, "wall_s": 0.0})
             return
         restarts += bool(pending)
-
-
-TABLES = ("I", "II")
-
-
-def plan_cells(tables: str, quick: bool, masks: Sequence[str] = ("truth",)) -> list[Cell]:
-    """The distinct (variant, setting, split, masks) cells the requested tables need: Table I once
-    per mask source in `masks`, Table II with the first of them.
-
-    EvalError names the tables there are when `tables` asks for another.
-    """
-    wanted = {t.strip().upper() for t in tables.split(",")} - {""}
-    unknown = sorted(wanted - set(TABLES))
-    if unknown or not wanted:
-        raise EvalError(
-            f"--tables {tables!r}: no table {', '.join(unknown) or 'named'}; use I, II or I,II"
-        )
-    keys: list[tuple[str, str, str, str]] = []
-    if "I" in wanted:
-        keys += [("ours", s, sp, m) for m in masks for (s, sp) in PAPER_TABLE_I]
-    if "II" in wanted:
-        keys += [(v, s, sp, masks[0]) for v in PAPER_TABLE_II for _, s, sp in SETTINGS_II]
-    keys = list(dict.fromkeys(keys))
-    if quick:
-        keys = keys[:1]
-    return [Cell(v, s, sp, masks=m) for v, s, sp, m in keys]
-
-
-def select_cells(cells: Sequence[Cell], spec: str) -> list[Cell]:
-    """The cells named in `spec`: SETTING:SPLIT means ours, VARIANT:SETTING:SPLIT a Table II row
-    (in every mask source planned).
-
-    EvalError, naming the cells there are, for a name that is none of `cells`.
-    """
-    have = {(c.variant, c.setting, c.split) for c in cells}
-    wanted = set()
-    for item in (part.strip() for part in spec.split(",")):
-        if not item:
-            continue
-        parts = item.split(":")
-        key = tuple(["ours", *parts] if len(parts) == 2 else parts)
-        if key not in have:
-            raise EvalError(f"--cells: no cell {item!r} in these tables; {cell_names(cells)}")
-        wanted.add(key)
-    if not wanted:
-        raise EvalError(f"--cells {spec!r} names no cell; {cell_names(cells)}")
-    return [c for c in cells if (c.variant, c.setting, c.split) in wanted]
-
-
-def cell_names(cells: Sequence[Cell]) -> str:
-    """The cells there are, for an error: [VARIANT:]SETTING:SPLIT, variants with the same cells
-    grouped, e.g. "cells are SETTING:SPLIT (ours) ...; VARIANT:SETTING:SPLIT for box/..."."""
-    by_variant: dict[str, dict[str, None]] = {}
-    for c in cells:
-        by_variant.setdefault(c.variant, {})[f"{c.setting}:{c.split}"] = None
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for variant, seen in by_variant.items():
-        groups.setdefault(tuple(seen), []).append(variant)
-    text = []
-    for names, variants in groups.items():
-        if variants == ["ours"]:
-            text.append(f"SETTING:SPLIT (ours) in {', '.join(names)}")
-        else:
-            text.append(f"VARIANT:SETTING:SPLIT for {'/'.join(variants)} in {', '.join(names)}")
-    return "cells are " + "; ".join(text)
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def shown(path: str | Path) -> str:
-    """A path as the report names it: relative to the working folder when inside it."""
-    resolved = Path(path).resolve()
-    try:
-        return resolved.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def reuse_cells(cells: Sequence[Cell], report_path: Path, fingerprint: dict[str, Any]) -> int:
-    """Fill cells from an earlier report made under the same `fingerprint`; how many were filled.
-
-    Every entry but the policies must be the same, and no more nor fewer of them (the seed split
-    and block, the trials per cell, the step budget, the reasoner, the perception backends, the
-    catalog's and backgrounds file's sha256, ...). The policies are compared per cell: the sha256
-    of the file the cell's variant runs (not its path: a re-exported file at the same path is
-    another policy). A cell is matched by variant, setting, objects' split and mask source, and
-    taken only with the trials it is to have.
-    """
-    try:
-        report = json.loads(report_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise EvalError(f"--reuse {report_path}: cannot read it ({exc})") from None
-    earlier = report.get("fingerprint", {})
-    shared = set(fingerprint) - {"policies"}
-    if set(earlier) - {"policies"} != shared or any(earlier[k] != fingerprint[k] for k in shared):
-        return 0
-    measured = {
-        (old["variant"], old["setting"], old["split"], old.get("masks", "truth")): old
-        for old in report.get("cells", [])
-    }
-    filled = 0
-    for cell in cells:
-        policy = "ours" if cell.variant == "no_tracking" else cell.variant
-        old = measured.get(cell.key)
-        if old is None or old["trials"] != cell_trials(cell, fingerprint["trials_per_cell"]):
-            continue
-        if earlier.get("policies", {}).get(policy) != fingerprint["policies"].get(policy):
-            continue
-        cell.trials, cell.successes = old["trials"], old["successes"]
-        cell.outcomes, cell.note = old["outcomes"], "reused"
-        filled += 1
-    return filled
-
-
-def markdown(
-    cells: Sequence[Cell], masks: Sequence[str] = ("truth",), header: Sequence[str] = ()
-) -> str:
-    """The tables, under `header` (report_header): Table I once per mask source in `masks`,
-    Table II with the first; ours beside the paper's (real-robot) numbers, each cell with its
-    trial count and 95% Wilson score interval."""
-    by = {c.key: c for c in cells}
-    lines = [*header, ""] if header else []
-    lines += [
-        "Success rate in % (successes/trials; 95% Wilson score interval in %) in simulation; "
-        "the paper's real-robot numbers (40 trials per cell in Table I, 20 in Table II) in "
-        "brackets.",
-    ]
-    for source in masks:
-        lines += [
-            "",
-            f"Table I, {MASK_TITLES[source]}",
-            "",
-            "| Scenario | Seen | Unseen |",
-            "|---|---|---|",
-        ]
-        for setting, label in (
-            ("standard", "Standard"),
-            ("new_background", "New background"),
-            ("more_distractors", "More distractors"),
-        ):
-            row = [label]
-            for split in ("seen", "unseen"):
-                cell = by.get(("ours", setting, split, source))
-                row.append(f"{cell.text() if cell else '-'} [{PAPER_TABLE_I[(setting, split)]}]")
-            lines.append("| " + " | ".join(row) + " |")
-    lines += [
-        "",
-        f"Table II, {MASK_TITLES[masks[0]]}",
-        "",
-        "| Method | " + " | ".join(s[0] for s in SETTINGS_II) + " |",
-        "|---" * (len(SETTINGS_II) + 1) + "|",
-    ]
-    for variant, paper in PAPER_TABLE_II.items():
-        row = [VARIANT_LABELS[variant]]
-        for (_, setting, split), ref in zip(SETTINGS_II, paper, strict=True):
-            cell = by.get((variant, setting, split, masks[0]))
-            row.append(f"{cell.text() if cell else '-'} [{ref}]")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def report_header(report: Mapping[str, Any]) -> list[str]:
-    """What the numbers are: seeds, trials, policies, reasoner, perception, world files (markdown
-    lines, from the report's own entries)."""
-    seeds = report["seeds"]
-    if seeds["split"] == "evaluation":
-        use = (
-            "the evaluation seeds: no demonstration uses them (collection refuses them) and no "
-            f"checkpoint or recipe is chosen on them (that is the validation range, "
-            f"{describe(EVAL_SPLITS['validation'])})"
-        )
-    else:
-        use = (
-            "the validation seeds: for choosing checkpoints and recipes; report the evaluation "
-            f"seeds ({describe(EVAL_SPLITS['evaluation'])}), not these"
-        )
-    trials = report["trials_per_cell"]
-    counts = (
-        f"{trials} every cell"
-        if isinstance(trials, int)
-        else f"{trials['I']} a Table I cell, {trials['II']} a Table II cell"
-    )
-    policies = ", ".join(
-        f"{name} `{p['path']}` (sha256 {p['sha256'][:12]})"
-        for name, p in report["policies"].items()
-    )
-    perception = report["perception"]
-    masks = "; ".join(
-        f"{source}: segmenter {MASK_SEGMENTERS[source]}" for source in report["masks"]
-    )
-    world = report["world"]
-    randomise = "on " + json.dumps(world["randomise"]) if world["randomise"] else "off"
-    lines = [
-        "# TPM policy in simulation: closed-loop success rates",
-        "",
-        f"- Seeds: {seeds['split']} {seeds['range']}, block {seeds['block']} (trial i of every "
-        f"cell has seed {seeds['first']} + i): {use}.",
-        f"- Trials: {counts}; step budget {report['max_steps']} steps at "
-        f"{report['control_hz']:g} Hz; {report['workers']} worker process(es).",
-        f"- Policies: {policies}.",
-        f"- Reasoner: {report['reasoner']} (the trial's direct command; a task other than the "
-        "intended one fails the trial).",
-        f"- Perception: detector {perception['detector']}, tracker {perception['tracker']}"
-        f"{', detection every frame' if perception['detect_every_frame'] else ''}; "
-        f"masks by Table I block: {masks} (Table II: {report['masks'][0]}; the box variant "
-        "segments with its boxes).",
-        f"- World: catalog `{world['catalog']['path']}` (sha256 "
-        f"{world['catalog']['sha256'][:12]}), backgrounds `{world['backgrounds']['path']}` "
-        f"(sha256 {world['backgrounds']['sha256'][:12]}), look randomisation {randomise}; "
-        f"camera images {world['image_size'][0]}x{world['image_size'][1]}.",
-    ]
-    if "grabcut" in report["masks"] and perception["detector"] == "ground_truth":
-        lines.append(
-            "- GrabCut block: the detector is still the simulator's ground truth (the first "
-            "detection, and any re-detection when the tracker loses the object); only the masks "
-            "lose the oracle, cut by GrabCut inside the tracked boxes."
-        )
-    return lines
 
 
 #: models.segmenter values eval runs as configured (any other is refused: eval sets it per block)

@@ -49,7 +49,7 @@ import numpy as np
 
 from benchmarks._cli import save_results, standalone_main
 from benchmarks.machine import describe, machine_info, pin_threads, preload_torch
-from benchmarks.standins import WEIGHTS_NOTE
+from benchmarks.table4 import WEIGHTS_NOTE
 from models.tracking.base import TrackResult
 from models.types import Box, Detection, GroundTruth, TaskSpec
 
@@ -238,10 +238,10 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Build Grounding DINO (random weights), render the frames, run the three modes."""
     from agent.backends import build_perception
-    from benchmarks.standins import grounding_dino_model, standin_bert
     from benchmarks.tracking_iou import EPISODES, record_episode
     from models.detection.ground_truth import GroundTruthDetector
     from models.detection.grounding_dino import resized_shape
+    from models.detection.standin import grounding_dino_model, standin_bert
     from models.tracking import OpenCVTrackerFactory
 
     out = out or sys.stdout

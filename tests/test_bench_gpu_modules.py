@@ -34,7 +34,7 @@ from benchmarks.gpu_modules import (
     select,
     spawn,
 )
-from benchmarks.standins import PAPER_MS
+from benchmarks.table4 import PAPER_MS
 
 torch = pytest.importorskip("torch")
 

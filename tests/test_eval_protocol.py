@@ -22,15 +22,8 @@ from agent.seeds import (
     eval_seed,
 )
 from benchmarks import eval_tables
-from benchmarks.eval_tables import (
-    TRIALS_PER_CELL,
-    Cell,
-    markdown,
-    plan_cells,
-    report_header,
-    reuse_cells,
-    wilson_interval,
-)
+from benchmarks.eval_cells import TRIALS_PER_CELL, Cell, plan_cells, wilson_interval
+from benchmarks.eval_report import markdown, report_header, reuse_cells
 
 
 @pytest.mark.parametrize(

@@ -13,14 +13,9 @@ pytest.importorskip("zarr")
 
 from agent.cli import main
 from benchmarks import eval_tables
-from benchmarks.eval_tables import (
-    Cell,
-    markdown,
-    plan_cells,
-    reuse_cells,
-    run_pooled,
-    select_cells,
-)
+from benchmarks.eval_cells import Cell, plan_cells, select_cells
+from benchmarks.eval_report import markdown, reuse_cells
+from benchmarks.eval_tables import run_pooled
 from models.tpm.export import export_onnx
 from models.tpm.train import Trainer, TrainSettings
 from tests.test_tpm_pipeline import TINY, _dataset

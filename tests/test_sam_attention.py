@@ -111,7 +111,7 @@ def test_the_segmenter_applies_it_to_vit_encoders_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import models.segmentation.sam as sam_module
-    from benchmarks.gpu_modules import tiny_sam
+    from models.segmentation.standin import tiny_sam
 
     checkpoint = tmp_path / "sam.pth"
     checkpoint.write_bytes(b"")

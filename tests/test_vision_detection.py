@@ -9,7 +9,6 @@ detector then loads that file through the same code a real checkpoint goes throu
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from models.detection.grounding_dino import (
     phrase_token_masks,
     resized_shape,
 )
+from models.detection.standin import standin_bert
 from models.types import Box, ModelError
 
 torch = pytest.importorskip("torch")
@@ -81,23 +81,7 @@ sub_sentence_present = True
 
 def save_tiny_bert(folder: Path) -> Path:
     """A two-layer random BERT with a WordPiece vocabulary that spells any lower-case word."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder.mkdir(parents=True, exist_ok=True)
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "?"]
-    letters = list(string.ascii_lowercase)
-    vocab = specials + WORDS + letters + [f"##{c}" for c in letters] + list(string.digits)
-    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    config = BertConfig(
-        vocab_size=len(dict.fromkeys(vocab)),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    return folder
+    return standin_bert(folder, WORDS, layers=2, width=32, heads=2, intermediate=64, digits=True)
 
 
 @pytest.fixture(scope="module")

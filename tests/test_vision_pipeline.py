@@ -19,6 +19,7 @@ from models.perception import PerceptionPipeline
 from models.segmentation.sam import SamSegmenter, build_sam
 from models.synthetic import SyntheticObject, render_scene
 from models.tracking.onnx_tracker import OnnxTrackerFactory
+from models.tracking.standin import export_tracker, mixformer_v2_s
 from models.types import MASK_CODING, PICK_MASK_VALUE, Skill, TaskSpec
 from tests.conftest import make_config
 
@@ -36,7 +37,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from groundingdino.util.slconfig import SLConfig
 
     from tests.test_vision_detection import SMALL_CONFIG, save_tiny_bert
-    from tests.test_vision_tracking import _export
 
     folder = tmp_path_factory.mktemp("vision_config")
     torch.manual_seed(0)  # the random detector must find both objects: fixed weights
@@ -47,12 +47,13 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     args.text_encoder_type, args.device = str(bert), "cpu"
     torch.save({"model": build_model(args).state_dict()}, folder / "dino.pth")
     torch.save(build_sam("vit_t", None).state_dict(), folder / "mobile_sam.pt")
+    tracker = mixformer_v2_s(32, 64, dim=32, depth=1, heads=2)  # the stand-in at a test's size
     return {
         "bert": bert,
         "dino_config": dino_config,
         "dino": folder / "dino.pth",
         "mobile_sam": folder / "mobile_sam.pt",
-        "tracker": _export(folder / "tracker.onnx", online=True),
+        "tracker": export_tracker(tracker, folder / "tracker.onnx", 32, 64),
     }
 
 

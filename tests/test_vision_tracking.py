@@ -20,6 +20,7 @@ from models.synthetic import SyntheticObject, render_scene, textured_background
 from models.tracking.base import TrackResult
 from models.tracking.health import TrackHealth
 from models.tracking.onnx_tracker import OnnxTrackerFactory, crop_square, read_signature
+from models.tracking.standin import OUTPUT_NAMES, export_tracker
 from models.types import Box, ModelError
 
 torch = pytest.importorskip("torch")
@@ -71,23 +72,18 @@ class RedPatchTracker(torch.nn.Module):
 
 
 def _export(path: Path, *, online: bool, logit: bool = False, names: bool = True) -> Path:
-    inputs = [torch.zeros(1, 3, TEMPLATE, TEMPLATE)]
-    if online:
-        inputs.append(torch.zeros(1, 3, TEMPLATE, TEMPLATE))
-    inputs.append(torch.zeros(1, 3, SEARCH, SEARCH))
     input_names = ["img_t", "img_ot", "img_search"] if online else ["template", "search"]
     if not names:
-        input_names = [f"input_{i}" for i in range(len(inputs))]
-    torch.onnx.export(
+        input_names = [f"input_{i}" for i in range(len(input_names))]
+    return export_tracker(
         RedPatchTracker(online, logit),
-        tuple(inputs),
-        str(path),
+        path,
+        TEMPLATE,
+        SEARCH,
+        online=online,
         input_names=input_names,
-        output_names=["pred_boxes", "pred_scores"] if names else ["out_0", "out_1"],
-        opset_version=17,
-        dynamo=False,
+        output_names=OUTPUT_NAMES if names else ("out_0", "out_1"),
     )
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,155 @@
+"""`python -m agent bench loop` and `python -m benchmarks.loop`: run both loops, print the
+report, write the results (see the package docstring).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from agent.config import Config
+from benchmarks._cli import (
+    add_json_argument,
+    add_threads_argument,
+    save_results,
+    standalone_main,
+)
+from benchmarks.loop.report import format_report, models_line, plot_timeline
+from benchmarks.loop.runs import REQUEST, LoopResult, run_pipelined, run_sequential
+from benchmarks.machine import describe, machine_info, pin_threads
+
+
+def run_benchmark(config: Config, steps: int, *, threads: int) -> dict[str, Any]:
+    """Both loops on the same config; returns the result document (JSON-ready)."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    pin_threads(threads)
+    config = config.model_copy(
+        update={"runtime": config.runtime.model_copy(update={"torch_threads": threads})}
+    )
+    before = machine_info()
+    pipelined = run_pipelined(config, steps, mode="on_arrival")
+    fixed_rate = run_pipelined(config, steps, mode="fixed_rate")
+    sequential = run_sequential(config, steps)
+    info = machine_info()
+    info["load_average_before"] = before["load_average"]
+    ratio = pipelined.rate_hz / sequential.rate_hz if sequential.rate_hz else None
+    return {
+        "benchmark": "loop",
+        "machine": info,
+        "threads": threads,
+        "models": models_line(config),
+        "request": REQUEST,
+        "steps": steps,
+        "ratio": round(ratio, 3) if ratio else None,
+        "caption": (
+            f"{steps} control steps of {REQUEST!r} in sim: {models_line(config)}; "
+            f"{threads} model thread(s); on {describe(info)}"
+        ),
+        "pipelined": asdict(pipelined),
+        "fixed_rate": asdict(fixed_rate),
+        "sequential": asdict(sequential),
+    }
+
+
+def loop_results(result: Mapping[str, Any]) -> list[LoopResult]:
+    """The result document's loops in report order (the sequential baseline last)."""
+    return [LoopResult(**result[k]) for k in ("pipelined", "fixed_rate", "sequential")]
+
+
+HEAVY_MODELS = {"tracker": "csrt", "segmenter": "grabcut", "policy": "tpm"}
+
+
+def random_policy(preset_name: str, folder: Path) -> Path:
+    """A random-weight TPM of `preset_name` written by export's own path (latency depends on the
+    architecture and input size, not on the weights)."""
+    import dataclasses
+
+    import torch
+
+    from models.tpm.config import preset
+    from models.tpm.export import PolicyGraph, write_policy_onnx
+    from models.tpm.network import TPMNet
+    from models.tpm.train import Normaliser
+
+    config = preset(preset_name)
+    identity = Normaliser([0.0] * 3, [1.0] * 3, [0.0] * 4, [1.0] * 4)
+    graph = PolicyGraph(TPMNet(config), identity).eval()
+    v, size = len(config.views), config.image_size
+    rgb = torch.zeros(1, v, size, size, 3, dtype=torch.uint8)  # as `prepare_views` gives it
+    example = (rgb, torch.zeros(1, v, size, size), torch.zeros(1, 4))
+    path = folder / f"tpm_{preset_name}_random.onnx"
+    write_policy_onnx(graph, example, path, {"config": dataclasses.asdict(config)})
+    return path
+
+
+def heavy_config(config: Config, folder: Path, preset_name: str = "paper") -> Config:
+    """Stages heavy enough that pipelining can pay on this CPU: CSRT tracking, GrabCut masks and
+    the `paper` TPM (ResNet-50 + ResNet-18, two 224 px views) on ONNX Runtime."""
+    onnx = random_policy(preset_name, folder)
+    return config.model_copy(
+        update={
+            "models": config.models.model_copy(update=HEAVY_MODELS),
+            "policy": config.policy.model_copy(update={"onnx": onnx}),
+        }
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's own arguments (the CLI's `bench loop` adds the config arguments)."""
+    parser.add_argument("--steps", type=int, default=100, help="control steps per loop (100)")
+    parser.add_argument(
+        "--heavy",
+        action="store_true",
+        help="heavy stages that run here: CSRT tracking, GrabCut masks and a random-weight "
+        "`paper` TPM (ResNet-50 + ResNet-18, two 224 px views) on ONNX Runtime",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 12 steps, 64 px frames, rules reasoner"
+    )
+    add_threads_argument(parser)
+    add_json_argument(parser, "loop", "report")
+
+
+def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
+    """Run both loops as the arguments say; prints the report; returns the exit code."""
+    out = out or sys.stdout
+    steps = args.steps
+    if args.quick:
+        steps = min(steps, 12)
+        sim = config.sim.model_copy(update={"image_width": 64, "image_height": 64})
+        models = config.models.model_copy(update={"reasoner": "rules"})
+        config = config.model_copy(update={"sim": sim, "models": models})
+    if steps < 3:
+        print("error: --steps must be at least 3", file=sys.stderr)
+        return 2
+    threads = args.threads or config.runtime.torch_threads
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as folder:
+        if args.heavy:
+            print("loop: writing a random-weight paper TPM for the heavy run", file=out, flush=True)
+            config = heavy_config(config, Path(folder))
+        print(f"loop: {steps} steps, {models_line(config)}", file=out, flush=True)
+        result = run_benchmark(config, steps, threads=threads)
+    result["heavy"] = bool(args.heavy)
+    results = loop_results(result)
+    report = format_report(results)
+    print(f"\n{result['caption']}\n\n{report}", file=out)
+    ratio = result["ratio"]
+    print(f"pipelined / sequential rate: {ratio:.2f}x" if ratio else "ratio: n/a", file=out)
+    bench = "loop-heavy" if args.heavy else "loop"
+    json_path = save_results(bench, result, report, args.json_path, args.quick, out)
+    if json_path is not None:
+        picture = json_path.with_name(json_path.stem + "-timeline.png")
+        if plot_timeline(results, picture):
+            print(f"wrote {picture}", file=out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    doc = sys.modules["benchmarks.loop"].__doc__
+    return standalone_main("python -m benchmarks.loop", doc, add_arguments, run, argv)

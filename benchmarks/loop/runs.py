@@ -1,0 +1,264 @@
+"""The two loops the benchmark compares, on the same backends: the pipelined `Runtime` and a
+sequential loop in the shape of the paper's ROS loop; what each run yields (`LoopResult`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agent.config import Config
+from agent.telemetry import summarize
+from benchmarks.loop.meters import Meters, Snapshot, cpu_table
+
+REQUEST = "I spilled the milk"
+
+
+@dataclass
+class LoopResult:
+    mode: str
+    steps: int
+    window_s: float
+    rate_hz: float
+    latency_ms: dict[str, float]
+    interval_ms: dict[str, float]
+    jitter_ms: dict[str, float]
+    stale: int
+    dropped: dict[str, int]
+    stage_ms: dict[str, dict[str, float]]
+    render_ms: dict[str, float]
+    cpu: dict[str, dict[str, float]]
+    bounds: dict[str, float] = field(default_factory=dict)
+    outcome: str = ""
+    #: stage -> [[start, end] ms from the window's start, ...]: a few seconds, for the picture
+    timeline: dict[str, list[list[float]]] = field(default_factory=dict)
+
+
+def _stage_summaries(meters: Meters, skip: int) -> dict[str, dict[str, float]]:
+    """Wall time per call of each stage (after `skip` warm-up calls of each)."""
+    out = {}
+    for name, meter in meters.stages.items():
+        if meter.wall_ms:
+            out[name] = summarize(meter.wall_ms[skip:] or meter.wall_ms)
+    return out
+
+
+def _render_summary(meters: Meters) -> dict[str, float]:
+    per_view = {v: statistics.median(s) for v, s in meters.render_ms.items() if s}
+    return {v: round(ms, 2) for v, ms in per_view.items()}
+
+
+def bounds(result: LoopResult, config: Config, *, schedule: str) -> dict[str, float]:
+    """Rates (Hz) the loop could reach at best, and the achieved share of each.
+
+    Stage costs are the mean wall times this run measured (rates are made of means: a frame wait
+    of 5 ms nine times and 95 ms once costs 14 ms a step, not the median's 5); `command` counts
+    twice per step (a state read and a move). Render times are medians (cameras report no more).
+    `schedule` is the runtime's `command_mode` ("on_arrival", "fixed_rate") or "sequential":
+    - pipelined: 1 / the slowest stage, where each camera renders on its own thread (the slowest
+      view counts), and the camera period, the command clock (fixed_rate) or the minimum command
+      interval (on_arrival) count as stages, since nothing runs faster than it is clocked;
+    - sequential: 1 / the sum of its own stages as it ran them: capture (its wait for a frame of
+      each view, which includes whatever rendering did not overlap), perceive, act, command. The
+      loop does all of that and a little bookkeeping per step, so it cannot beat this bound.
+    """
+    stage = {k: v.get("mean", v.get("median", 0.0)) for k, v in result.stage_ms.items()}
+    render = max(result.render_ms.values(), default=0.0)
+    command = stage.get("command", 0.0) * 2
+    work = {"perceive": stage.get("perceive", 0.0), "act": stage.get("act", 0.0)}
+    if schedule == "sequential":
+        views = max(1, len(result.render_ms))
+        parts = {"capture": stage.get("capture", 0.0) * views, **work, "command": command}
+        costs = dict(parts)
+    else:
+        parts = {"render": render, **work, "command": command}
+        costs = {**parts, "camera period": 1e3 / config.sim.camera_fps}
+        if schedule == "fixed_rate":
+            costs["control period"] = 1e3 / config.runtime.control_hz
+        elif config.runtime.min_command_interval_s > 0:
+            costs["command interval"] = config.runtime.min_command_interval_s * 1e3
+    slowest_name = max(costs, key=lambda k: costs[k])
+    total = sum(parts.values())
+    slowest_hz = 1e3 / costs[slowest_name] if costs[slowest_name] > 0 else float("inf")
+    sum_hz = 1e3 / total if total > 0 else float("inf")
+    return {
+        "slowest_stage": slowest_name,  # type: ignore[dict-item]
+        "slowest_ms": round(costs[slowest_name], 2),
+        "sum_ms": round(total, 2),
+        "bound_slowest_hz": round(slowest_hz, 2),
+        "bound_sum_hz": round(sum_hz, 2),
+        "of_slowest": round(result.rate_hz / slowest_hz, 3),
+        "of_sum": round(result.rate_hz / sum_hz, 3),
+    }
+
+
+def timeline(meters: Meters, start: float, seconds: float = 3.0) -> dict[str, list[list[float]]]:
+    """The stage calls and renders inside [start, start + seconds], in ms from `start`."""
+    rows: dict[str, list[tuple[float, float]]] = {
+        f"render {view}": list(spans.values()) for view, spans in meters.render_spans.items()
+    }
+    rows.update(
+        {
+            "capture (frame wait)" if name == "capture" else name: m.spans
+            for name, m in meters.stages.items()
+            if name != "supervise"
+        }
+    )
+    end = start + seconds
+    return {
+        name: [
+            [round((a - start) * 1e3, 2), round((b - start) * 1e3, 2)]
+            for a, b in spans
+            if b >= start and a <= end
+        ]
+        for name, spans in rows.items()
+    }
+
+
+def _rate(times: Sequence[float]) -> float:
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
+
+def _intervals(times: Sequence[float]) -> list[float]:
+    return [(b - a) * 1e3 for a, b in itertools.pairwise(times)]
+
+
+def _bench_config(config: Config, steps: int) -> Config:
+    """The step budget ends the episode after `steps` control steps (the task may finish first)."""
+    return config.model_copy(
+        update={
+            "runtime": config.runtime.model_copy(update={"max_steps": steps}),
+            "output": config.output.model_copy(update={"video": False}),
+        }
+    )
+
+
+def run_pipelined(
+    config: Config, steps: int, request: str = REQUEST, *, mode: str = "on_arrival"
+) -> LoopResult:
+    """The real Runtime with `runtime.command_mode = mode`, its backends metered through
+    `parts_factory`; events give the steps."""
+    import anyio
+
+    from agent.backends import build_parts
+    from agent.events import Finished, Step
+    from agent.runtime import Runtime
+
+    meters = Meters()
+    config = _bench_config(config, steps)
+    config = config.model_copy(
+        update={"runtime": config.runtime.model_copy(update={"command_mode": mode})}
+    )
+    times: list[float] = []
+    totals: list[float] = []
+    marks: dict[str, Snapshot] = {}
+    outcome: Any = None
+
+    async def go() -> None:
+        nonlocal outcome
+        factory = lambda c: meters.instrument(build_parts(c))  # noqa: E731
+        async with Runtime(config, parts_factory=factory) as runtime:
+            async for event in runtime.execute(request):
+                if isinstance(event, Step):
+                    marks["last"] = Snapshot.take(meters, marks.get("last"))
+                    marks.setdefault("first", marks["last"])
+                    times.append(event.t)
+                    totals.append(event.latency_ms["total"])
+                elif isinstance(event, Finished):
+                    outcome = event.outcome
+
+    anyio.run(go)
+    if outcome is None or "first" not in marks:
+        raise RuntimeError(f"the runtime ran no control step ({outcome and outcome.reason})")
+    n = len(times)
+    result = LoopResult(
+        mode=f"pipelined, {mode.replace('_', ' ')}",
+        steps=n,
+        window_s=round(times[-1] - times[0], 3),
+        rate_hz=round(_rate(times), 3),
+        latency_ms=summarize(totals),
+        interval_ms=summarize(_intervals(times)),
+        jitter_ms=outcome.latency_ms.get("command_lateness", {}),
+        stale=outcome.stale_actions,
+        dropped=dict(outcome.dropped),
+        stage_ms=_stage_summaries(meters, skip=1),
+        render_ms=_render_summary(meters),
+        cpu=cpu_table(marks["first"], marks["last"], n - 1, loop_runs_stages=False),
+        outcome=f"{outcome.status}: {outcome.reason}",
+        timeline=timeline(meters, times[min(2, n - 1)]),
+    )
+    result.bounds = bounds(result, config, schedule=mode)
+    return result
+
+
+def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopResult:
+    """Capture, perceive, act, command in one thread, one after another (the paper's ROS loop)."""
+    from agent.backends import build_parts
+    from models.types import Observation
+
+    meters = Meters()
+    config = _bench_config(config, steps)
+    parts = meters.instrument(build_parts(config))
+    deadline = config.runtime.action_deadline_s
+    timeout = config.runtime.camera_timeout_s
+    times: list[float] = []
+    totals: list[float] = []
+    seqs: dict[str, list[int]] = {name: [] for name in parts.cameras}
+    stale = 0
+    parts.open()
+    try:
+        task = parts.reasoner.reason(request, parts.scene_objects())
+        pipeline = parts.new_pipeline()
+        pipeline.start(task, {n: c.read(timeout) for n, c in parts.cameras.items()})
+        parts.policy.reset(task)
+        start = end = None
+        for _ in range(steps):
+            frames = {name: camera.read(timeout) for name, camera in parts.cameras.items()}
+            percept = pipeline.step(frames)
+            state = parts.robot.state()
+            observation = Observation(
+                images=percept.images,
+                masks=percept.masks,
+                proprio=np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32),
+                t_capture=percept.t_capture,
+            )
+            action = parts.policy.act(observation)
+            parts.robot.move(action.move, action.gripper_closed)
+            now = time.monotonic()
+            end = Snapshot.take(meters, end)
+            start = start or end
+            times.append(now)
+            totals.append((now - percept.t_capture) * 1e3)
+            stale += now - percept.t_capture > deadline
+            for name, frame in frames.items():
+                seqs[name].append(frame.seq)
+    finally:
+        parts.robot.stop()
+        parts.close()
+    assert start is not None and end is not None
+    intervals = _intervals(times)
+    median = statistics.median(intervals) if intervals else 0.0
+    result = LoopResult(
+        mode="sequential",
+        steps=len(times),
+        window_s=round(times[-1] - times[0], 3),
+        rate_hz=round(_rate(times), 3),
+        latency_ms=summarize(totals),
+        interval_ms=summarize(intervals),
+        jitter_ms=summarize(abs(i - median) for i in intervals),
+        stale=stale,
+        dropped={f"frames/{n}": int(sum(np.diff(s) - 1)) for n, s in seqs.items()},
+        stage_ms=_stage_summaries(meters, skip=1),
+        render_ms=_render_summary(meters),
+        cpu=cpu_table(start, end, len(times) - 1, loop_runs_stages=True),
+        outcome=f"{len(times)} steps",
+        timeline=timeline(meters, times[min(2, len(times) - 1)]),
+    )
+    result.bounds = bounds(result, config, schedule="sequential")
+    return result

@@ -1,0 +1,230 @@
+"""The CPU table's machinery: what a module's builder returns (`Probe`s), the registry's
+`Entry`, the shared `Bench`, timing a call, turning probes into rows, and the table.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.config import Config
+from benchmarks.machine import describe, ms_cell
+from benchmarks.table4 import PAPER_MS, WEIGHTS_NOTE, Row, entry_row, markdown_row
+from models.types import Box
+
+
+class Unavailable(Exception):
+    """This module cannot be measured here; the message (one line) says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One table row: `call` runs the module once, or `derived` combines other rows' medians.
+
+    `derived` is ((row name, weight), ...): e.g. SAM's per-extra-box cost is the median of the
+    two-box decoder minus the one-box decoder. Derived rows have a median only.
+    """
+
+    name: str
+    engine: str
+    input: str
+    call: Callable[[], object] | None = None
+    derived: tuple[tuple[str, float], ...] = ()
+    paper: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A module in the table: `build(bench)` returns its probes or raises Unavailable.
+
+    `heavy` modules (seconds or more per call on a CPU) are left out by `--no-heavy`, which the
+    CI smoke test uses; each family keeps at least one light entry so the smoke run covers it.
+    """
+
+    key: str
+    family: str
+    build: Callable[[Bench], list[Probe]]
+    heavy: bool = False
+    paper: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How long to measure: see the module docstring."""
+
+    warmup: int = 3
+    runs: int = 200
+    min_runs: int = 3
+    budget_s: float = 20.0
+    size: int = 224
+    frames: int = 30
+
+    @classmethod
+    def quick(cls, size: int = 96) -> Settings:
+        return cls(warmup=1, runs=3, min_runs=2, budget_s=0.5, size=size, frames=6)
+
+
+@dataclass
+class Scene:
+    """Rendered sim frames of one view (the arm moving), the task's phrases and first boxes."""
+
+    frames: list[Any]
+    phrases: list[str]
+    boxes: list[Box]
+    size: int
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.frames[0].rgb
+
+    def sweep(self) -> Iterator[Any]:
+        """Frames forwards then backwards, forever: continuous motion for trackers."""
+        order = self.frames + self.frames[-2:0:-1]
+        return itertools.cycle(order)
+
+
+@dataclass
+class Bench:
+    """What builders share: config, scene, threads, a folder for stand-in weights, a cache."""
+
+    config: Config
+    scene: Scene
+    workdir: Path
+    threads: int
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def configured(self, settings: dict[str, Any]) -> Config:
+        """The config with dotted `section.key` settings replaced (validated again)."""
+        data = self.config.model_dump()
+        for key, value in settings.items():
+            section, name = key.split(".")
+            data[section][name] = value
+        return Config.model_validate(data)
+
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
+
+
+def ort_engine(session: Any) -> str:
+    """'onnxruntime <provider>' with the provider the session really runs on."""
+    return f"onnxruntime {session.get_providers()[0].removesuffix('ExecutionProvider')}"
+
+
+def measure(call: Callable[[], object], settings: Settings) -> list[float]:
+    """Milliseconds per call: warm-up, then runs until `runs` or the budget (>= `min_runs`).
+
+    Warm-up stops after the first call when one call alone uses a budget share: a model that
+    takes 30 s is warm after one call, and three more would only burn the budget.
+    """
+    share = settings.budget_s / max(settings.min_runs, 1)
+    for _ in range(max(settings.warmup, 1)):
+        t0 = time.perf_counter()
+        call()
+        if time.perf_counter() - t0 > share:
+            break
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < settings.runs:
+        t0 = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - t0) * 1e3)
+        if len(samples) >= settings.min_runs and time.perf_counter() - start >= settings.budget_s:
+            break
+    return samples
+
+
+def run_entries(
+    entries: Sequence[Entry], bench: Bench, settings: Settings, log: Any = None
+) -> list[Row]:
+    """Build and measure each entry in turn; a failing entry becomes an error row, not a crash."""
+    rows: list[Row] = []
+    for entry in entries:
+        t0 = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # timm / groundingdino deprecation noise
+                probes = entry.build(bench)
+        except Unavailable as exc:
+            rows.append(entry_row(entry, "n/a", str(exc)))
+            continue
+        except Exception as exc:  # one broken backend must not hide the others' numbers
+            rows.append(entry_row(entry, "error", f"{type(exc).__name__}: {exc}"))
+            continue
+        measured: dict[str, Row] = {}
+        for probe in probes:
+            row = Row(
+                key=entry.key,
+                family=entry.family,
+                module=probe.name,
+                engine=probe.engine,
+                input=probe.input,
+                paper=probe.paper,
+                paper_ms=PAPER_MS.get(probe.paper) if probe.paper else None,
+                note=probe.note,
+            )
+            if probe.call is not None:
+                try:
+                    row.set_stats(measure(probe.call, settings), 2)
+                except Exception as exc:
+                    row.status, row.note = "error", f"{type(exc).__name__}: {exc}"
+            else:
+                parts = [(measured.get(name), weight) for name, weight in probe.derived]
+                if all(r is not None and r.median is not None for r, _ in parts):
+                    row.status = "derived"
+                    row.median = round(sum(r.median * w for r, w in parts), 2)  # type: ignore[union-attr, operator]
+                else:
+                    row.status = "error"
+            measured[probe.name] = row
+            rows.append(row)
+        if log is not None:
+            print(f"  {entry.key}: {time.perf_counter() - t0:.1f} s", file=log, flush=True)
+        gc.collect()  # drop the module before building the next (SAM / DINO hold GBs)
+    return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A markdown table: ours beside the paper's (GPU) where the paper has the module."""
+    lines = [
+        "| family | module | engine | input | runs | median | p90 | p99 | min | max "
+        "| paper (GPU) | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.status in ("n/a", "error"):
+            cells = [r.family, r.module, "", "", "", r.status, "", "", "", "", r.paper_cell, r.note]
+        else:
+            runs = "derived" if r.status == "derived" else str(r.count)
+            cells = [
+                r.family,
+                r.module,
+                r.engine,
+                r.input,
+                runs,
+                ms_cell(r.median),
+                ms_cell(r.p90),
+                ms_cell(r.p99),
+                ms_cell(r.min),
+                ms_cell(r.max),
+                r.paper_cell,
+                r.note,
+            ]
+        lines.append(markdown_row(cells))
+    return "\n".join(lines)
+
+
+def caption(info: dict[str, Any], settings: Settings, threads: int) -> str:
+    return (
+        f"Latency per call in ms on {describe(info)}; {threads} thread(s) for torch, ONNX "
+        f"Runtime and OpenCV; {WEIGHTS_NOTE}. Paper: Table IV, on an NVIDIA GPU."
+    )

@@ -1,0 +1,5 @@
+"""`python -m benchmarks.soak`: see the package docstring."""
+
+from benchmarks.soak.cli import main
+
+raise SystemExit(main())
