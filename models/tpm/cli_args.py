@@ -100,6 +100,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-lr", type=non_negative_float, default=None, help="cosine floor")
     parser.add_argument("--weight-decay", type=non_negative_float, default=5e-4)
     parser.add_argument(
+        "--move-weight",
+        type=positive_float,
+        default=5000.0,
+        help="loss weight of the standardised move's MSE (the paper's 5000)",
+    )
+    parser.add_argument(
+        "--gripper-weight",
+        type=positive_float,
+        default=5.0,
+        help="loss weight of the gripper's cross-entropy (the paper's 5)",
+    )
+    parser.add_argument(
         "--val-fraction", type=fraction, default=0.1, help="share of episodes held out (0..1)"
     )
     parser.add_argument("--seed", type=non_negative_int, default=0)

@@ -63,6 +63,10 @@ class TrainSettings:
     lr: float | None = None
     min_lr: float | None = None
     weight_decay: float = 5e-4
+    #: the loss's weights (`bc_loss`): the paper's 5000 : 5 was chosen for moves in raw metres;
+    #: here the move is standardised, which makes its MSE ~1e4-1e5x larger than in metres
+    move_weight: float = 5000.0
+    gripper_weight: float = 5.0
     warmup_fraction: float = 0.03
     val_fraction: float = 0.1
     repeat: int = 3
@@ -431,12 +435,16 @@ class Trainer:
         feats = batch_features(batch, self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             move_pred, logits = self.net(images, masks, proprio, feats)
-        loss, parts = bc_loss(move_pred, logits, move, grip)
+        loss, parts = self._loss(move_pred, logits, move, grip)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
         return parts
+
+    def _loss(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        s = self.settings
+        return bc_loss(*tensors, move_weight=s.move_weight, gripper_weight=s.gripper_weight)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -451,7 +459,7 @@ class Trainer:
             feats = batch_features(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 move_pred, logits = self.net(images, masks, proprio, feats)
-            _, parts = bc_loss(move_pred, logits, move, grip)
+            _, parts = self._loss(move_pred, logits, move, grip)
             b = len(grip)
             for k in ("loss", "mse", "ce"):
                 totals[k] += parts[k] * b
@@ -565,6 +573,8 @@ def run_train(args: Any) -> int:
         lr=args.lr,
         min_lr=args.min_lr,
         weight_decay=args.weight_decay,
+        move_weight=args.move_weight,
+        gripper_weight=args.gripper_weight,
         val_fraction=args.val_fraction,
         shift_px=args.shift_px,
         seed=args.seed,
