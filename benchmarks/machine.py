@@ -1,4 +1,5 @@
-"""What a benchmark ran on, and the thread pinning every benchmark applies before measuring.
+"""What a benchmark ran on, the thread pinning every benchmark applies before measuring, and
+the cells and markdown tables every benchmark reports in.
 
 Latency numbers mean nothing without the machine: CPU model, cores, load (this project's dev
 machine is shared, so the load average goes with every result), GPU, library versions and the ONNX
@@ -19,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -103,6 +105,17 @@ def ms_cell(value: float | None) -> str:
     if value >= 10:
         return f"{value:,.1f}"
     return f"{value:.2f}" if value >= 1 else f"{value:.3f}"
+
+
+def markdown_row(cells: Sequence[object]) -> str:
+    """One markdown table line; a '|' inside a cell becomes '/'."""
+    return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A markdown table: the header line, the separator, a line per row (see `markdown_row`)."""
+    lines = [markdown_row(columns), "|---" * len(columns) + "|"]
+    return "\n".join(lines + [markdown_row(cells) for cells in rows])
 
 
 def library_versions() -> dict[str, str]:

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._cli import save_results, standalone_main
-from benchmarks.machine import describe, machine_info, pin_threads, preload_torch
+from benchmarks.machine import describe, machine_info, markdown_table, pin_threads, preload_torch
 from benchmarks.table4 import WEIGHTS_NOTE
 from models.tracking.base import TrackResult
 from models.types import Box, Detection, GroundTruth, TaskSpec
@@ -342,18 +342,15 @@ def caption(
 
 
 def format_table(rows: Sequence[ModeResult]) -> str:
-    lines = [
-        "| mode | steps | detector calls | step median ms | step p90 ms | step max ms "
-        "| wall s | tracking updates/s | pick tracked | place lost |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.mode} | {r.steps} | {r.detector_calls} | {r.step_median_ms:,.1f} "
-            f"| {r.step_p90_ms:,.1f} | {r.step_max_ms:,.1f} | {r.wall_s:,.1f} "
-            f"| {r.tracking_hz:.2f} | {r.pick_tracked}/{r.steps} | {r.place_lost}/{r.steps} |"
-        )
-    return "\n".join(lines)
+    columns = ["mode", "steps", "detector calls", "step median ms", "step p90 ms"]
+    columns += ["step max ms", "wall s", "tracking updates/s", "pick tracked", "place lost"]
+    return markdown_table(columns, (_cells(r) for r in rows))
+
+
+def _cells(r: ModeResult) -> list[object]:
+    ms = [f"{v:,.1f}" for v in (r.step_median_ms, r.step_p90_ms, r.step_max_ms, r.wall_s)]
+    tracked = [f"{r.pick_tracked}/{r.steps}", f"{r.place_lost}/{r.steps}"]
+    return [r.mode, r.steps, r.detector_calls, *ms, f"{r.tracking_hz:.2f}", *tracked]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol, TypeVar
 
+from benchmarks.machine import ms_cell
+
 #: Table IV of the paper: inference time (ms) per module, on an NVIDIA GPU.
 PAPER_MS: dict[str, float] = {
     "GroundingDINO-B": 148.6,
@@ -22,6 +24,17 @@ PAPER_MS: dict[str, float] = {
     "SAM-B": 18.2,
     "SAM-T": 10.1,
     "TPM": 34.8,
+}
+
+#: Which of our modules stands beside which module of the paper's Table IV, by key
+#: ("family/name", the same in both tables): the one registry of that pairing.
+PAPER_MODULE: dict[str, str] = {
+    "detector/grounding_dino_swinb": "GroundingDINO-B",
+    "tracker/onnx": "MixFormerV2-S",
+    "tracker/mixformer_b": "MixFormer-B",
+    "segmenter/sam_vit_b": "SAM-B",
+    "segmenter/mobile_sam": "SAM-T",
+    "policy/tpm_paper": "TPM",
 }
 
 WEIGHTS_NOTE = (
@@ -75,6 +88,17 @@ class Row:
         for name, value in stats(samples, digits).items():
             setattr(self, name, value)
 
+    def timing_cells(self) -> list[str]:
+        """engine, input, runs, median, p90, p99, min and max as table cells; a row without a
+        number shows its status in the median's place."""
+        if self.status not in ("ok", "derived"):
+            return ["", "", "", self.status, "", "", "", ""]
+        runs = "derived" if self.status == "derived" else str(self.count)
+        stats = (self.median, self.p90, self.p99, self.min, self.max)
+        if self.status == "derived":  # a sum of medians has no spread
+            stats = (self.median, None, None, None, None)
+        return [self.engine, self.input, runs, *(ms_cell(v) for v in stats)]
+
     @property
     def paper_cell(self) -> str:
         """'<paper module> <ms>' where the paper has the module, else empty."""
@@ -95,18 +119,25 @@ class Keyed(Protocol):
 E = TypeVar("E", bound=Keyed)
 
 
+def identity(key: str) -> dict[str, Any]:
+    """An entry's family (the key's first part) and paper module (`PAPER_MODULE`), as keywords
+    for either table's `Entry`."""
+    return {"family": key.split("/", 1)[0], "paper": PAPER_MODULE.get(key)}
+
+
+def module_row(entry: Keyed, module: str, paper: str | None, **more: Any) -> Row:
+    """A row of `entry` (one of its modules' calls), beside the `paper` module's figure if any;
+    `more`: the other fields (engine, input, variant, note, ...)."""
+    paper_ms = PAPER_MS.get(paper) if paper else None
+    return Row(
+        key=entry.key, family=entry.family, module=module, paper=paper, paper_ms=paper_ms, **more
+    )
+
+
 def entry_row(entry: Keyed, status: str, note: str, variant: str = "") -> Row:
     """The row of an entry that has no number (unavailable, failed, skipped), named by its key."""
-    return Row(
-        key=entry.key,
-        family=entry.family,
-        module=entry.key.split("/", 1)[1],
-        variant=variant,
-        status=status,
-        paper=entry.paper,
-        paper_ms=PAPER_MS.get(entry.paper) if entry.paper else None,
-        note=note,
-    )
+    module = entry.key.split("/", 1)[1]
+    return module_row(entry, module, entry.paper, status=status, note=note, variant=variant)
 
 
 def stats(samples: Sequence[float], digits: int) -> dict[str, Any]:
@@ -129,8 +160,3 @@ def select_keys(entries: Sequence[E], only: Sequence[str]) -> list[E]:
 def million_params(model: Any) -> float:
     """A torch module's parameter count, in millions."""
     return float(sum(p.numel() for p in model.parameters()) / 1e6)
-
-
-def markdown_row(cells: Sequence[object]) -> str:
-    """One markdown table line; a '|' inside a cell becomes '/'."""
-    return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"

@@ -29,7 +29,7 @@ from benchmarks.gpu_modules.variants import (
     one_line,
 )
 from benchmarks.machine import nvidia_smi
-from benchmarks.table4 import PAPER_MS, Row
+from benchmarks.table4 import Row, module_row
 
 
 class Runner:
@@ -193,17 +193,8 @@ def run_child(
     emit({"event": "plan", "rows": plan})
 
     def base_row(name: str, variant: str, input_: str, paper: str | None, note: str) -> Row:
-        return Row(
-            key=entry.key,
-            family=entry.family,
-            module=name,
-            variant=runner.label(variant),
-            engine=engine,
-            input=input_,
-            paper=paper,
-            paper_ms=PAPER_MS.get(paper) if paper else None,
-            note=note,
-        )
+        label = runner.label(variant)
+        return module_row(entry, name, paper, variant=label, engine=engine, input=input_, note=note)
 
     failed_capture: dict[str, str] = {}  # target -> why its fp32 capture failed
     for variant in variants:

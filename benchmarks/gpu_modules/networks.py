@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.gpu_modules.variants import Context, Derived, Entry, Target
-from benchmarks.table4 import TASK_PHRASES, million_params
+from benchmarks.gpu_modules.variants import Built, Context, Derived, Entry, Target
+from benchmarks.table4 import TASK_PHRASES, identity, million_params
 
 #: The runtime's defaults for the ONNX tracker's crops (config section `onnx_tracker`).
 TRACKER_TEMPLATE, TRACKER_SEARCH = 112, 224
@@ -25,7 +26,7 @@ def _params(model: Any) -> str:
     return f"{million_params(model):.1f}M params"
 
 
-def tpm(ctx: Context) -> tuple[list[Target], list[Derived]]:
+def tpm(ctx: Context) -> Built:
     from models.tpm.config import preset
     from models.tpm.network import TPMNet
 
@@ -47,7 +48,7 @@ def tpm(ctx: Context) -> tuple[list[Target], list[Derived]]:
     return [target], []
 
 
-def tracker(ctx: Context) -> tuple[list[Target], list[Derived]]:
+def tracker(ctx: Context) -> Built:
     from models.tracking.standin import mixformer_v2_s
 
     model = mixformer_v2_s(TRACKER_TEMPLATE, TRACKER_SEARCH).to(ctx.device)
@@ -67,7 +68,7 @@ def tracker(ctx: Context) -> tuple[list[Target], list[Derived]]:
     return [target], []
 
 
-def sam(ctx: Context, variant: str, label: str, paper: str) -> tuple[list[Target], list[Derived]]:
+def sam(ctx: Context, variant: str, label: str, paper: str) -> Built:
     """Encoder; prompt encoder + mask decoder (+ mask post-processing) with 1 and 2 boxes.
 
     For ViT variants also the encoder with SDPA attention (a copy of it, rebound by
@@ -161,9 +162,7 @@ def _shared_bert(ctx: Context) -> Path:
     return folder
 
 
-def grounding_dino(
-    ctx: Context, variant: str, label: str, paper: str | None
-) -> tuple[list[Target], list[Derived]]:
+def grounding_dino(ctx: Context, variant: str, label: str, paper: str | None) -> Built:
     from models.detection.grounding_dino import build_caption
     from models.detection.standin import grounding_dino_model
 
@@ -185,38 +184,36 @@ def grounding_dino(
     return [target], []
 
 
-#: The table, in the order the children run (the paper's own network first: it matters most).
+def _entry(key: str, build: Callable[[Context], Built], budget_s: float, **more: Any) -> Entry:
+    return Entry(key, build=build, budget_s=budget_s, **identity(key), **more)
+
+
+#: The table, in the order the children run (the paper's own network first: it matters most);
+#: family and paper module come from the key (`benchmarks.table4.identity`).
 #: Budgets are caps in seconds, imports and model building included (the first child also
 #: pays the cold torch import and CUDA start); what a child leaves unused stays in `--total`.
 REGISTRY: tuple[Entry, ...] = (
-    Entry("policy/tpm_paper", "policy", tpm, 45.0, True, 80.0, paper="TPM"),
-    Entry("tracker/onnx", "tracker", tracker, 35.0, True, 50.0, paper="MixFormerV2-S"),
-    Entry(
+    _entry("policy/tpm_paper", tpm, 45.0, compile=True, compile_budget_s=80.0),
+    _entry("tracker/onnx", tracker, 35.0, compile=True, compile_budget_s=50.0),
+    _entry(
         "segmenter/sam_vit_b",
-        "segmenter",
         partial(sam, variant="vit_b", label="SAM ViT-B", paper="SAM-B"),
         70.0,
         compile_budget_s=100.0,
-        paper="SAM-B",
         sdpa=True,
     ),
-    Entry(
+    _entry(
         "segmenter/mobile_sam",
-        "segmenter",
         partial(sam, variant="vit_t", label="MobileSAM", paper="SAM-T"),
         35.0,
-        paper="SAM-T",
     ),
-    Entry(
+    _entry(
         "detector/grounding_dino_swinb",
-        "detector",
         partial(grounding_dino, variant="swinb_cogcoor", label="Swin-B", paper="GroundingDINO-B"),
         50.0,
-        paper="GroundingDINO-B",
     ),
-    Entry(
+    _entry(
         "detector/grounding_dino_swint",
-        "detector",
         partial(grounding_dino, variant="swint_ogc", label="Swin-T", paper=None),
         40.0,
     ),

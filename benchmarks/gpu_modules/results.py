@@ -13,8 +13,8 @@ from typing import Any
 
 from benchmarks.gpu_modules.networks import REGISTRY
 from benchmarks.gpu_modules.variants import one_line
-from benchmarks.machine import describe, ms_cell
-from benchmarks.table4 import WEIGHTS_NOTE, Keyed, Row, markdown_row
+from benchmarks.machine import describe, markdown_table
+from benchmarks.table4 import WEIGHTS_NOTE, Keyed, Row
 
 
 def caption(info: dict[str, Any], gpu: dict[str, Any] | None, device: str) -> str:
@@ -52,25 +52,20 @@ def caption(info: dict[str, Any], gpu: dict[str, Any] | None, device: str) -> st
     )
 
 
+def _speedup(row: Row) -> str:
+    return f"{row.speedup:g}x" if row.speedup is not None else ""
+
+
 def format_table(rows: Sequence[Row]) -> str:
-    lines = [
-        "| family | module | variant | engine | input | runs | median | p90 | p99 | min | max "
-        "| paper (GPU) | speed-up vs paper | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        speedup = f"{r.speedup:g}x" if r.speedup is not None else ""
-        if r.status in ("ok", "derived"):
-            runs = "derived" if r.status == "derived" else str(r.count)
-            stats = [ms_cell(v) for v in (r.median, r.p90, r.p99, r.min, r.max)]
-            if r.status == "derived":
-                stats = [ms_cell(r.median), "-", "-", "-", "-"]
-            cells = [r.family, r.module, r.variant, r.engine, r.input, runs, *stats]
-        else:
-            cells = [r.family, r.module, r.variant, "", "", "", r.status, "", "", "", ""]
-        cells += [r.paper_cell, speedup, r.note]
-        lines.append(markdown_row(cells))
-    return "\n".join(lines)
+    columns = ["family", "module", "variant", "engine", "input", "runs", "median", "p90", "p99"]
+    columns += ["min", "max", "paper (GPU)", "speed-up vs paper", "note"]
+    return markdown_table(
+        columns,
+        (
+            [r.family, r.module, r.variant, *r.timing_cells(), r.paper_cell, _speedup(r), r.note]
+            for r in rows
+        ),
+    )
 
 
 def merge_results(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 FP32, FP16, GRAPH32, GRAPH16, COMPILE = "fp32", "fp16", "graph-fp32", "graph-fp16", "compile"
 
@@ -105,6 +105,10 @@ class Derived:
     note: str = ""
 
 
+#: What a module's builder returns: its timed targets and the rows summed from them.
+Built: TypeAlias = tuple[list[Target], list[Derived]]
+
+
 @dataclass
 class Context:
     """What builders get: torch, the device, and a folder shared by the run's children."""
@@ -125,7 +129,7 @@ class Entry:
 
     key: str
     family: str
-    build: Callable[[Context], tuple[list[Target], list[Derived]]]
+    build: Callable[[Context], Built]
     budget_s: float
     compile: bool = False
     compile_budget_s: float = 0.0

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from agent.config import Config
-from benchmarks.machine import describe, ms_cell
-from benchmarks.table4 import PAPER_MS, WEIGHTS_NOTE, Row, entry_row, markdown_row
+from benchmarks.machine import describe, markdown_table
+from benchmarks.table4 import WEIGHTS_NOTE, Row, entry_row, module_row
 from models.types import Box
 
 
@@ -163,14 +163,12 @@ def run_entries(
             continue
         measured: dict[str, Row] = {}
         for probe in probes:
-            row = Row(
-                key=entry.key,
-                family=entry.family,
-                module=probe.name,
+            row = module_row(
+                entry,
+                probe.name,
+                probe.paper,
                 engine=probe.engine,
                 input=probe.input,
-                paper=probe.paper,
-                paper_ms=PAPER_MS.get(probe.paper) if probe.paper else None,
                 note=probe.note,
             )
             if probe.call is not None:
@@ -195,32 +193,11 @@ def run_entries(
 
 def format_table(rows: Sequence[Row]) -> str:
     """A markdown table: ours beside the paper's (GPU) where the paper has the module."""
-    lines = [
-        "| family | module | engine | input | runs | median | p90 | p99 | min | max "
-        "| paper (GPU) | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        if r.status in ("n/a", "error"):
-            cells = [r.family, r.module, "", "", "", r.status, "", "", "", "", r.paper_cell, r.note]
-        else:
-            runs = "derived" if r.status == "derived" else str(r.count)
-            cells = [
-                r.family,
-                r.module,
-                r.engine,
-                r.input,
-                runs,
-                ms_cell(r.median),
-                ms_cell(r.p90),
-                ms_cell(r.p99),
-                ms_cell(r.min),
-                ms_cell(r.max),
-                r.paper_cell,
-                r.note,
-            ]
-        lines.append(markdown_row(cells))
-    return "\n".join(lines)
+    columns = ["family", "module", "engine", "input", "runs", "median", "p90", "p99", "min"]
+    columns += ["max", "paper (GPU)", "note"]
+    return markdown_table(
+        columns, ([r.family, r.module, *r.timing_cells(), r.paper_cell, r.note] for r in rows)
+    )
 
 
 def caption(info: dict[str, Any], settings: Settings, threads: int) -> str:

@@ -19,7 +19,7 @@ from benchmarks.modules.perception import (
     sam,
     simple_segmenter,
 )
-from benchmarks.table4 import million_params
+from benchmarks.table4 import identity, million_params
 
 
 def reasoner(bench: Bench, name: str) -> list[Probe]:
@@ -117,55 +117,48 @@ def not_yet(reason: str) -> Callable[[Bench], list[Probe]]:
     return build
 
 
-#: The table, in the paper's order of the pipeline. One line per module.
+def _entry(key: str, build: Callable[[Bench], list[Probe]], heavy: bool = False) -> Entry:
+    return Entry(key, build=build, heavy=heavy, **identity(key))
+
+
+#: The table, in the paper's order of the pipeline. One line per module; family and paper
+#: module come from the key (`benchmarks.table4.identity`).
 REGISTRY: tuple[Entry, ...] = (
-    Entry("reasoner/rules", "reasoner", partial(reasoner, name="rules")),
-    Entry("reasoner/offline", "reasoner", partial(reasoner, name="offline")),
-    Entry("reasoner/openai", "reasoner", partial(reasoner, name="openai")),
-    Entry("detector/ground_truth", "detector", ground_truth_detector),
-    Entry(
+    _entry("reasoner/rules", partial(reasoner, name="rules")),
+    _entry("reasoner/offline", partial(reasoner, name="offline")),
+    _entry("reasoner/openai", partial(reasoner, name="openai")),
+    _entry("detector/ground_truth", ground_truth_detector),
+    _entry(
         "detector/grounding_dino_swint",
-        "detector",
         partial(grounding_dino, variant="swint_ogc", paper=None),
         heavy=True,
     ),
-    Entry(
+    _entry(
         "detector/grounding_dino_swinb",
-        "detector",
         partial(grounding_dino, variant="swinb_cogcoor", paper="GroundingDINO-B"),
         heavy=True,
-        paper="GroundingDINO-B",
     ),
-    Entry("tracker/csrt", "tracker", partial(opencv_tracker, kind="csrt")),
-    Entry("tracker/kcf", "tracker", partial(opencv_tracker, kind="kcf")),
-    Entry("tracker/mil", "tracker", partial(opencv_tracker, kind="mil")),
-    Entry("tracker/onnx", "tracker", onnx_tracker, paper="MixFormerV2-S"),
-    Entry(
-        "tracker/mixformer_b", "tracker", not_yet("no MixFormer-B export here"), paper="MixFormer-B"
-    ),
-    Entry(
+    _entry("tracker/csrt", partial(opencv_tracker, kind="csrt")),
+    _entry("tracker/kcf", partial(opencv_tracker, kind="kcf")),
+    _entry("tracker/mil", partial(opencv_tracker, kind="mil")),
+    _entry("tracker/onnx", onnx_tracker),
+    _entry("tracker/mixformer_b", not_yet("no MixFormer-B export here")),
+    _entry(
         "segmenter/ground_truth",
-        "segmenter",
         partial(simple_segmenter, name="ground_truth", label="ground truth (sim)"),
     ),
-    Entry("segmenter/box", "segmenter", partial(simple_segmenter, name="box", label="box")),
-    Entry(
-        "segmenter/grabcut", "segmenter", partial(simple_segmenter, name="grabcut", label="GrabCut")
-    ),
-    Entry(
+    _entry("segmenter/box", partial(simple_segmenter, name="box", label="box")),
+    _entry("segmenter/grabcut", partial(simple_segmenter, name="grabcut", label="GrabCut")),
+    _entry(
         "segmenter/sam_vit_b",
-        "segmenter",
         partial(sam, name="sam", variant="vit_b", label="SAM ViT-B", paper="SAM-B"),
         heavy=True,
-        paper="SAM-B",
     ),
-    Entry(
+    _entry(
         "segmenter/mobile_sam",
-        "segmenter",
         partial(sam, name="mobile_sam", variant="vit_t", label="MobileSAM", paper="SAM-T"),
         heavy=True,
-        paper="SAM-T",
     ),
-    Entry("policy/tpm_paper", "policy", partial(tpm, name="paper"), heavy=True, paper="TPM"),
-    Entry("policy/tpm_cpu", "policy", partial(tpm, name="cpu")),
+    _entry("policy/tpm_paper", partial(tpm, name="paper"), heavy=True),
+    _entry("policy/tpm_cpu", partial(tpm, name="cpu")),
 )

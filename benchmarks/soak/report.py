@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from benchmarks.machine import describe
+from benchmarks.machine import describe, markdown_table
 from benchmarks.soak.service import Sample
 from benchmarks.soak.tasks import CANCEL_AFTER_STEPS, REQUESTS, TaskRecord
 
@@ -203,10 +203,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"start: the sample after the warm-up ({f['warmup_tasks']} tasks); ready: before the first",
         "",
-        "| figure | value | bound |",
-        "|---|---|---|",
+        markdown_table(["figure", "value", "bound"], rows),
     ]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
 
 
