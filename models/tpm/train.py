@@ -590,10 +590,26 @@ def run_train(args: Any) -> int:
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
     )
-    # the data, --init and the run folder are checked before the progress bar shows
-    trainer = Trainer(
-        args.data or [Path("data/demos.zarr")], out, settings, resume=args.resume, init=args.init
-    )
+    # the data, --init and the run folder are checked before the progress bar shows; a frozen
+    # trunk's features (minutes on a CPU, once per dataset) get a bar of their own
+    with Progress(TextColumn("{task.description}"), *columns[1:]) as feature_progress:
+        bars: dict[Path, Any] = {}
+
+        def features_done(dataset: Path, done: int, total: int) -> None:
+            if dataset not in bars:
+                bars[dataset] = feature_progress.add_task(
+                    f"trunk features of {dataset.name}", total=total, info=""
+                )
+            feature_progress.update(bars[dataset], completed=done, total=total)
+
+        trainer = Trainer(
+            args.data or [Path("data/demos.zarr")],
+            out,
+            settings,
+            resume=args.resume,
+            init=args.init,
+            on_features=features_done,
+        )
     with Progress(*columns) as progress:
         bar = progress.add_task("train", total=None, info="")
 
