@@ -141,38 +141,16 @@ def _detector(config: Config) -> Detector:
 def _grounding_dino(config: Config) -> Detector:
     from models.detection.grounding_dino import GroundingDinoDetector
 
-    g = config.grounding_dino
-    return GroundingDinoDetector(
-        g.checkpoint,
-        g.text_encoder,
-        variant=g.variant,
-        config_path=g.config_path,
-        box_threshold=g.box_threshold,
-        text_threshold=g.text_threshold,
-        image_size=g.image_size,
-        max_size=g.max_size,
-        device=g.device,
-        threads=config.runtime.torch_threads,
-    )
+    threads = config.runtime.torch_threads
+    return GroundingDinoDetector(**config.grounding_dino.model_dump(), threads=threads)
 
 
 def _tracker(config: Config) -> TrackerFactory:
     if config.models.tracker == "onnx":
         from models.tracking.onnx_tracker import OnnxTrackerFactory
 
-        t = config.onnx_tracker
-        return OnnxTrackerFactory(
-            t.model,
-            template_size=t.template_size,
-            search_size=t.search_size,
-            template_factor=t.template_factor,
-            search_factor=t.search_factor,
-            min_score=t.min_score,
-            score_activation=t.score_activation,
-            update_interval=t.update_interval,
-            device=t.device,
-            threads=config.runtime.torch_threads,
-        )
+        threads = config.runtime.torch_threads
+        return OnnxTrackerFactory(**config.onnx_tracker.model_dump(), threads=threads)
     from models.tracking.opencv_tracker import OpenCVTrackerFactory
 
     return OpenCVTrackerFactory(kind=config.models.tracker)
@@ -191,25 +169,20 @@ def _segmenter(config: Config) -> Segmenter:
         "ground_truth": GroundTruthSegmenter,
         "grabcut": GrabCutSegmenter,
         "box": BoxSegmenter,
-        "sam": lambda: _sam(config, config.sam.variant, config.sam, "sam"),
-        "mobile_sam": lambda: _sam(config, "vit_t", config.mobile_sam, "mobile_sam"),
+        "sam": lambda: _sam(config, "sam", config.sam.model_dump()),
+        "mobile_sam": lambda: _sam(
+            config, "mobile_sam", {"variant": "vit_t", **config.mobile_sam.model_dump()}
+        ),
     }
     return registry[config.models.segmenter]()
 
 
-def _sam(config: Config, variant: str, section: Any, name: str) -> Segmenter:
+def _sam(config: Config, section: str, settings: dict[str, Any]) -> Segmenter:
+    """SAM or MobileSAM from its section's settings (`section` names it in error messages)."""
     from models.segmentation.sam import SamSegmenter
 
-    return SamSegmenter(
-        variant,
-        section.checkpoint,
-        onnx_encoder=section.onnx_encoder,
-        onnx_decoder=section.onnx_decoder,
-        device=section.device,
-        threads=config.runtime.torch_threads,
-        config_section=name,
-        fast_attention=getattr(section, "fast_attention", False),  # [sam] only, not [mobile_sam]
-    )
+    threads = config.runtime.torch_threads
+    return SamSegmenter(**settings, threads=threads, config_section=section)
 
 
 def build_perception(config: Config) -> tuple[Detector, TrackerFactory, Segmenter]:
@@ -227,14 +200,11 @@ def build_tpm_policy(config: Config) -> Policy:
     """The exported TPM policy in ONNX Runtime ([policy] section); one line if it cannot load."""
     from models.tpm.onnx_policy import OnnxTPMPolicy
 
-    p = config.policy
     try:
-        policy = OnnxTPMPolicy(
-            p.onnx, providers=p.providers, cache_dir=p.engine_cache_dir, threads=p.threads
-        )
+        policy = OnnxTPMPolicy(**config.policy.model_dump())
     except ModelError as exc:
         raise BackendError(str(exc)) from None
-    log.info("tpm policy loaded", path=str(p.onnx), provider=policy.provider)
+    log.info("tpm policy loaded", path=str(config.policy.onnx), provider=policy.provider)
     return policy
 
 

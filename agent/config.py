@@ -5,13 +5,14 @@ which may name a base profile with `profile = "sim"` and override only what diff
 `overrides=["runtime.control_hz=20", "models.tracker=kcf"]` apply last (values parsed as TOML).
 Every error is a ConfigError whose message names the bad key and the allowed values.
 
-Each setting is defined once. A driver owns its settings class beside its code
+Each setting is defined once. A driver or model backend owns its settings class beside its code
 (`drivers.franka.config.FrankaConfig` is `[franka]`, `drivers.sim.config.SimSettings` is `[sim]`,
 `drivers.realsense.RealSenseConfig` / `drivers.azure_kinect.AzureKinectConfig` are
-`[cameras.devices.<view>]`); this module composes them into the profile tree, keeps the runtime's
-own sections and the checks that span sections, and loads. `agent.backends` hands the validated
-objects to the drivers as they are, so a field added to a driver's class is at once a profile key,
-a `--set` key and the driver's setting.
+`[cameras.devices.<view>]`, `models.tpm.onnx_policy.PolicyConfig` is `[policy]`, and so on for
+`[grounding_dino]`, `[sam]`, `[mobile_sam]` and `[onnx_tracker]`). This module composes them into
+the profile tree, keeps the runtime's own sections and the checks that span sections, and loads.
+`agent.backends` hands the validated objects to the drivers and models as they are, so a field
+added to a driver's class is at once a profile key, a `--set` key and the driver's setting.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from drivers.capture import CameraSettings
 from drivers.franka.config import FrankaConfig
 from drivers.realsense import RealSenseConfig
 from drivers.sim.config import SimSettings
-
-Provider = Literal["tensorrt", "cuda", "cpu"]
-PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
+from models.detection.grounding_dino import GroundingDinoConfig
+from models.segmentation.sam import MobileSamConfig, SamConfig
+from models.tpm.onnx_policy import PolicyConfig
+from models.tracking.onnx_tracker import OnnxTrackerConfig
 
 
 class ConfigError(ValueError):
@@ -194,107 +196,6 @@ class ReasoningSection(_Section):
     )
 
 
-# ---- perception backends with weights (models.detector / tracker / segmenter pick which runs)
-Device = Literal["cpu", "cuda", "auto"]
-
-
-class GroundingDinoSection(_Section):
-    """Grounding DINO from local files; nothing is fetched from the hub at run time."""
-
-    variant: Literal["swint_ogc", "swinb_cogcoor"] = Field(
-        "swint_ogc", description="Which model config shipped with groundingdino-py."
-    )
-    config_path: Path | None = Field(
-        None, description="A groundingdino model config (.py) replacing the variant's."
-    )
-    checkpoint: Path | None = Field(
-        None, description="Local .pth (None: checkpoints/groundingdino_<variant>.pth)."
-    )
-    text_encoder: Path = Field(
-        Path("checkpoints/bert-base-uncased"),
-        description="Local BERT folder (config.json, vocab.txt, weights).",
-    )
-    box_threshold: float = Field(0.35, ge=0, lt=1, description="Least best-token probability.")
-    text_threshold: float = Field(0.25, ge=0, lt=1, description="Least phrase probability.")
-    image_size: int = Field(800, ge=32, le=2048, description="Short side of the model input.")
-    max_size: int = Field(1333, ge=32, le=4096, description="Cap on the long side.")
-    device: Device = "cpu"
-
-    @model_validator(mode="after")
-    def _sizes(self) -> GroundingDinoSection:
-        if self.max_size < self.image_size:
-            raise ValueError(
-                f"max_size ({self.max_size}) must be >= image_size ({self.image_size})"
-            )
-        return self
-
-
-class _SamFields(_Section):
-    checkpoint: Path | None = Field(
-        None, description="Local checkpoint (None: checkpoints/<official file name>)."
-    )
-    onnx_encoder: Path | None = Field(
-        None, description="Image encoder in ONNX Runtime (python -m models.segmentation.sam_onnx)."
-    )
-    onnx_decoder: Path | None = Field(
-        None, description="Prompt decoder in ONNX Runtime (SamOnnxModel export)."
-    )
-    device: Device = "cpu"
-
-
-class SamSection(_SamFields):
-    """segment-anything SAM; the checkpoint is needed for the halves that run in torch."""
-
-    variant: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
-    fast_attention: bool = Field(
-        False, description="Encoder attention via torch's fused SDPA (same output; faster on GPU)."
-    )
-
-
-class MobileSamSection(_SamFields):
-    """MobileSAM (TinyViT, the paper's SAM-T) from mobilesam-mirror."""
-
-
-class OnnxTrackerSection(_Section):
-    """A MixFormerV2-style tracker exported to ONNX (template + search crops -> box, score)."""
-
-    model: Path = Field(
-        Path("checkpoints/mixformerv2_small.onnx"), description="The exported tracker."
-    )
-    template_size: int = Field(112, ge=8, description="Template crop side (static inputs win).")
-    search_size: int = Field(224, ge=8, description="Search crop side (static inputs win).")
-    template_factor: float = Field(2.0, gt=0, description="Template crop / box side.")
-    search_factor: float = Field(4.5, gt=0, description="Search crop / box side.")
-    min_score: float = Field(0.3, ge=0, le=1, description="A lower score counts as lost.")
-    score_activation: Literal["none", "sigmoid"] = Field(
-        "none", description="sigmoid when the model outputs a logit."
-    )
-    update_interval: int = Field(200, ge=1, description="Frames between online-template updates.")
-    device: Device = "cpu"
-
-
-#: The policy shipped in the repository (an absolute path: `run` finds it from any folder).
-SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "policies" / "tpm_cpu.onnx"
-
-
-class PolicySection(_Section):
-    """The learned TPM policy (models.policy = "tpm"): an exported ONNX file and how to run it."""
-
-    onnx: Path = Field(
-        SHIPPED_POLICY,
-        description="Exported policy (python -m agent export); the shipped one by default.",
-    )
-    providers: list[Provider] = Field(
-        default_factory=lambda: list(PROVIDERS),
-        min_length=1,
-        description="ONNX Runtime providers, tried in order (GPU ones only where a GPU exists).",
-    )
-    engine_cache_dir: Path | None = Field(
-        None, description="TensorRT engine cache (None: .ort_cache beside the ONNX file)."
-    )
-    threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads.")
-
-
 class OutputSection(_Section):
     runs_dir: Path = Path("runs")
     video: bool = True
@@ -336,11 +237,11 @@ class Config(_Section):
     table: TableSection = TableSection()
     models: ModelsSection = ModelsSection()
     reasoning: ReasoningSection = ReasoningSection()
-    grounding_dino: GroundingDinoSection = GroundingDinoSection()
-    sam: SamSection = SamSection()
-    mobile_sam: MobileSamSection = MobileSamSection()
-    onnx_tracker: OnnxTrackerSection = OnnxTrackerSection()
-    policy: PolicySection = PolicySection()
+    grounding_dino: GroundingDinoConfig = GroundingDinoConfig()
+    sam: SamConfig = SamConfig()
+    mobile_sam: MobileSamConfig = MobileSamConfig()
+    onnx_tracker: OnnxTrackerConfig = OnnxTrackerConfig()
+    policy: PolicyConfig = PolicyConfig()
     output: OutputSection = OutputSection()
     service: ServiceSection = ServiceSection()
 

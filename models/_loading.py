@@ -19,12 +19,24 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from models.types import ModelError
 
 VISION_EXTRA = "vision"
 ORT_EXTRA = "gpu"
 
 Device = Literal["cpu", "cuda", "auto"]
+
+
+class Settings(BaseModel):
+    """Base of each backend's settings class: frozen, an unknown key refused by name.
+
+    A backend's class is its profile section as it stands (`agent.config` composes it), and
+    the backend is built from the validated object's fields, so a setting is written once.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def first_line(exc: BaseException) -> str:

@@ -33,14 +33,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
 
 from models._boxes import clip_box, trackable
 from models._loading import (
     Device,
+    Settings,
     first_line,
     load_state_dict,
     offline_hub,
@@ -63,6 +65,37 @@ CHECKPOINT_DIR = Path("checkpoints")
 DEFAULT_TEXT_ENCODER = CHECKPOINT_DIR / "bert-base-uncased"
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+class GroundingDinoConfig(Settings):
+    """`[grounding_dino]`: Grounding DINO from local files; nothing is fetched from the hub at run
+    time. `GroundingDinoDetector(**config.model_dump(), threads=...)` builds it."""
+
+    variant: Literal["swint_ogc", "swinb_cogcoor"] = Field(
+        "swint_ogc", description="Which model config shipped with groundingdino-py."
+    )
+    config_path: Path | None = Field(
+        None, description="A groundingdino model config (.py) replacing the variant's."
+    )
+    checkpoint: Path | None = Field(
+        None, description="Local .pth (None: checkpoints/groundingdino_<variant>.pth)."
+    )
+    text_encoder: Path = Field(
+        DEFAULT_TEXT_ENCODER, description="Local BERT folder (config.json, vocab.txt, weights)."
+    )
+    box_threshold: float = Field(0.35, ge=0, lt=1, description="Least best-token probability.")
+    text_threshold: float = Field(0.25, ge=0, lt=1, description="Least phrase probability.")
+    image_size: int = Field(800, ge=32, le=2048, description="Short side of the model input.")
+    max_size: int = Field(1333, ge=32, le=4096, description="Cap on the long side.")
+    device: Device = "cpu"
+
+    @model_validator(mode="after")
+    def _sizes(self) -> GroundingDinoConfig:
+        if self.max_size < self.image_size:
+            raise ValueError(
+                f"max_size ({self.max_size}) must be >= image_size ({self.image_size})"
+            )
+        return self
 
 
 def default_checkpoint(variant: str) -> Path:

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from models._loading import (
     Device,
+    Settings,
     first_line,
     load_state_dict,
     onnx_session,
@@ -51,6 +53,34 @@ CHECKPOINT_DIR = Path("checkpoints")
 #: SAM's input normalisation (the builders of both packages use these pixel statistics).
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 PIXEL_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+
+
+class _SamFiles(Settings):
+    checkpoint: Path | None = Field(
+        None, description="Local checkpoint (None: checkpoints/<official file name>)."
+    )
+    onnx_encoder: Path | None = Field(
+        None, description="Image encoder in ONNX Runtime (python -m models.segmentation.sam_onnx)."
+    )
+    onnx_decoder: Path | None = Field(
+        None, description="Prompt decoder in ONNX Runtime (SamOnnxModel export)."
+    )
+    device: Device = "cpu"
+
+
+class SamConfig(_SamFiles):
+    """`[sam]`: segment-anything SAM; the checkpoint is needed for the halves that run in torch."""
+
+    variant: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
+    fast_attention: bool = Field(
+        False, description="Encoder attention via torch's fused SDPA (same output; faster on GPU)."
+    )
+
+
+class MobileSamConfig(_SamFiles):
+    """`[mobile_sam]`: MobileSAM (TinyViT, the paper's SAM-T) from mobilesam-mirror."""
+
+
 DECODER_INPUTS = (
     "image_embeddings",
     "point_coords",

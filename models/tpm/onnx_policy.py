@@ -23,11 +23,12 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from models._loading import require
+from models._loading import Settings, require
 from models.tpm.inputs import prepare_views
 from models.types import (
     LEGACY_MASK_CODING,
@@ -40,7 +41,10 @@ from models.types import (
     TaskSpec,
 )
 
-PROVIDERS: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
+Provider = Literal["tensorrt", "cuda", "cpu"]
+PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
+#: The policy shipped in the repository (an absolute path: `run` finds it from any folder).
+SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "policies" / "tpm_cpu.onnx"
 _ORT_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -58,6 +62,25 @@ def _gpu_present() -> bool:
     return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0"))
 
 
+class PolicyConfig(Settings):
+    """`[policy]`: the learned TPM policy (models.policy = "tpm"), an exported ONNX file and how
+    to run it. `OnnxTPMPolicy(**config.model_dump())` builds it."""
+
+    onnx: Path = Field(
+        SHIPPED_POLICY,
+        description="Exported policy (python -m agent export); the shipped one by default.",
+    )
+    providers: list[Provider] = Field(
+        default_factory=lambda: list(PROVIDERS),
+        min_length=1,
+        description="ONNX Runtime providers, tried in order (GPU ones only where a GPU exists).",
+    )
+    engine_cache_dir: Path | None = Field(
+        None, description="TensorRT engine cache (None: .ort_cache beside the ONNX file)."
+    )
+    threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads.")
+
+
 class OnnxTPMPolicy:
     """Loads an exported TPM file (models.tpm.export) and acts on observations."""
 
@@ -67,14 +90,14 @@ class OnnxTPMPolicy:
 
     def __init__(
         self,
-        path: str | Path,
+        onnx: str | Path,
         *,
         providers: Sequence[str] = PROVIDERS,
-        cache_dir: str | Path | None = None,
+        engine_cache_dir: str | Path | None = None,
         threads: int = 1,
     ) -> None:
         ort = _ort()
-        self.path = Path(path)
+        self.path = Path(onnx)
         if not self.path.is_file():
             raise ModelError(
                 f"no TPM policy at {self.path} (train and export one: python -m agent collect, "
@@ -83,7 +106,7 @@ class OnnxTPMPolicy:
         unknown = [p for p in providers if p not in _ORT_NAMES]
         if unknown:
             raise ModelError(f"policy.providers: unknown {unknown}; allowed: {list(_ORT_NAMES)}")
-        cache = Path(cache_dir) if cache_dir else self.path.parent / ".ort_cache"
+        cache = Path(engine_cache_dir) if engine_cache_dir else self.path.parent / ".ort_cache"
         available = set(ort.get_available_providers())
         if not _gpu_present():  # onnxruntime-gpu lists GPU providers on any machine
             available -= {_ORT_NAMES["tensorrt"], _ORT_NAMES["cuda"]}

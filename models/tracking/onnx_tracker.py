@@ -30,8 +30,9 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from models._loading import Device, onnx_session, require_file
+from models._loading import Device, Settings, onnx_session, require_file
 from models.tracking.base import TrackResult
 from models.tracking.health import TrackHealth
 from models.types import Box, ModelError
@@ -199,6 +200,23 @@ class OnnxTracker:
         if self._frames % self._f.update_interval == 0 and self._best is not None:
             self._online = self._best[1]
             self._best = None
+
+
+class OnnxTrackerConfig(Settings):
+    """`[onnx_tracker]`: a MixFormerV2-style tracker exported to ONNX (template + search crops ->
+    box, score). `OnnxTrackerFactory(**config.model_dump(), threads=...)` builds it."""
+
+    model: Path = Field(DEFAULT_MODEL, description="The exported tracker.")
+    template_size: int = Field(112, ge=8, description="Template crop side (static inputs win).")
+    search_size: int = Field(224, ge=8, description="Search crop side (static inputs win).")
+    template_factor: float = Field(2.0, gt=0, description="Template crop / box side.")
+    search_factor: float = Field(4.5, gt=0, description="Search crop / box side.")
+    min_score: float = Field(0.3, ge=0, le=1, description="A lower score counts as lost.")
+    score_activation: Literal["none", "sigmoid"] = Field(
+        "none", description="sigmoid when the model outputs a logit."
+    )
+    update_interval: int = Field(200, ge=1, description="Frames between online-template updates.")
+    device: Device = "cpu"
 
 
 class OnnxTrackerFactory:
