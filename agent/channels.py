@@ -102,13 +102,16 @@ class Latest(Generic[T]):
 
         A value published before the close is still delivered; after that, ChannelClosed.
         """
-        with anyio.fail_after(timeout):
-            while True:
-                taken = self.take_newer(after)
-                if taken is not None:
-                    return taken
-                self.raise_if_closed()
-                await self._changed.wait()
+        try:
+            with anyio.fail_after(timeout):
+                while True:
+                    taken = self.take_newer(after)
+                    if taken is not None:
+                        return taken
+                    self.raise_if_closed()
+                    await self._changed.wait()
+        except TimeoutError:  # named, so that the fault it becomes says what was missing
+            raise TimeoutError(f"nothing new on {self.name} within {timeout:g} s") from None
 
     def _wake(self) -> None:
         self._changed.set()

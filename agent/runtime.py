@@ -28,9 +28,10 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from agent.backends import BackendError, Parts, build_parts
+from agent.backends import Parts, build_parts
 from agent.channels import ChannelClosed, Latest
 from agent.config import Config
+from agent.errors import EXPECTED, describe
 from agent.events import (
     Detected,
     Event,
@@ -43,17 +44,17 @@ from agent.events import (
     WorldStart,
 )
 from agent.loops.act import act_loop
-from agent.loops.capture import capture_loop
+from agent.loops.capture import capture_loop, give_up_s
 from agent.loops.command import CommandTick, command_loop
 from agent.loops.perceive import perceive_loop
 from agent.loops.supervise import Ending, supervise_loop
 from agent.messages import ActionMsg, FrameSet, PerceptMsg, StepRecord, frameset
 from agent.recording import RecordingError, RunRecorder
 from agent.telemetry import LatencyStats, ensure_logging
-from agent.workers import StageTimeout, run_blocking
-from drivers.base import DriverError, Frame, RobotState, TaskStart
+from agent.workers import run_blocking
+from drivers.base import Frame, RobotState, TaskStart
 from models.perception import ObjectNotInView, Percept
-from models.types import ModelError, TaskSpec
+from models.types import TaskSpec
 
 log = structlog.get_logger("agent.runtime")
 T = TypeVar("T")
@@ -132,6 +133,10 @@ class Runtime:
         self._busy = False
         self._scope: anyio.CancelScope | None = None  # the running episode's, for cancel()
         self._cancel_reason: str | None = None  # what cancel() was told, for the outcome
+        rt = config.runtime
+        # how long to wait for a camera's next frame: past the capture loop's giving up, so that
+        # a dead camera ends an episode with the capture loop's reason, not a bare timeout
+        self._frame_timeout = give_up_s(rt.camera_timeout_s, rt.camera_failures) + 1.0
 
     # ----------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> Runtime:
@@ -212,7 +217,7 @@ class Runtime:
                 )
             except Exception as exc:
                 log.error("safe stop failed", error=str(exc))
-                return f"failed: {_describe(exc)}"
+                return f"failed: {describe(exc)}"
         if scope.cancelled_caught:
             log.error("safe stop timed out", timeout_s=timeout)
             return f"timed out after {timeout:g} s"
@@ -390,7 +395,7 @@ class Runtime:
             emit(Fault(episode=ep.id, t=ep.now(), where=fault.where, message=fault.message))
         except Exception as exc:  # a bug must end this episode cleanly, not the runtime
             log.exception("episode crashed")
-            ending = Ending("fault", False, _describe(exc))
+            ending = Ending("fault", False, describe(exc))
         finally:
             stop = await self._safe_stop(parts)  # before Finished: the arm is told first
             if stop != "ok":
@@ -526,7 +531,7 @@ class Runtime:
         now = ep.now()
         percepts.publish(PerceptMsg(percept, first.t_capture, now, 0.0))
         states.publish(await self._robot_call(parts.robot.state, what="robot state read"))
-        frame_timeout = rt.camera_timeout_s * rt.camera_failures + 1.0
+        frame_timeout = self._frame_timeout
         ending: Ending | None = None
 
         def on_regained(p: Percept, regained: list[tuple[str, str]]) -> None:
@@ -564,12 +569,12 @@ class Runtime:
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
-                ep.fault = _LoopFault(where, _describe(exc))
+                ep.fault = _LoopFault(where, describe(exc))
                 log.error(
                     "loop failed",
                     loop=where,
                     error=ep.fault.message,
-                    exc_info=not isinstance(exc, _EXPECTED),
+                    exc_info=not isinstance(exc, EXPECTED),
                 )
                 tg.cancel_scope.cancel()
 
@@ -580,7 +585,7 @@ class Runtime:
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
-                message = f"{_describe(exc)}; recording stopped, the task goes on"
+                message = f"{describe(exc)}; recording stopped, the task goes on"
                 log.error("sink failed", sink=where, error=message, exc_info=True)
                 ep.emit(Fault(episode=ep.id, t=ep.now(), where=where, message=message, fatal=False))
 
@@ -692,8 +697,8 @@ class Runtime:
                 what="task start",
             )
         except Exception as exc:
-            log.error("task start failed", error=str(exc), exc_info=not isinstance(exc, _EXPECTED))
-            raise _LoopFault("world", _describe(exc)) from None
+            log.error("task start failed", error=str(exc), exc_info=not isinstance(exc, EXPECTED))
+            raise _LoopFault("world", describe(exc)) from None
 
     async def _fresh_frames(self, after: float = 0.0) -> FrameSet:
         """The first frame of every view captured after this call and at or after `after`.
@@ -701,8 +706,7 @@ class Runtime:
         Never a stale startup frame, nor one showing the world before the task's start (a frame
         being rendered while the world was reset arrives after the reset with an older stamp).
         """
-        rt = self.config.runtime
-        timeout = rt.camera_timeout_s * rt.camera_failures + 1.0
+        timeout = self._frame_timeout
         frames: dict[str, Frame] = {}
         try:
             for name, channel in self._frames.items():
@@ -728,9 +732,9 @@ class Runtime:
             raise
         except Exception as exc:
             log.error(
-                "stage failed", stage=where, error=str(exc), exc_info=not isinstance(exc, _EXPECTED)
+                "stage failed", stage=where, error=str(exc), exc_info=not isinstance(exc, EXPECTED)
             )
-            raise _LoopFault(where, _describe(exc)) from None
+            raise _LoopFault(where, describe(exc)) from None
 
     async def _robot_call(self, fn: Callable[[], T], *, what: str) -> T:
         try:
@@ -741,16 +745,4 @@ class Runtime:
                 what=what,
             )
         except Exception as exc:
-            raise _LoopFault("robot", _describe(exc)) from None
-
-
-_EXPECTED = (ModelError, DriverError, StageTimeout, ChannelClosed, BackendError, TimeoutError)
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for a user: our own errors speak for themselves, others get their type named."""
-    if isinstance(exc, ChannelClosed):
-        return exc.reason
-    if isinstance(exc, _EXPECTED):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+            raise _LoopFault("robot", describe(exc)) from None

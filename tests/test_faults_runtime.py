@@ -23,10 +23,9 @@ import errno
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,98 +34,26 @@ import numpy as np
 import pytest
 
 from agent import Fault, Finished, RunFolderError, Runtime, Step, parse_event
-from agent.backends import Parts, build_parts
+from agent.backends import Parts
 from agent.events import Event, Outcome
 from agent.recording import RunRecorder, VideoWriter, new_run_folder, write_json_atomic
-from drivers.base import RobotError
+from drivers.base import CameraError, Frame, RobotError
+from drivers.capture import CaptureConfig, RawFrame, StreamingCamera
 from tests.conftest import make_config
+from tests.faults_helpers import (
+    REQUEST,
+    StopSpy,
+    agent_proc,
+    check_run_folder,
+    collect,
+    fatal_fault,
+    only_fault,
+    run_with_fault,
+    spying,
+    stopped_before,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-REQUEST = "I spilled the milk"
 VIDEO = "output.video=true"
-
-
-class StopSpy:
-    """The real sim robot; notes the time of every `stop` call, and can make stop fail or hang."""
-
-    def __init__(self, inner: Any, *, fail: Exception | None = None, hang_s: float = 0.0):
-        self.inner = inner
-        self.fail = fail
-        self.hang_s = hang_s
-        self.stop_times: list[float] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def stop(self) -> None:
-        self.stop_times.append(time.monotonic())
-        if self.hang_s and len(self.stop_times) == 1:
-            time.sleep(self.hang_s)  # a driver call that hangs (the first stop only)
-        if self.fail is not None:
-            raise self.fail
-        self.inner.stop()
-
-
-def spying(spy: dict[str, StopSpy], **kwargs: Any):
-    def build(config: Any) -> Parts:
-        parts = build_parts(config)
-        spy["robot"] = StopSpy(parts.robot, **kwargs)
-        parts.robot = spy["robot"]
-        return parts
-
-    return build
-
-
-async def collect(runtime: Runtime, request: str = REQUEST, **kwargs: Any) -> list[Event]:
-    events = []
-    async for event in runtime.execute(request, **kwargs):
-        events.append(event)
-    return events
-
-
-def stop_index(events: list[Event], t_stop: float) -> int:
-    """The index of the first event sent after the stop call (so: how many came before it)."""
-    return sum(1 for e in events if e.t < t_stop)
-
-
-def video_frames(path: Path) -> int:
-    """Frames ffmpeg can decode from `path`; raises on a truncated or broken file."""
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(path))
-    next(reader)  # the metadata
-    return sum(1 for _ in reader)
-
-
-def check_run_folder(folder: Path, events: list[Event] | None = None) -> dict[str, Any]:
-    """(c): the log parses to its last line, the summary holds the outcome, the video plays."""
-    lines = (folder / "events.jsonl").read_text().splitlines()
-    logged = [parse_event(line) for line in lines]  # every line, the last one included
-    if events is not None:
-        assert logged == events
-    summary = json.loads((folder / "summary.json").read_text())
-    if logged and isinstance(logged[-1], Finished):
-        assert Outcome.model_validate(summary["outcome"]) == logged[-1].outcome
-    video = folder / "video.mp4"
-    if video.exists():
-        assert summary["files"]["video"] == "video.mp4"
-        assert video_frames(video) == summary["video_frames"] > 0
-    else:
-        assert summary["files"]["video"] is None
-    assert not list(folder.glob(".*.tmp")), "no temporary file is left behind"
-    return summary
-
-
-def agent_proc(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 # --------------------------------------------------------------------- 1. SIGTERM
@@ -203,7 +130,7 @@ async def test_cancel_with_a_reason_stops_the_arm_before_finished(tmp_path: Path
     )
     stops = spy["robot"].stop_times
     assert len(stops) == 2  # the episode's, then the runtime's close
-    assert stop_index(events, stops[0]) == len(events) - 1  # after every step, before Finished
+    stopped_before(events, spy["robot"])  # after every step, before Finished
     check_run_folder(folder, events)
 
 
@@ -259,6 +186,16 @@ async def test_an_unwritable_run_dir_is_refused_before_anything_moves(tmp_path: 
             await collect(runtime, run_dir=blocker / "run")
 
 
+def _recording_fault_went_on(events: list[Event], spy: StopSpy, cause: str) -> Outcome:
+    """A non-fatal sink Fault naming `cause`; the episode ran 20 steps, then the arm stopped."""
+    assert cause in only_fault(events, "record", fatal=False).message
+    outcome = events[-1].outcome  # type: ignore[attr-defined]
+    assert outcome.status == "failure" and "step budget" in outcome.reason
+    assert outcome.steps == 20 and outcome.stop == "ok"
+    stopped_before(events, spy)
+    return outcome
+
+
 @pytest.mark.asyncio
 async def test_a_full_disk_mid_run_is_a_fault_and_the_episode_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -283,14 +220,7 @@ async def test_a_full_disk_mid_run_is_a_fault_and_the_episode_goes_on(
     async with Runtime(config, parts_factory=spying(spy)) as runtime:
         with anyio.fail_after(90):
             events = await collect(runtime, run_dir=folder)
-    faults = [e for e in events if isinstance(e, Fault)]
-    assert len(faults) == 1 and (faults[0].where, faults[0].fatal) == ("record", False)
-    assert "No space left on device" in faults[0].message
-    assert "\n" not in faults[0].message
-    outcome = events[-1].outcome  # type: ignore[attr-defined]
-    assert outcome.status == "failure" and "step budget" in outcome.reason
-    assert outcome.steps == 20 and outcome.stop == "ok"
-    assert stop_index(events, spy["robot"].stop_times[0]) == len(events) - 1
+    outcome = _recording_fault_went_on(events, spy["robot"], "No space left on device")
     # the log holds the first 11 events, each whole; the summary the outcome and the error
     summary = check_run_folder(folder)
     logged = [parse_event(line) for line in (folder / "events.jsonl").read_text().splitlines()]
@@ -320,12 +250,7 @@ async def test_a_failing_video_encoder_is_a_fault_and_the_episode_goes_on(
     async with Runtime(config, parts_factory=spying(spy)) as runtime:
         with anyio.fail_after(90):
             events = await collect(runtime, run_dir=folder)
-    faults = [e for e in events if isinstance(e, Fault)]
-    assert len(faults) == 1 and (faults[0].where, faults[0].fatal) == ("record", False)
-    assert "Broken pipe" in faults[0].message
-    outcome = events[-1].outcome  # type: ignore[attr-defined]
-    assert outcome.steps == 20 and outcome.stop == "ok" and outcome.status == "failure"
-    assert stop_index(events, spy["robot"].stop_times[0]) == len(events) - 1
+    _recording_fault_went_on(events, spy["robot"], "Broken pipe")
     summary = check_run_folder(folder, events)
     assert summary["video_frames"] == 4 and "Broken pipe" in summary["recording_error"]
 
@@ -351,7 +276,7 @@ async def test_a_safe_stop_that_raises_reaches_the_outcome_and_the_events(tmp_pa
         outcome.reason.startswith("safe stop failed: libfranka") and "step budget" in outcome.reason
     )
     # the stop was tried after the last step and before the Fault and Finished that report it
-    assert stop_index(events, spy["robot"].stop_times[0]) == len(events) - 2
+    stopped_before(events, spy["robot"], last=2)
     summary = check_run_folder(folder, events)
     assert summary["outcome"]["stop"].startswith("failed: ")
 
@@ -374,7 +299,7 @@ async def test_a_safe_stop_that_hangs_times_out_into_the_outcome(
         assert finished.outcome.status == "fault"
         assert events[-2].message == "safe stop timed out after 0.5 s"  # type: ignore[attr-defined]
         t_stop = spy["robot"].stop_times[0]
-        assert stop_index(events, t_stop) == len(events) - 2
+        stopped_before(events, spy["robot"], last=2)
         assert finished.t - t_stop < 2.0, "bounded: the hung call was not waited for"
     check_run_folder(folder, events)
 
@@ -436,3 +361,124 @@ def test_summary_and_config_are_written_whole_or_not_at_all(
     monkeypatch.setattr("agent.recording.json.dump", dump_half_then_fail)
     recorder.finish(Outcome(status="cancelled", success=None, reason="x", stop="ok"))
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "events.jsonl"]
+
+
+# --------------------------------------------------------------------- 5. cameras (scenarios 1, 2)
+class BrokenCamera:
+    """The real sim camera, delivering `frames` frames, then failing for good as `how` says:
+    "hangs" (read never returns: the stage-timeout path), "raises" (a driver without a capture
+    thread letting its SDK's own exception out), "disconnects" (CameraError: an unplugged camera).
+    A hung read waits on `released`, set when the test ends, so that no thread outlives it."""
+
+    def __init__(self, inner: Any, frames: int, how: str, released: threading.Event) -> None:
+        self.inner, self.name, self.left, self.how = inner, inner.name, frames, how
+        self.released = released
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def read(self, timeout: float) -> Any:
+        if self.left > 0:
+            self.left -= 1
+            return self.inner.read(timeout)
+        if self.how == "hangs":
+            self.released.wait(60)
+        time.sleep(0.02)
+        if self.how == "raises":
+            raise RuntimeError("Frame didn't arrive within 5000")
+        raise CameraError(f"camera {self.name!r}: device disconnected")
+
+
+class SdkSource:
+    """A vendor SDK's frame source over the real sim camera, raising mid-stream after `frames`
+    grabs as pyrealsense2 does ("Frame didn't arrive"). Drives the real capture thread that the
+    RealSense and Kinect drivers share (drivers.capture), which cannot run against hardware here.
+    `last` keeps the sim frame for its ground-truth annotations (see SdkCamera)."""
+
+    def __init__(self, camera: Any, frames: int) -> None:
+        self.camera, self.left = camera, frames
+        self.last: Any = None
+
+    def start(self) -> None:
+        self.camera.open()
+
+    def grab(self, timeout: float) -> RawFrame | None:
+        if self.left <= 0:
+            raise RuntimeError("Frame didn't arrive within 5000")
+        try:
+            frame = self.camera.read(max(timeout, 1.0))  # the sim renders at 10 fps
+        except CameraError:
+            return None
+        self.left -= 1
+        self.last = frame
+        return RawFrame(rgb=frame.rgb)
+
+    def reset(self) -> None:
+        pass  # a hardware reset that does not bring the stream back
+
+    def stop(self) -> None:
+        self.camera.close()
+
+
+class SdkCamera(StreamingCamera):
+    """A real camera driver's shape over `SdkSource`. Its frames get the sim's ground-truth
+    segmentation back (no SDK delivers one), which the sim's ground-truth detector reads."""
+
+    def __init__(self, inner: Any, frames: int) -> None:
+        config = CaptureConfig(max_age=0.5, stall_timeout=0.25, max_resets=0, poll=0.02)
+        super().__init__(inner.name, config)
+        self.inner, self.frames = inner, frames
+
+    def _make_source(self) -> SdkSource:
+        return SdkSource(self.inner, self.frames)
+
+    def read(self, timeout: float) -> Frame:
+        frame = super().read(timeout)
+        last = self._source.last  # type: ignore[union-attr]
+        return replace(frame, segmentation=last.segmentation, labels=last.labels)
+
+
+CAMERA_FAULTS = {  # how the camera breaks -> (camera, what the fault's message says)
+    "hangs": ("front", "camera 'front' failed 2 times in a row: camera read did not finish"),
+    "raises": ("side", "camera 'side' failed 2 times in a row: RuntimeError: Frame didn't arrive"),
+    "sdk raises": ("side", "camera 'side' failed 2 times in a row: camera side: stopped deliv"),
+    "disconnects": ("side", "camera 'side' failed 2 times in a row: camera 'side': device disc"),
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", list(CAMERA_FAULTS))
+async def test_a_camera_that_fails_mid_episode_is_a_fault_after_the_arm_stopped(
+    tmp_path: Path, how: str
+) -> None:
+    """Scenarios 1 and 2: 20 frames in (the arm moving), a camera hangs, its SDK raises or it
+    disconnects for good: the capture gives up after camera_failures reads, the episode ends with
+    one Fault naming the camera and why, the arm is stopped before Finished, the folder whole."""
+    name, message = CAMERA_FAULTS[how]
+    config = make_config(
+        tmp_path, VIDEO, "runtime.camera_timeout_s=0.3", "runtime.camera_failures=2"
+    )
+
+    released = threading.Event()
+
+    def wrap(parts: Parts) -> None:
+        inner = parts.cameras[name]
+        if how == "sdk raises":
+            parts.cameras[name] = SdkCamera(inner, 20)
+        else:
+            parts.cameras[name] = BrokenCamera(inner, 20, how, released)
+
+    folder = tmp_path / "run"
+    try:
+        events, spy = await run_with_fault(config, folder, wrap, timeout_s=60)
+    finally:
+        released.set()
+    assert any(isinstance(e, Step) for e in events), "the fault came mid-episode"
+    fault = fatal_fault(events, spy, "perceive")
+    assert fault.message.startswith(message), fault.message
+    if how != "hangs":
+        assert "Frame didn't arrive" in fault.message or "disconnected" in fault.message
+    check_run_folder(folder, events)

@@ -16,7 +16,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +41,7 @@ from agent.service import (
     plain_text_warning,
 )
 from tests.conftest import SMALL, make_config
+from tests.faults_helpers import agent_proc
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hardening-token-0123456789"
@@ -58,17 +58,7 @@ KEEP_RUNS = 2
 # --------------------------------------------------------------------- helpers
 def agent_cli(*args: str, token: str | None = TOKEN) -> subprocess.Popen[str]:
     """`python -m agent ARGS` with AGENT_TOKEN set to `token` (unset for None)."""
-    env = {k: v for k, v in os.environ.items() if k != "AGENT_TOKEN"}
-    if token is not None:
-        env["AGENT_TOKEN"] = token
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return agent_proc(*args, env={"AGENT_TOKEN": token})
 
 
 def refused_in_one_line(*args: str, token: str | None = TOKEN) -> str:

@@ -6,10 +6,22 @@ import anyio
 import structlog
 
 from agent.channels import Latest
-from agent.workers import StageTimeout, run_blocking
-from drivers.base import Camera, DriverError, Frame
+from agent.errors import describe
+from agent.workers import run_blocking
+from drivers.base import Camera, Frame
 
 log = structlog.get_logger("agent.capture")
+
+READ_GRACE_S = 1.0  # a read is abandoned this long after its own timeout (a hung SDK call)
+
+
+def give_up_s(timeout: float, max_failures: int) -> float:
+    """The longest `capture_loop` takes to close a camera's slot after its last frame.
+
+    A consumer waiting for frames must wait longer than this, or a hung camera reaches it as a
+    bare timeout instead of the capture loop's reason.
+    """
+    return max_failures * (timeout + READ_GRACE_S)
 
 
 async def capture_loop(
@@ -29,13 +41,19 @@ async def capture_loop(
     while True:
         try:
             frame = await run_blocking(
-                camera.read, timeout, limiter=limiter, timeout=timeout + 1.0, what="camera read"
+                camera.read,
+                timeout,
+                limiter=limiter,
+                timeout=timeout + READ_GRACE_S,
+                what="camera read",
             )
-        except (DriverError, StageTimeout) as exc:
+        except Exception as exc:  # any error, the SDK's own too: never into the runtime's group
+            # one line, no traceback: rendering one (with locals) holds the event loop for seconds
             failures += 1
-            log.warning("camera read failed", camera=camera.name, error=str(exc), failures=failures)
+            error = describe(exc)
+            log.warning("camera read failed", camera=camera.name, error=error, failures=failures)
             if failures >= max_failures:
-                out.close(f"camera {camera.name!r} failed {failures} times in a row: {exc}")
+                out.close(f"camera {camera.name!r} failed {failures} times in a row: {error}")
                 return
             continue
         failures = 0
