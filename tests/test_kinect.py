@@ -18,16 +18,7 @@ import pytest
 
 from drivers.azure_kinect import AzureKinectCamera, AzureKinectConfig, import_sdk, list_devices
 from drivers.base import Camera, CameraError
-from tests.test_realsense import Feed, read_until_failed
-
-#: capture timings short enough for tests (keys of drivers.capture.CaptureConfig)
-FAST: dict[str, Any] = {
-    "max_age_s": 0.1,
-    "stall_timeout_s": 0.2,
-    "max_resets": 2,
-    "open_timeout_s": 2.0,
-    "poll_s": 0.02,
-}
+from tests.test_realsense import FAST, Feed, read_until_failed
 
 
 class K4ATimeoutException(Exception):

@@ -14,8 +14,8 @@ from drivers.azure_kinect import AzureKinectCamera, AzureKinectConfig
 from drivers.base import CameraError, Frame
 from drivers.pairing import FramePair, pair_newest
 from drivers.realsense import RealSenseCamera, RealSenseConfig
-from tests.test_kinect import FAST, FakeK4A
-from tests.test_realsense import FakeRealSense, Feed
+from tests.test_kinect import FakeK4A
+from tests.test_realsense import FAST, FakeRealSense, Feed
 
 
 class Scripted:
