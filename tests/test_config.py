@@ -94,3 +94,32 @@ def test_missing_and_broken_files(tmp_path):
     bad.write_text("[runtime\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_each_backend_section_is_the_backends_own_settings_class():
+    """One definition per setting: the profile tree holds the drivers' and models' own classes,
+    so a field added to one is a profile key, a --set key and the backend's setting at once."""
+    from agent.config import CAMERA_DRIVERS, Config
+    from drivers.azure_kinect import AzureKinectCamera, AzureKinectConfig
+    from drivers.franka import FrankaConfig, FrankaRobot
+    from drivers.realsense import RealSenseConfig
+    from drivers.sim import SimSettings
+    from models.tpm.onnx_policy import PolicyConfig
+
+    sections = {name: field.annotation for name, field in Config.model_fields.items()}
+    assert sections["franka"] is FrankaConfig and sections["sim"] is SimSettings
+    assert sections["policy"] is PolicyConfig
+    assert {"realsense": RealSenseConfig, "azure_kinect": AzureKinectConfig} == CAMERA_DRIVERS
+    config = load_config("real", ["franka.max_velocity=0.1", "cameras.devices.side.fps=15"])
+    assert FrankaRobot(config.franka).config is config.franka
+    side = config.cameras.devices["side"]
+    assert isinstance(side, AzureKinectConfig) and side.fps == 15
+    assert AzureKinectCamera(side, name="side").config is side
+
+
+def test_an_unknown_camera_key_names_the_view_not_the_driver_tag():
+    with pytest.raises(ConfigError) as info:
+        load_config("real", ["cameras.devices.front.fsp=30"])
+    message = str(info.value)
+    assert message.startswith("unknown config key 'cameras.devices.front.fsp'; allowed here: ")
+    assert "reset_wait_s" in message and "\n" not in message
