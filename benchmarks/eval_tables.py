@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -60,6 +59,7 @@ from benchmarks.eval_cells import (
     select_cells,
 )
 from benchmarks.eval_report import file_digest, markdown, report_header, reuse_cells, shown
+from drivers.sim import offscreen_gl
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -300,7 +300,7 @@ EVAL_SEGMENTERS = frozenset(MASK_SEGMENTERS.values())
 
 def run(args: argparse.Namespace, config: Any) -> int:
     """`python -m agent eval`: run the cells, print progress and the tables, write JSON + md."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    offscreen_gl()
     if args.quick:
         trials: dict[str, int] = {"I": 1, "II": 1}
     elif args.trials is not None:

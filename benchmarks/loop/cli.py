@@ -5,7 +5,6 @@ report, write the results (see the package docstring).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -23,11 +22,12 @@ from benchmarks._cli import (
 from benchmarks.loop.report import format_report, models_line, plot_timeline
 from benchmarks.loop.runs import REQUEST, LoopResult, run_pipelined, run_sequential
 from benchmarks.machine import describe, machine_info, pin_threads
+from drivers.sim import offscreen_gl
 
 
 def run_benchmark(config: Config, steps: int, *, threads: int) -> dict[str, Any]:
     """Both loops on the same config; returns the result document (JSON-ready)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    offscreen_gl()
     pin_threads(threads)
     config = config.model_copy(
         update={"runtime": config.runtime.model_copy(update={"torch_threads": threads})}

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drivers.sim import offscreen_gl
+
 STARTUP_TIMEOUT_S = 180.0
 
 
@@ -168,8 +170,7 @@ class Service:
 def running_service(command: list[str], log_path: Path, token: str) -> Iterator[Service]:
     """The service process, up (its "serving" line logged); stopped (SIGINT, then kill) on the
     way out, with how it stopped in `Service.shutdown`."""
-    env = {**os.environ, "AGENT_TOKEN": token}
-    env.setdefault("MUJOCO_GL", "egl")
+    env = {**os.environ, "AGENT_TOKEN": token, "MUJOCO_GL": offscreen_gl()}
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
