@@ -3,13 +3,9 @@ the held-out guarantee, and real renders (small images, collision meshes for spe
 
 from __future__ import annotations
 
-import math
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 import colorsys
 import json
+import math
 from pathlib import Path
 
 import mujoco

@@ -15,10 +15,6 @@ re-detection (boxes lost for good) or a box-convention error (IoU near 0) fails 
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 import pytest
 
 pytest.importorskip("mujoco")
