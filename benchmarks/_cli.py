@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.machine import device_slug
 
+if TYPE_CHECKING:
+    from agent.config import Config
+
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def configured(config: Config, settings: Mapping[str, Any]) -> Config:
+    """`config` with dotted `section.key` settings replaced, validated again: the variant of the
+    user's config a benchmark row or mode runs (values are Python objects, None included, which
+    `--set K=V` cannot spell)."""
+    from agent.config import Config
+
+    data = config.model_dump()
+    for key, value in settings.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    return Config.model_validate(data)
 
 
 def save_results(

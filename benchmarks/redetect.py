@@ -32,7 +32,6 @@ next (frames are not dropped, so every mode processes the same frames).
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
 import tempfile
@@ -47,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._cli import save_results, standalone_main
+from benchmarks._cli import configured, save_results, standalone_main
 from benchmarks.machine import describe, machine_info, markdown_table, pin_threads, preload_torch
 from benchmarks.table4 import WEIGHTS_NOTE
 from models.tracking.base import TrackResult
@@ -217,16 +216,6 @@ def measure_mode(
     )
 
 
-def _configured(config: Any, settings: Mapping[str, Any]) -> Any:
-    from agent.config import Config
-
-    data = config.model_dump()
-    for key, value in settings.items():
-        section, name = key.split(".")
-        data[section][name] = value
-    return Config.model_validate(data)
-
-
 def run_benchmark(
     config: Any,
     *,
@@ -241,7 +230,7 @@ def run_benchmark(
     from benchmarks.tracking_iou import EPISODES, record_episode
     from models.detection.ground_truth import GroundTruthDetector
     from models.detection.grounding_dino import resized_shape
-    from models.detection.standin import grounding_dino_model, standin_bert
+    from models.detection.standin import standin_bert, write_grounding_dino
     from models.tracking import OpenCVTrackerFactory
 
     out = out or sys.stdout
@@ -252,15 +241,10 @@ def run_benchmark(
     with tempfile.TemporaryDirectory() as tmp:
         folder = workdir or Path(tmp)
         print("building Grounding DINO Swin-T with random weights ...", file=out, flush=True)
-        import torch
-
         bert = standin_bert(folder / "bert", [episode.pick, episode.place])
-        model = grounding_dino_model("swint_ogc", bert)
         checkpoint = folder / "groundingdino_swint_ogc.pth"
-        torch.save({"model": model.state_dict()}, checkpoint)
-        del model
-        gc.collect()
-        gdino_config = _configured(
+        write_grounding_dino("swint_ogc", bert, checkpoint)
+        gdino_config = configured(
             config,
             {
                 "models.detector": "grounding_dino",

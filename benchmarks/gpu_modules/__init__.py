@@ -31,7 +31,8 @@ budget (`--total`), so that every module's eager and graph rows come first.
 
 `--merge ALL.json` puts the run's rows into an earlier result (rows of the same modules replaced,
 ALL.json and ALL.md rewritten); with `--from SAM.json` it merges an existing result, no run.
-`--quick` on the CPU builds SAM ViT-B at a smoke-test size (`tiny_sam`, same classes).
+`--quick` on the CPU builds SAM ViT-B at a smoke-test size (`models.segmentation.standin`'s
+`tiny_sam`, same classes).
 
 Layout: `variants` (the ways of running a network, the registry's types), `networks` (the
 modules' builders and `REGISTRY`), `child` (build and time one module), `parent` (the

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from agent.config import Config
+from benchmarks._cli import configured
 from benchmarks.machine import describe, markdown_table
 from benchmarks.table4 import WEIGHTS_NOTE, Row, entry_row, module_row
 from models.types import Box
@@ -104,11 +105,7 @@ class Bench:
 
     def configured(self, settings: dict[str, Any]) -> Config:
         """The config with dotted `section.key` settings replaced (validated again)."""
-        data = self.config.model_dump()
-        for key, value in settings.items():
-            section, name = key.split(".")
-            data[section][name] = value
-        return Config.model_validate(data)
+        return configured(self.config, settings)
 
     def cached(self, key: str, make: Callable[[], Any]) -> Any:
         if key not in self.cache:
@@ -177,18 +174,25 @@ def run_entries(
                 except Exception as exc:
                     row.status, row.note = "error", f"{type(exc).__name__}: {exc}"
             else:
-                parts = [(measured.get(name), weight) for name, weight in probe.derived]
-                if all(r is not None and r.median is not None for r, _ in parts):
-                    row.status = "derived"
-                    row.median = round(sum(r.median * w for r, w in parts), 2)  # type: ignore[union-attr, operator]
-                else:
-                    row.status = "error"
+                row.median = _derived_median(probe, measured)
+                row.status = "error" if row.median is None else "derived"
             measured[probe.name] = row
             rows.append(row)
         if log is not None:
             print(f"  {entry.key}: {time.perf_counter() - t0:.1f} s", file=log, flush=True)
         gc.collect()  # drop the module before building the next (SAM / DINO hold GBs)
     return rows
+
+
+def _derived_median(probe: Probe, measured: dict[str, Row]) -> float | None:
+    """The weighted sum of the medians `probe.derived` names (None when one is missing)."""
+    total = 0.0
+    for name, weight in probe.derived:
+        part = measured.get(name)
+        if part is None or part.median is None:
+            return None
+        total += part.median * weight
+    return round(total, 2)
 
 
 def format_table(rows: Sequence[Row]) -> str:

@@ -4,7 +4,6 @@ runtime's own backends (`agent.backends`) from random-weight stand-ins saved her
 
 from __future__ import annotations
 
-import gc
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,11 @@ from models._loading import require
 
 def _standin_grounding_dino(bench: Bench, variant: str) -> tuple[Path, Path]:
     """(checkpoint, BERT folder) of random weights for a shipped Grounding DINO variant."""
-    from models.detection.standin import grounding_dino_model, standin_bert
+    from models.detection.standin import standin_bert, write_grounding_dino
 
     bert = bench.cached("bert", lambda: standin_bert(bench.workdir / "bert", bench.scene.phrases))
-    model = grounding_dino_model(variant, bert)
     checkpoint = bench.workdir / f"groundingdino_{variant}.pth"
-    require("torch").save({"model": model.state_dict()}, checkpoint)
-    del model
-    gc.collect()
-    return checkpoint, bert
+    return write_grounding_dino(variant, bert, checkpoint), bert
 
 
 def _standin_sam(bench: Bench, variant: str) -> Path:

@@ -10,6 +10,7 @@ groundingdino are imported inside the functions: this module loads without them.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import string
 from collections.abc import Sequence
@@ -33,10 +34,10 @@ def standin_bert(
 ) -> Path:
     """A BERT text encoder with random weights (BERT-base's size by default), saved in `folder`.
 
-    The WordPiece vocabulary holds the phrases' words plus letters (so any word tokenizes; with
-    `digits`, any number too): the embedding table is smaller than bert-base-uncased's, which changes no
-    per-token cost. Smaller `layers` / `width` give a test-sized encoder. Seeded: the same
-    weights every call.
+    The WordPiece vocabulary holds the phrases' words plus letters (so any word tokenizes;
+    with `digits`, any number too): the embedding table is smaller than bert-base-uncased's,
+    which changes no per-token cost. Smaller `layers` / `width` give a test-sized encoder.
+    Seeded: the same weights every call.
     """
     transformers = require("transformers")
     folder.mkdir(parents=True, exist_ok=True)
@@ -60,6 +61,17 @@ def standin_bert(
     require("torch").manual_seed(0)
     transformers.BertModel(config).save_pretrained(folder)
     return folder
+
+
+def write_grounding_dino(variant: str, text_encoder: Path, path: Path) -> Path:
+    """`grounding_dino_model`'s random weights saved as the official checkpoints store them
+    (`{"model": state_dict}`), for the backend to load like a user's file; the model is freed
+    (Swin-B's weights are ~1 GB)."""
+    model = grounding_dino_model(variant, text_encoder)
+    require("torch").save({"model": model.state_dict()}, path)
+    del model
+    gc.collect()
+    return path
 
 
 def grounding_dino_model(variant: str, text_encoder: Path) -> Any:
