@@ -33,12 +33,12 @@ budget (`--total`), so that every module's eager and graph rows come first.
 ALL.json and ALL.md rewritten); with `--from SAM.json` it merges an existing result, no run.
 `--quick` on the CPU builds SAM ViT-B at a smoke-test size (`models.segmentation.standin`'s
 `tiny_sam`, same classes).
-
-Layout: `variants` (the ways of running a network, the registry's types), `networks` (the
-modules' builders and `REGISTRY`), `child` (build and time one module), `parent` (the
-time-boxed children, the result document), `results` (caption, table, files, `--merge`),
-`cli` (the command line of both).
 """
+
+# Layout: `variants` (the ways of running a network, the registry's types), `networks` (the
+# modules' builders and `REGISTRY`), `child` (build and time one module), `parent` (the time-boxed
+# children, the result document), `results` (caption, table, files, `--merge`), `cli` (the command
+# line of both).
 
 from benchmarks.gpu_modules.child import Runner, run_child
 from benchmarks.gpu_modules.cli import main, parser

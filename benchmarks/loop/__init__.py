@@ -30,10 +30,10 @@ process's CPU over the window from the first to the last step.
 
     python -m agent bench loop [--steps 100] [--quick] [--json PATH] [--set models.tracker=csrt]
     python -m benchmarks.loop  (the same arguments, with the sim profile)
-
-Layout: `meters` (per-stage meters and CPU snapshots), `runs` (the two loops, `LoopResult`,
-bounds and timelines), `report` (the report and the timeline plot), `cli` (the command line).
 """
+
+# Layout: `meters` (per-stage meters and CPU snapshots), `runs` (the two loops, `LoopResult`,
+# bounds and timelines), `report` (the report and the timeline plot), `cli` (the command line).
 
 from benchmarks.loop.cli import add_arguments, heavy_config, main, run, run_benchmark
 from benchmarks.loop.meters import Meter, Meters, _Metered

@@ -20,12 +20,12 @@ extra, an unconfigured server, or the TPM policy that does not exist yet.
 
     python -m agent bench modules [--quick] [--no-heavy] [--only KEY] [--json PATH]
     python -m benchmarks.modules  (the same arguments, with the sim profile)
-
-Layout: `core` (probes, entries, timing, rows, the table), `perception` (detector, tracker and
-segmenter rows), `registry` (reasoner and policy rows, `REGISTRY`), `cli` (the scene, the run,
-the command line). The random-weight networks are the backends' own stand-ins
-(`models.tracking.standin`, `models.detection.standin`).
 """
+
+# Layout: `core` (probes, entries, timing, rows, the table), `perception` (detector, tracker and
+# segmenter rows), `registry` (reasoner and policy rows, `REGISTRY`), `cli` (the scene, the run,
+# the command line). The random-weight networks are the backends' own stand-ins
+# (`models.tracking.standin`, `models.detection.standin`).
 
 from benchmarks.modules.cli import add_arguments, main, run, run_benchmark, select
 from benchmarks.modules.core import (

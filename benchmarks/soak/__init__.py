@@ -49,11 +49,11 @@ benchmarks/results/soak-cpu.md):
 
     python -m agent bench soak [--tasks 100] [--cancel-every 10] [--steps 40] [--quick] [--json P]
     python -m benchmarks.soak  (the same arguments, with the sim profile)
-
-Layout: `service` (the server process, its /proc samples, the HTTP client), `tasks` (one task
-and its run folder's checks), `report` (the bounds, the result and its table), `cli` (the soak
-and the command line).
 """
+
+# Layout: `service` (the server process, its /proc samples, the HTTP client), `tasks` (one task and
+# its run folder's checks), `report` (the bounds, the result and its table), `cli` (the soak and
+# the command line).
 
 from benchmarks.soak.cli import add_arguments, main, run, soak
 from benchmarks.soak.report import FD_BOUND, RSS_BOUND_MB, THREAD_BOUND, bounds, ordinal
