@@ -20,7 +20,7 @@ from models.synthetic import SyntheticObject, render_scene, textured_background
 from models.tracking.base import TrackResult
 from models.tracking.health import TrackHealth
 from models.tracking.onnx_tracker import OnnxTrackerFactory, crop_square, read_signature
-from models.tracking.standin import OUTPUT_NAMES, export_tracker
+from models.tracking.standin import INPUT_NAMES, OUTPUT_NAMES, export_tracker, mixformer_v2_s
 from models.types import Box, ModelError
 
 torch = pytest.importorskip("torch")
@@ -218,3 +218,27 @@ def test_read_signature_rejects_non_image_inputs(models: dict[str, Path]) -> Non
     session = ort.InferenceSession(str(models["plain"]), providers=["CPUExecutionProvider"])
     signature = read_signature(session, 112, 224)
     assert signature.search_size == SEARCH  # static sizes in the file win over the defaults
+
+
+def test_the_mixformer_standin_is_what_the_backend_and_benchmarks_load(tmp_path: Path) -> None:
+    """The one MixFormerV2-S-sized stand-in (models.tracking.standin): its size at the defaults
+    (what the modules tables' notes report) and, at a test's size, a file the backend reads by
+    MixFormerV2's names and tracks with (random weights: the box is in the frame, not right)."""
+    full = mixformer_v2_s(112, 224)
+    assert sum(p.numel() for p in full.parameters()) / 1e6 == pytest.approx(14.9, abs=0.05)
+    tiny = mixformer_v2_s(TEMPLATE, SEARCH, dim=32, depth=1, heads=2)
+    factory = OnnxTrackerFactory(export_tracker(tiny, tmp_path / "standin.onnx", TEMPLATE, SEARCH))
+    sig = factory.signature
+    assert (sig.template, sig.online, sig.search) == INPUT_NAMES
+    assert (sig.template_size, sig.search_size, sig.box, sig.score) == (
+        TEMPLATE,
+        SEARCH,
+        *OUTPUT_NAMES,
+    )
+    tracker = factory()
+    tracker.init(_frame(60, 50), _box(60, 50))
+    result = tracker.update(_frame(64, 52))
+    assert isinstance(result, TrackResult) and 0.0 <= result.score <= 1.0
+    if result.ok:
+        box = result.box
+        assert 0 <= box.x0 < box.x1 <= 200 and 0 <= box.y0 < box.y1 <= 160
