@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "redetect": ("benchmarks.redetect", "re-detecting a target that stays lost, three ways"),
     "loop": ("benchmarks.loop", "the whole control loop: pipelined runtime vs a sequential loop"),
     "soak": ("benchmarks.soak", "one service runtime, many tasks: none lost, RSS and fds flat"),
+    "expert": ("benchmarks.expert", "scripted expert success per skill, split and setting"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

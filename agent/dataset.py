@@ -128,6 +128,25 @@ def draw_trial(
 
 
 SETTLE_S = 1.0  # after the expert is done, let the object come to rest before judging
+SETTLE_MAX_S = 3.0  # ... and while it is still moving, wait up to this long in all
+
+
+def settle_and_judge(world: Any, judge: Any, task: TaskSpec) -> Any:
+    """The judge's verdict once the episode's outcome is decided: after `SETTLE_S`, and while A
+    is still moving (the judge's "not done"), every 0.25 s up to `SETTLE_MAX_S`.
+
+    The runtime's supervisor judges every step until the verdict is done, so an object that
+    rocks for a moment after release is judged at rest there; one look at a fixed time would
+    fail it here.
+    """
+    world.step_seconds(SETTLE_S)
+    verdict = judge.verdict(task)
+    waited = SETTLE_S
+    while not verdict.done and waited < SETTLE_MAX_S:
+        world.step_seconds(0.25)
+        waited += 0.25
+        verdict = judge.verdict(task)
+    return verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,8 +304,7 @@ def _run(
         else:
             failed = True
             why_failed = f"step budget ({settings.max_steps}) used"
-        world.step_seconds(SETTLE_S)
-        verdict = judge.verdict(task)
+        verdict = settle_and_judge(world, judge, task)
         success = verdict.success and not failed
         reason = verdict.reason if not failed else f"{why_failed} ({verdict.reason})"
         keep = success or pilot is not None

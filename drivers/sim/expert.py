@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from drivers.sim.scene import HAND_HALF_X, HAND_HALF_Y
 from drivers.sim.state import SceneState
 
 PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "open", "retreat", "done")
@@ -34,7 +35,9 @@ CARRY_MARGIN = 0.05
 # Fingertip pads are ~4.5 cm below the palm: keep the palm above A's top.
 PALM_CLEARANCE = 0.04
 MIN_GRASP_Z = 0.014
-HAND_HALF_X = 0.035  # the hand's half thickness across the finger axis
+HAND_MARGIN = 0.006  # the hand's side above a tall B's edge when releasing A next to it
+#: shifts of a near spot along B's side, as fractions of B's half size (centred first)
+NEAR_SHIFTS = (0.0, -0.6, 0.6)
 LOW_TARGET = 0.05  # B lower than this lets the hand pass over its side
 #: above-target test (horizontal distance): within this, descend / lower from any height; beyond
 #: REALIGN_XY while descending or lowering, go back up first (hysteresis against flip-flopping)
@@ -226,46 +229,61 @@ class ScriptedExpert:
         return np.array([x, y, RELEASE_CLEARANCE + self._hold_offset])
 
     def _near_spot(self, b_low: np.ndarray, b_high: np.ndarray) -> tuple[float, float]:
-        """A free spot beside B: toward the robot first, then behind B, then (low B only) sideways.
+        """A free spot beside B within reach: B's x sides (toward the robot first, then behind),
+        also shifted along B, then (low B only) its y sides.
 
         The hand is ~20 cm long along y (the finger axis) but thin along x, so a spot on B's y side
-        would bring the palm down onto a tall B; those spots are only tried when B is low.
+        would bring the palm down onto a tall B; those spots are only tried when B is low. Other
+        objects must leave room for A, and for the whole hand where they are taller than the
+        palm's height at release. When no spot is free, the reachable one with the most room;
+        never a spot out of reach (the arm cannot lower there, and the hand would go back and
+        forth between carrying and lowering until the step budget ran out).
         """
         world, pick = self.world, self._task.pick
         a_low, a_high = world.object_bounds(pick)
         half = (a_high - a_low) / 2
-        centre = (b_low + b_high) / 2
-        gap_x = max(NEAR_GAP, HAND_HALF_X - half[0] + 0.01)
-        candidates = [
-            (b_low[0] - gap_x - half[0], centre[1]),
-            (b_high[0] + gap_x + half[0], centre[1]),
-        ]
+        centre, b_half = (b_low + b_high) / 2, (b_high - b_low) / 2
+        gap_x = max(NEAR_GAP, HAND_HALF_X - half[0] + HAND_MARGIN)
+        xs = (b_low[0] - gap_x - half[0], b_high[0] + gap_x + half[0])
+        candidates = [(x, centre[1] + f * b_half[1]) for f in NEAR_SHIFTS for x in xs]
         if b_high[2] < LOW_TARGET:
-            candidates += [
-                (centre[0], b_low[1] - NEAR_GAP - half[1]),
-                (centre[0], b_high[1] + NEAR_GAP + half[1]),
+            ys = (b_low[1] - NEAR_GAP - half[1], b_high[1] + NEAR_GAP + half[1])
+            candidates += [(centre[0] + f * b_half[0], y) for f in NEAR_SHIFTS for y in ys]
+        palm_z = RELEASE_CLEARANCE + self._hold_offset + PALM_CLEARANCE
+        others = []
+        for name in world.object_names():
+            if name in (pick, self._task.place):
+                continue
+            lo, hi = world.object_bounds(name)
+            tall = hi[2] > palm_z
+            reach = (max(half[0], HAND_HALF_X), max(half[1], HAND_HALF_Y)) if tall else half[:2]
+            others.append((lo, hi, reach))
+
+        def room(x: float, y: float) -> float:
+            """The smallest margin to another object (negative: overlapping)."""
+            gaps = [
+                max(
+                    lo[0] - x - rx - 0.01,
+                    x - rx - hi[0] - 0.01,
+                    lo[1] - y - ry - 0.015,
+                    y - ry - hi[1] - 0.015,
+                )
+                for lo, hi, (rx, ry) in others
             ]
-        others = [
-            world.object_bounds(n)
-            for n in world.object_names()
-            if n not in (pick, self._task.place)
+            return min(gaps, default=np.inf)
+
+        reachable = [
+            (float(x), float(y))
+            for x, y in candidates
+            if REACH_X[0] <= x <= REACH_X[1] and abs(y) <= REACH_Y
         ]
-
-        def free(x: float, y: float) -> bool:
-            in_reach = REACH_X[0] <= x <= REACH_X[1] and abs(y) <= REACH_Y
-            clear = all(
-                x + half[0] + 0.01 < lo[0]
-                or x - half[0] - 0.01 > hi[0]
-                or y + half[1] + 0.015 < lo[1]
-                or y - half[1] - 0.015 > hi[1]
-                for lo, hi in others
-            )
-            return in_reach and clear
-
-        for x, y in candidates:
-            if free(float(x), float(y)):
-                return float(x), float(y)
-        return float(candidates[0][0]), float(candidates[0][1])
+        for x, y in reachable:
+            if room(x, y) > 0:
+                return x, y
+        if reachable:
+            return max(reachable, key=lambda spot: room(*spot))
+        x, y = candidates[0]
+        return float(np.clip(x, *REACH_X)), float(np.clip(y, -REACH_Y, REACH_Y))
 
 
 def _clip(vector: np.ndarray, limit: float) -> np.ndarray:

@@ -193,10 +193,9 @@ class SceneState:
         geoms = np.flatnonzero(m.geom_bodyid == body)
         lows, highs = [], []
         for g in geoms:
-            center, half = m.geom_aabb[g, :3], m.geom_aabb[g, 3:]
             rot = d.geom_xmat[g].reshape(3, 3)
-            c = d.geom_xpos[g] + rot @ center
-            h = np.abs(rot) @ half
+            c, h = _geom_extent(int(m.geom_type[g]), m.geom_size[g], rot, m.geom_aabb[g])
+            c = d.geom_xpos[g] + c
             lows.append(c - h)
             highs.append(c + h)
         return np.min(lows, axis=0), np.max(highs, axis=0)
@@ -204,3 +203,27 @@ class SceneState:
     def _check_name(self, name: str) -> None:
         if name not in self._object_ids:
             raise KeyError(f"no object {name!r} in this scene; present: {', '.join(self._objects)}")
+
+
+def _geom_extent(
+    gtype: int, size: np.ndarray, rot: np.ndarray, aabb: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(centre offset, half extents) of a geom's tight world-axis box, turned by `rot`.
+
+    Exact for the rounded primitives: turning the local box (`geom_aabb`) of a sphere, an
+    ellipsoid or a cylinder overstates its reach, by up to 73% of a tilted sphere's radius, which
+    put a plum resting on a book "below its top" and told the expert to grasp too low. Boxes and
+    meshes keep the turned local box (exact for boxes).
+    """
+    geom = mujoco.mjtGeom
+    if gtype == geom.mjGEOM_SPHERE:
+        return np.zeros(3), np.full(3, size[0])
+    if gtype == geom.mjGEOM_ELLIPSOID:
+        return np.zeros(3), np.sqrt(((rot * size[:3]) ** 2).sum(axis=1))
+    if gtype in (geom.mjGEOM_CYLINDER, geom.mjGEOM_CAPSULE):
+        axis = np.abs(rot[:, 2])  # the local z axis in world coordinates
+        radial = size[0] * np.sqrt(np.clip(1.0 - axis**2, 0.0, 1.0))
+        if gtype == geom.mjGEOM_CAPSULE:
+            radial = np.full(3, size[0])
+        return np.zeros(3), size[1] * axis + radial
+    return rot @ aabb[:3], np.abs(rot) @ aabb[3:]
