@@ -124,6 +124,9 @@ def _openai_reasoner(config: Config, descriptions: dict[str, str]) -> Reasoner:
         timeout_s=r.timeout_s,
         max_retries=r.max_retries,
         response_format=r.response_format,
+        # every retry inside the runtime's reasoning timeout (less a margin for the worker
+        # thread and the event loop the backend starts), so that its message is what users see
+        deadline_s=max(config.runtime.reason_timeout_s / 2, config.runtime.reason_timeout_s - 1.0),
     )
     return OpenAIReasoner(settings, descriptions)
 

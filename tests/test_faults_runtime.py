@@ -53,6 +53,7 @@ from tests.faults_helpers import (
     spying,
     stopped_before,
 )
+from tests.test_reasoning_openai import ChatServer, Reply, completion, error
 
 VIDEO = "output.video=true"
 
@@ -607,4 +608,64 @@ async def test_a_policy_that_overruns_after_the_arm_moved_has_its_actions_refuse
     assert outcome.stale_actions == executed.count(False) >= 6
     assert outcome.latency_ms["act"]["max"] >= 2000
     stopped_before(events, spy)
+    check_run_folder(folder, events)
+
+
+# --------------------------------------------------------------------- 8. the LLM (scenario 5)
+LLM_FAULTS = {  # what the server does -> (its replies, settings, what the fault says)
+    "times out": (
+        [Reply(delay_s=20.0, body=completion("{}"))],
+        ["reasoning.timeout_s=2", "reasoning.max_retries=5", "runtime.reason_timeout_s=4"],
+        "within the 3 s allowed for reasoning (1 attempt(s), the last: timed out)",
+    ),
+    "401": ([error(401, "Incorrect API key provided")], [], "authentication failed (HTTP 401)"),
+    "429": (
+        [Reply(status=429, body=error(429, "quota").body, headers={"retry-after": "0"})],
+        ["reasoning.max_retries=1"],
+        "rate limited (HTTP 429) at ",
+    ),
+    "malformed": ([Reply(body=completion("Sure! The sponge."))], [], "answer is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("how", list(LLM_FAULTS))
+def test_an_llm_that_fails_ends_a_cli_run_with_its_own_message(tmp_path: Path, how: str) -> None:
+    """Scenario 5 through `python -m agent run` with the openai reasoner against a real HTTP
+    server on 127.0.0.1: a timeout (retries that would outlast the runtime's 4 s reasoning
+    timeout stop at the reasoner's deadline inside it), a 401, a 429 and an answer that is not
+    JSON each end the run with one Fault from the reasoner saying so, not the runtime's generic
+    "did not finish"; the arm is stopped before Finished; the run folder is whole."""
+    replies, settings, message = LLM_FAULTS[how]
+    server = ChatServer()
+    server.script = replies
+    try:
+        overrides = [
+            "models.policy=expert",
+            'models.reasoner="openai"',
+            f'reasoning.base_url="{server.url}"',
+            'reasoning.model="test-model"',
+            "sim.image_width=96",
+            "sim.image_height=96",
+            *settings,
+        ]
+        sets = [arg for override in overrides for arg in ("--set", override)]
+        runs = tmp_path / "runs"
+        args = ["run", REQUEST, *sets, "--runs-dir", str(runs), "--quiet"]
+        args += ["--log-json", "--log-level", "info"]
+        proc = agent_proc(*args, cwd=tmp_path, env={"COLUMNS": "500"})  # one line, unwrapped
+        out, err = proc.communicate(timeout=120)
+    finally:
+        server.close()
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    folder = next(runs.iterdir())
+    events = [parse_event(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    fault = only_fault(events, "reasoner", fatal=True)
+    assert message in fault.message and "did not finish" not in fault.message, fault.message
+    finished = events[-1]
+    assert isinstance(finished, Finished) and events[-2] is fault
+    assert (finished.outcome.status, finished.outcome.stop) == ("fault", "ok")
+    assert f"FAULT: reasoner: {fault.message}" in out.splitlines()
+    logged = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    assert logged.index("robot stopped") < logged.index("episode finished")
     check_run_folder(folder, events)

@@ -237,6 +237,35 @@ def test_timeouts_are_retried_then_reported(server: ChatServer) -> None:
     assert len(server.requests) == 2
 
 
+@pytest.mark.parametrize(
+    ("reply", "last"),
+    [
+        (Reply(delay_s=3.0, body=completion("{}")), "timed out"),
+        (
+            Reply(status=429, body={"error": {"message": "quota"}}, headers={"retry-after": "2"}),
+            "HTTP 429",
+        ),
+    ],
+)
+def test_retries_stop_at_the_deadline_with_a_message_naming_it(
+    server: ChatServer, reply: Reply, last: str
+) -> None:
+    """`deadline_s` bounds the whole call: no attempt outlives it and no retry starts that
+    could not finish in it (here a 2 s Retry-After, or a second 1 s attempt after the backoff),
+    so the runtime's wider timeout never fires first and this message is the one users see."""
+    server.script = [reply]
+    reasoner = make(server, timeout_s=1.0, max_retries=5, backoff_s=0.5, deadline_s=1.5)
+    t0 = time.perf_counter()
+    with pytest.raises(ModelError) as info:
+        reasoner.reason("I spilled the milk", SCENE)
+    assert time.perf_counter() - t0 < 1.5
+    assert str(info.value) == (
+        f"openai:test-model: no usable answer from {server.url} within the 1.5 s allowed for "
+        f"reasoning ({reasoner.retries + 1} attempt(s), the last: {last}); "
+        "raise runtime.reason_timeout_s"
+    )
+
+
 def test_auth_error_is_not_retried_and_never_shows_the_key(
     server: ChatServer, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:

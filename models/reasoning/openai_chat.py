@@ -18,17 +18,22 @@ end in a one-line ModelError, never in a guess.
 
 Retries: only rate limits (429), server errors (5xx) and timeouts are retried, at most
 `max_retries` times with exponential backoff (honouring a short Retry-After). Authentication
-errors, a missing model or a refused connection fail at once. The API key is read from the
-config or the environment, handed to the client, and never logged or put in an error message.
+errors, a missing model or a refused connection fail at once. `deadline_s` bounds one call, every
+attempt and wait included: the runtime sets it inside its own reasoning timeout, so that a slow
+or rate-limiting server ends in this backend's message, not in the runtime's generic timeout.
+The API key is read from the config or the environment, handed to the client, and never logged
+or put in an error message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,6 +44,7 @@ from models.types import USER, ModelError, Skill, TaskSpec
 EXTRA_HINT = "pip install 'tpm-agent[llm]'"
 
 ResponseFormat = Literal["auto", "json_schema", "json_object"]
+MIN_ATTEMPT_S = 0.5  # a retry with less time than this left before the deadline is not made
 
 _SYSTEM = """\
 You are the reasoning module of a robot arm that helps a person at a table. The person says \
@@ -75,6 +81,7 @@ class OpenAISettings:
     timeout_s: float = 30.0
     max_retries: int = 2
     backoff_s: float = 0.5
+    deadline_s: float | None = None  # one call, all attempts and backoffs (None: unbounded)
     response_format: ResponseFormat = "auto"
     temperature: float = 0.0
 
@@ -108,6 +115,8 @@ class OpenAIReasoner:
         self._format: ResponseFormat = settings.response_format
         self.name = f"openai:{settings.model}"
         self.retries = 0
+        self._until: float | None = None  # the running call's deadline (time.monotonic)
+        self._out_of_time = False  # the running call's deadline cut an attempt or a retry
 
     def __repr__(self) -> str:  # never the key
         s = self._settings
@@ -125,6 +134,9 @@ class OpenAIReasoner:
         from openai import AsyncOpenAI
 
         self.retries = 0
+        deadline = self._settings.deadline_s
+        self._until = None if deadline is None else time.monotonic() + deadline
+        self._out_of_time = False
         async with AsyncOpenAI(
             api_key=self._key,
             base_url=self._settings.base_url,
@@ -166,15 +178,20 @@ class OpenAIReasoner:
         attempt = 0
         retry: Exception
         while True:
+            limit = min(settings.timeout_s, self._left())
             try:
                 response = await client.chat.completions.create(
                     model=settings.model,
                     messages=messages,
                     response_format=_response_format(objects, fmt),
                     temperature=settings.temperature,
+                    timeout=limit,
                 )
                 break
-            except (openai.RateLimitError, openai.APITimeoutError) as exc:
+            except openai.APITimeoutError as exc:
+                self._out_of_time = limit < settings.timeout_s
+                retry = exc
+            except openai.RateLimitError as exc:
                 retry = exc
             except openai.InternalServerError as exc:
                 if fmt == "json_schema" and _mentions_format(exc):
@@ -184,11 +201,15 @@ class OpenAIReasoner:
                 if exc.status_code < 500:
                     raise
                 retry = exc  # 502 / 503 / 504 and other 5xx
+            delay = _backoff(settings.backoff_s, attempt + 1, retry)
             if attempt >= settings.max_retries:
+                raise retry
+            if delay + MIN_ATTEMPT_S > self._left():  # no time left for another attempt
+                self._out_of_time = True
                 raise retry
             attempt += 1
             self.retries += 1
-            await asyncio.sleep(_backoff(settings.backoff_s, attempt, retry))
+            await asyncio.sleep(delay)
         choices = getattr(response, "choices", None) or []
         if not choices or choices[0].message is None:
             raise ModelError(f"{self.name}: the server returned no answer")
@@ -283,6 +304,19 @@ class OpenAIReasoner:
 
         where = self._settings.base_url or "the OpenAI API"
         attempts = self.retries + 1
+        if self._out_of_time:
+            last = (
+                f"HTTP {exc.status_code}"
+                if isinstance(exc, openai.APIStatusError)
+                else "timed out"
+                if isinstance(exc, openai.APITimeoutError)
+                else _one_line(str(exc))
+            )
+            return ModelError(
+                f"{self.name}: no usable answer from {where} within the "
+                f"{self._settings.deadline_s:g} s allowed for reasoning ({attempts} attempt(s), "
+                f"the last: {self._scrub(last)}); raise runtime.reason_timeout_s"
+            )
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             # The server's message may echo part of the key: leave it out entirely.
             return ModelError(
@@ -312,6 +346,10 @@ class OpenAIReasoner:
                 f"{self._scrub(_message(exc))}"
             )
         return ModelError(f"{self.name}: {self._scrub(str(exc))}")
+
+    def _left(self) -> float:
+        """Seconds left of the running call's deadline (infinite without one)."""
+        return math.inf if self._until is None else self._until - time.monotonic()
 
     def _scrub(self, text: str) -> str:
         text = _one_line(text)[:200]
