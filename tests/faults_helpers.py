@@ -131,6 +131,19 @@ def fatal_fault(events: list[Event], spy: StopSpy, where: str) -> Fault:
     return fault
 
 
+def read_events(folder: Path) -> list[Event]:
+    """Every event of a run folder's log."""
+    return [parse_event(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+
+
+def stopped_in_log(stderr: str) -> None:
+    """(b) for a `python -m agent run` subprocess logging JSON at info: "robot stopped" came
+    before "episode finished" (the episode's own stop, not the one at close)."""
+    logged = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
+    assert "robot stopped" in logged, stderr[-2000:]
+    assert logged.index("robot stopped") < logged.index("episode finished")
+
+
 def video_frames(path: Path) -> int:
     """Frames ffmpeg can decode from `path`; raises on a truncated or broken file."""
     import imageio_ffmpeg
@@ -142,8 +155,7 @@ def video_frames(path: Path) -> int:
 
 def check_run_folder(folder: Path, events: list[Event] | None = None) -> dict[str, Any]:
     """(c): the log parses to its last line, the summary holds the outcome, the video plays."""
-    lines = (folder / "events.jsonl").read_text().splitlines()
-    logged = [parse_event(line) for line in lines]  # every line, the last one included
+    logged = read_events(folder)  # every line, the last one included
     if events is not None:
         assert logged == events
     summary = json.loads((folder / "summary.json").read_text())

@@ -34,7 +34,7 @@ import anyio
 import numpy as np
 import pytest
 
-from agent import Fault, Finished, RunFolderError, Runtime, Step, parse_event
+from agent import Fault, Finished, RunFolderError, Runtime, Step
 from agent.backends import Parts
 from agent.events import Event, Outcome
 from agent.recording import RunRecorder, VideoWriter, new_run_folder, write_json_atomic
@@ -49,9 +49,11 @@ from tests.faults_helpers import (
     collect,
     fatal_fault,
     only_fault,
+    read_events,
     run_with_fault,
     spying,
     stopped_before,
+    stopped_in_log,
 )
 from tests.test_reasoning_openai import ChatServer, Reply, completion, error
 
@@ -92,7 +94,7 @@ def test_sigterm_ends_a_cli_run_like_ctrl_c(tmp_path: Path) -> None:
     )
     assert out.startswith("CANCELLED: terminated by SIGTERM")
     folder = next(runs.iterdir())
-    events = [parse_event(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    events = read_events(folder)
     assert isinstance(events[-1], Finished)
     outcome = events[-1].outcome
     assert (outcome.status, outcome.reason) == ("cancelled", "terminated by SIGTERM")
@@ -225,8 +227,7 @@ async def test_a_full_disk_mid_run_is_a_fault_and_the_episode_goes_on(
     outcome = _recording_fault_went_on(events, spy["robot"], "No space left on device")
     # the log holds the first 11 events, each whole; the summary the outcome and the error
     summary = check_run_folder(folder)
-    logged = [parse_event(line) for line in (folder / "events.jsonl").read_text().splitlines()]
-    assert logged == events[:written]
+    assert read_events(folder) == events[:written]
     assert Outcome.model_validate(summary["outcome"]) == outcome
     assert "No space left on device" in summary["recording_error"]
 
@@ -659,13 +660,60 @@ def test_an_llm_that_fails_ends_a_cli_run_with_its_own_message(tmp_path: Path, h
     assert proc.returncode == 1, err[-3000:]
     assert "Traceback" not in err
     folder = next(runs.iterdir())
-    events = [parse_event(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    events = read_events(folder)
     fault = only_fault(events, "reasoner", fatal=True)
     assert message in fault.message and "did not finish" not in fault.message, fault.message
     finished = events[-1]
     assert isinstance(finished, Finished) and events[-2] is fault
     assert (finished.outcome.status, finished.outcome.stop) == ("fault", "ok")
     assert f"FAULT: reasoner: {fault.message}" in out.splitlines()
-    logged = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
-    assert logged.index("robot stopped") < logged.index("episode finished")
+    stopped_in_log(err)
+    check_run_folder(folder, events)
+
+
+# --------------------------------------------------------------------- 9. not in view (scen. 12)
+TINY_CATALOG = """
+[[object]]
+name = "sponge"
+split = "seen"
+family = "box"
+size = [0.09, 0.06, 0.035]
+rgb = [0.95, 0.85, 0.15]
+mass = 0.03
+description = "a yellow rectangular kitchen sponge"
+
+[[object]]
+name = "pearl"
+split = "seen"
+family = "sphere"
+size = [0.005]
+rgb = [0.9, 0.9, 0.9]
+mass = 0.01
+description = "a tiny white pearl"
+pickable = false
+"""
+
+
+def test_an_object_no_camera_sees_is_exit_code_3(tmp_path: Path) -> None:
+    """A real object too small for 96 px views (a 5 mm pearl): the request names it, no camera
+    finds it, and `run` says so in its first line and exits 3 ("nothing to do"), the arm told to
+    stop before the episode finished, the run folder whole."""
+    catalog = tmp_path / "objects.toml"
+    catalog.write_text(TINY_CATALOG)
+    runs = tmp_path / "runs"
+    sets = [
+        *("--set", "models.policy=expert", "--set", "sim.image_width=96"),
+        *("--set", "sim.image_height=96", "--set", f'sim.catalog="{catalog}"'),
+        *("--set", 'sim.objects=["sponge", "pearl"]'),
+    ]
+    args = ["run", "put the sponge next to the pearl", *sets, "--runs-dir", str(runs), "--quiet"]
+    proc = agent_proc(*args, "--log-json", "--log-level", "info", cwd=tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err[-3000:]
+    assert out.splitlines()[0] == "NOT_FOUND: not found in any camera view (front, side): pearl"
+    folder = next(runs.iterdir())
+    events = read_events(folder)
+    outcome = events[-1].outcome  # type: ignore[attr-defined]
+    assert (outcome.status, outcome.steps, outcome.stop) == ("not_found", 0, "ok")
+    stopped_in_log(err)
     check_run_folder(folder, events)
