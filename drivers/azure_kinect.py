@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
-from drivers.base import CameraError
+from drivers.base import CameraError, require_sdk
 from drivers.capture import CameraSettings, Intrinsics, RawFrame, StreamingCamera
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,8 @@ _FPS = {5: "FPS_5", 15: "FPS_15", 30: "FPS_30"}
 
 
 def import_sdk() -> Any:
-    """pyk4a, or CameraError naming what to install."""
-    try:
-        import pyk4a
-    except ImportError as exc:  # also raised when libk4a itself is missing
-        raise CameraError(f"{_INSTALL} ({exc})") from exc
-    return pyk4a
+    """pyk4a, or CameraError naming what to install (also when libk4a itself is missing)."""
+    return require_sdk("pyk4a", error=CameraError, hint=_INSTALL)
 
 
 class AzureKinectConfig(CameraSettings):

@@ -7,9 +7,11 @@ without blocking the caller, and both are context managers so that a crash still
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -24,6 +26,22 @@ class Settings(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def require_sdk(*modules: str, error: type[Exception], hint: str) -> ModuleType:
+    """Import a vendor SDK (all of `modules`; the first is returned) or raise `error` as one line:
+    `hint` says what to install, the import's own message why it failed.
+
+    Drivers import their SDK only when they open, so `import drivers` needs none; this is the
+    drivers' one "install the extra" helper (`models._loading.require` is the models' and the
+    runtime's: the floors keep drivers and models from sharing one).
+    """
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    except ImportError as exc:
+        raise error(f"{hint} ({exc})") from exc
+    return importlib.import_module(modules[0])
 
 
 class DriverError(RuntimeError):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from drivers.base import CameraError
+from drivers.base import CameraError, require_sdk
 from drivers.capture import CameraSettings, Intrinsics, RawFrame, StreamingCamera
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,7 @@ _INSTALL = (
 
 def import_sdk() -> Any:
     """pyrealsense2, or CameraError naming the extra to install."""
-    try:
-        import pyrealsense2
-    except ImportError as exc:
-        raise CameraError(f"{_INSTALL} ({exc})") from exc
-    return pyrealsense2
+    return require_sdk("pyrealsense2", error=CameraError, hint=_INSTALL)
 
 
 class RealSenseConfig(CameraSettings):

@@ -13,21 +13,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from drivers.base import RobotError
+from drivers.base import RobotError, require_sdk
 from drivers.franka._common import ArmDriver, ArmFault, ConnectionLost, GripperBackend
 from drivers.franka.config import FrankaConfig, GripperConfig
 
 log = logging.getLogger(__name__)
 
 _INSTALL = "the Franka driver needs franky-control: pip install 'tpm-agent[real]'"
-
-
-def _import_franky() -> Any:
-    try:
-        import franky
-    except ImportError as exc:
-        raise RobotError(f"{_INSTALL} ({exc})") from exc
-    return franky
 
 
 class _FrankyGripper(GripperBackend):
@@ -74,7 +66,7 @@ class FrankaRobot(ArmDriver):
         self._quat: list[float] | None = None
 
     def _connect(self) -> GripperBackend | None:
-        franky = self._franky = _import_franky()
+        franky = self._franky = require_sdk("franky", error=RobotError, hint=_INSTALL)
         cfg = self.config
         realtime = (
             franky.RealtimeConfig.Enforce

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from drivers.base import RobotError
+from drivers.base import RobotError, require_sdk
 from drivers.franka._common import ArmDriver, ArmFault, ConnectionLost, GripperBackend
 from drivers.franka.config import FrankaConfig, GripperConfig
 
@@ -28,13 +28,9 @@ _MAX_SPEED = 1.7  # m/s, the Panda's translational velocity limit
 
 
 def _import_panda_py() -> Any:
-    try:
-        import panda_py
-        import panda_py.controllers
-        import panda_py.libfranka
-    except ImportError as exc:
-        raise RobotError(f"{_INSTALL} ({exc})") from exc
-    return panda_py
+    return require_sdk(
+        "panda_py", "panda_py.controllers", "panda_py.libfranka", error=RobotError, hint=_INSTALL
+    )
 
 
 class PandaPyGripper(GripperBackend):

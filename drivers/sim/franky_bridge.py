@@ -30,7 +30,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
-from drivers.base import DriverError, TaskStart
+from drivers.base import DriverError, TaskStart, require_sdk
 from drivers.sim.catalog import load_catalog
 from drivers.sim.scene import (
     EE_SITE,
@@ -70,11 +70,10 @@ class FrankySimWorld(SceneState):
         host: str = "127.0.0.1",
         initial_joints: Sequence[float] = HOME_JOINTS,
     ) -> None:
-        try:
-            from franky_sim import SimulationServer
-            from franky_sim.mujoco_simulator import MujocoSimulator
-        except ImportError as exc:
-            raise SceneError(f"{_INSTALL} ({exc})") from exc
+        require_sdk("franky_sim", "franky_sim.mujoco_simulator", error=SceneError, hint=_INSTALL)
+        from franky_sim import SimulationServer
+        from franky_sim.mujoco_simulator import MujocoSimulator
+
         catalog = load_catalog(spec.catalog)
         layout = plan_scene(spec, catalog)
         self.host = host
