@@ -207,7 +207,8 @@ class Runtime:
         """Stop the arm; shielded so that cancellation cannot skip it, bounded so it cannot hang.
 
         Returns how it went: "ok", "failed: <reason>" or "timed out after <n> s" (a hung driver
-        call is abandoned in its thread).
+        call is abandoned in its thread). A driver that reports its link lost (`link_error`, the
+        Franka drivers) returns from `stop` without reaching the arm: that is a failure too.
         """
         timeout = STOP_TIMEOUT_S
         with anyio.CancelScope(shield=True), anyio.move_on_after(timeout) as scope:
@@ -221,6 +222,10 @@ class Runtime:
         if scope.cancelled_caught:
             log.error("safe stop timed out", timeout_s=timeout)
             return f"timed out after {timeout:g} s"
+        link_error = getattr(parts.robot, "link_error", None)
+        if link_error:
+            log.error("safe stop did not reach the arm", error=link_error)
+            return f"failed: the link to the arm is lost ({link_error})"
         log.info("robot stopped")
         return "ok"
 

@@ -717,3 +717,89 @@ def test_an_object_no_camera_sees_is_exit_code_3(tmp_path: Path) -> None:
     assert (outcome.status, outcome.steps, outcome.stop) == ("not_found", 0, "ok")
     stopped_in_log(err)
     check_run_folder(folder, events)
+
+
+# --------------------------------------------------------------------- 10. the arm (scen. 3, 4)
+REFLEX = (
+    "franka arm at 172.16.0.2: motion aborted (cartesian_reflex); "
+    "the arm was recovered and holds its pose"
+)
+LOST = "libfranka: UDP receive: Timeout"
+
+
+class FailingArm:
+    """The real sim arm, failing on its `n`-th move as the Franka driver (drivers.franka) fails:
+    "reflex": the RobotError its fault protocol raises after an aborted motion (the arm recovered,
+    holding); "link lost": the RobotError of a lost connection, `link_error` set, every later call
+    refused and `stop` returning without reaching the arm, as ArmDriver.stop does then.
+
+    Injected here because franky-sim raises no reflex on request and its server runs inside the
+    runtime's process under franka-sim (no process to kill); the driver's own handling of both
+    against franky-sim is tested in tests/test_franka.py."""
+
+    def __init__(self, inner: Any, n: int, how: str) -> None:
+        self.inner, self.n, self.how, self.moves = inner, n, how, 0
+        self.link_error: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _lost(self, what: str) -> RobotError:
+        self.link_error = LOST
+        return RobotError(f"lost the connection to the franka arm at 172.16.0.2 {what}: {LOST}")
+
+    def state(self) -> Any:
+        if self.link_error:
+            raise self._lost("while trying to read the state")
+        return self.inner.state()
+
+    def move(self, delta: Any, gripper_closed: bool) -> None:
+        self.moves += 1
+        if self.link_error or (self.moves >= self.n and self.how == "link lost"):
+            raise self._lost("while trying to start a motion")
+        if self.moves == self.n:
+            self.inner.hold()
+            raise RobotError(REFLEX)
+        self.inner.move(delta, gripper_closed)
+
+    def hold(self) -> None:
+        if self.link_error:
+            raise self._lost("while trying to hold")
+        self.inner.hold()
+
+    def stop(self) -> None:
+        if not self.link_error:
+            self.inner.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["reflex", "link lost"])
+async def test_an_arm_that_faults_mid_episode_ends_it_and_a_lost_link_is_no_safe_stop(
+    tmp_path: Path, how: str
+) -> None:
+    """Scenarios 3 and 4: the 8th move ends in a reflex (the driver recovered the arm) or in a
+    lost link. One Fault from the command loop with the driver's message; the stop is tried
+    before Finished; with the link gone it is reported failed (a Fault, and Outcome.stop), not
+    "robot stopped"; the run folder is whole."""
+    config = make_config(tmp_path, VIDEO)
+
+    def wrap(parts: Parts) -> None:
+        parts.robot = FailingArm(parts.robot, 8, how)  # type: ignore[assignment]
+
+    folder = tmp_path / "run"
+    events, spy = await run_with_fault(config, folder, wrap)
+    assert sum(isinstance(e, Step) for e in events) >= 5, "the fault came mid-episode"
+    if how == "reflex":
+        assert fatal_fault(events, spy, "command").message == REFLEX
+    else:
+        faults = [e for e in events if isinstance(e, Fault)]
+        assert [(f.where, f.fatal) for f in faults] == [("command", True), ("robot", True)]
+        assert faults[0].message.startswith("lost the connection") and LOST in faults[0].message
+        assert faults[1].message == f"safe stop failed: the link to the arm is lost ({LOST})"
+        outcome = events[-1].outcome  # type: ignore[attr-defined]
+        assert (
+            outcome.status == "fault"
+            and outcome.stop == f"failed: the link to the arm is lost ({LOST})"
+        )
+        stopped_before(events, spy, last=2)
+    check_run_folder(folder, events)

@@ -34,7 +34,8 @@ def _dying_side_camera(config: Config) -> Parts:
 
 @pytest.fixture
 def served_with_a_dying_camera(tmp_path) -> Iterator[str]:
-    config = make_config(tmp_path, "runtime.camera_timeout_s=0.2", "runtime.camera_failures=2")
+    # slack for the healthy camera: a loaded 2-core machine rendered it late twice in 0.2 s
+    config = make_config(tmp_path, "runtime.camera_timeout_s=0.5", "runtime.camera_failures=3")
     for served in serve_in_thread(config, TOKEN, parts_factory=_dying_side_camera):
         yield served.url
 
