@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +218,55 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_dataset(tmp_path: 
         holder.kill()
         holder.wait()
     EpisodeStore(root).begin_episode({"seed": 1})  # the killed holder's lock went with it
+
+
+NONSTOP_WRITER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {root!r})
+    from tests.test_dataset_tpm import _step, EpisodeStore, VIEWS, SIZE
+    store = EpisodeStore({path!r}, views=VIEWS, image_size=SIZE, create=True)
+    seed = 0
+    while True:  # nothing but writes: a kill at any moment lands inside one
+        store.begin_episode({{"seed": seed}})
+        for i in range(5 + seed % 4):
+            store.add_step(*_step(i), phase=i)
+        store.end_episode(success=True)
+        print("ENDED", seed, flush=True)
+        seed += 1
+    """
+)
+
+
+@pytest.mark.parametrize("delay_ms", [0, 3, 11, 29])
+def test_a_writer_killed_inside_a_write_leaves_every_ended_episode(
+    tmp_path: Path, delay_ms: int
+) -> None:
+    """Scenario 9 of issue 12: a child process writing episodes without pause is SIGKILLed
+    `delay_ms` after its second episode ended (inside a step's write or a commit, not between
+    steps). Reopened, the store holds every episode that ended, each whole (zarr >= 3.1.3 writes
+    every chunk and metadata file atomically, which the commit protocol relies on), and the ones
+    that ended after the last line was read, whole too; the one being written is gone; new
+    episodes append."""
+    path = tmp_path / "demos.zarr"
+    code = NONSTOP_WRITER.format(root=str(ROOT), path=str(path))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        ended = [proc.stdout.readline().split() for _ in range(2)]
+        assert ended == [["ENDED", "0"], ["ENDED", "1"]]
+        time.sleep(delay_ms / 1000)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    store = EpisodeStore(path)
+    assert store.n_episodes >= 2, store.recovered
+    assert [e["seed"] for e in store.episodes] == list(range(store.n_episodes))
+    lengths = np.diff(store.episode_ends, prepend=0)
+    assert list(lengths) == [5 + seed % 4 for seed in range(store.n_episodes)]
+    phase = store.array("phase")
+    for start, length in zip(store.episode_ends - lengths, lengths, strict=True):
+        np.testing.assert_array_equal(phase[start : start + length], np.arange(length))
+    _episode(store, 99, 5)
+    assert EpisodeStore(path).n_episodes == store.n_episodes
