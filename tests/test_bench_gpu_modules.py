@@ -15,26 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.gpu_modules import (
+from benchmarks.gpu_modules.child import Runner
+from benchmarks.gpu_modules.cli import main
+from benchmarks.gpu_modules.networks import REGISTRY
+from benchmarks.gpu_modules.parent import ort_row, spawn
+from benchmarks.gpu_modules.results import format_table, merge_results
+from benchmarks.gpu_modules.variants import (
     COMPILE,
     FP16,
     FP32,
-    REGISTRY,
     SDPA_BF16,
     SDPA_COMPILE,
     SDPA_VARIANTS,
     Context,
-    Row,
-    Runner,
     Settings,
-    format_table,
-    main,
-    merge_results,
-    ort_row,
-    select,
-    spawn,
 )
-from benchmarks.table4 import PAPER_MS
+from benchmarks.table4 import PAPER_MS, Row
+from benchmarks.table4 import select_keys as select
 
 torch = pytest.importorskip("torch")
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from benchmarks.loop import LoopResult, Meter, _Metered, bounds
+from benchmarks.loop.meters import Meter, _Metered
+from benchmarks.loop.runs import LoopResult, bounds
 from tests.conftest import make_config
 
 pytest.importorskip("mujoco")
@@ -122,7 +123,7 @@ def test_heavy_config_runs_csrt_grabcut_and_a_random_tpm_file(tmp_path: Path) ->
     pytest.importorskip("torch")
     import numpy as np
 
-    from benchmarks.loop import heavy_config
+    from benchmarks.loop.cli import heavy_config
     from models.tpm.onnx_policy import OnnxTPMPolicy
     from models.types import Observation
 

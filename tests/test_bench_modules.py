@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from benchmarks.modules import (
-    PAPER_MS,
-    REGISTRY,
+from benchmarks.modules.cli import select
+from benchmarks.modules.core import (
     Bench,
     Entry,
     Probe,
@@ -25,8 +24,9 @@ from benchmarks.modules import (
     format_table,
     measure,
     run_entries,
-    select,
 )
+from benchmarks.modules.registry import REGISTRY
+from benchmarks.table4 import PAPER_MS
 
 pytest.importorskip("mujoco")
 

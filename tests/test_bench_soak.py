@@ -9,17 +9,9 @@ import pytest
 
 from agent.cli import main
 from agent.events import Finished, Outcome, Started, WorldStart
-from benchmarks.soak import (
-    CANCEL_AFTER_STEPS,
-    FD_BOUND,
-    MOVING,
-    RSS_BOUND_MB,
-    Sample,
-    bounds,
-    check_run_folder,
-    ordinal,
-    request_for,
-)
+from benchmarks.soak.report import FD_BOUND, RSS_BOUND_MB, bounds, ordinal
+from benchmarks.soak.service import Sample
+from benchmarks.soak.tasks import CANCEL_AFTER_STEPS, MOVING, check_run_folder, request_for
 
 
 def _folder(tmp_path: Path, *, reset: bool = True) -> Path:

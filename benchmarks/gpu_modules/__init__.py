@@ -39,49 +39,8 @@ ALL.json and ALL.md rewritten); with `--from SAM.json` it merges an existing res
 # modules' builders and `REGISTRY`), `child` (build and time one module), `parent` (the time-boxed
 # children, the result document), `results` (caption, table, files, `--merge`), `cli` (the command
 # line of both).
+# Its public face is the command; tests and other code import the parts from the modules above.
 
-from benchmarks.gpu_modules.child import Runner, run_child
-from benchmarks.gpu_modules.cli import main, parser
-from benchmarks.gpu_modules.networks import REGISTRY
-from benchmarks.gpu_modules.parent import ort_row, run_benchmark, spawn
-from benchmarks.gpu_modules.results import format_table, merge_results, write_results
-from benchmarks.gpu_modules.variants import (
-    COMPILE,
-    FP16,
-    FP32,
-    SDPA_BF16,
-    SDPA_COMPILE,
-    SDPA_VARIANTS,
-    VARIANTS,
-    Context,
-    Entry,
-    Settings,
-)
-from benchmarks.table4 import Row
-from benchmarks.table4 import select_keys as select
+from benchmarks.gpu_modules.cli import main
 
-__all__ = [
-    "COMPILE",
-    "FP16",
-    "FP32",
-    "REGISTRY",
-    "SDPA_BF16",
-    "SDPA_COMPILE",
-    "SDPA_VARIANTS",
-    "VARIANTS",
-    "Context",
-    "Entry",
-    "Row",
-    "Runner",
-    "Settings",
-    "format_table",
-    "main",
-    "merge_results",
-    "ort_row",
-    "parser",
-    "run_benchmark",
-    "run_child",
-    "select",
-    "spawn",
-    "write_results",
-]
+__all__ = ["main"]

@@ -34,24 +34,9 @@ process's CPU over the window from the first to the last step.
 
 # Layout: `meters` (per-stage meters and CPU snapshots), `runs` (the two loops, `LoopResult`,
 # bounds and timelines), `report` (the report and the timeline plot), `cli` (the command line).
+# Its public face is the command (`python -m agent bench` loads `add_arguments` and `run`);
+# tests and other code import the parts from the modules above.
 
-from benchmarks.loop.cli import add_arguments, heavy_config, main, run, run_benchmark
-from benchmarks.loop.meters import Meter, Meters, _Metered
-from benchmarks.loop.report import format_report
-from benchmarks.loop.runs import LoopResult, bounds, run_pipelined, run_sequential
+from benchmarks.loop.cli import add_arguments, main, run
 
-__all__ = [
-    "LoopResult",
-    "Meter",
-    "Meters",
-    "_Metered",
-    "add_arguments",
-    "bounds",
-    "format_report",
-    "heavy_config",
-    "main",
-    "run",
-    "run_benchmark",
-    "run_pipelined",
-    "run_sequential",
-]
+__all__ = ["add_arguments", "main", "run"]

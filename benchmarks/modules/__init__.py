@@ -26,38 +26,9 @@ extra, an unconfigured server, or the TPM policy that does not exist yet.
 # segmenter rows), `registry` (reasoner and policy rows, `REGISTRY`), `cli` (the scene, the run,
 # the command line). The random-weight networks are the backends' own stand-ins
 # (`models.tracking.standin`, `models.detection.standin`).
+# Its public face is the command (`python -m agent bench` loads `add_arguments` and `run`);
+# tests and other code import the parts from the modules above.
 
-from benchmarks.modules.cli import add_arguments, main, run, run_benchmark, select
-from benchmarks.modules.core import (
-    Bench,
-    Entry,
-    Probe,
-    Scene,
-    Settings,
-    Unavailable,
-    format_table,
-    measure,
-    run_entries,
-)
-from benchmarks.modules.registry import REGISTRY
-from benchmarks.table4 import PAPER_MS, Row
+from benchmarks.modules.cli import add_arguments, main, run
 
-__all__ = [
-    "PAPER_MS",
-    "REGISTRY",
-    "Bench",
-    "Entry",
-    "Probe",
-    "Row",
-    "Scene",
-    "Settings",
-    "Unavailable",
-    "add_arguments",
-    "format_table",
-    "main",
-    "measure",
-    "run",
-    "run_benchmark",
-    "run_entries",
-    "select",
-]
+__all__ = ["add_arguments", "main", "run"]

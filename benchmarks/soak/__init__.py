@@ -54,26 +54,9 @@ benchmarks/results/soak-cpu.md):
 # Layout: `service` (the server process, its /proc samples, the HTTP client), `tasks` (one task and
 # its run folder's checks), `report` (the bounds, the result and its table), `cli` (the soak and
 # the command line).
+# Its public face is the command (`python -m agent bench` loads `add_arguments` and `run`);
+# tests and other code import the parts from the modules above.
 
-from benchmarks.soak.cli import add_arguments, main, run, soak
-from benchmarks.soak.report import FD_BOUND, RSS_BOUND_MB, THREAD_BOUND, bounds, ordinal
-from benchmarks.soak.service import Sample, SoakError
-from benchmarks.soak.tasks import CANCEL_AFTER_STEPS, MOVING, check_run_folder, request_for
+from benchmarks.soak.cli import add_arguments, main, run
 
-__all__ = [
-    "CANCEL_AFTER_STEPS",
-    "FD_BOUND",
-    "MOVING",
-    "RSS_BOUND_MB",
-    "THREAD_BOUND",
-    "Sample",
-    "SoakError",
-    "add_arguments",
-    "bounds",
-    "check_run_folder",
-    "main",
-    "ordinal",
-    "request_for",
-    "run",
-    "soak",
-]
+__all__ = ["add_arguments", "main", "run"]
