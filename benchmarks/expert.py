@@ -55,13 +55,14 @@ class ExpertTrial:
         return {**self.trial.info(), **outcome}
 
 
-def trials(count: int, base: int) -> Iterator[Trial]:
-    """`count` drawn tasks on demonstration seeds of `base`, cycling splits and settings."""
+def trials(count: int, base: int, start: int = 0) -> Iterator[Trial]:
+    """`count` drawn tasks on demonstration seeds of `base` from episode `start` on, cycling
+    splits and settings (task i takes cell i mod 6, so a run can be split in parts)."""
     from drivers.sim import load_catalog
 
     catalog = load_catalog(None)
     cells = [(split, setting) for setting in SETTINGS for split in SPLITS]
-    for i in range(count):
+    for i in range(start, start + count):
         split, setting = cells[i % len(cells)]
         yield draw_trial(catalog, episode_seed(base, i), split=split, setting=setting)
 
@@ -141,24 +142,27 @@ def table(rows: Sequence[ExpertTrial]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's own arguments (the CLI's `bench expert` adds the config arguments)."""
     parser.add_argument("--tasks", type=int, default=300, help="drawn tasks (default 300)")
+    parser.add_argument(
+        "--start", type=int, default=0, help="first task index (default 0), to split a run"
+    )
     parser.add_argument("--json", type=Path, help="also write the trials as JSON")
 
 
 def run(args: argparse.Namespace, config: Any, out: Any = None) -> int:
     """Run the expert on `--tasks` drawn tasks; print the table and the failures."""
     out = out or sys.stdout
-    if args.tasks < 1:
-        print("error: --tasks must be at least 1", file=sys.stderr)
+    if args.tasks < 1 or args.start < 0:
+        print("error: --tasks must be at least 1 and --start at least 0", file=sys.stderr)
         return 2
     base = config.sim.seed  # `--seed S`, as for `collect`: task i has seed episode_seed(S, i)
     try:
-        check_collection_seeds(base, 0, args.tasks)
+        check_collection_seeds(base, args.start, args.tasks)
     except SeedRangeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rows: list[ExpertTrial] = []
     t0 = time.monotonic()
-    for trial in trials(args.tasks, base):
+    for trial in trials(args.tasks, base, args.start):
         row = run_trial(
             trial, control_hz=config.runtime.control_hz, max_step_m=config.sim.max_step_m
         )

@@ -31,6 +31,7 @@ LOST_TICKS = 3  # consecutive steps without a two-finger contact before the grip
 PHASE_TICKS = 120  # give up on a phase after this many steps (e.g. blocked descent)
 NEAR_GAP = 0.02  # edge gap left between A and B for "place near" (the limit is 5.08 cm)
 RELEASE_CLEARANCE = 0.012  # A's lowest point above the surface it is released onto
+DROP_HEIGHT = 0.03  # lost while lowering, this close above the release point: count it placed
 CARRY_MARGIN = 0.05
 # Fingertip pads are ~4.5 cm below the palm: keep the palm above A's top.
 PALM_CLEARANCE = 0.04
@@ -74,6 +75,7 @@ class ScriptedExpert:
         self._retries = 0
         self._waypoint = np.zeros(3)
         self._hold_offset = 0.0
+        self._near_offset: np.ndarray | None = None  # the chosen near spot, from B's centre
         self._misses = 0
 
     @property
@@ -121,6 +123,11 @@ class ScriptedExpert:
             lost = self._misses >= LOST_TICKS or (
                 phase == "lift" and self._misses and self._waypoint[2] - ee[2] < REACHED
             )
+            if lost and phase == "lower" and self._nearly_down(ee):
+                # slipped out just above its spot: it is placed; open and go (picking it up
+                # again next to a tall B would bring the hand down onto B)
+                self._enter(PHASES.index("open"), ee)
+                return self._action(np.zeros(3), closed=False)
             if lost:
                 return self._retry(ee)
         error = self._waypoint - ee
@@ -162,6 +169,7 @@ class ScriptedExpert:
         if phase == "lift":
             pick_low, _ = self.world.object_bounds(self._task.pick)
             self._hold_offset = float(ee[2] - pick_low[2])
+            self._near_offset = None  # a new grasp: choose the near spot afresh
             self._waypoint = np.array([ee[0], ee[1], self._carry_height()])
         elif phase == "carry":
             x, y, _ = self._place_point()
@@ -172,6 +180,11 @@ class ScriptedExpert:
             self._waypoint = ee + np.array([0.0, 0.0, HOVER])
         elif phase in ("approach", "descend"):
             self._waypoint = self._grasp_point() + ([0.0, 0.0, HOVER] if phase == "approach" else 0)
+
+    def _nearly_down(self, ee: np.ndarray) -> bool:
+        """The hand is within `DROP_HEIGHT` above its release point and over it."""
+        error = self._waypoint - ee
+        return float(np.linalg.norm(error[:2])) < REALIGN_XY and -error[2] < DROP_HEIGHT
 
     def _retry(self, ee: np.ndarray) -> ExpertAction:
         """The object slipped: open, go back above it and try again, or give up."""
@@ -225,7 +238,12 @@ class ScriptedExpert:
             return np.array(
                 [b_centre[0], b_centre[1], b_high[2] + RELEASE_CLEARANCE + self._hold_offset]
             )
-        x, y = self._near_spot(b_low, b_high)
+        # Chosen once per grasp and kept relative to B: chosen again at every step, the spot
+        # jumped between B's sides as the hand brushed neighbours, and the hand went back and
+        # forth between carrying and lowering until the step budget ran out.
+        if self._near_offset is None:
+            self._near_offset = np.array(self._near_spot(b_low, b_high)) - b_centre[:2]
+        x, y = b_centre[:2] + self._near_offset
         return np.array([x, y, RELEASE_CLEARANCE + self._hold_offset])
 
     def _near_spot(self, b_low: np.ndarray, b_high: np.ndarray) -> tuple[float, float]:
