@@ -591,17 +591,23 @@ def run_train(args: Any) -> int:
         TimeElapsedColumn(),
     )
     # the data, --init and the run folder are checked before the progress bar shows; a frozen
-    # trunk's features (minutes on a CPU, once per dataset) get a bar of their own
-    with Progress(TextColumn("{task.description}"), *columns[1:]) as feature_progress:
-        bars: dict[Path, Any] = {}
+    # trunk's features (minutes on a CPU, once per dataset) get a bar of their own, started only
+    # when there are features to compute (an error before that prints nothing but itself)
+    feature_progress: Progress | None = None
+    bars: dict[Path, Any] = {}
 
-        def features_done(dataset: Path, done: int, total: int) -> None:
-            if dataset not in bars:
-                bars[dataset] = feature_progress.add_task(
-                    f"trunk features of {dataset.name}", total=total, info=""
-                )
-            feature_progress.update(bars[dataset], completed=done, total=total)
+    def features_done(dataset: Path, done: int, total: int) -> None:
+        nonlocal feature_progress
+        if feature_progress is None:
+            feature_progress = Progress(TextColumn("{task.description}"), *columns[1:])
+            feature_progress.start()
+        if dataset not in bars:
+            bars[dataset] = feature_progress.add_task(
+                f"trunk features of {dataset.name}", total=total, info=""
+            )
+        feature_progress.update(bars[dataset], completed=done, total=total)
 
+    try:
         trainer = Trainer(
             args.data or [Path("data/demos.zarr")],
             out,
@@ -610,6 +616,9 @@ def run_train(args: Any) -> int:
             init=args.init,
             on_features=features_done,
         )
+    finally:
+        if feature_progress is not None:
+            feature_progress.stop()
     with Progress(*columns) as progress:
         bar = progress.add_task("train", total=None, info="")
 
