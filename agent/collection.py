@@ -22,17 +22,25 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agent.seeds import SeedRangeError, check_collection_seeds, episode_seed
+from drivers.base import RobotState
 from drivers.sim import offscreen_gl
+from drivers.sim.backgrounds import Randomisation
 from drivers.sim.catalog import USER_NAME, Catalog
-from models.perception import PerceptionPipeline
+from models.perception import Percept, PerceptionPipeline
+from models.policy.base import Policy
 from models.tpm.dataset import EpisodeStore
 from models.tpm.inputs import prepare_views
-from models.types import Observation, Skill, TaskSpec
+from models.types import ActionLike, Observation, Skill, TaskSpec
+
+if TYPE_CHECKING:  # these load mujoco, which must wait for offscreen_gl() below
+    from drivers.sim.expert import ScriptedExpert
+    from drivers.sim.rollout import LockstepScene
+    from drivers.sim.success import SimJudge
 
 # collection renders the sim in this process, and mujoco reads MUJOCO_GL once, when imported
 offscreen_gl()
@@ -127,28 +135,6 @@ def draw_trial(
 # ------------------------------------------------------------------ episodes
 
 
-SETTLE_S = 1.0  # after the expert is done, let the object come to rest before judging
-SETTLE_MAX_S = 3.0  # ... and while it is still moving, wait up to this long in all
-
-
-def settle_and_judge(world: Any, judge: Any, task: TaskSpec) -> Any:
-    """The judge's verdict once the episode's outcome is decided: after `SETTLE_S`, and while A
-    is still moving (the judge's "not done"), every 0.25 s up to `SETTLE_MAX_S`.
-
-    The runtime's supervisor judges every step until the verdict is done, so an object that
-    rocks for a moment after release is judged at rest there; one look at a fixed time would
-    fail it here.
-    """
-    world.step_seconds(SETTLE_S)
-    verdict = judge.verdict(task)
-    waited = SETTLE_S
-    while not verdict.done and waited < SETTLE_MAX_S:
-        world.step_seconds(0.25)
-        waited += 0.25
-        verdict = judge.verdict(task)
-    return verdict
-
-
 @dataclass(frozen=True, slots=True)
 class CollectSettings:
     """What to record and how the simulator runs (taken from the config's [sim] section)."""
@@ -167,7 +153,7 @@ class CollectSettings:
     catalog: Path | None = None
     backgrounds: Path | None = None
     #: domain randomisation of each episode's look (`drivers.sim.Randomisation`; None: off)
-    randomise: Any = None
+    randomise: Randomisation | None = None
     #: DAgger: the share of steps the expert drives when a pilot policy is given (0: the pilot
     #: drives every step; the expert still labels every step)
     expert_share: float = 1.0
@@ -183,12 +169,24 @@ class EpisodeResult:
     success: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class EpisodeParts:
+    """What one episode runs on: the lockstep scene, the expert that labels every step (and
+    drives without a pilot), the judge, a factory for the perception and the optional pilot."""
+
+    scene: LockstepScene
+    expert: ScriptedExpert
+    judge: SimJudge
+    new_pipeline: Callable[[], PerceptionPipeline]
+    pilot: Policy | None = None
+
+
 def record_episode(
     store: EpisodeStore,
     trial: Trial,
     settings: CollectSettings,
     new_pipeline: Callable[[], PerceptionPipeline],
-    pilot: Any = None,
+    pilot: Policy | None = None,
 ) -> EpisodeResult:
     """Run one episode and commit it to `store`; the expert labels every step.
 
@@ -198,7 +196,8 @@ def record_episode(
     learner reaches, labelled with what the expert would do there, so the episode is kept
     whatever its outcome (the labels are right either way).
     """
-    from drivers.sim import SceneSpec, ScriptedExpert, SimJudge, SimRobot, ViewRenderer, World
+    from drivers.sim import SceneSpec, ScriptedExpert, SimJudge
+    from drivers.sim.rollout import LockstepScene
 
     t0 = time.monotonic()
     spec = SceneSpec(
@@ -212,45 +211,28 @@ def record_episode(
         image_width=settings.render_width,
         image_height=settings.render_height,
     )
-    with World.build(spec) as world:
-        renderers = [
-            ViewRenderer(world, v, settings.render_width, settings.render_height, depth=False)
-            for v in settings.views
-        ]
-        try:
-            return _run(
-                store,
-                trial,
-                settings,
-                new_pipeline,
-                world,
-                renderers,
-                t0,
-                ScriptedExpert(world),
-                SimJudge(world),
-                SimRobot(world, max_step=settings.max_step_m, realtime=False),
-                pilot,
-            )
-        finally:
-            for renderer in renderers:
-                renderer.close()
+    with LockstepScene.open(
+        spec, settings.views, control_hz=settings.control_hz, max_step_m=settings.max_step_m
+    ) as scene:
+        parts = EpisodeParts(
+            scene, ScriptedExpert(scene.world), SimJudge(scene.world), new_pipeline, pilot
+        )
+        return _record(store, trial, settings, parts, t0)
 
 
-def _run(
+def _record(
     store: EpisodeStore,
     trial: Trial,
     settings: CollectSettings,
-    new_pipeline: Callable[[], PerceptionPipeline],
-    world: Any,
-    renderers: list[Any],
+    parts: EpisodeParts,
     t0: float,
-    expert: Any,
-    judge: Any,
-    robot: Any,
-    pilot: Any,
 ) -> EpisodeResult:
+    """The episode itself (`record_episode`): one rollout, labelled step by step, then judged."""
+    from drivers.sim.rollout import perceiving, run_steps, settle_and_judge
+
     task = trial.task()
-    layout = world.layout
+    scene, pilot = parts.scene, parts.pilot
+    layout = scene.world.layout
     store.begin_episode(
         {
             **trial.info(),
@@ -263,48 +245,53 @@ def _run(
         }
     )
     rng = np.random.default_rng([trial.seed, 11])
-    kept = False
-    steps = 0
+    failed = False
+    why_failed = "expert gave up"
+
+    def decide(percept: Percept, state: RobotState) -> ActionLike | None:
+        """The expert's label, recorded with the step's views; then who drives (DAgger)."""
+        nonlocal failed
+        action = parts.expert.act(None)
+        if action.done:
+            failed = bool(action.info.get("failed", 0.0))
+            return None
+        rgb, mask = prepare_views(
+            percept.images, percept.masks, settings.views, settings.policy_size
+        )
+        proprio = np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32)
+        move = np.asarray(action.move, dtype=np.float32)
+        store.add_step(
+            rgb,
+            mask,
+            proprio,
+            np.array([*move, float(action.gripper_closed)], dtype=np.float32),
+            phase=int(action.info.get("phase", 0)),
+        )
+        if pilot is not None and rng.random() >= settings.expert_share:
+            return pilot.act(Observation(percept.images, percept.masks, proprio))
+        return action
+
+    def judged_done() -> bool:
+        # with a pilot, the episode ends on the judge's verdict, as the runtime's supervisor does
+        return parts.judge.verdict(task).done
+
     try:
-        expert.reset(task)
+        parts.expert.reset(task)
         if pilot is not None:
             pilot.reset(task)
-        pipeline = new_pipeline()
-        percept = pipeline.start(task, {r.camera: r.render() for r in renderers})
-        control_steps = max(1, round(1.0 / (settings.control_hz * world.model.opt.timestep)))
-        failed = False
-        why_failed = "expert gave up"
-        for _ in range(settings.max_steps):
-            state = robot.state()
-            action = expert.act(None)
-            if action.done:
-                failed = bool(action.info.get("failed", 0.0))
-                break
-            rgb, mask = prepare_views(
-                percept.images, percept.masks, settings.views, settings.policy_size
-            )
-            proprio = np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32)
-            move = np.asarray(action.move, dtype=np.float32)
-            store.add_step(
-                rgb,
-                mask,
-                proprio,
-                np.array([*move, float(action.gripper_closed)], dtype=np.float32),
-                phase=int(action.info.get("phase", 0)),
-            )
-            steps += 1
-            if pilot is not None and rng.random() >= settings.expert_share:
-                observation = Observation(percept.images, percept.masks, proprio)
-                action = pilot.act(observation)
-            robot.move(action.move, action.gripper_closed)
-            world.step(control_steps)
-            if pilot is not None and judge.verdict(task).done:
-                break  # the runtime's supervisor ends an episode on the judge's verdict too
-            percept = pipeline.step({r.camera: r.render() for r in renderers})
-        else:
+        observe = perceiving(parts.new_pipeline(), task, scene.render)
+        ended = run_steps(
+            observe,
+            decide,
+            scene.robot,
+            max_steps=settings.max_steps,
+            advance=scene.advance,
+            until=judged_done if pilot is not None else None,
+        )
+        if ended.budget_used:
             failed = True
             why_failed = f"step budget ({settings.max_steps}) used"
-        verdict = settle_and_judge(world, judge, task)
+        verdict = settle_and_judge(scene.world, parts.judge, task)
         success = verdict.success and not failed
         reason = verdict.reason if not failed else f"{why_failed} ({verdict.reason})"
         keep = success or pilot is not None
@@ -313,7 +300,7 @@ def _run(
         # an exception (not a kill) mid-episode: say so in the dataset, keep nothing of it
         store.abort_episode()
         raise
-    return EpisodeResult(trial, kept, steps, reason, time.monotonic() - t0, success)
+    return EpisodeResult(trial, kept, ended.moves, reason, time.monotonic() - t0, success)
 
 
 def next_episode_index(store: EpisodeStore) -> int:
@@ -326,8 +313,8 @@ def collect(
     store: EpisodeStore,
     settings: CollectSettings,
     new_pipeline: Callable[[], PerceptionPipeline],
-    catalog: Any,
-    pilot: Any = None,
+    catalog: Catalog,
+    pilot: Policy | None = None,
 ) -> Iterator[EpisodeResult]:
     """Record `settings.episodes` episodes, appending to `store`; yields each result.
 

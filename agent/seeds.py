@@ -1,6 +1,6 @@
 """Which scene seeds are for what: demonstrations, validation (choosing), evaluation (reporting).
 
-A scene seed draws a trial's task, its layout and its look (`agent.dataset.draw_trial`,
+A scene seed draws a trial's task, its layout and its look (`agent.collection.draw_trial`,
 `drivers.sim.scene`). Three uses, three disjoint ranges:
 
 - demonstrations (`collect`, DAgger, `scripts/collect_train_parallel.py`): episode `index` of

@@ -212,7 +212,7 @@ def evaluate(
     realtime Runtime, so only use as many workers as the machine has cores to spare for them;
     outcomes keep their trial order whatever order they finish in.
     """
-    from agent.dataset import draw_trial
+    from agent.collection import draw_trial
     from drivers.sim import load_catalog
 
     catalog = load_catalog(base.sim.catalog)

@@ -17,7 +17,6 @@ episode_seed(S, i)`); the held-out validation and evaluation ranges are refused.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
@@ -25,12 +24,16 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.dataset import Trial, draw_trial, settle_and_judge
+from agent.collection import Trial, draw_trial
 from agent.seeds import SeedRangeError, check_collection_seeds, episode_seed
 from benchmarks._cli import save_results, standalone_main
 from benchmarks.machine import describe, machine_info
+from drivers.sim import offscreen_gl
+
+if TYPE_CHECKING:
+    from drivers.sim.expert import ExpertAction
 
 SPLITS = ("seen", "unseen")
 SETTINGS = ("standard", "new_background", "more_distractors")
@@ -69,36 +72,41 @@ def trials(count: int, base: int, start: int = 0) -> Iterator[Trial]:
 
 def run_trial(trial: Trial, *, control_hz: float, max_step_m: float) -> ExpertTrial:
     """Build the trial's scene and let the expert drive it in lockstep until it says done."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    from drivers.sim import SceneSpec, ScriptedExpert, SimJudge, SimRobot, World
+    offscreen_gl()  # before the next import loads mujoco
+    from drivers.sim import SceneSpec, ScriptedExpert, SimJudge
+    from drivers.sim.rollout import LockstepScene, run_steps, settle_and_judge
 
     t0 = time.monotonic()
     spec = SceneSpec(
         seed=trial.seed,
         objects=trial.objects,
-        split=trial.split,  # type: ignore[arg-type]
-        setting=trial.setting,  # type: ignore[arg-type]
+        split=trial.split,
+        setting=trial.setting,
     )
     task = trial.task()
-    with World.build(spec) as world:
-        expert = ScriptedExpert(world)
-        robot = SimRobot(world, max_step=max_step_m, realtime=False)
-        judge = SimJudge(world)
-        control_steps = max(1, round(1.0 / (control_hz * world.model.opt.timestep)))
+    with LockstepScene.open(spec, (), control_hz=control_hz, max_step_m=max_step_m) as scene:
+        expert = ScriptedExpert(scene.world)
+        judge = SimJudge(scene.world)
         expert.reset(task)
-        failed, why, steps, retries = False, "expert gave up", 0, 0
-        for steps in range(1, MAX_STEPS + 1):  # noqa: B007 - steps is read after the loop
+        failed, why, retries = False, "expert gave up", 0
+
+        def decide(_: object, __: object) -> ExpertAction | None:
+            nonlocal failed, why, retries
             action = expert.act(None)
             retries = int(action.info.get("retries", 0.0))
-            if action.done:
-                failed = bool(action.info.get("failed", 0.0))
-                why = f"expert gave up in {expert.phase!r}"
-                break
-            robot.move(action.move, action.gripper_closed)
-            world.step(control_steps)
-        else:
+            if not action.done:
+                return action
+            failed = bool(action.info.get("failed", 0.0))
+            why = f"expert gave up in {expert.phase!r}"
+            return None
+
+        ended = run_steps(
+            lambda: None, decide, scene.robot, max_steps=MAX_STEPS, advance=scene.advance
+        )
+        steps = ended.moves + ended.done  # the step on which the expert said done counts
+        if ended.budget_used:
             failed, why = True, f"step budget ({MAX_STEPS}) used in phase {expert.phase!r}"
-        verdict = settle_and_judge(world, judge, task)
+        verdict = settle_and_judge(scene.world, judge, task)
     success = verdict.success and not failed
     reason = verdict.reason if not failed else f"{why} ({verdict.reason})"
     return ExpertTrial(

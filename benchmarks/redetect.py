@@ -227,7 +227,7 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Build Grounding DINO (random weights), render the frames, run the three modes."""
     from agent.backends import build_perception
-    from benchmarks.tracking_iou import EPISODES, record_episode
+    from benchmarks.tracking_iou import EPISODES, expert_frames
     from models.detection.ground_truth import GroundTruthDetector
     from models.detection.grounding_dino import resized_shape
     from models.detection.standin import standin_bert, write_grounding_dino
@@ -266,7 +266,7 @@ def run_benchmark(
     view = config.cameras.views[0]
     size = config.sim.image_width
     print(f"rendering {n_frames + 1} frames of view {view!r} ...", file=out, flush=True)
-    recorded = record_episode(
+    recorded = expert_frames(
         episode, views=[view], size=size, camera_hz=config.sim.camera_fps, max_steps=n_frames + 1
     )[: n_frames + 1]
     frames = [{view: views[view]} for views in recorded]

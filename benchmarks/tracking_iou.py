@@ -27,14 +27,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._cli import standalone_main
+from drivers.base import Frame
+from drivers.sim import offscreen_gl
 from models.detection.ground_truth import GroundTruthDetector
 from models.perception import PerceptionPipeline
 from models.segmentation.box import BoxSegmenter
 from models.tracking.base import TrackerFactory
 from models.types import Box, ModelError, Skill, TaskSpec
+
+if TYPE_CHECKING:
+    from drivers.sim.expert import ExpertAction
 
 TRACKERS = ("csrt", "kcf", "mil", "onnx")
 DETECT_EVERY_FRAME = "detect every frame"
@@ -64,47 +69,41 @@ EPISODES: tuple[Episode, ...] = (
 )
 
 
-def record_episode(
+def expert_frames(
     episode: Episode,
     *,
     views: Sequence[str] = ("front", "side"),
     size: int = 224,
     camera_hz: float = 10.0,
     max_steps: int = 400,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Frame]]:
     """Frames ({view: Frame}) of one expert episode, one per control step, plus a settled last one.
 
     The expert acts at the camera rate (one action per frame), as the runtime's policy does.
     """
-    from drivers.sim import offscreen_gl
-
     offscreen_gl()  # before the next import loads mujoco
-    from drivers.sim import ScriptedExpert, SimRobot, ViewRenderer, World
+    from drivers.sim import ScriptedExpert
+    from drivers.sim.rollout import LockstepScene, run_steps
     from drivers.sim.scene import SceneSpec
 
     spec = SceneSpec(
         seed=episode.seed, objects=list(episode.objects), image_width=size, image_height=size
     )
-    with World.build(spec) as world:
-        renderers = [ViewRenderer(world, v, size, size, depth=False) for v in views]
-        try:
-            robot = SimRobot(world, max_step=0.02, realtime=False)
-            expert = ScriptedExpert(world, max_step=0.01)
-            expert.reset(_task(episode))
-            steps = max(1, round(1.0 / (camera_hz * world.model.opt.timestep)))
-            frames = []
-            for _ in range(max_steps):
-                frames.append({r.camera: r.render() for r in renderers})
-                action = expert.act(None)
-                if action.done:
-                    break
-                robot.move(action.move, action.gripper_closed)
-                world.step(steps)
-            world.step(5 * steps)  # the object settles after release
-            frames.append({r.camera: r.render() for r in renderers})
-        finally:
-            for renderer in renderers:
-                renderer.close()
+    frames: list[dict[str, Frame]] = []
+    with LockstepScene.open(spec, views, control_hz=camera_hz, max_step_m=0.02) as scene:
+        expert = ScriptedExpert(scene.world, max_step=0.01)
+        expert.reset(_task(episode))
+
+        def observe() -> None:
+            frames.append(scene.render())
+
+        def decide(_: None, __: object) -> ExpertAction | None:
+            action = expert.act(None)
+            return None if action.done else action
+
+        run_steps(observe, decide, scene.robot, max_steps=max_steps, advance=scene.advance)
+        scene.advance(5)  # the object settles after release
+        frames.append(scene.render())
     return frames
 
 
@@ -221,7 +220,7 @@ def run_benchmark(
         tallies[DETECT_EVERY_FRAME] = Tally.new()
     for episode in episodes:
         t0 = time.perf_counter()
-        frames = record_episode(episode, views=views, size=size)
+        frames = expert_frames(episode, views=views, size=size)
         if log is not None:
             print(
                 f"{episode.label}: {len(frames)} frames x {len(views)} views "

@@ -11,7 +11,7 @@ pytest.importorskip("zarr")
 pytest.importorskip("onnxruntime")
 
 from agent.cli import main
-from agent.dataset import draw_trial, episode_seed
+from agent.collection import draw_trial, episode_seed
 from drivers.sim import load_catalog
 from models.tpm.dataset import EpisodeStore, decode_mask
 from models.tpm.onnx_policy import OnnxTPMPolicy

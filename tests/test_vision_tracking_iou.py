@@ -22,8 +22,8 @@ pytest.importorskip("mujoco")
 from benchmarks.tracking_iou import (
     EPISODES,
     Tally,
+    expert_frames,
     format_table,
-    record_episode,
     run_benchmark,
     track_episode,
 )
@@ -35,7 +35,7 @@ SIZE = 128
 
 @pytest.fixture(scope="module")
 def frames() -> list:
-    return record_episode(EPISODE, size=SIZE)
+    return expert_frames(EPISODE, size=SIZE)
 
 
 def _tally(frames: list, **kwargs: object) -> Tally:
@@ -77,7 +77,7 @@ def test_redetection_is_what_recovers(frames: list) -> None:
 def test_benchmark_table_has_the_ablation_row(frames: list, monkeypatch) -> None:
     import benchmarks.tracking_iou as bench
 
-    monkeypatch.setattr(bench, "record_episode", lambda *a, **k: frames)
+    monkeypatch.setattr(bench, "expert_frames", lambda *a, **k: frames)
     rows = run_benchmark({"kcf": OpenCVTrackerFactory("kcf")}, episodes=[EPISODE], size=SIZE)
     assert [r.tracker for r in rows] == ["kcf", bench.DETECT_EVERY_FRAME]
     ablation = rows[1]

@@ -9,13 +9,18 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agent.config import Config
 from agent.telemetry import summarize
 from benchmarks.loop.meters import Meters, Snapshot, cpu_table
+
+if TYPE_CHECKING:
+    from drivers.base import RobotState
+    from models.perception import Percept
+    from models.types import ActionLike
 
 REQUEST = "I spilled the milk"
 
@@ -198,8 +203,11 @@ def run_pipelined(
 
 
 def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopResult:
-    """Capture, perceive, act, command in one thread, one after another (the paper's ROS loop)."""
+    """Capture, perceive, act, command in one thread, one after another (the paper's ROS loop):
+    the simulator's rollout step loop (`drivers.sim.rollout.run_steps`) on the runtime's parts,
+    whose physics runs in real time, so nothing advances it between steps."""
     from agent.backends import build_parts
+    from drivers.sim.rollout import run_steps
     from models.types import Observation
 
     meters = Meters()
@@ -211,33 +219,45 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
     totals: list[float] = []
     seqs: dict[str, list[int]] = {name: [] for name in parts.cameras}
     stale = 0
+    start: Snapshot | None = None
+    end: Snapshot | None = None
+    t_capture = 0.0  # of the step's percept
+
+    def observe() -> Percept:
+        nonlocal t_capture
+        frames = {name: camera.read(timeout) for name, camera in parts.cameras.items()}
+        for name, frame in frames.items():
+            seqs[name].append(frame.seq)
+        percept = pipeline.step(frames)
+        t_capture = percept.t_capture
+        return percept
+
+    def decide(percept: Percept, state: RobotState) -> ActionLike:
+        observation = Observation(
+            images=percept.images,
+            masks=percept.masks,
+            proprio=np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32),
+            t_capture=percept.t_capture,
+        )
+        return parts.policy.act(observation)
+
+    def after_move() -> None:
+        """The step's bookkeeping: when its move was sent, its age, the meters' snapshot."""
+        nonlocal start, end, stale
+        now = time.monotonic()
+        end = Snapshot.take(meters, end)
+        start = start or end
+        times.append(now)
+        totals.append((now - t_capture) * 1e3)
+        stale += now - t_capture > deadline
+
     parts.open()
     try:
         task = parts.reasoner.reason(request, parts.scene_objects())
         pipeline = parts.new_pipeline()
         pipeline.start(task, {n: c.read(timeout) for n, c in parts.cameras.items()})
         parts.policy.reset(task)
-        start = end = None
-        for _ in range(steps):
-            frames = {name: camera.read(timeout) for name, camera in parts.cameras.items()}
-            percept = pipeline.step(frames)
-            state = parts.robot.state()
-            observation = Observation(
-                images=percept.images,
-                masks=percept.masks,
-                proprio=np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32),
-                t_capture=percept.t_capture,
-            )
-            action = parts.policy.act(observation)
-            parts.robot.move(action.move, action.gripper_closed)
-            now = time.monotonic()
-            end = Snapshot.take(meters, end)
-            start = start or end
-            times.append(now)
-            totals.append((now - percept.t_capture) * 1e3)
-            stale += now - percept.t_capture > deadline
-            for name, frame in frames.items():
-                seqs[name].append(frame.seq)
+        run_steps(observe, decide, parts.robot, max_steps=steps, advance=after_move)
     finally:
         parts.robot.stop()
         parts.close()

@@ -40,12 +40,12 @@ def render_scene(config: Config, size: int, n_frames: int) -> Scene:
     Uses the tracking benchmark's lockstep recorder, so the frames are the runtime's: the same
     world, camera and renderer, at `size` x `size`.
     """
-    from benchmarks.tracking_iou import EPISODES, record_episode
+    from benchmarks.tracking_iou import EPISODES, expert_frames
     from models.detection.ground_truth import GroundTruthDetector
 
     episode = EPISODES[1]
     view = config.cameras.views[0]
-    recorded = record_episode(episode, views=[view], size=size, max_steps=n_frames)
+    recorded = expert_frames(episode, views=[view], size=size, max_steps=n_frames)
     frames = [views[view] for views in recorded[:n_frames]]
     phrases = [episode.pick, episode.place]
     found = {
