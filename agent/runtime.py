@@ -16,9 +16,7 @@ and a write that fails mid-run becomes a non-fatal Fault event, never the end of
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -31,28 +29,26 @@ from anyio.abc import TaskGroup
 from agent.backends import Parts, build_parts
 from agent.channels import ChannelClosed, Latest
 from agent.config import Config
+from agent.episode import Channels, Episode, Loop, LoopFault, run_loops
 from agent.errors import EXPECTED, describe
 from agent.events import (
-    Detected,
     Event,
-    Fault,
     Finished,
     Outcome,
     Reasoned,
     Started,
-    Step,
     WorldStart,
 )
 from agent.loops.act import act_loop
 from agent.loops.capture import capture_loop, give_up_s
-from agent.loops.command import CommandTick, command_loop
+from agent.loops.command import command_loop
 from agent.loops.perceive import perceive_loop
 from agent.loops.supervise import Ending, supervise_loop
-from agent.messages import ActionMsg, FrameSet, PerceptMsg, StepRecord, frameset
-from agent.recording import RecordingError, RunRecorder
-from agent.telemetry import LatencyStats, ensure_logging
+from agent.messages import FrameSet, PerceptMsg, frameset
+from agent.recording import RunRecorder
+from agent.telemetry import ensure_logging
 from agent.workers import run_blocking
-from drivers.base import Frame, RobotState, TaskStart
+from drivers.base import Frame, TaskStart
 from models.perception import ObjectNotInView, Percept
 from models.types import TaskSpec
 
@@ -91,30 +87,6 @@ def validate_request(request: str) -> str:
             f"request is {len(text)} characters long; the limit is {MAX_REQUEST_CHARS}"
         )
     return text
-
-
-class _LoopFault(Exception):
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}")
-        self.where = where
-        self.message = message
-
-
-@dataclass
-class _Episode:
-    """Mutable bookkeeping of one execution (counters, stats), owned by its episode task."""
-
-    id: str
-    emit: Callable[[Event], None]
-    started: float
-    stats: LatencyStats = field(default_factory=LatencyStats)
-    steps: int = 0
-    stale: int = 0
-    fault: _LoopFault | None = None
-    channels: list[Latest[Any]] = field(default_factory=list)
-
-    def now(self) -> float:
-        return anyio.current_time()
 
 
 class Runtime:
@@ -355,38 +327,7 @@ class Runtime:
     async def _episode(
         self, request: str, parts: Parts, send: Any, recorder: RunRecorder | None
     ) -> None:
-        dropped_events = 0
-        episode_id = uuid.uuid4().hex[:12]
-
-        def deliver(event: Event) -> None:
-            nonlocal dropped_events
-            try:
-                send.send_nowait(event)
-            except anyio.WouldBlock:
-                dropped_events += 1  # a consumer this slow must not stall the control loop
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass  # the consumer left; the episode is being cancelled
-
-        def emit(event: Event) -> None:
-            failed: RecordingError | None = None
-            if recorder is not None:
-                try:
-                    recorder.write_event(event)
-                except RecordingError as exc:  # a sink that fails degrades to a Fault event
-                    failed = exc
-            deliver(event)
-            if failed is not None:
-                deliver(
-                    Fault(
-                        episode=episode_id,
-                        t=anyio.current_time(),
-                        where="record",
-                        message=str(failed),
-                        fatal=False,
-                    )
-                )
-
-        ep = _Episode(id=episode_id, emit=emit, started=anyio.current_time())
+        ep = Episode(send, recorder)
         structlog.contextvars.bind_contextvars(episode=ep.id)
         ending = Ending("fault", False, "unexpected error; see the log")
         try:
@@ -395,9 +336,9 @@ class Runtime:
             reason = self._cancel_reason or "cancelled before the task finished"
             ending = Ending("cancelled", None, reason)
             raise
-        except _LoopFault as fault:
+        except LoopFault as fault:
             ending = Ending("fault", False, str(fault))
-            emit(Fault(episode=ep.id, t=ep.now(), where=fault.where, message=fault.message))
+            ep.emit(ep.fault_event(fault.where, fault.message))
         except Exception as exc:  # a bug must end this episode cleanly, not the runtime
             log.exception("episode crashed")
             ending = Ending("fault", False, describe(exc))
@@ -405,9 +346,9 @@ class Runtime:
             stop = await self._safe_stop(parts)  # before Finished: the arm is told first
             if stop != "ok":
                 message = f"safe stop {stop}"
-                emit(Fault(episode=ep.id, t=ep.now(), where="robot", message=message))
+                ep.emit(ep.fault_event("robot", message))
                 ending = Ending("fault", ending.success, f"{message} ({ending.reason})")
-            outcome = self._outcome(ep, ending, dropped_events, stop)
+            outcome = ep.outcome(ending, stop, self._frames.values())
             log.info(
                 "episode finished",
                 status=outcome.status,
@@ -416,30 +357,14 @@ class Runtime:
                 duration_s=outcome.duration_s,
                 stop=stop,
             )
-            emit(Finished(episode=ep.id, t=ep.now(), outcome=outcome))
+            ep.emit(Finished(episode=ep.id, t=ep.now(), outcome=outcome))
             if recorder is not None:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(recorder.finish, outcome)
             structlog.contextvars.unbind_contextvars("episode")
 
-    def _outcome(self, ep: _Episode, ending: Ending, dropped_events: int, stop: str) -> Outcome:
-        dropped = {ch.name: ch.dropped for ch in [*self._frames.values(), *ep.channels]}
-        if dropped_events:
-            dropped["events"] = dropped_events
-        return Outcome(
-            status=ending.status,
-            success=ending.success,
-            reason=ending.reason,
-            steps=ep.steps,
-            duration_s=round(anyio.current_time() - ep.started, 3),
-            stale_actions=ep.stale,
-            dropped=dropped,
-            latency_ms=ep.stats.summary(),
-            stop=stop,
-        )
-
     async def _run_episode(
-        self, request: str, parts: Parts, ep: _Episode, recorder: RunRecorder | None
+        self, request: str, parts: Parts, ep: Episode, recorder: RunRecorder | None
     ) -> Ending:
         rt = self.config.runtime
         objects = parts.scene_objects()
@@ -460,7 +385,7 @@ class Runtime:
         # remembers nothing of earlier tasks
         try:
             start = await self._begin_task(parts)
-        except _LoopFault:
+        except LoopFault:
             started(None)
             raise
         world = WorldStart(reset=start.reset, scene=start.scene, seed=start.seed)
@@ -508,7 +433,7 @@ class Runtime:
             return Ending("not_found", False, str(exc))
         detect_ms = (ep.now() - t0) * 1e3
         ep.stats.add("detect", detect_ms)
-        self._emit_detections(ep, task, percept, detect_ms, redetection=False)
+        ep.detections(task, percept, detect_ms, redetection=False)
         if recorder is not None:
             recorder.set_task(task)
         try:
@@ -521,176 +446,82 @@ class Runtime:
         self,
         task: TaskSpec,
         parts: Parts,
-        ep: _Episode,
+        ep: Episode,
         pipeline: Any,
         percept: Percept,
         first: FrameSet,
         recorder: RunRecorder | None,
     ) -> Ending:
+        """The episode as a table of loops over its channels; how it ended, or its LoopFault."""
         rt = self.config.runtime
-        percepts: Latest[PerceptMsg] = Latest("percepts")
-        actions: Latest[ActionMsg] = Latest("actions")
-        states: Latest[RobotState] = Latest("robot_state")
-        steps: Latest[StepRecord] = Latest("steps")
-        ep.channels += [percepts, actions]
-        now = ep.now()
-        percepts.publish(PerceptMsg(percept, first.t_capture, now, 0.0))
-        states.publish(await self._robot_call(parts.robot.state, what="robot state read"))
-        frame_timeout = self._frame_timeout
-        ending: Ending | None = None
-
-        def on_regained(p: Percept, regained: list[tuple[str, str]]) -> None:
-            ms = p.redetect_ms  # the detector's time, also when it ran beside the loop
-            self._emit_detections(ep, task, p, ms, redetection=True, only=regained)
-
-        def on_tick(tick: CommandTick) -> None:
-            ep.steps = tick.record.index
-            ep.stale += 0 if tick.record.executed else 1
-            latency = {
-                "perceive": round(tick.action.perceive_ms, 2),
-                "act": round(tick.action.act_ms, 2),
-                "command": round(tick.command_ms, 2),
-                "total": round(tick.total_ms, 2),
-            }
-            ep.stats.add_all(latency)
-            ep.stats.add("command_lateness", tick.lateness_ms)
-            move = tick.action.action.move
-            ep.emit(
-                Step(
-                    episode=ep.id,
-                    t=ep.now(),
-                    index=tick.record.index,
-                    executed=tick.record.executed,
-                    move=(float(move[0]), float(move[1]), float(move[2])),
-                    gripper_closed=bool(tick.action.action.gripper_closed),
-                    ee_pos=tuple(float(v) for v in tick.state.ee_pos[:3]),
-                    latency_ms=latency,
-                )
-            )
-
-        async def guarded(where: str, loop: Callable[[], Any]) -> None:
-            try:
-                await loop()
-            except anyio.get_cancelled_exc_class():
-                raise
-            except Exception as exc:
-                ep.fault = _LoopFault(where, describe(exc))
-                log.error(
-                    "loop failed",
-                    loop=where,
-                    error=ep.fault.message,
-                    exc_info=not isinstance(exc, EXPECTED),
-                )
-                tg.cancel_scope.cancel()
-
-        async def sink(where: str, loop: Callable[[], Any]) -> None:
-            """A sink that fails says so in a non-fatal Fault and stops; the episode goes on."""
-            try:
-                await loop()
-            except anyio.get_cancelled_exc_class():
-                raise
-            except Exception as exc:
-                message = f"{describe(exc)}; recording stopped, the task goes on"
-                log.error("sink failed", sink=where, error=message, exc_info=True)
-                ep.emit(Fault(episode=ep.id, t=ep.now(), where=where, message=message, fatal=False))
+        ch = Channels.open(ep)
+        ch.percepts.publish(PerceptMsg(percept, first.t_capture, ep.now(), 0.0))
+        ch.states.publish(await self._robot_call(parts.robot.state, what="robot state read"))
+        ending: list[Ending] = []
 
         async def supervise() -> None:
-            nonlocal ending
-            ending = await supervise_loop(
-                task,
-                parts.judge,
-                steps,
-                rate_hz=rt.supervise_hz,
-                max_steps=rt.max_steps,
-                max_duration_s=rt.max_duration_s,
-                settle_s=rt.settle_s,
-                limiter=self._judge_limiter,
-                call_timeout=rt.stage_timeout_s,
-            )
-            tg.cancel_scope.cancel()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(
-                guarded,
-                "perceive",
-                lambda: perceive_loop(
-                    self._frames,
-                    pipeline,
-                    percepts,
-                    limiter=self._model_limiter,
-                    frame_timeout=frame_timeout,
-                    stage_timeout=rt.stage_timeout_s,
-                    first=percept,
-                    on_regained=on_regained,
-                ),
-            )
-            tg.start_soon(
-                guarded,
-                "act",
-                lambda: act_loop(
-                    percepts,
-                    states,
-                    parts.policy,
-                    actions,
-                    limiter=self._model_limiter,
-                    percept_timeout=frame_timeout + rt.stage_timeout_s,
-                    stage_timeout=rt.stage_timeout_s,
-                ),
-            )
-            tg.start_soon(
-                guarded,
-                "command",
-                lambda: command_loop(
-                    actions,
-                    states,
-                    steps,
-                    parts.robot,
-                    rate_hz=rt.control_hz,
-                    deadline_s=rt.action_deadline_s,
-                    limiter=self._robot_limiter,
-                    call_timeout=rt.stage_timeout_s,
+            ending.append(
+                await supervise_loop(
+                    task,
+                    parts.judge,
+                    ch.steps,
+                    rate_hz=rt.supervise_hz,
                     max_steps=rt.max_steps,
-                    on_tick=on_tick,
-                    mode=rt.command_mode,
-                    min_interval_s=rt.min_command_interval_s,
-                ),
+                    max_duration_s=rt.max_duration_s,
+                    settle_s=rt.settle_s,
+                    limiter=self._judge_limiter,
+                    call_timeout=rt.stage_timeout_s,
+                )
             )
-            tg.start_soon(guarded, "supervise", supervise)
-            if recorder is not None:
-                tg.start_soon(sink, "record", lambda: recorder.record_loop(percepts))
+
+        perceive = partial(
+            perceive_loop,
+            self._frames,
+            pipeline,
+            ch.percepts,
+            limiter=self._model_limiter,
+            frame_timeout=self._frame_timeout,
+            stage_timeout=rt.stage_timeout_s,
+            first=percept,
+            on_regained=partial(ep.regained, task),
+        )
+        act = partial(
+            act_loop,
+            ch.percepts,
+            ch.states,
+            parts.policy,
+            ch.actions,
+            limiter=self._model_limiter,
+            percept_timeout=self._frame_timeout + rt.stage_timeout_s,
+            stage_timeout=rt.stage_timeout_s,
+        )
+        command = partial(
+            command_loop,
+            ch.actions,
+            ch.states,
+            ch.steps,
+            parts.robot,
+            rate_hz=rt.control_hz,
+            deadline_s=rt.action_deadline_s,
+            limiter=self._robot_limiter,
+            call_timeout=rt.stage_timeout_s,
+            max_steps=rt.max_steps,
+            on_tick=ep.step,
+            mode=rt.command_mode,
+            min_interval_s=rt.min_command_interval_s,
+        )
+        loops = [
+            Loop("perceive", perceive),
+            Loop("act", act),
+            Loop("command", command),
+            Loop("supervise", supervise, ends=True),
+        ]
+        if recorder is not None:
+            loops.append(Loop("record", partial(recorder.record_loop, ch.percepts), sink=True))
+        await run_loops(loops, ep)
         if ep.fault is not None:
             raise ep.fault
-        assert ending is not None
-        return ending
-
-    def _emit_detections(
-        self,
-        ep: _Episode,
-        task: TaskSpec,
-        percept: Percept,
-        ms: float,
-        *,
-        redetection: bool,
-        only: list[tuple[str, str]] | None = None,
-    ) -> None:
-        labels = {"pick": task.pick or "", "place": task.place or ""}
-        for view, roles in percept.lost.items():  # only the roles this task uses
-            for role in roles:
-                box = percept.boxes[view][role]
-                if only is not None and (view, role) not in only:
-                    continue
-                ep.emit(
-                    Detected(
-                        episode=ep.id,
-                        t=ep.now(),
-                        view=view,
-                        role=role,
-                        label=labels[role],
-                        box=box.as_tuple() if box else None,
-                        redetection=redetection,
-                        latency_ms=round(ms, 2),
-                    )
-                )
+        return ending[0]
 
     async def _begin_task(self, parts: Parts) -> TaskStart:
         """Ready the world for a task (reset or carry over) in the robot's worker thread."""
@@ -703,7 +534,7 @@ class Runtime:
             )
         except Exception as exc:
             log.error("task start failed", error=str(exc), exc_info=not isinstance(exc, EXPECTED))
-            raise _LoopFault("world", describe(exc)) from None
+            raise LoopFault("world", describe(exc)) from None
 
     async def _fresh_frames(self, after: float = 0.0) -> FrameSet:
         """The first frame of every view captured after this call and at or after `after`.
@@ -723,9 +554,9 @@ class Runtime:
                         break
                 frames[name] = frame
         except ChannelClosed as exc:
-            raise _LoopFault("capture", exc.reason) from None
+            raise LoopFault("capture", exc.reason) from None
         except TimeoutError:
-            raise _LoopFault("capture", f"no camera frame within {timeout:g} s") from None
+            raise LoopFault("capture", f"no camera frame within {timeout:g} s") from None
         return frameset(frames)
 
     async def _stage(self, where: str, fn: Callable[..., T], *args: Any, timeout: float) -> T:
@@ -739,7 +570,7 @@ class Runtime:
             log.error(
                 "stage failed", stage=where, error=str(exc), exc_info=not isinstance(exc, EXPECTED)
             )
-            raise _LoopFault(where, describe(exc)) from None
+            raise LoopFault(where, describe(exc)) from None
 
     async def _robot_call(self, fn: Callable[[], T], *, what: str) -> T:
         try:
@@ -750,4 +581,4 @@ class Runtime:
                 what=what,
             )
         except Exception as exc:
-            raise _LoopFault("robot", describe(exc)) from None
+            raise LoopFault("robot", describe(exc)) from None

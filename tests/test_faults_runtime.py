@@ -39,7 +39,7 @@ from agent.backends import Parts
 from agent.events import Event, Outcome
 from agent.recording import RunRecorder, VideoWriter, new_run_folder, write_json_atomic
 from drivers.base import CameraError, Frame, RobotError
-from drivers.capture import CaptureConfig, RawFrame, StreamingCamera
+from drivers.capture import CameraSettings, RawFrame, StreamingCamera
 from tests.conftest import make_config
 from tests.faults_helpers import (
     REQUEST,
@@ -431,7 +431,7 @@ class SdkCamera(StreamingCamera):
     segmentation back (no SDK delivers one), which the sim's ground-truth detector reads."""
 
     def __init__(self, inner: Any, frames: int) -> None:
-        config = CaptureConfig(max_age=0.5, stall_timeout=0.25, max_resets=0, poll=0.02)
+        config = CameraSettings(max_age_s=0.5, stall_timeout_s=0.25, max_resets=0, poll_s=0.02)
         super().__init__(inner.name, config)
         self.inner, self.frames = inner, frames
 
