@@ -11,7 +11,6 @@ import pytest
 from models.detection import GroundTruthDetector
 from models.perception import ObjectNotInView, PerceptionPipeline
 from models.segmentation import BoxSegmenter, GroundTruthSegmenter
-from models.synthetic import SyntheticFrame, SyntheticObject, render_scene, textured_background
 from models.tracking import OpenCVTracker, OpenCVTrackerFactory, TrackerFactory, TrackResult
 from models.types import (
     MASK_CODING,
@@ -22,6 +21,7 @@ from models.types import (
     Skill,
     TaskSpec,
 )
+from tests.synthetic import SyntheticFrame, SyntheticObject, render_scene, textured_background
 
 TASK = TaskSpec("put the apple in the bowl", Skill.PLACE_INSIDE, pick="apple", place="bowl")
 BACKGROUNDS = {"front": textured_background(224, 224, 1), "side": textured_background(224, 224, 2)}

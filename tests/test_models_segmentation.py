@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from models.detection import GroundTruthDetector
 from models.segmentation import BoxSegmenter, GrabCutSegmenter, GroundTruthSegmenter
-from models.synthetic import SyntheticFrame, SyntheticObject, render_scene, textured_background
 from models.types import Box, ModelError
+from tests.synthetic import SyntheticFrame, SyntheticObject, render_scene, textured_background
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.synthetic import SyntheticObject, render_scene, textured_background
 from models.tracking import TRACKER_KINDS, OpenCVTracker, OpenCVTrackerFactory, box_health
 from models.types import Box
+from tests.synthetic import SyntheticObject, render_scene, textured_background
 
 BACKGROUND = textured_background(224, 224, seed=7)
 

@@ -16,9 +16,9 @@ import pytest
 from models.detection import GroundTruthDetector
 from models.perception import PerceptionPipeline
 from models.segmentation import GroundTruthSegmenter
-from models.synthetic import SyntheticFrame, SyntheticObject, render_scene
 from models.tracking import OpenCVTrackerFactory
 from models.types import PICK_MASK_VALUE, Box, Detection, GroundTruth, ModelError
+from tests.synthetic import SyntheticFrame, SyntheticObject, render_scene
 from tests.test_models_perception import BACKGROUNDS, LAYOUT, TASK, _true_box
 
 HIDDEN = (300, 300, 340, 340)  # off the 224 x 224 image

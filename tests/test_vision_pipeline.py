@@ -17,11 +17,11 @@ from agent.backends import BackendError, build_perception
 from models.detection.grounding_dino import GroundingDinoDetector
 from models.perception import PerceptionPipeline
 from models.segmentation.sam import SamSegmenter, build_sam
-from models.synthetic import SyntheticObject, render_scene
 from models.tracking.onnx_tracker import OnnxTrackerFactory
 from models.tracking.standin import export_tracker, mixformer_v2_s
 from models.types import MASK_CODING, PICK_MASK_VALUE, Skill, TaskSpec
 from tests.conftest import make_config
+from tests.synthetic import SyntheticObject, render_scene
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("groundingdino")

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.synthetic import SyntheticObject, render_scene, textured_background
 from models.tracking.base import TrackResult
 from models.tracking.health import TrackHealth
 from models.tracking.onnx_tracker import OnnxTrackerFactory, crop_square, read_signature
 from models.tracking.standin import INPUT_NAMES, OUTPUT_NAMES, export_tracker, mixformer_v2_s
 from models.types import Box, ModelError
+from tests.synthetic import SyntheticObject, render_scene, textured_background
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy ONNX exporter

@@ -1,4 +1,5 @@
-"""Synthetic frames with exact truth, for tests and latency benchmarks of the perception backends.
+"""Synthetic frames with exact truth, test fixtures for the perception backends (kept out of the
+product: nothing under agent/, models/ or drivers/ uses them).
 
 A textured background plus coloured, textured objects, rendered with the same shape of data that
 the simulator's frames carry (`rgb`, `segmentation` with -1 background, `labels`, `t_capture`), so
