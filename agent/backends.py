@@ -16,15 +16,15 @@ from typing import Any
 import structlog
 
 from agent.config import CameraDevice, Config
-from agent.loops.supervise import Judge
 from drivers.base import Camera, CarriedOverWorld, DriverError, Robot, TaskStart
 from drivers.realsense import RealSenseConfig
+from drivers.sim.success import Judge
 from models._loading import require
 from models.detection.base import Detector
 from models.perception import PerceptionPipeline
-from models.policy.base import Policy
 from models.reasoning.base import Reasoner
 from models.segmentation.base import Segmenter
+from models.tpm.policy import Policy
 from models.tracking.base import TrackerFactory
 from models.types import ModelError
 

@@ -32,9 +32,9 @@ from drivers.sim import offscreen_gl
 from drivers.sim.backgrounds import Randomisation
 from drivers.sim.catalog import USER_NAME, Catalog
 from models.perception import Percept, PerceptionPipeline
-from models.policy.base import Policy
 from models.tpm.dataset import EpisodeStore
 from models.tpm.inputs import prepare_views
+from models.tpm.policy import Policy
 from models.types import ActionLike, Observation, Skill, TaskSpec
 
 if TYPE_CHECKING:  # these load mujoco, which must wait for offscreen_gl() below

@@ -413,7 +413,7 @@ class Runtime:
         )
         if not task.feasible:
             return Ending("infeasible", False, task.rationale or "nothing in view fits the request")
-        skills = getattr(parts.policy, "skills", None)  # optional: see models.policy.base
+        skills = getattr(parts.policy, "skills", None)  # optional: see models.tpm.policy
         if skills is not None and task.skill not in skills:
             return Ending(
                 "infeasible",

@@ -9,7 +9,7 @@ from agent.channels import Latest
 from agent.messages import ActionMsg, PerceptMsg
 from agent.workers import run_blocking
 from drivers.base import RobotState
-from models.policy.base import Policy
+from models.tpm.policy import Policy
 from models.types import Observation
 
 

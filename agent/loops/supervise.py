@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import anyio
 
 from agent.channels import Latest
 from agent.messages import StepRecord
 from agent.workers import run_blocking
+from drivers.sim.success import Judge
 from models.types import TaskSpec
-
-
-class Verdict(Protocol):
-    """Whether the outcome is decided, whether it succeeded, and why (read-only fields)."""
-
-    @property
-    def done(self) -> bool: ...
-    @property
-    def success(self) -> bool: ...
-    @property
-    def reason(self) -> str: ...
-
-
-class Judge(Protocol):
-    """Something that can tell whether the task is achieved (the simulator; never a real arm)."""
-
-    def verdict(self, task: TaskSpec) -> Verdict: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from drivers.sim.state import SceneState
+if TYPE_CHECKING:  # mujoco: the runtime's supervisor imports `Judge` without the sim extra
+    from drivers.sim.state import SceneState
 
 NEAR_DISTANCE = 0.0508  # 2 inches
 REST_SPEED = 0.02  # m/s
@@ -46,6 +47,14 @@ class Verdict:
     done: bool
     success: bool
     reason: str
+
+
+class Judge(Protocol):
+    """What the runtime's supervisor asks every tick whether the task is achieved. Only the
+    simulator can tell (`SimJudge`, from privileged state); on a real table people judge, and the
+    runtime runs without one."""
+
+    def verdict(self, task: Any) -> Verdict: ...
 
 
 class SimJudge:

@@ -1,4 +1,9 @@
-"""The policy role: an Observation -> the next Action (TPM, or the simulator's scripted expert)."""
+"""The policy role: an Observation -> the next Action, beside its learned implementation.
+
+`OnnxTPMPolicy` (`onnx_policy.py`, this package) is the product's policy. The simulator's
+scripted expert (`drivers.sim.expert.ScriptedExpert`) satisfies the protocol structurally but
+stays with the simulator: it reads privileged world state, and drivers never import models.
+"""
 
 from __future__ import annotations
 
