@@ -1,25 +1,16 @@
 """What flows through the runtime's latest-wins channels, each stamped with monotonic times.
 
 `t_capture` is always the capture time of the oldest camera frame a message derives from, so any
-stage can compute the age of what it is about to use.
+stage can compute the age of what it is about to use. The frames themselves travel one per view
+and are taken as one set (`drivers.pairing.FrameSet`) by the perceive loop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drivers.base import Frame
 from models.perception import Percept
 from models.types import ActionLike
-
-
-@dataclass(frozen=True, slots=True)
-class FrameSet:
-    """One frame per view; `skew_ms` is the capture-time spread between the views."""
-
-    frames: dict[str, Frame]
-    t_capture: float
-    skew_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +39,3 @@ class StepRecord:
     executed: bool
     done: bool
     t: float
-
-
-def frameset(frames: dict[str, Frame]) -> FrameSet:
-    times = [f.t_capture for f in frames.values()]
-    return FrameSet(frames=frames, t_capture=min(times), skew_ms=(max(times) - min(times)) * 1e3)

@@ -44,11 +44,12 @@ from agent.loops.capture import capture_loop, give_up_s
 from agent.loops.command import command_loop
 from agent.loops.perceive import perceive_loop
 from agent.loops.supervise import Ending, supervise_loop
-from agent.messages import FrameSet, PerceptMsg, frameset
+from agent.messages import PerceptMsg
 from agent.recording import RunRecorder
 from agent.telemetry import ensure_logging
 from agent.workers import run_blocking
 from drivers.base import Frame, TaskStart
+from drivers.pairing import FrameSet, frameset
 from models.perception import ObjectNotInView, Percept
 from models.types import TaskSpec
 

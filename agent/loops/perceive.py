@@ -7,9 +7,10 @@ from collections.abc import Callable, Mapping
 import anyio
 
 from agent.channels import Latest
-from agent.messages import PerceptMsg, frameset
+from agent.messages import PerceptMsg
 from agent.workers import run_blocking
 from drivers.base import Frame
+from drivers.pairing import frameset
 from models.perception import Percept, PerceptionPipeline
 
 
