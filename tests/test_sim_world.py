@@ -265,3 +265,19 @@ def test_a_dropped_round_object_comes_to_rest(name: str) -> None:
         world.step_seconds(0.5)
         assert np.linalg.norm(world.object_velocity(name)) < REST_SPEED
         assert np.linalg.norm(world.object_position(name) - before) < 0.002
+
+
+def test_the_expert_stops_retrying_once_the_slipped_object_lies_where_it_was_to_go(
+    judge_world: World,
+) -> None:
+    """After a slip (a retry under way), an object that came to rest next to B ends the task: the
+    expert retreats instead of grasping it again (which, beside a tall B, could only undo it)."""
+    task = Task("sponge", "book", "place_near")
+    _arrange(judge_world, (0.385, 0.15, 0.02))  # next to the book, released, at rest
+    assert SimJudge(judge_world).verdict(task).success
+    expert = ScriptedExpert(judge_world)
+    expert.reset(task)
+    assert expert.act(None).gripper_closed is False and expert.phase == "approach"
+    expert._retries = 1  # as after a slip: the first attempt never counts as placed
+    expert.act(None)
+    assert expert.phase == "retreat"

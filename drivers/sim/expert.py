@@ -21,6 +21,7 @@ import numpy as np
 
 from drivers.sim.scene import HAND_HALF_X, HAND_HALF_Y
 from drivers.sim.state import SceneState
+from drivers.sim.success import SimJudge
 
 PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "open", "retreat", "done")
 HOVER = 0.10  # above the grasp point before descending
@@ -103,6 +104,9 @@ class ScriptedExpert:
         if self.world.object_bounds(self._task.pick)[1][2] < 0.0:
             self._enter(PHASES.index("done"))
             return self._action(np.zeros(3), closed=False, done=True, failed=True)
+        if self._retries and self.phase in ("approach", "descend") and self._placed():
+            # the slipped object came to rest where it was to go: the task is done
+            self._enter(PHASES.index("retreat"), ee)
         self._realign(ee)
         phase = self.phase
         if phase in ("approach", "descend"):
@@ -186,8 +190,17 @@ class ScriptedExpert:
         error = self._waypoint - ee
         return float(np.linalg.norm(error[:2])) < REALIGN_XY and -error[2] < DROP_HEIGHT
 
+    def _placed(self) -> bool:
+        """The judge passes the task as it stands (A released, at rest, where it was to go)."""
+        return SimJudge(self.world).verdict(self._task).success
+
     def _retry(self, ee: np.ndarray) -> ExpertAction:
-        """The object slipped: open, go back above it and try again, or give up."""
+        """The object slipped: open, go back above it and try again, or give up.
+
+        Retrying does not mean starting over blindly: while going back, an object that came to
+        rest where it was to go ends the task (`act`), since grasping it again beside a tall B
+        could only undo it.
+        """
         if self._retries >= self.max_retries:
             self._enter(PHASES.index("done"))
             return self._action(np.zeros(3), closed=False, done=True, failed=True)
