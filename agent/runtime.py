@@ -385,7 +385,9 @@ class Runtime:
         # every task starts from a known world: reset (or explicitly carried over), and the judge
         # remembers nothing of earlier tasks
         try:
-            start = await self._begin_task(parts)
+            start: TaskStart = await self._stage(
+                "world", parts.begin_task, robot=True, what="task start"
+            )
         except LoopFault:
             started(None)
             raise
@@ -457,7 +459,8 @@ class Runtime:
         rt = self.config.runtime
         ch = Channels.open(ep)
         ch.percepts.publish(PerceptMsg(percept, first.t_capture, ep.now(), 0.0))
-        ch.states.publish(await self._robot_call(parts.robot.state, what="robot state read"))
+        state = await self._stage("robot", parts.robot.state, robot=True, what="robot state read")
+        ch.states.publish(state)
         ending: list[Ending] = []
 
         async def supervise() -> None:
@@ -524,19 +527,6 @@ class Runtime:
             raise ep.fault
         return ending[0]
 
-    async def _begin_task(self, parts: Parts) -> TaskStart:
-        """Ready the world for a task (reset or carry over) in the robot's worker thread."""
-        try:
-            return await run_blocking(
-                parts.begin_task,
-                limiter=self._robot_limiter,
-                timeout=self.config.runtime.stage_timeout_s,
-                what="task start",
-            )
-        except Exception as exc:
-            log.error("task start failed", error=str(exc), exc_info=not isinstance(exc, EXPECTED))
-            raise LoopFault("world", describe(exc)) from None
-
     async def _fresh_frames(self, after: float = 0.0) -> FrameSet:
         """The first frame of every view captured after this call and at or after `after`.
 
@@ -560,10 +550,25 @@ class Runtime:
             raise LoopFault("capture", f"no camera frame within {timeout:g} s") from None
         return frameset(frames)
 
-    async def _stage(self, where: str, fn: Callable[..., T], *args: Any, timeout: float) -> T:
+    async def _stage(
+        self,
+        where: str,
+        fn: Callable[..., T],
+        *args: Any,
+        timeout: float | None = None,
+        robot: bool = False,
+        what: str | None = None,
+    ) -> T:
+        """One blocking call of a stage, a model's (in the model threads) or the robot's (in its
+        one thread; reads and task starts): any failure ends the episode as a LoopFault naming
+        `where`, except ObjectNotInView, which is an ending. Timeout: the stage timeout."""
         try:
             return await run_blocking(
-                fn, *args, limiter=self._model_limiter, timeout=timeout, what=where
+                fn,
+                *args,
+                limiter=self._robot_limiter if robot else self._model_limiter,
+                timeout=self.config.runtime.stage_timeout_s if timeout is None else timeout,
+                what=what or where,
             )
         except ObjectNotInView:
             raise
@@ -572,14 +577,3 @@ class Runtime:
                 "stage failed", stage=where, error=str(exc), exc_info=not isinstance(exc, EXPECTED)
             )
             raise LoopFault(where, describe(exc)) from None
-
-    async def _robot_call(self, fn: Callable[[], T], *, what: str) -> T:
-        try:
-            return await run_blocking(
-                fn,
-                limiter=self._robot_limiter,
-                timeout=self.config.runtime.stage_timeout_s,
-                what=what,
-            )
-        except Exception as exc:
-            raise LoopFault("robot", describe(exc)) from None
