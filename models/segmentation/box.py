@@ -6,24 +6,18 @@ lets that comparison be rerun by changing one config name.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from models._boxes import box_mask
-from models.types import Box, GroundTruth
+from models.segmentation.base import Labels, Segmenter, Truth
+from models.types import Box
 
 
-class BoxSegmenter:
+class BoxSegmenter(Segmenter):
     """One filled-box mask per box; ignores labels and truth. No weights, ~free."""
 
     name = "box"
+    reads_pixels = False  # only the image size
 
-    def segment(
-        self,
-        image: np.ndarray,
-        boxes: Sequence[Box],
-        labels: Sequence[str] | None = None,
-        truth: GroundTruth | None = None,
-    ) -> list[np.ndarray]:
+    def masks(self, image: np.ndarray, boxes: list[Box], labels: Labels, truth: Truth) -> list:
         return [box_mask(box, image.shape) for box in boxes]

@@ -8,16 +8,15 @@ when it finds no foreground at all, so the policy always receives a mask for a t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import cv2
 import numpy as np
 
 from models._boxes import box_mask, pixel_bounds
-from models.types import Box, GroundTruth, ModelError
+from models.segmentation.base import Labels, Segmenter, Truth
+from models.types import Box
 
 
-class GrabCutSegmenter:
+class GrabCutSegmenter(Segmenter):
     """`cv2.grabCut` initialised with each box, run on a crop around it.
 
     `iterations`: GrabCut EM iterations (cost grows linearly; 3 is enough for the box prompt).
@@ -36,18 +35,8 @@ class GrabCutSegmenter:
         self.iterations = iterations
         self.context = context
 
-    def segment(
-        self,
-        image: np.ndarray,
-        boxes: Sequence[Box],
-        labels: Sequence[str] | None = None,
-        truth: GroundTruth | None = None,
-    ) -> list[np.ndarray]:
+    def masks(self, image: np.ndarray, boxes: list[Box], labels: Labels, truth: Truth) -> list:
         """Return one (H, W) bool mask per box, in order; labels and truth are not used."""
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ModelError(
-                f"grabcut needs an (H, W, 3) uint8 image, got {image.shape} {image.dtype}"
-            )
         return [self._segment_one(image, box) for box in boxes]
 
     def _segment_one(self, image: np.ndarray, box: Box) -> np.ndarray:

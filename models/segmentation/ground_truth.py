@@ -7,27 +7,21 @@ SAM, so experiments with the oracle still exercise tracking errors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from models._boxes import pixel_bounds
 from models._truth import find_label, require_truth
-from models.types import Box, GroundTruth, ModelError
+from models.segmentation.base import Labels, Segmenter, Truth
+from models.types import Box, ModelError
 
 
-class GroundTruthSegmenter:
+class GroundTruthSegmenter(Segmenter):
     """Masks from segmentation ids; needs `labels` (object names, one per box) and `truth`."""
 
     name = "ground_truth"
+    reads_pixels = False  # the simulator's segmentation
 
-    def segment(
-        self,
-        image: np.ndarray,
-        boxes: Sequence[Box],
-        labels: Sequence[str] | None = None,
-        truth: GroundTruth | None = None,
-    ) -> list[np.ndarray]:
+    def masks(self, image: np.ndarray, boxes: list[Box], labels: Labels, truth: Truth) -> list:
         """Return one (H, W) bool mask per box: the named object's pixels within that box."""
         if labels is None or len(labels) != len(boxes):
             raise ModelError(

@@ -22,7 +22,6 @@ rounding, faster on a GPU, and the encoder can then be captured in a CUDA graph.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +39,8 @@ from models._loading import (
     set_torch_threads,
     torch_device,
 )
-from models.types import Box, GroundTruth, ModelError
+from models.segmentation.base import Labels, Segmenter, Truth
+from models.types import Box, ModelError
 
 #: variant -> (package providing it, official checkpoint file name).
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -115,7 +115,7 @@ def build_sam(variant: str, checkpoint: Path | None) -> Any:
     return model.eval()
 
 
-class SamSegmenter:
+class SamSegmenter(Segmenter):
     """Box-prompted SAM / MobileSAM behind the `Segmenter` protocol.
 
     `checkpoint` defaults to `checkpoints/<official file name>`; `onnx_encoder` / `onnx_decoder`
@@ -204,16 +204,8 @@ class SamSegmenter:
 
     # ------------------------------------------------------------------ the protocol
 
-    def segment(
-        self,
-        image: np.ndarray,
-        boxes: Sequence[Box],
-        labels: Sequence[str] | None = None,
-        truth: GroundTruth | None = None,
-    ) -> list[np.ndarray]:
+    def masks(self, image: np.ndarray, boxes: list[Box], labels: Labels, truth: Truth) -> list:
         """One (H, W) bool mask per box (pixel xyxy), from one image encoding; labels unused."""
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ModelError(f"{self.name} needs an (H, W, 3) uint8 image, got {image.shape}")
         if not boxes:
             return []
         embedding = self.embed(image)
