@@ -17,7 +17,7 @@ import structlog
 
 from agent.config import CameraDevice, Config
 from drivers.base import Camera, CarriedOverWorld, DriverError, Robot, TaskStart
-from drivers.realsense import RealSenseConfig
+from drivers.cameras.realsense import RealSenseConfig
 from drivers.sim.success import Judge
 from models._loading import require
 from models.detection.base import Detector
@@ -398,10 +398,10 @@ def _camera_driver(
 ) -> tuple[Camera, Callable[[], list[dict[str, str]]], str]:
     """The camera for `device` (its own settings, as configured), its SDK's list, its kind."""
     if isinstance(device, RealSenseConfig):
-        from drivers.realsense import RealSenseCamera, list_devices
+        from drivers.cameras.realsense import RealSenseCamera, list_devices
 
         return RealSenseCamera(device, name=view), list_devices, "RealSense"
-    from drivers.azure_kinect import AzureKinectCamera
-    from drivers.azure_kinect import list_devices as list_kinects
+    from drivers.cameras.azure_kinect import AzureKinectCamera
+    from drivers.cameras.azure_kinect import list_devices as list_kinects
 
     return AzureKinectCamera(device, name=view), list_kinects, "Azure Kinect"

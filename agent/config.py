@@ -7,7 +7,7 @@ Every error is a ConfigError whose message names the bad key and the allowed val
 
 Each setting is defined once. A driver or model backend owns its settings class beside its code
 (`drivers.franka.config.FrankaConfig` is `[franka]`, `drivers.sim.config.SimSettings` is `[sim]`,
-`drivers.realsense.RealSenseConfig` / `drivers.azure_kinect.AzureKinectConfig` are
+`drivers.cameras.realsense.RealSenseConfig` / `drivers.cameras.azure_kinect.AzureKinectConfig` are
 `[cameras.devices.<view>]`, `models.tpm.onnx_policy.PolicyConfig` is `[policy]`, and so on for
 `[grounding_dino]`, `[sam]`, `[mobile_sam]` and `[onnx_tracker]`). This module composes them into
 the profile tree, keeps the runtime's own sections and the checks that span sections, and loads.
@@ -26,11 +26,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from drivers.azure_kinect import AzureKinectConfig
 from drivers.base import Settings
-from drivers.capture import CameraSettings
+from drivers.cameras.azure_kinect import AzureKinectConfig
+from drivers.cameras.capture import CameraSettings
+from drivers.cameras.realsense import RealSenseConfig
 from drivers.franka.config import FrankaConfig
-from drivers.realsense import RealSenseConfig
 from drivers.sim.config import SimSettings
 from models.detection.grounding_dino import GroundingDinoConfig
 from models.segmentation.sam import MobileSamConfig, SamConfig

@@ -138,7 +138,7 @@ def _gpu() -> Check:
 
 def _camera_devices() -> list[Check]:
     """Connected RealSense and Azure Kinect cameras with their serials (for cameras.devices)."""
-    from drivers import azure_kinect, realsense
+    from drivers.cameras import azure_kinect, realsense
 
     checks = []
     for name, module in (("realsense cameras", realsense), ("azure kinect cameras", azure_kinect)):

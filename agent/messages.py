@@ -2,7 +2,7 @@
 
 `t_capture` is always the capture time of the oldest camera frame a message derives from, so any
 stage can compute the age of what it is about to use. The frames themselves travel one per view
-and are taken as one set (`drivers.pairing.FrameSet`) by the perceive loop.
+and are taken as one set (`drivers.cameras.pairing.FrameSet`) by the perceive loop.
 """
 
 from __future__ import annotations

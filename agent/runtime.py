@@ -49,7 +49,7 @@ from agent.recording import RunRecorder
 from agent.telemetry import ensure_logging
 from agent.workers import run_blocking
 from drivers.base import Frame, TaskStart
-from drivers.pairing import FrameSet, frameset
+from drivers.cameras.pairing import FrameSet, frameset
 from models.perception import ObjectNotInView, Percept
 from models.types import TaskSpec
 

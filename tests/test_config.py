@@ -100,9 +100,9 @@ def test_each_backend_section_is_the_backends_own_settings_class():
     """One definition per setting: the profile tree holds the drivers' and models' own classes,
     so a field added to one is a profile key, a --set key and the backend's setting at once."""
     from agent.config import CAMERA_DRIVERS, Config
-    from drivers.azure_kinect import AzureKinectCamera, AzureKinectConfig
+    from drivers.cameras.azure_kinect import AzureKinectCamera, AzureKinectConfig
+    from drivers.cameras.realsense import RealSenseConfig
     from drivers.franka import FrankaConfig, FrankaRobot
-    from drivers.realsense import RealSenseConfig
     from drivers.sim import SimSettings
     from models.tpm.onnx_policy import PolicyConfig
 

@@ -39,7 +39,7 @@ from agent.backends import Parts
 from agent.events import Event, Outcome
 from agent.recording import RunRecorder, VideoWriter, new_run_folder, write_json_atomic
 from drivers.base import CameraError, Frame, RobotError
-from drivers.capture import CameraSettings, RawFrame, StreamingCamera
+from drivers.cameras.capture import CameraSettings, RawFrame, StreamingCamera
 from tests.conftest import make_config
 from tests.faults_helpers import (
     REQUEST,
@@ -398,7 +398,8 @@ class BrokenCamera:
 class SdkSource:
     """A vendor SDK's frame source over the real sim camera, raising mid-stream after `frames`
     grabs as pyrealsense2 does ("Frame didn't arrive"). Drives the real capture thread that the
-    RealSense and Kinect drivers share (drivers.capture), which cannot run against hardware here.
+    RealSense and Kinect drivers share (drivers.cameras.capture), which cannot run against
+    hardware here.
     `last` keeps the sim frame for its ground-truth annotations (see SdkCamera)."""
 
     def __init__(self, camera: Any, frames: int) -> None:

@@ -16,8 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from drivers.azure_kinect import AzureKinectCamera, AzureKinectConfig, import_sdk, list_devices
 from drivers.base import Camera, CameraError
+from drivers.cameras.azure_kinect import (
+    AzureKinectCamera,
+    AzureKinectConfig,
+    import_sdk,
+    list_devices,
+)
 from tests.test_realsense import FAST, Feed, read_until_failed
 
 

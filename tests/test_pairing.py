@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.azure_kinect import AzureKinectCamera, AzureKinectConfig
 from drivers.base import CameraError, Frame
-from drivers.pairing import FrameSet, frameset, pair_newest
-from drivers.realsense import RealSenseCamera, RealSenseConfig
+from drivers.cameras.azure_kinect import AzureKinectCamera, AzureKinectConfig
+from drivers.cameras.pairing import FrameSet, frameset, pair_newest
+from drivers.cameras.realsense import RealSenseCamera, RealSenseConfig
 from tests.test_kinect import FakeK4A
 from tests.test_realsense import FAST, FakeRealSense, Feed
 

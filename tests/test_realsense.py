@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from drivers.base import Camera, CameraError
-from drivers.realsense import RealSenseCamera, RealSenseConfig, import_sdk, list_devices
+from drivers.cameras.realsense import RealSenseCamera, RealSenseConfig, import_sdk, list_devices
 
-#: capture timings short enough for tests (keys of drivers.capture.CaptureConfig)
+#: capture timings short enough for tests (keys of drivers.cameras.capture.CaptureConfig)
 FAST: dict[str, Any] = {
     "max_age_s": 0.1,
     "stall_timeout_s": 0.2,

@@ -10,7 +10,7 @@ from agent.channels import Latest
 from agent.messages import PerceptMsg
 from agent.workers import run_blocking
 from drivers.base import Frame
-from drivers.pairing import frameset
+from drivers.cameras.pairing import frameset
 from models.perception import Percept, PerceptionPipeline
 
 

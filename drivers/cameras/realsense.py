@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from drivers.base import CameraError, require_sdk
-from drivers.capture import CameraSettings, Intrinsics, RawFrame, StreamingCamera
+from drivers.cameras.capture import CameraSettings, Intrinsics, RawFrame, StreamingCamera
 
 log = logging.getLogger(__name__)
 
