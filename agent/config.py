@@ -73,6 +73,12 @@ class RuntimeSection(_Section):
     )
     max_steps: int = Field(600, gt=0, description="Executed steps before the episode fails.")
     max_duration_s: float = Field(180.0, gt=0, description="Wall time before the episode fails.")
+    target_lost_s: float = Field(
+        5.0,
+        gt=0,
+        description="A target missing from every view this long ends the episode as a failure "
+        '("target lost: ..."); the arm holds from 1 s missing on (agent.loops.target).',
+    )
     camera_timeout_s: float = Field(2.0, gt=0, description="Deadline for one camera frame.")
     camera_failures: int = Field(3, ge=1, description="Consecutive camera timeouts that are fatal.")
     stage_timeout_s: float = Field(30.0, gt=0, description="Deadline for one model call.")

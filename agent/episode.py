@@ -158,6 +158,19 @@ class Episode:
                     )
                 )
 
+    def held(self, reason: str | None) -> None:
+        """The command loop began holding the arm for a missing target (or, None, stopped).
+
+        The start is a non-fatal Fault ("target"), so the log shows why the arm stood still; the
+        end is only logged (the Steps that follow show the arm moving again).
+        """
+        if reason is None:
+            log.info("target seen again, the arm moves on")
+            return
+        message = f"{reason}; the arm holds while it is re-detected"
+        log.warning("holding the arm", reason=message)
+        self.emit(self.fault_event("target", message, fatal=False))
+
     def regained(self, task: TaskSpec, percept: Percept, roles: list[tuple[str, str]]) -> None:
         """The perceive loop found lost targets again: their re-detection's Detected events."""
         ms = percept.redetect_ms  # the detector's time, also when it ran beside the loop

@@ -44,6 +44,7 @@ from agent.loops.capture import capture_loop, give_up_s
 from agent.loops.command import command_loop
 from agent.loops.perceive import perceive_loop
 from agent.loops.supervise import Ending, supervise_loop
+from agent.loops.target import TargetWatch
 from agent.messages import PerceptMsg
 from agent.recording import RunRecorder
 from agent.telemetry import ensure_logging
@@ -461,6 +462,7 @@ class Runtime:
         ch.percepts.publish(PerceptMsg(percept, first.t_capture, ep.now(), 0.0))
         state = await self._stage("robot", parts.robot.state, robot=True, what="robot state read")
         ch.states.publish(state)
+        watch = TargetWatch.for_task(task, rt.target_lost_s, ep.now())
         ending: list[Ending] = []
 
         async def supervise() -> None:
@@ -475,6 +477,7 @@ class Runtime:
                     settle_s=rt.settle_s,
                     limiter=self._judge_limiter,
                     call_timeout=rt.stage_timeout_s,
+                    lost=watch.lost_reason,
                 )
             )
 
@@ -488,6 +491,7 @@ class Runtime:
             stage_timeout=rt.stage_timeout_s,
             first=percept,
             on_regained=partial(ep.regained, task),
+            watch=watch,
         )
         act = partial(
             act_loop,
@@ -513,6 +517,8 @@ class Runtime:
             on_tick=ep.step,
             mode=rt.command_mode,
             min_interval_s=rt.min_command_interval_s,
+            hold_while=watch.hold_reason,
+            on_hold=ep.held,
         )
         loops = [
             Loop("perceive", perceive),

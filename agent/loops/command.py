@@ -15,6 +15,11 @@ In both, the robot state is read and published at least every `1 / rate_hz` even
 comes (proprioception for act, success checks for supervise), and an action whose source frame is
 older than `deadline_s` is not executed: the arm holds (diffusion_policy's rule: late actions are
 dropped, not executed). With no new action the driver keeps moving to its last target.
+
+`hold_while(now)` (the target watch's `hold_reason`, agent.loops.target) is asked after each
+state read: while it gives a reason (the task's object missing from every view past a grace), the
+arm is told to hold once and every action is dropped unsent and uncounted; `on_hold` hears the
+reason when the hold begins and None when it ends.
 """
 
 from __future__ import annotations
@@ -61,7 +66,10 @@ class _Commander:
     call_timeout: float
     max_steps: int
     on_tick: Callable[[CommandTick], None]
+    hold_while: Callable[[float], str | None] | None = None
+    on_hold: Callable[[str | None], None] | None = None
     index: int = 0
+    holding: str | None = None
 
     @property
     def budget_left(self) -> bool:
@@ -78,10 +86,28 @@ class _Commander:
             what="robot state read",
         )
         self.states.publish(state)
+        await self._check_hold()
         return state
 
+    async def _check_hold(self) -> None:
+        """Enter (the arm told to hold, once) or leave the hold `hold_while` asks for."""
+        hold_while = self.hold_while
+        reason = hold_while(anyio.current_time()) if hold_while is not None else None
+        if (reason is None) == (self.holding is None):
+            return  # no change (a hold keeps its first reason)
+        if reason is not None:
+            await self._call(self.robot.hold, what="hold")
+        self.holding = reason
+        if self.on_hold is not None:
+            self.on_hold(reason)
+
     async def execute(self, msg: ActionMsg, state: RobotState, lateness_ms: float) -> None:
-        """Send `msg` (or hold, when it is stale); after the budget's last step the arm holds."""
+        """Send `msg` (or hold, when it is stale); after the budget's last step the arm holds.
+
+        While `holding` the action is dropped: not sent, not a step.
+        """
+        if self.holding is not None:
+            return
         t0 = anyio.current_time()
         executed = t0 - msg.t_capture <= self.deadline_s
         if executed:
@@ -122,6 +148,8 @@ async def command_loop(
     on_tick: Callable[[CommandTick], None],
     mode: CommandMode = "on_arrival",
     min_interval_s: float = 0.0,
+    hold_while: Callable[[float], str | None] | None = None,
+    on_hold: Callable[[str | None], None] | None = None,
 ) -> None:
     """Run the chosen schedule until cancelled.
 
@@ -129,7 +157,16 @@ async def command_loop(
     holds and no further action is taken, whenever the supervisor gets to end the episode.
     """
     commander = _Commander(
-        states, steps, robot, deadline_s, limiter, call_timeout, max_steps, on_tick
+        states,
+        steps,
+        robot,
+        deadline_s,
+        limiter,
+        call_timeout,
+        max_steps,
+        on_tick,
+        hold_while,
+        on_hold,
     )
     if mode == "fixed_rate":
         await _fixed_rate(commander, actions.reader(), 1.0 / rate_hz)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 import anyio
 
 from agent.channels import Latest
+from agent.loops.target import TargetWatch
 from agent.messages import PerceptMsg
 from agent.workers import run_blocking
 from drivers.base import Frame
@@ -24,12 +25,14 @@ async def perceive_loop(
     stage_timeout: float,
     first: Percept,
     on_regained: Callable[[Percept, list[tuple[str, str]]], None],
+    watch: TargetWatch | None = None,
 ) -> None:
     """Run the pipeline on each new frame of the first view, paired with the others' newest.
 
     Pacing on the first view keeps one percept per camera period; if perception is slower than
     the camera, the slot simply holds the newest frame and older ones are counted as dropped.
-    `on_regained` hears of each (view, role) whose lost track a re-detection found again.
+    `on_regained` hears of each (view, role) whose lost track a re-detection found again;
+    `watch` sees every percept (which targets no view shows: the hold and the "target lost").
     """
     views = list(frames)
     primary = frames[views[0]].reader()
@@ -65,6 +68,8 @@ async def perceive_loop(
             if regained:
                 on_regained(percept, regained)
         previous = percept
+        if watch is not None:
+            watch.see(percept, t_done)
         out.publish(
             PerceptMsg(
                 percept=percept,

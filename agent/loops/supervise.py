@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -31,8 +32,13 @@ async def supervise_loop(
     settle_s: float,
     limiter: anyio.CapacityLimiter,
     call_timeout: float,
+    lost: Callable[[float], str | None] | None = None,
 ) -> Ending:
-    """Return how the episode ends; the caller then cancels the other loops."""
+    """Return how the episode ends; the caller then cancels the other loops.
+
+    `lost(now)` (the target watch's `lost_reason`) ends it as a failure when a target has been
+    missing from every view too long; a success check that passes first still wins.
+    """
     start = anyio.current_time()
     done_since: float | None = None
     while True:
@@ -49,6 +55,9 @@ async def supervise_loop(
                 return Ending(
                     "success" if verdict.success else "failure", verdict.success, verdict.reason
                 )
+        reason = lost(now) if lost is not None else None
+        if reason is not None:
+            return Ending("failure", False, reason)
         if record is not None and record.done:
             done_since = done_since if done_since is not None else now
             if now - done_since >= settle_s:
