@@ -83,29 +83,81 @@ class TakenAway:
         self.stops.append((time.monotonic(), self._ee()))
 
 
-def taking_away(arm: dict[str, TakenAway], n: int, back_after_s: float | None = None) -> Any:
-    """A parts wrapper: the robot becomes a TakenAway over the real one, moving the sponge."""
+class Counted:
+    """A real model whose `method` calls are timed into `times` (the detector's tries)."""
+
+    def __init__(self, inner: Any, method: str, times: list[float]) -> None:
+        self.inner, self.method, self.times = inner, method, times
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name != self.method:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.times.append(time.monotonic())
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def taking_away(
+    arm: dict[str, TakenAway],
+    n: int,
+    back_after_s: float | None = None,
+    calls: dict[str, list[float]] | None = None,
+) -> Any:
+    """A parts wrapper: the robot becomes a TakenAway over the real one, moving the sponge;
+    with `calls`, the times of every detector call and every perception step are noted."""
 
     def wrap(parts: Parts) -> None:
         world = parts.judge.world  # type: ignore[union-attr]
         arm["robot"] = TakenAway(parts.robot, world, "sponge", n, back_after_s)
         parts.robot = arm["robot"]  # type: ignore[assignment]
+        if calls is None:
+            return
+        real = parts.new_pipeline
+
+        def new_pipeline() -> Any:
+            pipeline = real()
+            pipeline.detector = Counted(pipeline.detector, "detect", calls.setdefault("detect", []))
+            step = pipeline.step
+
+            def counted_step(frames: Any) -> Any:
+                calls.setdefault("step", []).append(time.monotonic())
+                return step(frames)
+
+            pipeline.step = counted_step  # type: ignore[method-assign]
+            return pipeline
+
+        parts.new_pipeline = new_pipeline
 
     return wrap
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["on_arrival", "fixed_rate"])
 async def test_a_target_taken_out_of_view_holds_the_arm_then_ends_as_target_lost(
-    tmp_path: Path,
+    tmp_path: Path, mode: str
 ) -> None:
     """The sponge leaves both views after 10 moves: after the grace the arm is told to hold (one
     non-fatal "target" Fault says why) and no move is sent any more while perception keeps
-    re-detecting; after runtime.target_lost_s the episode ends as a failure "target lost: sponge
-    not seen for N s", the arm stopped before Finished, the run folder whole (video included)."""
-    config = make_config(tmp_path, "output.video=true", f"runtime.target_lost_s={LOST_S}")
+    re-detecting with its back-off (capped at 4 lost frames here); after runtime.target_lost_s
+    the episode ends as a failure "target lost: sponge not seen for N s", the arm stopped before
+    Finished, the run folder whole (video included). Both command schedules."""
+    config = make_config(
+        tmp_path,
+        "output.video=true",
+        f"runtime.target_lost_s={LOST_S}",
+        f'runtime.command_mode="{mode}"',
+        "models.redetect_max_interval=4",
+    )
     arm: dict[str, TakenAway] = {}
+    calls: dict[str, list[float]] = {}
     folder = tmp_path / "run"
-    events, spy = await run_with_fault(config, folder, taking_away(arm, 10), timeout_s=60)
+    events, spy = await run_with_fault(
+        config, folder, taking_away(arm, 10, calls=calls), timeout_s=60
+    )
     robot = arm["robot"]
     assert robot.taken_at is not None, "the sponge was taken mid-episode"
     finished = events[-1]
@@ -131,6 +183,14 @@ async def test_a_target_taken_out_of_view_holds_the_arm_then_ends_as_target_lost
     stop_t, stop_ee = robot.stops[0]
     assert stop_t - hold_t >= LOST_S - HOLD_GRACE_S - 0.5
     assert np.linalg.norm(stop_ee - hold_ee) < 0.01, "the arm stood still while held"
+    # re-detection went on through the hold, backed off: tries at 1, 2, 4, 8, 12 ... lost frames
+    # per view and lost role (measured: 18 calls in 31 lost frames, 2 views; without the back-off
+    # it is one call per view and frame, 62)
+    lost_steps = sum(t > robot.taken_at for t in calls["step"])
+    tries = sum(t > robot.taken_at for t in calls["detect"])
+    assert sum(t > hold_t for t in calls["detect"]) >= 2, "re-detecting while held"
+    bound = 2 * 2 * (lost_steps // 4 + 3)  # views x roles (the place may be lost in one view too)
+    assert lost_steps >= 10 and tries <= min(bound, 2 * lost_steps - 1), (lost_steps, tries)
     # (c) the run folder
     summary = check_run_folder(folder, events)
     assert summary["outcome"]["reason"] == outcome.reason
