@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_tpm_verbs(verbs: Any) -> None:
-    """collect -> train -> export -> eval: the TPM policy's life cycle (README, "The policy")."""
+    """collect -> train -> export -> eval: the TPM policy's life cycle (docs/policy.md)."""
     from agent.collection import add_collect_arguments
     from models.tpm.cli_args import add_export_arguments, add_train_arguments
 

@@ -6,7 +6,7 @@ fits" for absent objects), but any list of needs is incomplete ("I just got out 
 The language-model scorer (`lm_scorer`) covers that tail without a network; it only ranks the
 listed objects, so it cannot invent one, and a threshold lets it say "nothing fits".
 
-Measured on this repository's cases (see `python -m agent bench reasoning` and the README):
+Measured on this repository's cases (see `python -m agent bench reasoning` and docs/reasoning.md):
 about a second to load, 0.1-0.3 s for a request the tables do not settle, microseconds otherwise.
 """
 
