@@ -12,7 +12,7 @@ hold and the episode goes on.
 Measured with the scripted expert on the sim profile (224 px views, ground-truth detection, KCF,
 re-detection on every lost frame; seeds 0-3 x "I spilled the milk" / "give me the milk carton",
 8 episodes, 8 successes, 1,273 percepts), and the shipped TPM policy (6 episodes: 3 successes,
-3 that used up the 600-step budget; 2,607 percepts): no percept missed a target in both views, so
+3 that used up the 600-step budget; 2,207 percepts): no percept missed a target in both views, so
 no episode held; the 1 s grace is margin for detectors slower to find an object again (Grounding
 DINO with its back-off) and for a gripper that covers a small object in both views.
 """
