@@ -28,7 +28,7 @@ SPLITS: tuple[str, ...] = ("seen", "unseen")
 DEFAULT_CATALOG = Path(__file__).parent / "data" / "objects.toml"
 
 #: The user figure's name: the reasoners' place target `models.types.USER` (drivers may not
-#: import models; tests/test_import_rules.py keeps the two spellings equal).
+#: import models; tests/agent/test_import_rules.py keeps the two spellings equal).
 USER_NAME = "user"
 
 # The FR3 hand opens to 8 cm; leave room for the pads and for approach error.

@@ -36,7 +36,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from groundingdino.models import build_model
     from groundingdino.util.slconfig import SLConfig
 
-    from tests.test_vision_detection import SMALL_CONFIG, save_tiny_bert
+    from tests.models.test_vision_detection import SMALL_CONFIG, save_tiny_bert
 
     folder = tmp_path_factory.mktemp("vision_config")
     torch.manual_seed(0)  # the random detector must find both objects: fixed weights

@@ -66,7 +66,7 @@ def test_openai_backend_in_the_bench_against_a_local_server(
     tiny: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("openai")
-    from tests.test_reasoning_openai import ChatServer, answer
+    from tests.models.test_reasoning_openai import ChatServer, answer
 
     server = ChatServer()
     try:

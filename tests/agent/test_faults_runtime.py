@@ -55,7 +55,7 @@ from tests.faults_helpers import (
     stopped_before,
     stopped_in_log,
 )
-from tests.test_reasoning_openai import ChatServer, Reply, completion, error
+from tests.models.test_reasoning_openai import ChatServer, Reply, completion, error
 
 VIDEO = "output.video=true"
 
@@ -736,7 +736,7 @@ class FailingArm:
 
     Injected here because franky-sim raises no reflex on request and its server runs inside the
     runtime's process under franka-sim (no process to kill); the driver's own handling of both
-    against franky-sim is tested in tests/test_franka.py."""
+    against franky-sim is tested in tests/drivers/test_franka.py."""
 
     def __init__(self, inner: Any, n: int, how: str) -> None:
         self.inner, self.n, self.how, self.moves = inner, n, how, 0

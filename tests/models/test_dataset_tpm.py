@@ -29,7 +29,7 @@ from models.tpm.dataset import (
 
 VIEWS = ("front", "side")
 SIZE = 16
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _step(i: int) -> tuple[np.ndarray, ...]:
@@ -53,7 +53,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {root!r})
-    from tests.test_dataset_tpm import _episode, _step, EpisodeStore, VIEWS, SIZE
+    from tests.models.test_dataset_tpm import _episode, _step, EpisodeStore, VIEWS, SIZE
     store = EpisodeStore({path!r}, views=VIEWS, image_size=SIZE, create=True)
     _episode(store, 0, 7)
     _episode(store, 1, 9)
@@ -224,7 +224,7 @@ NONSTOP_WRITER = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {root!r})
-    from tests.test_dataset_tpm import _step, EpisodeStore, VIEWS, SIZE
+    from tests.models.test_dataset_tpm import _step, EpisodeStore, VIEWS, SIZE
     store = EpisodeStore({path!r}, views=VIEWS, image_size=SIZE, create=True)
     seed = 0
     while True:  # nothing but writes: a kill at any moment lands inside one

@@ -18,7 +18,7 @@ from agent import Finished, parse_event
 from agent.service import ServiceError, check_bind, is_loopback, resolve_token
 from tests.conftest import SMALL
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def agent_cli(*args: str) -> subprocess.Popen[str]:

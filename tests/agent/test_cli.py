@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "sim.image_width=96", "--set", "sim.image_height=96"]
 EXPERT = ["--set", "models.policy=expert"]  # deterministic success for the output checks
 

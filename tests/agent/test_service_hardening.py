@@ -43,7 +43,7 @@ from agent.service import (
 from tests.conftest import SMALL, make_config
 from tests.faults_helpers import agent_proc
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hardening-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 REQUEST = "I am thirsty"
@@ -124,7 +124,7 @@ def serve_in_thread(
     token: str | None,
     parts_factory: Callable[[Config], Parts] = build_parts,
 ) -> Iterator[Served]:
-    """The app on a free loopback port, in a thread of its own (as tests/test_service.py does)."""
+    """The app on a free loopback port, in a thread of its own (as tests/agent/test_service.py does)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

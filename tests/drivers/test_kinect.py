@@ -23,7 +23,7 @@ from drivers.cameras.azure_kinect import (
     import_sdk,
     list_devices,
 )
-from tests.test_realsense import FAST, Feed, read_until_failed
+from tests.drivers.test_realsense import FAST, Feed, read_until_failed
 
 
 class K4ATimeoutException(Exception):

@@ -18,7 +18,7 @@ from benchmarks.eval_report import markdown, reuse_cells
 from benchmarks.eval_tables import run_pooled
 from models.tpm.export import export_onnx
 from models.tpm.train import Trainer, TrainSettings
-from tests.test_tpm_pipeline import TINY, _dataset
+from tests.models.test_tpm_pipeline import TINY, _dataset
 
 
 def test_tables_show_trial_counts_beside_the_paper() -> None:

@@ -108,7 +108,7 @@ _TRAIN_STEPS = """
 import numpy as np, torch
 from models.tpm.network import TPMNet, bc_loss
 from models.tpm.train import Normaliser, batch_tensors
-from tests.test_tpm_pipeline import SIZE, TINY
+from tests.models.test_tpm_pipeline import SIZE, TINY
 torch.set_num_threads(1)
 torch.manual_seed(0)
 rng = np.random.default_rng(0)
@@ -147,7 +147,7 @@ def test_training_a_narrow_trunk_survives_onednn_avx2_kernels() -> None:
     env = {**os.environ, "DNNL_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
     child = subprocess.run(
         [sys.executable, "-c", _TRAIN_STEPS],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
         env=env,
         capture_output=True,
         text=True,

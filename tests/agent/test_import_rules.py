@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("agent", "models", "drivers", "benchmarks")
 #: package -> the project packages it may import
 ALLOWED: dict[str, set[str]] = {

@@ -22,7 +22,7 @@ from models.types import (
     TaskSpec,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "policies" / "tpm_cpu.onnx"
 PLACE_SKILLS = (Skill.PLACE_NEAR, Skill.PLACE_INSIDE, Skill.PLACE_ON)
 

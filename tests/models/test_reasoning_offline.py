@@ -14,7 +14,7 @@ import pytest
 from models.reasoning import USER, RuleReasoner
 from models.types import Skill
 
-DEV = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "reasoning_dev.json"
+DEV = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "reasoning_dev.json"
 
 
 class Scripted:

@@ -24,9 +24,9 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("zarr")
 
 from agent.cli import main  # noqa: E402
-from tests.test_tpm_pipeline import _dataset  # noqa: E402
+from tests.models.test_tpm_pipeline import _dataset  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from agent.backends import BackendError, Parts, build_parts, build_robot
 from agent.cli import EXIT_USAGE, main
 from agent.config import ConfigError, load_config, profiles
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lab_real.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lab_real.toml"
 
 
 def _one_line(message: str) -> str:

@@ -30,8 +30,8 @@ from agent.backends import Parts, build_parts
 from agent.config import Config
 from agent.service import MAX_BODY_BYTES, Service, TaskBody, create_app
 from tests.conftest import make_config
-from tests.test_runtime import CountingRobot
-from tests.test_task_sequence import SEQUENCE, check_sequence
+from tests.agent.test_runtime import CountingRobot
+from tests.agent.test_task_sequence import SEQUENCE, check_sequence
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

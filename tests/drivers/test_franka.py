@@ -359,7 +359,7 @@ def test_busy_arm_and_lost_connection_raise_robot_error() -> None:
         proc = subprocess.run(
             [sys.executable, "-c", _LOST_CONNECTION_SCRIPT, server.host, str(server.proc.pid),
              json.dumps(config)],
-            capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
+            capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
         out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -402,7 +402,7 @@ _PANDA_PY_SCRIPT = textwrap.dedent("""
 def test_panda_py_gripper_works_and_its_arm_is_refused_clearly(sim: FrankySim) -> None:
     """In a separate process (FINDINGS: panda-python's constructors hold the GIL while waiting,
     and franky-sim serves one arm client at a time, which the module's fixture may hold)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "-c", _PANDA_PY_SCRIPT, sim.host],
         cwd=root,

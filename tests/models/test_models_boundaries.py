@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 FORBIDDEN = {"agent", "drivers"}
 
 

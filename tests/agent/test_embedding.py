@@ -36,7 +36,7 @@ from agent import (
 )
 from tests.conftest import SMALL, make_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REQUEST = "I spilled the milk"
 
 # The shape of every event at each schema version. Changing an event (a field added, removed,

@@ -14,8 +14,8 @@ from drivers.base import CameraError, Frame
 from drivers.cameras.azure_kinect import AzureKinectCamera, AzureKinectConfig
 from drivers.cameras.pairing import FrameSet, frameset, pair_newest
 from drivers.cameras.realsense import RealSenseCamera, RealSenseConfig
-from tests.test_kinect import FakeK4A
-from tests.test_realsense import FAST, FakeRealSense, Feed
+from tests.drivers.test_kinect import FakeK4A
+from tests.drivers.test_realsense import FAST, FakeRealSense, Feed
 
 
 class Scripted:
