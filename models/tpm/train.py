@@ -40,6 +40,7 @@ from models.tpm.dataset import (
     split_episodes,
 )
 from models.tpm.network import TPMNet, bc_loss, normalise_inputs
+from models.types import MASK_CODING
 
 #: per-preset optimiser defaults: the paper's for `paper` (fine-tuning pretrained trunks); the
 #: small `cpu` network trains from scratch, where 5e-5 barely moves it in the steps a CPU affords
@@ -482,6 +483,9 @@ class Trainer:
         torch.save(
             {
                 "config": dataclasses.asdict(self.config),
+                # the masks' values it was trained on (the dataset decodes with this coding);
+                # export writes it into the ONNX metadata, where OnnxTPMPolicy checks it
+                "mask_coding": MASK_CODING.to_json(),
                 "model": self.net.state_dict(),
                 "normaliser": dataclasses.asdict(self.normaliser),
                 "optimizer": self.opt.state_dict(),

@@ -22,6 +22,7 @@ from models.tpm.config import TPMConfig, preset  # noqa: E402
 from models.tpm.dataset import EpisodeStore  # noqa: E402
 from models.tpm.network import TPMNet, normalise_inputs  # noqa: E402
 from models.tpm.train import Trainer, TrainSettings  # noqa: E402
+from models.types import MASK_CODING  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -152,5 +153,7 @@ def test_lite_policy_trains_on_cached_features_and_exports(tmp_path: Path) -> No
     trunk_after = trainer.net.shared_rgb.state_dict()
     assert all(torch.equal(trunk_before[k], trunk_after[k]) for k in trunk_before)
     assert not torch.equal(heads_before, trainer.net.move_head[0].weight)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["mask_coding"] == MASK_CODING.to_json()  # what export writes into the metadata
     report = export_onnx(tmp_path / "run" / "last.pt", tmp_path / "lite.onnx", data, samples=8)
     assert report.path.is_file()
