@@ -60,8 +60,8 @@ class Episode:
         return f"seed {self.seed}: {self.pick} {self.skill.value} {self.place}"
 
 
-#: Tasks the scripted expert completes (tests/drivers/test_sim_world.py): the arm passes over and grips
-#: the pick object and lowers it next to, into or onto the place object.
+#: Tasks the scripted expert completes (tests/drivers/test_sim_world.py): the arm passes over
+#: and grips the pick object and lowers it next to, into or onto the place object.
 EPISODES: tuple[Episode, ...] = (
     Episode(0, ("sponge",), "sponge", "user", Skill.PLACE_NEAR),
     Episode(0, ("apple", "bowl"), "apple", "bowl", Skill.PLACE_INSIDE),

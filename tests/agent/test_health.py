@@ -2,9 +2,10 @@
 
 Real parts: the sim world, its cameras and arm, the Runtime, and the HTTP service served by
 uvicorn on 127.0.0.1. The dead camera is a real sim camera that stops delivering after a few
-frames (tests.agent.test_runtime.DyingCamera: an unplugged USB camera cannot exist here). The lost link
-is the one fact a Franka driver reports (`link_error`) after franky loses the arm, set on a
-wrapper of the real sim robot: killing a libfranka connection is tested in tests/drivers/test_franka.py.
+frames (tests.agent.test_runtime.DyingCamera: an unplugged USB camera cannot exist here). The lost
+link is the one fact a Franka driver reports (`link_error`) after franky loses the arm, set on a
+wrapper of the real sim robot: killing a libfranka connection is tested in
+tests/drivers/test_franka.py.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import pytest
 from agent import Runtime
 from agent.backends import Parts, build_parts
 from agent.config import Config
-from tests.conftest import make_config
 from tests.agent.test_runtime import DyingCamera
 from tests.agent.test_service_hardening import serve_in_thread
+from tests.conftest import make_config
 
 TOKEN = "health-check-token-for-tests"
 

@@ -29,9 +29,9 @@ from agent import SCHEMA_VERSION, parse_event
 from agent.backends import Parts, build_parts
 from agent.config import Config
 from agent.service import MAX_BODY_BYTES, Service, TaskBody, create_app
-from tests.conftest import make_config
 from tests.agent.test_runtime import CountingRobot
 from tests.agent.test_task_sequence import SEQUENCE, check_sequence
+from tests.conftest import make_config
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -124,7 +124,8 @@ def serve_in_thread(
     token: str | None,
     parts_factory: Callable[[Config], Parts] = build_parts,
 ) -> Iterator[Served]:
-    """The app on a free loopback port, in a thread of its own (as tests/agent/test_service.py does)."""
+    """The app on a free loopback port, in a thread of its own (as tests/agent/test_service.py
+    does)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -4,7 +4,8 @@ One episode (seed 0: the sponge is picked up and placed near the user) is render
 from both cameras, ~120 frames each, and the real perception pipeline runs over it with the
 configured default tracker (KCF) and with detect-every-frame (the paper's "w/o tracking").
 
-Thresholds, from measurements on this machine (see the benchmark table in docs/benchmarks.md): KCF with
+Thresholds, from measurements on this machine (see the benchmark table in docs/benchmarks.md):
+KCF with
 its health check and ground-truth re-detection scored mean IoU 0.81 with 87.6% of the
 (view, role, frame) samples above 0.5 and 39 re-detections over 244 view-steps; without
 re-detection (a lost track stays lost) it scored 0.48 with 49% above 0.5.

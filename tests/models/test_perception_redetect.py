@@ -18,8 +18,8 @@ from models.perception import PerceptionPipeline
 from models.segmentation import GroundTruthSegmenter
 from models.tracking import OpenCVTrackerFactory
 from models.types import PICK_MASK_VALUE, Box, Detection, GroundTruth, ModelError
-from tests.synthetic import SyntheticFrame, SyntheticObject, render_scene
 from tests.models.test_models_perception import BACKGROUNDS, LAYOUT, TASK, _true_box
+from tests.synthetic import SyntheticFrame, SyntheticObject, render_scene
 
 HIDDEN = (300, 300, 340, 340)  # off the 224 x 224 image
 BACK = (150, 20, 190, 60)  # where the apple comes back in the front view, far from where it was
