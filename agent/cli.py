@@ -50,7 +50,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("agent.service.server", "ServiceError"),
     ("drivers.sim.catalog", "CatalogError"),
     ("models.tpm.dataset", "DatasetError"),
-    ("models.tpm.train", "CheckpointError"),
+    ("models.tpm.checkpoint", "CheckpointError"),
     ("models.tpm.train", "RunFolderError"),
     ("models.tpm.export", "OutputExistsError"),
     ("benchmarks.reasoning", "CasesError"),
@@ -250,7 +250,7 @@ def _tpm_verb(args: argparse.Namespace) -> int:
     """train / export (torch): a missing extra is named; other bad input reaches `main`."""
     try:
         if args.verb == "train":
-            from models.tpm.train import run_train
+            from models.tpm.train_command import run_train
 
             return run_train(args)
         from models.tpm.export import run_export

@@ -72,10 +72,10 @@ def random_policy(preset_name: str, folder: Path) -> Path:
 
     import torch
 
+    from models.tpm.checkpoint import Normaliser
     from models.tpm.config import preset
     from models.tpm.export import PolicyGraph, write_policy_onnx
     from models.tpm.network import TPMNet
-    from models.tpm.train import Normaliser
 
     config = preset(preset_name)
     identity = Normaliser([0.0] * 3, [1.0] * 3, [0.0] * 4, [1.0] * 4)

@@ -58,12 +58,12 @@ def tpm(bench: Bench, name: str) -> list[Probe]:
     import dataclasses
 
     from models._loading import require
+    from models.tpm.checkpoint import Normaliser
     from models.tpm.config import preset
     from models.tpm.export import PolicyGraph, write_policy_onnx
     from models.tpm.inputs import prepare_views
     from models.tpm.network import TPMNet
     from models.tpm.onnx_policy import OnnxTPMPolicy
-    from models.tpm.train import Normaliser
     from models.types import PICK_MASK_VALUE, PLACE_MASK_VALUE, Observation
 
     torch = require("torch")

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.tpm.checkpoint import CheckpointError, Normaliser, load_checkpoint
 from models.tpm.dataset import EpisodeStore, decode_mask, step_role_values
 from models.tpm.network import TPMNet, normalise_inputs
-from models.tpm.train import CheckpointError, Normaliser, load_checkpoint
 from models.types import MASK_CODING
 
 ATOL = 1e-4

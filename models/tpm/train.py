@@ -27,6 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.tpm.checkpoint import (
+    CheckpointError,
+    Normaliser,
+    load_checkpoint,
+    load_weights,
+    network_config,
+    read_checkpoint,
+)
 from models.tpm.config import TPMConfig, preset
 from models.tpm.dataset import (
     Arrays,
@@ -107,31 +115,6 @@ def lr_at(step: int, total: int, peak: float, floor: float, warmup: int) -> floa
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
 
 
-@dataclass
-class Normaliser:
-    """Dataset statistics for the move target and the proprioception (stored in checkpoints)."""
-
-    move_mean: list[float]
-    move_std: list[float]
-    proprio_mean: list[float]
-    proprio_std: list[float]
-
-    @classmethod
-    def fit(cls, action: np.ndarray, proprio: np.ndarray) -> Normaliser:
-        def stats(x: np.ndarray) -> tuple[list[float], list[float]]:
-            return x.mean(0).tolist(), np.maximum(x.std(0), 1e-6).tolist()
-
-        mm, ms = stats(action[:, :3].astype(np.float64))
-        pm, ps = stats(proprio.astype(np.float64))
-        return cls(mm, ms, pm, ps)
-
-    def tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
-        return {
-            k: torch.tensor(v, dtype=torch.float32, device=device)
-            for k, v in dataclasses.asdict(self).items()
-        }
-
-
 def batch_tensors(
     batch: dict[str, np.ndarray], norm: dict[str, torch.Tensor], device: torch.device
 ) -> tuple[torch.Tensor, ...]:
@@ -152,87 +135,14 @@ def batch_features(batch: dict[str, np.ndarray], device: torch.device) -> torch.
     return None if feats is None else torch.from_numpy(feats).to(device)
 
 
-class CheckpointError(ValueError):
-    """A file given as a TPM checkpoint is missing, unreadable or something else (one line)."""
-
-
 class RunFolderError(ValueError):
     """The output folder already holds a training run that this one would overwrite."""
 
 
-#: what every TPM checkpoint holds (`Trainer._save` writes these and more)
-CHECKPOINT_KEYS = ("config", "model", "normaliser")
 #: what `resume` needs besides the network
 RESUME_KEYS = ("optimizer", "scaler", "step", "epoch", "best", "rng")
 #: files in a run folder that a new run (not `resume`) would overwrite
 RUN_FILES = ("metrics.jsonl", "last.pt", "best.pt")
-
-
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """The checkpoint dict at `path`, loaded with `weights_only=True`.
-
-    Only tensors and plain Python containers and numbers are unpickled, never code: a checkpoint
-    shared by someone else cannot run anything here. (What `Trainer._save` writes is all of that
-    kind: state dicts, dataclasses as dicts, numpy generator states as dicts of ints.)
-    CheckpointError for a missing file or one that is not a TPM checkpoint.
-    """
-    from models._loading import first_line
-
-    path = Path(path)
-    if not path.is_file():
-        what = "a folder, not a checkpoint file" if path.is_dir() else "not found"
-        raise CheckpointError(f"{path}: {what}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except EOFError:
-        raise CheckpointError(f"{path} is not a TPM checkpoint (empty or cut short)") from None
-    except Exception as exc:  # pickle, zip, torch or I/O errors: all mean "not usable"
-        raise CheckpointError(f"{path} is not a TPM checkpoint ({first_line(exc)})") from None
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{path} is not a TPM checkpoint (it holds a {type(ckpt).__name__})")
-    missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
-    if missing:
-        raise CheckpointError(
-            f"{path} is not a TPM checkpoint (no {', '.join(repr(k) for k in missing)})"
-        )
-    return ckpt
-
-
-def _network_config(path: str | Path, ckpt: dict[str, Any]) -> TPMConfig:
-    try:
-        return TPMConfig.from_dict(ckpt["config"])
-    except (TypeError, KeyError, ValueError, AttributeError) as exc:
-        raise CheckpointError(
-            f"{path} is not a TPM checkpoint (its network config does not parse: {exc})"
-        ) from None
-
-
-def _load_weights(net: TPMNet, path: str | Path, state: Any) -> None:
-    from models._loading import first_line
-
-    try:
-        net.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise CheckpointError(
-            f"{path} is not a TPM checkpoint (its weights do not fit its network: "
-            f"{first_line(exc)})"
-        ) from None
-
-
-def load_checkpoint(path: str | Path) -> tuple[TPMNet, Normaliser, dict[str, Any]]:
-    """A trained network (eval mode, CPU), its normaliser and the whole checkpoint dict.
-
-    CheckpointError (one line) for anything that is not a TPM checkpoint.
-    """
-    ckpt = read_checkpoint(path)
-    net = TPMNet(_network_config(path, ckpt), pretrained=False)  # the checkpoint has every weight
-    _load_weights(net, path, ckpt["model"])
-    net.eval()
-    try:
-        normaliser = Normaliser(**ckpt["normaliser"])
-    except TypeError as exc:
-        raise CheckpointError(f"{path} is not a TPM checkpoint (normaliser: {exc})") from None
-    return net, normaliser, ckpt
 
 
 class Trainer:
@@ -510,7 +420,7 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         ckpt = read_checkpoint(path, map_location=self.device)
-        if _network_config(path, ckpt) != self.config:
+        if network_config(path, ckpt) != self.config:
             raise CheckpointError(
                 f"{path} holds another network ({ckpt['config'].get('name')!r}) than "
                 f"{self.config.name!r}: resume with its --preset / --variant"
@@ -518,7 +428,7 @@ class Trainer:
         missing = [k for k in RESUME_KEYS if k not in ckpt]
         if missing:
             raise CheckpointError(f"{path} cannot be resumed (no {', '.join(missing)})")
-        _load_weights(self.net, path, ckpt["model"])
+        load_weights(self.net, path, ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.epoch, self.best = ckpt["step"], ckpt["epoch"], ckpt["best"]
@@ -554,96 +464,3 @@ def plot_losses(metrics: Path, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
-
-
-# ------------------------------------------------------------------ the `train` command
-
-
-def run_train(args: Any) -> int:
-    """`python -m agent train`: train with a progress bar, print where the checkpoints are."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    # (the CLI's argument types have refused numbers out of range: models.tpm.cli_args)
-    # a time budget alone: as many epochs as fit (the budget ends the schedule)
-    default_epochs = 10 if args.minutes is None else 100_000
-    epochs = args.epochs if args.epochs is not None else default_epochs
-    settings = TrainSettings(
-        preset=args.preset,
-        variant=args.variant,
-        epochs=epochs,
-        max_steps=args.steps,
-        minutes=args.minutes,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        min_lr=args.min_lr,
-        weight_decay=args.weight_decay,
-        move_weight=args.move_weight,
-        gripper_weight=args.gripper_weight,
-        val_fraction=args.val_fraction,
-        shift_px=args.shift_px,
-        seed=args.seed,
-        threads=args.threads,
-        device=args.device,
-    )
-    suffix = "" if args.variant == "ours" else f"-{args.variant}"
-    out = args.out or Path("runs/tpm") / f"{args.preset}{suffix}"
-    columns = (
-        TextColumn("train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-    )
-    # the data, --init and the run folder are checked before the progress bar shows; a frozen
-    # trunk's features (minutes on a CPU, once per dataset) get a bar of their own, started only
-    # when there are features to compute (an error before that prints nothing but itself)
-    feature_progress: Progress | None = None
-    bars: dict[Path, Any] = {}
-
-    def features_done(dataset: Path, done: int, total: int) -> None:
-        nonlocal feature_progress
-        if feature_progress is None:
-            feature_progress = Progress(TextColumn("{task.description}"), *columns[1:])
-            feature_progress.start()
-        if dataset not in bars:
-            bars[dataset] = feature_progress.add_task(
-                f"trunk features of {dataset.name}", total=total, info=""
-            )
-        feature_progress.update(bars[dataset], completed=done, total=total)
-
-    try:
-        trainer = Trainer(
-            args.data or [Path("data/demos.zarr")],
-            out,
-            settings,
-            resume=args.resume,
-            init=args.init,
-            on_features=features_done,
-        )
-    finally:
-        if feature_progress is not None:
-            feature_progress.stop()
-    with Progress(*columns) as progress:
-        bar = progress.add_task("train", total=None, info="")
-
-        def show(row: dict[str, Any]) -> None:
-            if row["kind"] == "train":
-                info = f"loss {row['loss']:.1f} (mse {row['mse']:.3f}, ce {row['ce']:.3f})"
-            else:
-                info = (
-                    f"epoch {row['epoch']} val loss {row.get('loss', float('nan')):.1f} "
-                    f"move err {row.get('val_move_err_mm', float('nan')):.2f} mm "
-                    f"gripper acc {row.get('val_gripper_acc', float('nan')):.3f}"
-                )
-            progress.update(bar, completed=row["step"], total=row["total"], info=info)
-
-        trainer.on_progress = show
-        progress.update(bar, total=trainer.total, completed=trainer.step)
-        result = trainer.run()
-    print(
-        f"trained {result['steps']} steps ({result['epochs']} epochs) in "
-        f"{result['elapsed_s'] / 60:.1f} min on {trainer.device}; best validation loss "
-        f"{result['best_val_loss']:.2f}; checkpoints {out / 'best.pt'}, {out / 'last.pt'}; "
-        f"curve {out / 'loss.png'}"
-    )
-    return 0

@@ -107,7 +107,8 @@ def test_normalised_images_are_contiguous_nchw() -> None:
 _TRAIN_STEPS = """
 import numpy as np, torch
 from models.tpm.network import TPMNet, bc_loss
-from models.tpm.train import Normaliser, batch_tensors
+from models.tpm.checkpoint import Normaliser
+from models.tpm.train import batch_tensors
 from tests.models.test_tpm_pipeline import SIZE, TINY
 torch.set_num_threads(1)
 torch.manual_seed(0)
