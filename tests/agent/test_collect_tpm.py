@@ -17,24 +17,19 @@ from models.tpm.dataset import EpisodeStore, decode_mask
 from models.tpm.onnx_policy import OnnxTPMPolicy
 from models.types import Observation, Skill
 
+#: small renders and the rule reasoner: what every collect test here runs with
+SMALL_SIM = ["--set", "sim.image_width=96", "--set", "sim.image_height=96"]
+RULES = ["--set", "models.reasoner=rules"]
+
+
+def _collect(out: Path, seed: int, *extra: str) -> list[str]:
+    """`collect` arguments for one episode into `out`."""
+    return ["collect", "--episodes", "1", "--out", str(out), "--seed", str(seed), *extra]
+
 
 def test_collect_records_a_successful_expert_episode(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demos.zarr"
-    args = [
-        "collect",
-        "--episodes",
-        "1",
-        "--out",
-        str(out),
-        "--seed",
-        "3",
-        "--set",
-        "sim.image_width=96",
-        "--set",
-        "sim.image_height=96",
-        "--set",
-        "models.reasoner=rules",
-    ]
+    args = _collect(out, 3, *SMALL_SIM, *RULES)
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "recorded 1 of 1 episodes" in printed and "expert succeeded in 1" in printed
@@ -60,25 +55,8 @@ def test_dagger_collect_records_the_pilots_states_with_expert_labels(
     """The shipped TPM file drives (a real ONNX Runtime session) and the expert labels each step;
     the episode is kept whatever its outcome, and says who drove."""
     out = tmp_path / "dagger.zarr"
-    args = [
-        "collect",
-        "--episodes",
-        "1",
-        "--out",
-        str(out),
-        "--seed",
-        "5",
-        "--pilot",
-        "policies/tpm_cpu.onnx",
-        "--max-steps",
-        "25",
-        "--set",
-        "sim.image_width=96",
-        "--set",
-        "sim.image_height=96",
-        "--set",
-        "models.reasoner=rules",
-    ]
+    pilot = ["--pilot", "policies/tpm_cpu.onnx", "--max-steps", "25"]
+    args = _collect(out, 5, *pilot, *SMALL_SIM, *RULES)
     assert main(args) == 0
     assert "pilot (0% expert) succeeded in" in capsys.readouterr().out
     store = EpisodeStore(out, read_only=True)
@@ -105,17 +83,7 @@ def test_dagger_collect_records_the_pilots_states_with_expert_labels(
 
 
 def test_collect_refuses_a_pilot_of_another_size(tmp_path: Path, capsys) -> None:
-    args = [
-        "collect",
-        "--episodes",
-        "1",
-        "--out",
-        str(tmp_path / "x.zarr"),
-        "--pilot",
-        "policies/tpm_cpu.onnx",
-        "--preset",
-        "paper",
-    ]
+    args = _collect(tmp_path / "x.zarr", 0, "--pilot", "policies/tpm_cpu.onnx", "--preset", "paper")
     assert main(args) == 2
     assert "96 px" in capsys.readouterr().err
 

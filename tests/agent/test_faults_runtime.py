@@ -200,6 +200,16 @@ def _recording_fault_went_on(events: list[Event], spy: StopSpy, cause: str) -> O
     return outcome
 
 
+async def _recorded_episode(tmp_path: Path, folder: Path) -> tuple[list[Any], dict[str, StopSpy]]:
+    """A 20-step recorded episode (video on) into `folder`, with the arm's stop calls spied."""
+    config = make_config(tmp_path, VIDEO, "runtime.max_steps=20")
+    spy: dict[str, StopSpy] = {}
+    async with Runtime(config, parts_factory=spying(spy)) as runtime:
+        with anyio.fail_after(90):
+            events = await collect(runtime, run_dir=folder)
+    return events, spy
+
+
 @pytest.mark.asyncio
 async def test_a_full_disk_mid_run_is_a_fault_and_the_episode_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -218,12 +228,8 @@ async def test_a_full_disk_mid_run_is_a_fault_and_the_episode_goes_on(
         real_append(self, data)
 
     monkeypatch.setattr(RunRecorder, "_append", append)
-    config = make_config(tmp_path, VIDEO, "runtime.max_steps=20")
-    spy: dict[str, StopSpy] = {}
     folder = tmp_path / "run"
-    async with Runtime(config, parts_factory=spying(spy)) as runtime:
-        with anyio.fail_after(90):
-            events = await collect(runtime, run_dir=folder)
+    events, spy = await _recorded_episode(tmp_path, folder)
     outcome = _recording_fault_went_on(events, spy["robot"], "No space left on device")
     # the log holds the first 11 events, each whole; the summary the outcome and the error
     summary = check_run_folder(folder)
@@ -247,12 +253,8 @@ async def test_a_failing_video_encoder_is_a_fault_and_the_episode_goes_on(
         real_add(self, image)
 
     monkeypatch.setattr(VideoWriter, "add", add)
-    config = make_config(tmp_path, VIDEO, "runtime.max_steps=20")
-    spy: dict[str, StopSpy] = {}
     folder = tmp_path / "run"
-    async with Runtime(config, parts_factory=spying(spy)) as runtime:
-        with anyio.fail_after(90):
-            events = await collect(runtime, run_dir=folder)
+    events, spy = await _recorded_episode(tmp_path, folder)
     _recording_fault_went_on(events, spy["robot"], "Broken pipe")
     summary = check_run_folder(folder, events)
     assert summary["video_frames"] == 4 and "Broken pipe" in summary["recording_error"]

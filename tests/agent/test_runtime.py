@@ -251,15 +251,21 @@ async def test_empty_request_is_refused_before_anything_moves(tmp_path, request_
         assert not runtime.busy
 
 
-@pytest.mark.asyncio
-async def test_nothing_fits_and_object_not_in_view(tmp_path):
-    config = make_config(tmp_path)
+def _also_named(name: str):
+    """Parts whose scene also lists `name` among its objects (the reasoner may pick it)."""
 
     def wrap(parts):
         real = parts.scene_objects
-        parts.scene_objects = lambda: [*real(), "unicorn"]  # a name no camera can see
+        parts.scene_objects = lambda: [*real(), name]
 
-    async with Runtime(config, parts_factory=factory(wrap)) as runtime:
+    return factory(wrap)
+
+
+@pytest.mark.asyncio
+async def test_nothing_fits_and_object_not_in_view(tmp_path):
+    config = make_config(tmp_path)
+    # a name no camera can see
+    async with Runtime(config, parts_factory=_also_named("unicorn")) as runtime:
         events = await collect(runtime, "I want to fly to the moon")
         assert events[-1].outcome.status == "infeasible"
         assert not any(isinstance(e, Step) for e in events)
@@ -272,12 +278,8 @@ async def test_nothing_fits_and_object_not_in_view(tmp_path):
 @pytest.mark.asyncio
 async def test_a_skill_the_policy_cannot_do_is_infeasible_before_any_motion(tmp_path):
     config = make_config(tmp_path)
-
-    def wrap(parts):
-        real = parts.scene_objects
-        parts.scene_objects = lambda: [*real(), "drawer"]  # the sim has no drawer yet
-
-    async with Runtime(config, parts_factory=factory(wrap)) as runtime:
+    # the sim has no drawer yet
+    async with Runtime(config, parts_factory=_also_named("drawer")) as runtime:
         events = await collect(runtime, "open the drawer")
     reasoned = next(e for e in events if isinstance(e, Reasoned))
     assert (reasoned.skill, reasoned.pick, reasoned.place) == ("open_drawer", "drawer", None)

@@ -56,13 +56,19 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return onnx
 
 
+def _quick_eval(out: Path, onnx: Path, *extra: str) -> list[str]:
+    """`eval --quick` arguments: one trial of one cell with `onnx`, small renders, into `out`."""
+    small = ["--set", "sim.image_width=96", "--set", "sim.image_height=96"]
+    policy = ["--set", f'policy.onnx="{onnx}"']
+    return ["eval", "--quick", *extra, "--eval-out", str(out), *policy, *small]
+
+
 def test_quick_eval_runs_one_trial_through_the_runtime(
     tiny_onnx: Path, tmp_path: Path, capsys
 ) -> None:
     onnx = tiny_onnx
     out = tmp_path / "eval"
-    args = ["eval", "--quick", "--eval-out", str(out), "--set", f'policy.onnx="{onnx}"',
-            "--set", "sim.image_width=96", "--set", "sim.image_height=96"]  # fmt: skip
+    args = _quick_eval(out, onnx)
     assert main(args) == 0
     report = json.loads((out / "eval.json").read_text())
     (cell,) = report["cells"]
@@ -90,9 +96,7 @@ def test_eval_runs_trials_in_spawned_worker_processes(tiny_onnx: Path, tmp_path:
     """--workers: the same trial through the process pool (fresh MuJoCo context per process)."""
     onnx = tiny_onnx
     out = tmp_path / "eval"
-    args = ["eval", "--quick", "--workers", "2", "--eval-out", str(out),
-            "--set", f'policy.onnx="{onnx}"',
-            "--set", "sim.image_width=96", "--set", "sim.image_height=96"]  # fmt: skip
+    args = _quick_eval(out, onnx, "--workers", "2")
     assert main(args) == 0
     report = json.loads((out / "eval.json").read_text())
     (cell,) = report["cells"]
@@ -127,9 +131,7 @@ def test_quick_eval_with_grabcut_masks_names_what_lost_the_oracle(
     """--masks grabcut: the trial runs the grabcut segmenter inside the tracked boxes; the report
     names every backend, the seeds, the files' sha256 and says the detector is still the oracle."""
     out = tmp_path / "eval"
-    args = ["eval", "--quick", "--masks", "grabcut", "--eval-out", str(out),
-            "--set", f'policy.onnx="{tiny_onnx}"',
-            "--set", "sim.image_width=96", "--set", "sim.image_height=96"]  # fmt: skip
+    args = _quick_eval(out, tiny_onnx, "--masks", "grabcut")
     assert main(args) == 0
     report = json.loads((out / "eval.json").read_text())
     (cell,) = report["cells"]
