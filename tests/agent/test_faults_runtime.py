@@ -556,12 +556,18 @@ async def test_a_model_that_crashes_mid_episode_is_a_fault_after_the_arm_stopped
 ) -> None:
     """Scenario 6: the detector (run on every frame here, so that it runs mid-episode), a
     tracker, the segmenter or the policy raises after some steps: one Fault from the loop it
-    ran in, naming the error, the arm stopped before Finished, the run folder whole."""
+    ran in, naming the error, the arm stopped before Finished, the run folder whole.
+
+    The crash comes on the sixth frame whatever the model: per frame of the two views, a model
+    is called once per view, and the trackers once per view and target (4 calls). How many
+    steps the act loop has sent by then depends on the machine's load (CI once saw 2 before a
+    tracker crash on the third frame), so mid-episode means: at least one step went out."""
     every_frame = f"models.detect_every_frame={str(model == 'detector').lower()}"
     config = make_config(tmp_path, VIDEO, every_frame)
     folder = tmp_path / "run"
-    events, spy = await run_with_fault(config, folder, crash_model(model, 12))
-    assert sum(isinstance(e, Step) for e in events) >= 3, "the fault came mid-episode"
+    calls_per_frame = {"tracker": 4, "policy": 1}.get(model, 2)
+    events, spy = await run_with_fault(config, folder, crash_model(model, 6 * calls_per_frame))
+    assert any(isinstance(e, Step) for e in events), "the fault came mid-episode"
     fault = fatal_fault(events, spy, where)
     assert fault.message == f"RuntimeError: {CRASH}"
     check_run_folder(folder, events)
