@@ -31,6 +31,8 @@ from agent.events import Event, Outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUEST = "I spilled the milk"
+#: the config override the fault tests run with: a video, so that (c) checks a playable file
+VIDEO = "output.video=true"
 
 
 class StopSpy:
