@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.sim.backgrounds import _value_noise, encode_png
+from drivers.sim.textures import _value_noise, encode_png
 
 OUT = Path(__file__).resolve().parents[1] / "drivers" / "sim" / "data" / "textures"
 

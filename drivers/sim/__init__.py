@@ -38,7 +38,7 @@ def offscreen_gl() -> str:
 
 
 #: public name -> defining module. Loaded on first use, so that the data modules (`catalog`,
-#: `backgrounds`: plain Python, no mujoco) can be imported by the config without MuJoCo.
+#: `backgrounds`, `look`: plain Python, no mujoco) can be imported by the config without MuJoCo.
 _EXPORTS: dict[str, str] = {
     "CAMERAS": "scene",
     "USER_NAME": "catalog",
@@ -46,7 +46,7 @@ _EXPORTS: dict[str, str] = {
     "Catalog": "catalog",
     "CatalogError": "catalog",
     "ExpertAction": "expert",
-    "Look": "backgrounds",
+    "Look": "look",
     "ObjectSpec": "catalog",
     "Randomisation": "backgrounds",
     "RealtimeStats": "world",
@@ -63,7 +63,7 @@ _EXPORTS: dict[str, str] = {
     "ViewRenderer": "render",
     "World": "world",
     "WorldClosedError": "world",
-    "build_scene": "scene",
+    "build_scene": "scene_build",
     "load_backgrounds": "backgrounds",
     "load_catalog": "catalog",
     "plan_scene": "scene",
@@ -107,14 +107,16 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from drivers.sim.backgrounds import BackgroundsError, Look, Randomisation, load_backgrounds
+    from drivers.sim.backgrounds import BackgroundsError, Randomisation, load_backgrounds
     from drivers.sim.camera import SimCamera
     from drivers.sim.catalog import USER_NAME, Catalog, CatalogError, ObjectSpec, load_catalog
     from drivers.sim.config import SceneSpec, SimSettings
     from drivers.sim.expert import ExpertAction, ScriptedExpert
+    from drivers.sim.look import Look
     from drivers.sim.render import ViewRenderer
     from drivers.sim.robot import SimRobot
-    from drivers.sim.scene import CAMERAS, SceneError, SceneLayout, build_scene, plan_scene
+    from drivers.sim.scene import CAMERAS, SceneError, SceneLayout, plan_scene
+    from drivers.sim.scene_build import build_scene
     from drivers.sim.state import SceneState
     from drivers.sim.success import SimJudge, Verdict
     from drivers.sim.world import RealtimeStats, World, WorldClosedError

@@ -1,5 +1,5 @@
-"""Backgrounds: how the simulated world looks (table, wall, lights), read from a TOML file, and
-per-episode domain randomisation of that look, drawn from the scene seed.
+"""Backgrounds: the file of looks the simulated world can show (table, wall, lights), read from
+TOML and validated, and the settings of their per-episode randomisation.
 
 The packaged file (`drivers/sim/data/backgrounds.toml`) holds the training looks ("train-0" ..
 "train-2") and the held-out look ("new", `held_out = true`) that the `new_background` setting
@@ -7,72 +7,39 @@ shows. A user's file of the same schema replaces it (`load_backgrounds(path)`, `
 every field is validated up front and a problem is one line naming the file, the entry and the
 field, e.g. ``backgrounds.toml: [new].table.scale must be > 0, got -1``.
 
-A scene's look is a `Look`: the chosen entry's table, wall and lights, plus (when randomisation is
-on) what `draw_look` drew for this episode: a new table texture (pattern, colours, scale, or an
-image from the file's `textures` list) or the entry's own with jittered colours, a wall colour,
-light directions, colours and intensities, object colour offsets and a small pose offset per
-camera. Everything is drawn from its own stream of the episode seed (`numpy` Generator seeded with
-`[seed, LOOK_STREAM]`), so the same seed gives the same look and turning randomisation on does not
-move a single object. A `Look` is plain data: `look.record()` is the JSON stored with each
-demonstration.
+The held-out region of a held-out entry is every table with the same pattern (or the same image
+file) whose colours each lie within `HELD_OUT_RADIUS` (RGB distance) of that entry's colours
+(`in_held_out_region`). The loader refuses a file in which a training entry's table, or an image in
+`textures`, falls in a held-out region; `drivers.sim.look` keeps the randomised looks out of it.
 
-How the held-out look stays out of reach. The held-out region of a held-out entry is every table
-with the same pattern (or the same image file) whose colours each lie within `HELD_OUT_RADIUS`
-(RGB distance) of that entry's colours; `is_held_out(look, backgrounds)` tests it. Three things
-keep randomised looks outside it:
-
-1. `draw_look` redraws any table that falls in the region (rejection from the same stream: still
-   reproducible); after `MAX_REDRAWS` it keeps the training entry's own table.
-2. The loader refuses a file in which a training entry's table, or an image in `textures`, falls in
-   a held-out region, so that fallback is outside too.
-3. The default ranges stay far from the packaged held-out look anyway: drawn colours have HSV
-   saturation <= 0.45 (the held-out table is saturated blue and orange, >= 0.67), walls are always
-   flat (the held-out wall is a checker), and lights come from >= 45 degrees elevation with a
-   near-white tint (the held-out key light is warm and 32 degrees low).
-
-A held-out look itself is never randomised (its table, wall and lights are shown as written);
-camera and object-colour jitter still apply when randomisation is on.
-
-Texture cost: the builtin patterns (flat, checker, gradient) are MuJoCo's own; stripes and noise
-are 256 x 256 RGB arrays made with numpy (~2 ms); image files are PNGs MuJoCo decodes itself.
+The entries' schema is `drivers.sim.scenery`; drawing a scene's look from an entry, `draw_look`,
+is `drivers.sim.look`.
 """
 
 from __future__ import annotations
 
-import colorsys
-import math
 import tomllib
-import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from drivers.sim.catalog import CatalogError
+from drivers.sim.scenery import (
+    PATTERNS,
+    Background,
+    FrozenModel,
+    Light,
+    Pattern,
+    Speckle,
+    Surface,
+    Wall,
 )
 
-from drivers.sim.catalog import USER_NAME, CatalogError
-
 DEFAULT_BACKGROUNDS = Path(__file__).parent / "data" / "backgrounds.toml"
-Pattern = Literal["flat", "checker", "gradient", "stripes", "noise", "image"]
-PATTERNS: tuple[Pattern, ...] = ("flat", "checker", "gradient", "stripes", "noise", "image")
-#: patterns MuJoCo draws itself; the others are made here as pixel arrays
-BUILTIN_PATTERNS: tuple[str, ...] = ("flat", "checker", "gradient")
 HELD_OUT_RADIUS = 0.25
-MAX_REDRAWS = 100
-#: second argument of the look's random stream (placement uses the bare seed)
-LOOK_STREAM = 0x100C
-TEXTURE_SIZE = 256
-WALL_TEXTURE_SIZE = 128
-Vec3 = tuple[float, float, float]
 
 
 class BackgroundsError(CatalogError):
@@ -83,159 +50,12 @@ class BackgroundsError(CatalogError):
     """
 
 
-def _colour(value: Any) -> Any:
-    """[r, g, b] in 0..1 or "#rrggbb" -> a tuple of three floats."""
-    if isinstance(value, str):
-        text = value.strip()
-        if len(text) == 7 and text[0] == "#":
-            try:
-                return tuple(int(text[i : i + 2], 16) / 255.0 for i in (1, 3, 5))
-            except ValueError:
-                pass
-        raise ValueError(f"must be [r, g, b] in 0..1 or '#rrggbb', got {value!r}")
-    if (
-        isinstance(value, list | tuple)
-        and len(value) == 3
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-        and all(0.0 <= v <= 1.0 for v in value)
-    ):
-        return tuple(float(v) for v in value)
-    raise ValueError(f"must be [r, g, b] in 0..1 or '#rrggbb', got {value!r}")
-
-
-Colour = Annotated[tuple[float, float, float], BeforeValidator(_colour)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Speckle(_Model):
-    """Small random dots over a pattern (MuJoCo's random mark), e.g. crumbs on a cloth."""
-
-    colour: Colour
-    density: float = Field(gt=0, le=1)
-
-
-class Surface(_Model):
-    """A textured surface: a pattern in one or two colours, or an image file, repeated `scale`
-    times across the surface."""
-
-    pattern: Pattern = "flat"
-    colours: tuple[Colour, ...] = Field(((0.8, 0.8, 0.8),), min_length=1, max_length=2)
-    scale: float = Field(1.0, gt=0, le=100)
-    image: str | None = None
-    speckle: Speckle | None = None
-    seed: int = Field(0, ge=0, description="noise pattern: which noise")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _image_means_pattern(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("image") is not None:
-            if data.get("pattern", "image") != "image":
-                raise ValueError(
-                    f"has an image, so its pattern must be 'image', not {data['pattern']!r}"
-                )
-            for key in ("colours", "speckle"):
-                if key in data:
-                    raise ValueError(f"has an image: {key} do not apply to it")
-            data = {**data, "pattern": "image"}
-        return data
-
-    @model_validator(mode="after")
-    def _image_given(self) -> Surface:
-        if self.pattern == "image" and not self.image:
-            raise ValueError("pattern 'image' needs image = \"FILE.png\"")
-        return self
-
-    @property
-    def rgb1(self) -> Vec3:
-        return self.colours[0]
-
-    @property
-    def rgb2(self) -> Vec3:
-        return self.colours[-1]
-
-
-class Wall(Surface):
-    """The walls around the table (repeated 6 times by default)."""
-
-    scale: float = Field(6.0, gt=0, le=100)
-
-
-class Light(_Model):
-    """One light without shadows: diffuse = colour x intensity."""
-
-    direction: Vec3
-    colour: Colour = (1.0, 1.0, 1.0)
-    intensity: float = Field(0.6, gt=0, le=3)
-    position: Vec3 = (0.6, 0.0, 1.5)
-    kind: Literal["directional", "spot"] = "directional"
-    specular: float = Field(0.1, ge=0, le=1)
-
-    @field_validator("direction")
-    @classmethod
-    def _nonzero(cls, value: Vec3) -> Vec3:
-        if math.hypot(*value) < 1e-6:
-            raise ValueError(f"must not be zero, got {list(value)}")
-        return value
-
-    @property
-    def diffuse(self) -> Vec3:
-        r, g, b = self.colour
-        return (r * self.intensity, g * self.intensity, b * self.intensity)
-
-
-class Background(_Model):
-    """One entry of the backgrounds file."""
-
-    held_out: bool = False
-    table: Surface
-    wall: Wall
-    lights: tuple[Light, ...] = Field(min_length=1, max_length=8)
-
-
-class CameraOffset(_Model):
-    """A camera's pose offset from its nominal pose: a shift (m) and a turn (rotation vector in
-    degrees, world frame)."""
-
-    camera: str
-    shift_m: Vec3 = (0.0, 0.0, 0.0)
-    turn_deg: Vec3 = (0.0, 0.0, 0.0)
-
-
-class ObjectColour(_Model):
-    name: str
-    rgb: Vec3
-
-
-class Look(_Model):
-    """What one scene looks like: the drawn values, ready to build and to record as JSON."""
-
-    name: str  # the backgrounds entry it starts from
-    held_out: bool = False
-    randomised: bool = False
-    table: Surface
-    wall: Wall
-    lights: tuple[Light, ...]
-    cameras: tuple[CameraOffset, ...] = ()
-    objects: tuple[ObjectColour, ...] = ()
-
-    def record(self) -> dict[str, Any]:
-        """Plain JSON-serialisable values (for episode metadata)."""
-        return self.model_dump(mode="json")
-
-    def camera(self, name: str) -> CameraOffset | None:
-        return next((c for c in self.cameras if c.camera == name), None)
-
-    def object_rgb(self, name: str) -> Vec3 | None:
-        return next((o.rgb for o in self.objects if o.name == name), None)
-
+# ---------------------------------------------------------------------------- randomisation
 
 Range = tuple[float, float]
 
 
-class Randomisation(_Model):
+class Randomisation(FrozenModel):
     """Domain randomisation of the scene's look, per episode (off unless enabled).
 
     `collect` turns it on by default (`--no-randomise` records the fixed looks); `run` and `eval`
@@ -380,7 +200,7 @@ def _load(source: Path) -> Backgrounds:
     for held in looks.held_out:
         region = looks[held].table
         for name in looks.training:
-            if _near(looks[name].table, region):
+            if in_held_out_region(looks[name].table, region):
                 raise BackgroundsError(
                     f"{source}: [{name}].table lies in the held-out region of [{held}] (same "
                     f"pattern, colours within {HELD_OUT_RADIUS}): a held-out look must differ "
@@ -450,7 +270,7 @@ def _describe(exc: ValidationError) -> str:
 # ---------------------------------------------------------------------------- the held-out region
 
 
-def _near(table: Surface, region: Surface) -> bool:
+def in_held_out_region(table: Surface, region: Surface) -> bool:
     """True when `table` is in the held-out region around `region` (see the module docstring)."""
     if table.pattern != region.pattern:
         return False
@@ -461,228 +281,3 @@ def _near(table: Surface, region: Surface) -> bool:
     straight = np.linalg.norm(a - b, axis=1).max()
     swapped = np.linalg.norm(a - b[::-1], axis=1).max()
     return bool(min(straight, swapped) <= HELD_OUT_RADIUS)
-
-
-def is_held_out(look: Look, backgrounds: Backgrounds) -> bool:
-    """Whether `look` shows a held-out background or lies in one's held-out region."""
-    if look.held_out or look.name in backgrounds.held_out:
-        return True
-    return any(_near(look.table, backgrounds[name].table) for name in backgrounds.held_out)
-
-
-# ---------------------------------------------------------------------------- drawing a look
-
-
-def draw_look(
-    backgrounds: Backgrounds,
-    name: str,
-    seed: int,
-    settings: Randomisation | None = None,
-    objects: Sequence[str] = (),
-    cameras: Sequence[str] = ("front", "side"),
-) -> Look:
-    """The look of one scene: entry `name` as written, or randomised from `seed`'s own stream."""
-    entry = backgrounds[name]
-    look = Look(
-        name=name, held_out=entry.held_out, table=entry.table, wall=entry.wall, lights=entry.lights
-    )
-    if settings is None or not settings.enabled:
-        return look
-    rng = np.random.default_rng([seed, LOOK_STREAM])
-    updates: dict[str, Any] = {"randomised": True}
-    if not entry.held_out:
-        updates["table"] = _draw_table(rng, entry.table, backgrounds, settings)
-        updates["wall"] = _draw_wall(rng, entry.wall, settings)
-        updates["lights"] = _draw_lights(rng, entry.lights, settings)
-    updates["objects"] = tuple(
-        ObjectColour(name=obj, rgb=_offsets(rng, settings.object_colour_jitter))
-        for obj in objects
-        if obj != USER_NAME
-    )
-    updates["cameras"] = tuple(
-        CameraOffset(
-            camera=camera,
-            shift_m=_in_ball(rng, settings.camera_shift_m),
-            turn_deg=_in_ball(rng, settings.camera_turn_deg),
-        )
-        for camera in cameras
-    )
-    return look.model_copy(update=updates)
-
-
-def _draw_table(
-    rng: np.random.Generator, own: Surface, backgrounds: Backgrounds, s: Randomisation
-) -> Surface:
-    held = [backgrounds[n].table for n in backgrounds.held_out]
-    images = list(backgrounds.textures) + [
-        b.table.image for b in backgrounds.entries.values() if not b.held_out and b.table.image
-    ]
-    patterns = [p for p in s.patterns if p != "image" or images]
-    for _ in range(MAX_REDRAWS):
-        if patterns and rng.random() < s.texture_share:
-            table = _new_table(rng, patterns, images, s)
-        else:
-            table = _jittered(rng, own, s.colour_jitter)
-        if not any(_near(table, region) for region in held):
-            return table
-    return own
-
-
-def _new_table(
-    rng: np.random.Generator, patterns: Sequence[Pattern], images: list[str], s: Randomisation
-) -> Surface:
-    pattern = patterns[int(rng.integers(len(patterns)))]
-    if pattern == "image":
-        image = images[int(rng.integers(len(images)))]
-        return Surface(pattern="image", image=image, scale=_round(rng.uniform(1.0, 4.0)))
-    first = _hsv_colour(rng, s.saturation_max, s.value_range)
-    colours = [first]
-    if pattern != "flat":
-        h, _, v = colorsys.rgb_to_hsv(*first)
-        low, high = s.value_range
-        shift = rng.uniform(0.1, 0.35) * rng.choice([-1.0, 1.0])
-        v2 = v + shift if low <= v + shift <= high else v - shift
-        second = colorsys.hsv_to_rgb(
-            (h + rng.uniform(-0.08, 0.08)) % 1.0,
-            rng.uniform(0.0, s.saturation_max),
-            float(np.clip(v2, 0.0, 1.0)),
-        )
-        colours.append(_rgb(second))
-    scale = 1.0
-    if pattern in ("checker", "stripes", "noise"):
-        low, high = s.table_scale
-        scale = _round(math.exp(rng.uniform(math.log(low), math.log(high))))
-    return Surface(
-        pattern=pattern,
-        colours=tuple(colours),
-        scale=scale,
-        seed=int(rng.integers(2**31)) if pattern == "noise" else 0,
-    )
-
-
-def _jittered(rng: np.random.Generator, own: Surface, jitter: float) -> Surface:
-    if own.pattern == "image":
-        return own.model_copy(update={"scale": _round(own.scale * rng.uniform(0.7, 1.4))})
-    colours = tuple(
-        _rgb(np.clip(np.array(c) + rng.uniform(-jitter, jitter, 3), 0.0, 1.0)) for c in own.colours
-    )
-    return own.model_copy(update={"colours": colours})
-
-
-def _draw_wall(rng: np.random.Generator, own: Wall, s: Randomisation) -> Wall:
-    colour = _hsv_colour(rng, s.saturation_max, s.wall_value_range)
-    return Wall(pattern="flat", colours=(colour,), scale=own.scale)
-
-
-def _draw_lights(
-    rng: np.random.Generator, own: Sequence[Light], s: Randomisation
-) -> tuple[Light, ...]:
-    """Directional lights get a new direction; every light a tint; the key light a new intensity
-    and the others the same relative change."""
-    key_intensity = _round(rng.uniform(*s.light_intensity))
-    ratio = key_intensity / own[0].intensity
-    lights = []
-    for i, light in enumerate(own):
-        update: dict[str, Any] = {
-            "colour": _hsv_colour(rng, s.light_tint, (1.0, 1.0)),
-            "intensity": key_intensity if i == 0 else _round(min(3.0, light.intensity * ratio)),
-        }
-        if light.kind == "directional":
-            azimuth = math.radians(rng.uniform(0.0, 360.0))
-            elevation = math.radians(rng.uniform(*s.light_elevation_deg))
-            update["direction"] = _rgb(
-                (
-                    math.cos(elevation) * math.cos(azimuth),
-                    math.cos(elevation) * math.sin(azimuth),
-                    -math.sin(elevation),
-                )
-            )
-        lights.append(light.model_copy(update=update))
-    return tuple(lights)
-
-
-def _hsv_colour(rng: np.random.Generator, saturation_max: float, values: Range) -> Vec3:
-    return _rgb(
-        colorsys.hsv_to_rgb(
-            rng.uniform(0.0, 1.0), rng.uniform(0.0, saturation_max), rng.uniform(*values)
-        )
-    )
-
-
-def _offsets(rng: np.random.Generator, size: float) -> Vec3:
-    return _rgb(rng.uniform(-size, size, 3))
-
-
-def _in_ball(rng: np.random.Generator, radius: float) -> Vec3:
-    """A vector drawn uniformly from the ball of `radius`."""
-    direction = rng.normal(size=3)
-    direction /= max(float(np.linalg.norm(direction)), 1e-12)
-    return _rgb(direction * radius * rng.random() ** (1.0 / 3.0))
-
-
-def _rgb(values: Iterable[float]) -> Vec3:
-    r, g, b = (round(float(v), 6) for v in values)
-    return (r, g, b)
-
-
-def _round(value: float) -> float:
-    return round(float(value), 4)
-
-
-# ---------------------------------------------------------------------------- pixels
-
-
-def surface_pixels(surface: Surface, size: int) -> np.ndarray:
-    """(size, size, 3) uint8 pixels of a stripes or noise surface (speckle included)."""
-    c1 = np.array(surface.rgb1) * 255.0
-    c2 = np.array(surface.rgb2) * 255.0
-    if surface.pattern == "stripes":
-        weight = ((np.arange(size) * 8 // size) % 2).astype(float)[None, :].repeat(size, 0)
-    elif surface.pattern == "noise":
-        weight = _value_noise(np.random.default_rng(surface.seed), size)
-    else:
-        raise ValueError(f"pattern {surface.pattern!r} is drawn by MuJoCo, not as pixels")
-    pixels = c1 * (1.0 - weight[..., None]) + c2 * weight[..., None]
-    if surface.speckle is not None:
-        rng = np.random.default_rng([surface.seed, 1])
-        dots = rng.random((size, size)) < surface.speckle.density
-        pixels[dots] = np.array(surface.speckle.colour) * 255.0
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-
-
-def _value_noise(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Smooth blotches in 0..1: three octaves of bilinearly upsampled random grids (tileable)."""
-    total = np.zeros((size, size))
-    weight_sum = 0.0
-    for cells, weight in ((4, 0.6), (8, 0.3), (32, 0.1)):
-        grid = rng.random((cells, cells))
-        pos = np.arange(size) * cells / size
-        i0 = np.floor(pos).astype(int)
-        f = pos - i0
-        i1 = (i0 + 1) % cells  # wraps, so the texture tiles without seams
-        rows = grid[i0] * (1 - f)[:, None] + grid[i1] * f[:, None]
-        total += weight * (rows[:, i0] * (1 - f)[None, :] + rows[:, i1] * f[None, :])
-        weight_sum += weight
-    total /= weight_sum
-    low, high = total.min(), total.max()
-    return (total - low) / (high - low) if high > low else total
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """An 8-bit RGB PNG of (H, W, 3) uint8 pixels (no dependency beyond zlib)."""
-    height, width, _ = pixels.shape
-    rows = np.concatenate(
-        [np.zeros((height, 1), np.uint8), pixels.reshape(height, width * 3)], axis=1
-    )
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return len(body).to_bytes(4, "big") + kind + body + crc.to_bytes(4, "big")
-
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
-        + chunk(b"IEND", b"")
-    )

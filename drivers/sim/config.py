@@ -28,7 +28,7 @@ class SceneSpec(Settings):
     `robot_meshes="collision"` renders the arm with its coarse collision meshes (about 4x cheaper
     frames, FINDINGS) for fast data collection; policies must be trained and run on the same choice.
     `backgrounds` replaces the packaged backgrounds file; `randomise` (enabled) randomises the
-    look per seed (`drivers.sim.backgrounds`): off, a scene shows its entry exactly as written.
+    look per seed (`drivers.sim.look`): off, a scene shows its entry exactly as written.
     """
 
     seed: int = Field(0, ge=0, description="Scene seed (scene layout, objects, task draws).")

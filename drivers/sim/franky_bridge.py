@@ -4,7 +4,8 @@ The `franka-sim` profile runs the whole pipeline with the real Franka driver (`F
 franky-control's libfranka) against franky-sim instead of our own MuJoCo controller. For that, the
 table, the objects, the user figure and the two cameras must be part of franky-sim's MuJoCo model:
 franky-sim compiles its scene from an XML tree it owns, so the scene builder's props (everything
-but the arm, `drivers.sim.scene.props_xml`) are merged into that tree before the server starts.
+but the arm, `drivers.sim.scene_build.props_xml`) are merged into that tree before the server
+starts.
 
 Why in-process: the cameras render from the very `MjData` the server steps, so physics and
 rendering must share one process and one lock (a server subprocess would leave us nothing to
@@ -32,16 +33,9 @@ from typing import Any
 
 from drivers.base import DriverError, TaskStart, require_sdk
 from drivers.sim.catalog import load_catalog
-from drivers.sim.scene import (
-    EE_SITE,
-    EE_SITE_OFFSET,
-    HOME_JOINTS,
-    BuiltScene,
-    SceneError,
-    SceneSpec,
-    plan_scene,
-    props_xml,
-)
+from drivers.sim.config import SceneSpec
+from drivers.sim.scene import SceneError, plan_scene
+from drivers.sim.scene_build import EE_SITE, EE_SITE_OFFSET, HOME_JOINTS, BuiltScene, props_xml
 from drivers.sim.state import SceneState
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,9 @@ import mujoco
 import numpy as np
 
 from drivers.sim.catalog import ObjectSpec
-from drivers.sim.scene import EE_SITE, BuiltScene, SceneLayout, SceneSpec
+from drivers.sim.config import SceneSpec
+from drivers.sim.scene import SceneLayout
+from drivers.sim.scene_build import EE_SITE, BuiltScene
 
 LIFT_FOR_GRASP = 0.02  # an object counts as grasped once held this far above its resting height
 

@@ -24,13 +24,8 @@ import mujoco
 import numpy as np
 
 from drivers.base import TaskStart
-from drivers.sim.scene import (
-    ARM_JOINTS,
-    HOME_JOINTS,
-    BuiltScene,
-    SceneSpec,
-    build_scene,
-)
+from drivers.sim.config import SceneSpec
+from drivers.sim.scene_build import ARM_JOINTS, HOME_JOINTS, BuiltScene, build_scene
 from drivers.sim.state import SceneState
 
 CONTROL_EVERY = 5  # physics steps per controller tick: 100 Hz at dt = 2 ms

@@ -12,25 +12,13 @@ import mujoco
 import numpy as np
 import pytest
 
-from drivers.sim.backgrounds import (
-    BackgroundsError,
-    Randomisation,
-    draw_look,
-    encode_png,
-    is_held_out,
-    load_backgrounds,
-)
+from drivers.sim.backgrounds import BackgroundsError, Randomisation, load_backgrounds
 from drivers.sim.catalog import CatalogError, load_catalog
-from drivers.sim.scene import (
-    CAMERA_POSES,
-    CAMERAS,
-    SceneSpec,
-    add_props,
-    build_scene,
-    look_at,
-    plan_scene,
-    props_xml,
-)
+from drivers.sim.look import draw_look, is_held_out
+from drivers.sim.scene import CAMERAS, SceneSpec, plan_scene
+from drivers.sim.scene_build import build_scene, props_xml
+from drivers.sim.scene_props import CAMERA_POSES, add_props, look_at
+from drivers.sim.textures import encode_png
 
 CATALOG = load_catalog()
 LOOKS = load_backgrounds()

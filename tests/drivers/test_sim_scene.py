@@ -11,14 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from drivers.sim.catalog import USER_NAME, CatalogError, load_catalog
-from drivers.sim.scene import (
-    CAMERAS,
-    HAND_HALF_X,
-    HAND_HALF_Y,
-    SceneSpec,
-    build_scene,
-    plan_scene,
-)
+from drivers.sim.scene import CAMERAS, HAND_HALF_X, HAND_HALF_Y, SceneSpec, plan_scene
+from drivers.sim.scene_build import build_scene
 
 CATALOG = load_catalog()
 
