@@ -21,8 +21,8 @@ from agent import Runtime
 from agent.backends import Parts, build_parts
 from agent.config import Config
 from tests.agent.test_runtime import DyingCamera
-from tests.agent.test_service_hardening import serve_in_thread
 from tests.conftest import make_config
+from tests.service_helpers import serve_in_thread
 
 TOKEN = "health-check-token-for-tests"
 
