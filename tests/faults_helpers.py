@@ -47,6 +47,11 @@ class StopSpy:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    @property
+    def stops(self) -> int:
+        """How many times the arm was told to stop."""
+        return len(self.stop_times)
+
     def stop(self) -> None:
         self.stop_times.append(time.monotonic())
         if self.hang_s and len(self.stop_times) == 1:

@@ -26,9 +26,8 @@ import uvicorn
 from agent.backends import Parts, build_parts
 from agent.config import Config
 from agent.service import Service, create_app
-from tests.agent.test_runtime import CountingRobot
 from tests.conftest import make_config
-from tests.faults_helpers import agent_proc
+from tests.faults_helpers import StopSpy, agent_proc
 
 TOKEN = "hardening-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -44,18 +43,22 @@ KEEP_RUNS = 2
 
 
 class SwitchablePolicy:
-    """The real policy, raising while `crash` is set (a model that fails mid-episode)."""
+    """The real policy, raising from the `crash_at`-th call of an episode on, while `crash_at`
+    is set (a model that fails mid-episode, e.g. on a GPU fault)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.name = inner.name
-        self.crash = False
+        self.crash_at: int | None = None
+        self.calls = 0
 
     def reset(self, task: Any) -> None:
+        self.calls = 0
         self.inner.reset(task)
 
     def act(self, observation: Any) -> Any:
-        if self.crash:
+        self.calls += 1
+        if self.crash_at is not None and self.calls >= self.crash_at:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return self.inner.act(observation)
 
@@ -67,11 +70,11 @@ class Served:
     url: str
     app: Service
     port: int
-    robot: CountingRobot | None = None
+    robot: StopSpy | None = None
     policy: SwitchablePolicy | None = None
 
     def wrap(self, parts: Parts) -> Parts:
-        self.robot = CountingRobot(parts.robot)
+        self.robot = StopSpy(parts.robot)
         self.policy = SwitchablePolicy(parts.policy)
         parts.robot, parts.policy = self.robot, self.policy
         return parts

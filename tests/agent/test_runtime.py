@@ -28,21 +28,7 @@ from agent import (
 from agent.backends import Parts, build_parts
 from drivers.base import CameraError
 from tests.conftest import make_config
-
-
-class CountingRobot:
-    """Passes every call to the real sim robot and counts `stop` calls."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.stops = 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def stop(self):
-        self.stops += 1
-        self.inner.stop()
+from tests.faults_helpers import StopSpy
 
 
 class DyingCamera:
@@ -108,7 +94,7 @@ async def test_spilled_milk_succeeds_end_to_end_with_run_folder(tmp_path):
     robot_box = {}
     build = factory(
         lambda p: (
-            robot_box.setdefault("robot", CountingRobot(p.robot))
+            robot_box.setdefault("robot", StopSpy(p.robot))
             and setattr(p, "robot", robot_box["robot"])
         )
     )
@@ -144,7 +130,7 @@ async def test_leaving_the_event_loop_cancels_and_stops_the_arm(tmp_path):
     config = make_config(tmp_path)
     spy = {}
     build = factory(
-        lambda p: spy.setdefault("r", CountingRobot(p.robot)) and setattr(p, "robot", spy["r"])
+        lambda p: spy.setdefault("r", StopSpy(p.robot)) and setattr(p, "robot", spy["r"])
     )
     async with Runtime(config, parts_factory=build) as runtime:
         async with anyio.create_task_group():
@@ -168,7 +154,7 @@ async def test_cancel_scope_around_the_consumer_stops_the_arm(tmp_path):
     config = make_config(tmp_path)
     spy = {}
     build = factory(
-        lambda p: spy.setdefault("r", CountingRobot(p.robot)) and setattr(p, "robot", spy["r"])
+        lambda p: spy.setdefault("r", StopSpy(p.robot)) and setattr(p, "robot", spy["r"])
     )
     async with Runtime(config, parts_factory=build) as runtime:
         with anyio.move_on_after(4.0):
@@ -185,7 +171,7 @@ async def test_dead_camera_is_a_fault_and_the_arm_stops(tmp_path):
 
     def wrap(parts):
         parts.cameras["side"] = DyingCamera(parts.cameras["side"], frames=25)
-        spy["r"] = CountingRobot(parts.robot)
+        spy["r"] = StopSpy(parts.robot)
         parts.robot = spy["r"]
 
     async with Runtime(config, parts_factory=factory(wrap)) as runtime:

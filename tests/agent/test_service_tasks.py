@@ -19,8 +19,9 @@ import httpx
 import numpy as np
 import pytest
 
-from agent import SCHEMA_VERSION, parse_event
+from agent import SCHEMA_VERSION, Step, parse_event
 from tests.agent.test_task_sequence import SEQUENCE, check_sequence
+from tests.faults_helpers import StopSpy, check_run_folder, fatal_fault
 from tests.service_helpers import (
     AUTH,
     OTHER,
@@ -211,19 +212,27 @@ async def test_busy_is_409_and_cancel_stops_the_arm_and_returns_the_outcome(
 async def test_a_crashing_model_is_a_fault_and_the_service_carries_on(
     served: Served, client: httpx.Client
 ) -> None:
+    """Scenario 6 of issue 12 where a service user meets it: the policy crashes mid-episode. (a)
+    one Fault from the act loop naming the error, and a fault outcome; (b) the arm told to stop
+    after the last step and before Finished; (c) the task's run folder complete. The service
+    stays healthy and takes the next task."""
     faults = metric(client.get("/metrics").text, "agent_faults_total", where="act")
-    assert served.policy is not None
-    served.policy.crash = True
+    assert served.policy is not None and served.robot is not None
+    served.policy.crash_at = 6
     try:
-        task = start(client, {"request": REQUEST})
+        task = start(client, {"request": REQUEST, "record": True})
         async with httpx.AsyncClient(base_url=served.url, timeout=60) as aclient:
             with anyio.fail_after(60):
-                got = await listen(aclient, task["id"])
+                events = (await listen(aclient, task["id"])).events
     finally:
-        served.policy.crash = False
-    fault = next(e for e in got.events if e.kind == "fault")
-    assert fault.where == "act" and "CUDA error" in fault.message
-    assert got.events[-1].outcome.status == "fault"
+        served.policy.crash_at = None
+    assert any(isinstance(e, Step) for e in events), "the fault came mid-episode"
+    this_task = StopSpy(None)
+    this_task.stop_times = [t for t in served.robot.stop_times if t >= events[0].t]
+    fault = fatal_fault(events, this_task, "act")
+    assert fault.message == "RuntimeError: CUDA error: an illegal memory access was encountered"
+    state = client.get(f"/tasks/{task['id']}").json()
+    check_run_folder(Path(state["run_dir"]), events)
     after = client.get("/metrics").text
     assert metric(after, "agent_faults_total", where="act") == faults + 1
     assert client.get("/health").json() == {"status": "ok", "busy": False}
