@@ -102,28 +102,14 @@ build_reasoner = _reasoner
 def _offline_reasoner(config: Config, descriptions: dict[str, str]) -> Reasoner:
     from models.reasoning.offline import offline_reasoner
 
-    r = config.reasoning
-    return offline_reasoner(
-        descriptions,
-        model_path=r.lm_path,
-        cache_dir=r.lm_cache_dir,
-        threads=r.lm_threads,
-        threshold=r.lm_threshold,
-        known_need_threshold=r.lm_known_need_threshold,
-    )
+    return offline_reasoner(descriptions, config.reasoning)
 
 
 def _openai_reasoner(config: Config, descriptions: dict[str, str]) -> Reasoner:
     from models.reasoning.openai_chat import OpenAIReasoner, OpenAISettings
 
-    r = config.reasoning
-    settings = OpenAISettings(
-        model=r.model,
-        base_url=r.base_url,
-        api_key_env=r.api_key_env,
-        timeout_s=r.timeout_s,
-        max_retries=r.max_retries,
-        response_format=r.response_format,
+    settings = OpenAISettings.from_config(
+        config.reasoning,
         # every retry inside the runtime's reasoning timeout (less a margin for the worker
         # thread and the event loop the backend starts), so that its message is what users see
         deadline_s=max(config.runtime.reason_timeout_s / 2, config.runtime.reason_timeout_s - 1.0),

@@ -8,8 +8,9 @@ Every error is a ConfigError whose message names the bad key and the allowed val
 Each setting is defined once. A driver or model backend owns its settings class beside its code
 (`drivers.franka.config.FrankaConfig` is `[franka]`, `drivers.sim.config.SimSettings` is `[sim]`,
 `drivers.cameras.realsense.RealSenseConfig` / `drivers.cameras.azure_kinect.AzureKinectConfig` are
-`[cameras.devices.<view>]`, `models.tpm.onnx_policy.PolicyConfig` is `[policy]`, and so on for
-`[grounding_dino]`, `[sam]`, `[mobile_sam]` and `[onnx_tracker]`). This module composes them into
+`[cameras.devices.<view>]`, `models.tpm.onnx_policy.PolicyConfig` is `[policy]`,
+`models.reasoning.config.ReasoningConfig` is `[reasoning]`, and so on for `[grounding_dino]`,
+`[sam]`, `[mobile_sam]` and `[onnx_tracker]`). This module composes them into
 the profile tree, keeps the runtime's own sections and the checks that span sections, and loads.
 `agent.backends` hands the validated objects to the drivers and models as they are, so a field
 added to a driver's class is at once a profile key, a `--set` key and the driver's setting.
@@ -33,6 +34,7 @@ from drivers.cameras.realsense import RealSenseConfig
 from drivers.franka.config import FrankaConfig
 from drivers.sim.config import SimSettings
 from models.detection.grounding_dino import GroundingDinoConfig
+from models.reasoning.config import ReasoningConfig
 from models.segmentation.sam import MobileSamConfig, SamConfig
 from models.tpm.onnx_policy import PolicyConfig
 from models.tracking.onnx_tracker import OnnxTrackerConfig
@@ -172,36 +174,6 @@ class ModelsSection(_Section):
     )
 
 
-class ReasoningSection(_Section):
-    """Settings of the `openai` and `offline` reasoners (models.reasoner picks which runs)."""
-
-    model: str = Field("gpt-4o", description="openai: model name the server knows.")
-    base_url: str | None = Field(
-        None, description="openai: server URL, e.g. http://127.0.0.1:8080/v1 (None: OpenAI)."
-    )
-    api_key_env: str = Field(
-        "OPENAI_API_KEY", description="openai: environment variable holding the API key."
-    )
-    timeout_s: float = Field(30.0, gt=0, description="openai: deadline of one HTTP request.")
-    max_retries: int = Field(2, ge=0, le=10, description="openai: retries on 429 / 5xx / timeout.")
-    response_format: Literal["auto", "json_schema", "json_object"] = Field(
-        "auto", description="openai: auto tries json_schema, then json_object if refused."
-    )
-    lm_path: Path | None = Field(
-        None, description="offline: a GGUF language model (None: the packaged Gemma 3 270M)."
-    )
-    lm_cache_dir: Path | None = Field(
-        None, description="offline: where the packaged model is assembled (None: ~/.cache)."
-    )
-    lm_threads: int = Field(1, ge=1, description="offline: llama.cpp threads.")
-    lm_threshold: float = Field(
-        1.0, description="offline: least language-model score to pick an unlisted need's object."
-    )
-    lm_known_need_threshold: float = Field(
-        3.0, description="offline: the same when a known need has no hint object in view."
-    )
-
-
 class OutputSection(_Section):
     runs_dir: Path = Path("runs")
     video: bool = True
@@ -242,7 +214,7 @@ class Config(_Section):
     franka: FrankaConfig = FrankaConfig()
     table: TableSection = TableSection()
     models: ModelsSection = ModelsSection()
-    reasoning: ReasoningSection = ReasoningSection()
+    reasoning: ReasoningConfig = ReasoningConfig()
     grounding_dino: GroundingDinoConfig = GroundingDinoConfig()
     sam: SamConfig = SamConfig()
     mobile_sam: MobileSamConfig = MobileSamConfig()

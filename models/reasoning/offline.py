@@ -13,30 +13,26 @@ about a second to load, 0.1-0.3 s for a request the tables do not settle, micros
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
+from models.reasoning.config import ReasoningConfig
 from models.reasoning.lm_scorer import LanguageModelScorer
 from models.reasoning.rules import RuleReasoner
 
 
 def offline_reasoner(
-    descriptions: Mapping[str, str] | None = None,
-    *,
-    model_path: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    threads: int = 1,
-    threshold: float = 1.0,
-    known_need_threshold: float = 3.0,
+    descriptions: Mapping[str, str] | None = None, config: ReasoningConfig | None = None
 ) -> RuleReasoner:
-    """Rules plus the packaged Gemma 3 270M scorer (or the GGUF at `model_path`).
+    """Rules plus the packaged Gemma 3 270M scorer (or the GGUF at `config.lm_path`), as the
+    `[reasoning]` section's `lm_*` keys set them (None: their defaults).
 
     Raises ModelError naming the extra to install when the engine or the model is missing.
     The thresholds were tuned on `benchmarks/data/reasoning_dev.json` only.
     """
-    scorer = LanguageModelScorer(model_path, cache_dir=cache_dir, threads=threads)
+    c = config or ReasoningConfig()
+    scorer = LanguageModelScorer(c.lm_path, cache_dir=c.lm_cache_dir, threads=c.lm_threads)
     return RuleReasoner(
         descriptions,
         scorer=scorer,
-        threshold=threshold,
-        known_need_threshold=known_need_threshold,
+        threshold=c.lm_threshold,
+        known_need_threshold=c.lm_known_need_threshold,
     )

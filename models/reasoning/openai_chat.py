@@ -35,15 +35,14 @@ import random
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from models.reasoning.config import OpenAIServer, ResponseFormat
 from models.types import USER, ModelError, Skill, TaskSpec
 
 #: The pip line that installs the client (named in the "missing" error).
 EXTRA_HINT = "pip install 'tpm-agent[llm]'"
 
-ResponseFormat = Literal["auto", "json_schema", "json_object"]
 MIN_ATTEMPT_S = 0.5  # a retry with less time than this left before the deadline is not made
 
 _SYSTEM = """\
@@ -70,20 +69,21 @@ you chose (e.g. "a yellow rectangular sponge"), for an open-vocabulary detector;
 Answer with one JSON object and nothing else."""
 
 
-@dataclass(frozen=True, slots=True)
-class OpenAISettings:
-    """Where and how to ask. `api_key` None: read the environment variable `api_key_env`."""
+class OpenAISettings(OpenAIServer):
+    """Where and how to ask: the `[reasoning]` openai keys, plus what only code sets.
 
-    model: str = "gpt-4o"
-    base_url: str | None = None
+    `api_key` None: read the environment variable `api_key_env`.
+    """
+
     api_key: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = 30.0
-    max_retries: int = 2
     backoff_s: float = 0.5
     deadline_s: float | None = None  # one call, all attempts and backoffs (None: unbounded)
-    response_format: ResponseFormat = "auto"
     temperature: float = 0.0
+
+    @classmethod
+    def from_config(cls, config: OpenAIServer, **extra: Any) -> OpenAISettings:
+        """The openai keys of `config` (e.g. a whole `ReasoningConfig`), plus `extra`."""
+        return cls(**config.model_dump(include=set(OpenAIServer.model_fields)), **extra)
 
 
 class OpenAIReasoner:

@@ -127,11 +127,12 @@ def test_packaged_language_model_on_a_slice_of_dev_cases(offline: RuleReasoner) 
 
 def test_missing_model_file_is_one_line() -> None:
     pytest.importorskip("ik_llama_cpp")
+    from models.reasoning.config import ReasoningConfig
     from models.reasoning.offline import offline_reasoner
     from models.types import ModelError
 
     with pytest.raises(ModelError, match="not found"):
-        offline_reasoner(model_path="/nonexistent/model.gguf")
+        offline_reasoner(config=ReasoningConfig(lm_path=Path("/nonexistent/model.gguf")))
 
 
 def test_the_language_model_scores_on_one_thread_whoever_calls(
