@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.tpm.arrays import step_role_values
 from models.tpm.checkpoint import CheckpointError, Normaliser, load_checkpoint
-from models.tpm.dataset import EpisodeStore, decode_mask, step_role_values
+from models.tpm.dataset import EpisodeStore
+from models.tpm.mask_codes import decode_mask
 from models.tpm.network import TPMNet, normalise_inputs
 from models.types import MASK_CODING
 
@@ -164,7 +166,7 @@ def _trace(graph: PolicyGraph, example: tuple[torch.Tensor, ...], path: Path, op
 def _dataset_samples(
     data: Path, views: tuple[str, ...], size: int, n: int, mask_mode: str
 ) -> dict[str, np.ndarray]:
-    from models.tpm.dataset import masks_to_boxes
+    from models.tpm.mask_codes import masks_to_boxes
 
     store = EpisodeStore(data, read_only=True)
     if store.image_size != size or not set(views) <= set(store.views):
@@ -201,7 +203,7 @@ def _add_metadata(path: Path, ckpt: dict[str, Any]) -> None:
             sort_keys=True,
             default=str,
         ),
-        # the coding the dataset was decoded with in training (`models.tpm.dataset`); a
+        # the coding the dataset was decoded with in training (`models.tpm.arrays`); a
         # checkpoint that records its own (`mask_coding`) wins
         "mask_coding": ckpt.get("mask_coding") or MASK_CODING.to_json(),
     }

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.tpm.train import Trainer, TrainSettings
+from models.tpm.train import Trainer
+from models.tpm.train_settings import TrainSettings
 
 
 def run_train(args: Any) -> int:

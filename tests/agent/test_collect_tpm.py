@@ -13,7 +13,8 @@ pytest.importorskip("onnxruntime")
 from agent.cli import main
 from agent.collection import draw_trial, episode_seed
 from drivers.sim import load_catalog
-from models.tpm.dataset import EpisodeStore, decode_mask
+from models.tpm.dataset import EpisodeStore
+from models.tpm.mask_codes import decode_mask
 from models.tpm.onnx_policy import OnnxTPMPolicy
 from models.types import Observation, Skill
 

@@ -17,7 +17,8 @@ from benchmarks.eval_cells import Cell, plan_cells, select_cells
 from benchmarks.eval_report import markdown, reuse_cells
 from benchmarks.eval_tables import run_pooled
 from models.tpm.export import export_onnx
-from models.tpm.train import Trainer, TrainSettings
+from models.tpm.train import Trainer
+from models.tpm.train_settings import TrainSettings
 from tests.models.test_tpm_pipeline import TINY, _dataset
 
 

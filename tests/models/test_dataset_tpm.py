@@ -15,17 +15,9 @@ import pytest
 
 pytest.importorskip("zarr")
 
-from models.tpm.dataset import (
-    BatchLoader,
-    DatasetError,
-    EpisodeStore,
-    decode_mask,
-    encode_mask,
-    load_arrays,
-    masks_to_boxes,
-    repetition_counts,
-    split_episodes,
-)
+from models.tpm.arrays import BatchLoader, load_arrays, repetition_counts, split_episodes
+from models.tpm.dataset import DatasetError, EpisodeStore
+from models.tpm.mask_codes import decode_mask, encode_mask, masks_to_boxes
 
 VIEWS = ("front", "side")
 SIZE = 16
@@ -167,7 +159,7 @@ def test_wrong_shapes_and_missing_store(tmp_path: Path) -> None:
 
 
 def test_random_shift_moves_rgb_and_mask_together_within_the_pad() -> None:
-    from models.tpm.dataset import random_shift
+    from models.tpm.arrays import random_shift
 
     rgb = np.zeros((16, 2, 20, 20, 3), np.uint8)
     mask = np.zeros((16, 2, 20, 20), np.float32)

@@ -59,7 +59,8 @@ def test_recoding_to_the_legacy_coding_gives_one_place_value(skill: Skill) -> No
 
 def test_the_dataset_keeps_roles_and_decodes_the_episode_skill(tmp_path: Path) -> None:
     pytest.importorskip("zarr")
-    from models.tpm.dataset import BatchLoader, EpisodeStore, load_arrays
+    from models.tpm.arrays import BatchLoader, load_arrays
+    from models.tpm.dataset import EpisodeStore
 
     store = EpisodeStore(tmp_path / "d.zarr", views=("front",), image_size=8, create=True)
     for skill in PLACE_SKILLS:

@@ -20,7 +20,8 @@ from models.tpm.config import BackboneSpec, preset  # noqa: E402
 from models.tpm.dataset import EpisodeStore  # noqa: E402
 from models.tpm.export import ExportError, export_onnx  # noqa: E402
 from models.tpm.onnx_policy import OnnxTPMPolicy  # noqa: E402
-from models.tpm.train import Trainer, TrainSettings, lr_at  # noqa: E402
+from models.tpm.train import Trainer  # noqa: E402
+from models.tpm.train_settings import TrainSettings, lr_at  # noqa: E402
 from models.types import MASK_CODING, Observation  # noqa: E402
 from tests.conftest import make_config  # noqa: E402
 

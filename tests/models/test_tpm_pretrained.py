@@ -21,7 +21,8 @@ from models.tpm import efficientnet, features  # noqa: E402
 from models.tpm.config import TPMConfig, preset  # noqa: E402
 from models.tpm.dataset import EpisodeStore  # noqa: E402
 from models.tpm.network import TPMNet, normalise_inputs  # noqa: E402
-from models.tpm.train import Trainer, TrainSettings  # noqa: E402
+from models.tpm.train import Trainer  # noqa: E402
+from models.tpm.train_settings import TrainSettings  # noqa: E402
 from models.types import MASK_CODING  # noqa: E402
 
 torch.set_num_threads(1)
