@@ -7,7 +7,8 @@ runs an episode: perceive, act, command and supervise (and the recorder when a r
 in a task group of its own inside the runtime's, joined only by latest-wins channels. However the
 episode ends (success, failure, fault, the consumer leaving, Ctrl-C) the robot is stopped inside a
 shielded cancel scope before `Finished` is sent (how that stop went is `Outcome.stop`), and leaving
-the context closes every driver.
+the context closes every driver. The Runtime holds what outlives episodes and each one's ending;
+an episode's start and its table of loops are `agent.episode_runner`, the stop `agent.safe_stop`.
 
 The run folder is a sink: it is checked before anything moves (`RunFolderError` from `execute`),
 and a write that fails mid-run becomes a non-fatal Fault event, never the end of the episode.
@@ -20,46 +21,30 @@ from collections.abc import AsyncGenerator, Callable
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import structlog
 from anyio.abc import TaskGroup
 
 from agent.backends import Parts, build_parts
-from agent.channels import ChannelClosed, Latest
+from agent.channels import Latest
 from agent.config import Config
-from agent.episode import Channels, Episode, Loop, LoopFault, run_loops
-from agent.errors import EXPECTED, describe
-from agent.events import (
-    Event,
-    Finished,
-    Outcome,
-    Reasoned,
-    Started,
-    WorldStart,
-)
-from agent.loops.act import act_loop
-from agent.loops.capture import capture_loop, give_up_s
-from agent.loops.command import command_loop
-from agent.loops.perceive import perceive_loop
-from agent.loops.supervise import Ending, supervise_loop
-from agent.loops.target import TargetWatch
-from agent.messages import PerceptMsg
+from agent.episode import Episode, LoopFault
+from agent.episode_runner import EpisodeRunner
+from agent.errors import describe
+from agent.events import Event, Finished, Outcome
+from agent.loops.capture import capture_loop
+from agent.loops.supervise import Ending
 from agent.recording import RunRecorder
+from agent.safe_stop import safe_stop
 from agent.telemetry import ensure_logging
-from agent.workers import run_blocking
-from drivers.base import Frame, TaskStart
-from drivers.cameras.pairing import FrameSet, frameset
-from models.perception import ObjectNotInView, Percept
-from models.types import TaskSpec
+from drivers.base import Frame
 
 log = structlog.get_logger("agent.runtime")
-T = TypeVar("T")
 
 EVENT_BUFFER = 4096
 STOP_TIMEOUT_S = 5.0
-STALE_START_FRAMES = 3  # frames from before a task's reset skipped at most, per view
 
 
 class RequestError(ValueError):
@@ -107,10 +92,6 @@ class Runtime:
         self._busy = False
         self._scope: anyio.CancelScope | None = None  # the running episode's, for cancel()
         self._cancel_reason: str | None = None  # what cancel() was told, for the outcome
-        rt = config.runtime
-        # how long to wait for a camera's next frame: past the capture loop's giving up, so that
-        # a dead camera ends an episode with the capture loop's reason, not a bare timeout
-        self._frame_timeout = give_up_s(rt.camera_timeout_s, rt.camera_failures) + 1.0
 
     # ----------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> Runtime:
@@ -120,6 +101,13 @@ class Runtime:
         self._robot_limiter = anyio.CapacityLimiter(1)
         self._judge_limiter = anyio.CapacityLimiter(1)
         self._turn = anyio.Semaphore(1)  # one robot, one task: held by the running episode
+        self._runner = EpisodeRunner(
+            self.config,
+            self._frames,
+            model_limiter=self._model_limiter,
+            robot_limiter=self._robot_limiter,
+            judge_limiter=self._judge_limiter,
+        )
         return await self._start()
 
     async def _start(self) -> Runtime:
@@ -178,30 +166,8 @@ class Runtime:
             log.info("runtime closed")
 
     async def _safe_stop(self, parts: Parts) -> str:
-        """Stop the arm; shielded so that cancellation cannot skip it, bounded so it cannot hang.
-
-        Returns how it went: "ok", "failed: <reason>" or "timed out after <n> s" (a hung driver
-        call is abandoned in its thread). A driver that reports its link lost (`link_error`, the
-        Franka drivers) returns from `stop` without reaching the arm: that is a failure too.
-        """
-        timeout = STOP_TIMEOUT_S
-        with anyio.CancelScope(shield=True), anyio.move_on_after(timeout) as scope:
-            try:
-                await anyio.to_thread.run_sync(
-                    parts.robot.stop, limiter=self._robot_limiter, abandon_on_cancel=True
-                )
-            except Exception as exc:
-                log.error("safe stop failed", error=str(exc))
-                return f"failed: {describe(exc)}"
-        if scope.cancelled_caught:
-            log.error("safe stop timed out", timeout_s=timeout)
-            return f"timed out after {timeout:g} s"
-        link_error = getattr(parts.robot, "link_error", None)
-        if link_error:
-            log.error("safe stop did not reach the arm", error=link_error)
-            return f"failed: the link to the arm is lost ({link_error})"
-        log.info("robot stopped")
-        return "ok"
+        """Stop the arm (agent.safe_stop): "ok", or how it failed; never raises, never hangs."""
+        return await safe_stop(parts.robot, self._robot_limiter, STOP_TIMEOUT_S)
 
     @property
     def parts(self) -> Parts:
@@ -333,7 +299,7 @@ class Runtime:
         structlog.contextvars.bind_contextvars(episode=ep.id)
         ending = Ending("fault", False, "unexpected error; see the log")
         try:
-            ending = await self._run_episode(request, parts, ep, recorder)
+            ending = await self._runner.run(request, parts, ep, recorder)
         except anyio.get_cancelled_exc_class():
             reason = self._cancel_reason or "cancelled before the task finished"
             ending = Ending("cancelled", None, reason)
@@ -364,222 +330,3 @@ class Runtime:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(recorder.finish, outcome)
             structlog.contextvars.unbind_contextvars("episode")
-
-    async def _run_episode(
-        self, request: str, parts: Parts, ep: Episode, recorder: RunRecorder | None
-    ) -> Ending:
-        rt = self.config.runtime
-        objects = parts.scene_objects()
-
-        def started(world: WorldStart | None) -> None:
-            ep.emit(
-                Started(
-                    episode=ep.id,
-                    t=ep.now(),
-                    request=request,
-                    profile=self.config.profile,
-                    scene_objects=objects,
-                    world=world,
-                )
-            )
-
-        # every task starts from a known world: reset (or explicitly carried over), and the judge
-        # remembers nothing of earlier tasks
-        try:
-            start: TaskStart = await self._stage(
-                "world", parts.begin_task, robot=True, what="task start"
-            )
-        except LoopFault:
-            started(None)
-            raise
-        world = WorldStart(reset=start.reset, scene=start.scene, seed=start.seed)
-        started(world)
-        if recorder is not None:
-            recorder.set_world(world)
-        t0 = ep.now()
-        task: TaskSpec = await self._stage(
-            "reasoner", parts.reasoner.reason, request, objects, timeout=rt.reason_timeout_s
-        )
-        reason_ms = (ep.now() - t0) * 1e3
-        ep.stats.add("reason", reason_ms)
-        ep.emit(
-            Reasoned(
-                episode=ep.id,
-                t=ep.now(),
-                request=request,
-                skill=task.skill.value,
-                pick=task.pick,
-                place=task.place,
-                rationale=task.rationale,
-                backend=parts.reasoner.name,
-                latency_ms=round(reason_ms, 2),
-            )
-        )
-        if not task.feasible:
-            return Ending("infeasible", False, task.rationale or "nothing in view fits the request")
-        skills = getattr(parts.policy, "skills", None)  # optional: see models.tpm.policy
-        if skills is not None and task.skill not in skills:
-            return Ending(
-                "infeasible",
-                False,
-                f"the {parts.policy.name} policy cannot do {task.skill.value} "
-                f"(its skills: {', '.join(sorted(skills))})",
-            )
-
-        first = await self._fresh_frames(after=start.t if start.reset else 0.0)
-        pipeline = parts.new_pipeline()
-        t0 = ep.now()
-        try:
-            percept: Percept = await self._stage(
-                "detector", pipeline.start, task, first.frames, timeout=rt.stage_timeout_s
-            )
-        except ObjectNotInView as exc:
-            return Ending("not_found", False, str(exc))
-        detect_ms = (ep.now() - t0) * 1e3
-        ep.stats.add("detect", detect_ms)
-        ep.detections(task, percept, detect_ms, redetection=False)
-        if recorder is not None:
-            recorder.set_task(task)
-        try:
-            await anyio.to_thread.run_sync(parts.policy.reset, task)
-            return await self._control(task, parts, ep, pipeline, percept, first, recorder)
-        finally:
-            pipeline.close()  # a background re-detection still running is dropped
-
-    async def _control(
-        self,
-        task: TaskSpec,
-        parts: Parts,
-        ep: Episode,
-        pipeline: Any,
-        percept: Percept,
-        first: FrameSet,
-        recorder: RunRecorder | None,
-    ) -> Ending:
-        """The episode as a table of loops over its channels; how it ended, or its LoopFault."""
-        rt = self.config.runtime
-        ch = Channels.open(ep)
-        ch.percepts.publish(PerceptMsg(percept, first.t_capture, ep.now(), 0.0))
-        state = await self._stage("robot", parts.robot.state, robot=True, what="robot state read")
-        ch.states.publish(state)
-        watch = TargetWatch.for_task(task, rt.target_lost_s, ep.now())
-        ending: list[Ending] = []
-
-        async def supervise() -> None:
-            ending.append(
-                await supervise_loop(
-                    task,
-                    parts.judge,
-                    ch.steps,
-                    rate_hz=rt.supervise_hz,
-                    max_steps=rt.max_steps,
-                    max_duration_s=rt.max_duration_s,
-                    settle_s=rt.settle_s,
-                    limiter=self._judge_limiter,
-                    call_timeout=rt.stage_timeout_s,
-                    lost=watch.lost_reason,
-                )
-            )
-
-        perceive = partial(
-            perceive_loop,
-            self._frames,
-            pipeline,
-            ch.percepts,
-            limiter=self._model_limiter,
-            frame_timeout=self._frame_timeout,
-            stage_timeout=rt.stage_timeout_s,
-            first=percept,
-            on_regained=partial(ep.regained, task),
-            watch=watch,
-        )
-        act = partial(
-            act_loop,
-            ch.percepts,
-            ch.states,
-            parts.policy,
-            ch.actions,
-            limiter=self._model_limiter,
-            percept_timeout=self._frame_timeout + rt.stage_timeout_s,
-            stage_timeout=rt.stage_timeout_s,
-        )
-        command = partial(
-            command_loop,
-            ch.actions,
-            ch.states,
-            ch.steps,
-            parts.robot,
-            rate_hz=rt.control_hz,
-            deadline_s=rt.action_deadline_s,
-            limiter=self._robot_limiter,
-            call_timeout=rt.stage_timeout_s,
-            max_steps=rt.max_steps,
-            on_tick=ep.step,
-            mode=rt.command_mode,
-            min_interval_s=rt.min_command_interval_s,
-            hold_while=watch.hold_reason,
-            on_hold=ep.held,
-        )
-        loops = [
-            Loop("perceive", perceive),
-            Loop("act", act),
-            Loop("command", command),
-            Loop("supervise", supervise, ends=True),
-        ]
-        if recorder is not None:
-            loops.append(Loop("record", partial(recorder.record_loop, ch.percepts), sink=True))
-        await run_loops(loops, ep)
-        if ep.fault is not None:
-            raise ep.fault
-        return ending[0]
-
-    async def _fresh_frames(self, after: float = 0.0) -> FrameSet:
-        """The first frame of every view captured after this call and at or after `after`.
-
-        Never a stale startup frame, nor one showing the world before the task's start (a frame
-        being rendered while the world was reset arrives after the reset with an older stamp).
-        """
-        timeout = self._frame_timeout
-        frames: dict[str, Frame] = {}
-        try:
-            for name, channel in self._frames.items():
-                current = channel.peek()
-                version = current[0] if current else 0
-                for _ in range(STALE_START_FRAMES + 1):  # bounded: a camera clock may lag
-                    version, frame = await channel.wait_newer(version, timeout)
-                    if frame.t_capture >= after:
-                        break
-                frames[name] = frame
-        except ChannelClosed as exc:
-            raise LoopFault("capture", exc.reason) from None
-        except TimeoutError:
-            raise LoopFault("capture", f"no camera frame within {timeout:g} s") from None
-        return frameset(frames)
-
-    async def _stage(
-        self,
-        where: str,
-        fn: Callable[..., T],
-        *args: Any,
-        timeout: float | None = None,
-        robot: bool = False,
-        what: str | None = None,
-    ) -> T:
-        """One blocking call of a stage, a model's (in the model threads) or the robot's (in its
-        one thread; reads and task starts): any failure ends the episode as a LoopFault naming
-        `where`, except ObjectNotInView, which is an ending. Timeout: the stage timeout."""
-        try:
-            return await run_blocking(
-                fn,
-                *args,
-                limiter=self._robot_limiter if robot else self._model_limiter,
-                timeout=self.config.runtime.stage_timeout_s if timeout is None else timeout,
-                what=what or where,
-            )
-        except ObjectNotInView:
-            raise
-        except Exception as exc:
-            log.error(
-                "stage failed", stage=where, error=str(exc), exc_info=not isinstance(exc, EXPECTED)
-            )
-            raise LoopFault(where, describe(exc)) from None
