@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_tpm_verbs(verbs: Any) -> None:
     """collect -> train -> export -> eval: the TPM policy's life cycle (docs/policy.md)."""
-    from agent.collection import add_collect_arguments
+    from agent.collect_command import add_collect_arguments
     from models.tpm.cli_args import add_export_arguments, add_train_arguments
 
     collect = verbs.add_parser("collect", help="record scripted-expert demonstrations in sim")
@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "bench":
             return _bench(args, config)
         if args.verb == "collect":
-            from agent.collection import run_collect
+            from agent.collect_command import run_collect
 
             return run_collect(args, config)
         if args.verb == "eval":

@@ -1,5 +1,6 @@
-"""Demonstrations for the TPM policy: tasks drawn from the catalog, scripted-expert episodes
-recorded in lockstep simulation (no realtime thread), and the `collect` command.
+"""Demonstrations for the TPM policy: tasks drawn from the catalog, and scripted-expert episodes
+recorded in lockstep simulation (no realtime thread). The `collect` command that runs them is
+`agent.collect_command`.
 
 Tasks: like the paper's, each names an object to pick and a place target with a skill: near the
 user (a hand-over, the paper's most common case) or near another object of the same split ("put the
@@ -17,16 +18,15 @@ judges successful are kept; failures are counted in the dataset and reported.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agent.seeds import SeedRangeError, check_collection_seeds, episode_seed
+from agent.seeds import check_collection_seeds, episode_seed
 from drivers.base import RobotState
 from drivers.sim import offscreen_gl
 from drivers.sim.backgrounds import Randomisation
@@ -332,147 +332,3 @@ def collect(
         if not result.success:
             store.bump("expert_failures" if pilot is None else "pilot_failures")
         yield result
-
-
-# ------------------------------------------------------------------ the `collect` command
-
-
-def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
-    from models.tpm.cli_args import fraction, positive_int
-    from models.tpm.config import PRESETS
-
-    parser.add_argument("--episodes", type=positive_int, required=True, help="episodes to record")
-    parser.add_argument(
-        "--out", type=Path, default=Path("data/demos.zarr"), help="dataset (created or appended)"
-    )
-    parser.add_argument("--split", choices=["seen", "unseen"], default="seen")
-    parser.add_argument(
-        "--setting", choices=["standard", "new_background", "more_distractors"], default="standard"
-    )
-    parser.add_argument(
-        "--preset", default="cpu", choices=list(PRESETS), help="TPM preset (its input size)"
-    )
-    parser.add_argument(
-        "--randomise",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="domain randomisation of each episode's look (table, wall, lights, object colours, "
-        "camera pose), drawn from the episode seed (default: on; ranges: sim.randomise.*)",
-    )
-    parser.add_argument(
-        "--pilot",
-        type=Path,
-        default=None,
-        help="DAgger: a TPM policy (ONNX) that drives while the expert labels every step",
-    )
-    parser.add_argument(
-        "--expert-share",
-        type=fraction,
-        default=0.0,
-        help="with --pilot: share of steps the expert drives instead (0..1, default 0)",
-    )
-    parser.add_argument(
-        "--max-steps", type=positive_int, default=400, help="step budget per episode"
-    )
-
-
-def run_collect(args: argparse.Namespace, config: Any) -> int:
-    """`python -m agent collect`: record, show progress (episodes / min, expert success rate).
-
-    Everything the user gave is read and checked (catalog, preset, pilot, perception) before the
-    dataset is created or opened for writing.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from agent.backends import BackendError, pipeline_factory
-    from drivers.sim import load_catalog
-    from models.tpm.config import preset
-
-    if args.episodes < 1 or args.max_steps < 1:
-        raise BackendError("--episodes and --max-steps must be at least 1")
-    if not 0.0 <= args.expert_share <= 1.0:
-        raise BackendError("--expert-share must be between 0 and 1")
-    try:  # the first episodes' seeds; collect() checks again once the store's count is known
-        check_collection_seeds(config.sim.seed, 0, args.episodes)
-    except SeedRangeError as exc:
-        raise BackendError(str(exc)) from None
-    catalog = load_catalog(config.sim.catalog)  # CatalogError: one line, nothing created
-    try:
-        policy = preset(args.preset)
-    except ValueError as exc:
-        raise BackendError(str(exc)) from None
-    pilot = None
-    if args.pilot is not None:
-        from models.tpm.onnx_policy import OnnxTPMPolicy
-        from models.types import ModelError
-
-        try:
-            pilot = OnnxTPMPolicy(args.pilot, providers=config.policy.providers)
-        except ModelError as exc:
-            raise BackendError(str(exc)) from None
-        if pilot.image_size != policy.image_size:
-            raise BackendError(
-                f"--pilot {args.pilot} runs at {pilot.image_size} px, preset "
-                f"{args.preset!r} records {policy.image_size} px"
-            )
-    # the perception `run` uses, as configured, but in lockstep: re-detection inside each step,
-    # on every lost frame (no back-off), so recorded data depends on no thread timing
-    new_pipeline = pipeline_factory(config, lockstep=True)
-    settings = CollectSettings(
-        episodes=args.episodes,
-        seed=config.sim.seed,
-        split=args.split,
-        setting=args.setting,
-        views=tuple(config.cameras.views),
-        policy_size=policy.image_size,
-        render_width=config.sim.image_width,
-        render_height=config.sim.image_height,
-        control_hz=config.runtime.control_hz,
-        max_step_m=config.sim.max_step_m,
-        catalog=config.sim.catalog,
-        backgrounds=config.sim.backgrounds,
-        randomise=config.sim.randomise.model_copy(update={"enabled": args.randomise}),
-        expert_share=args.expert_share if pilot is not None else 1.0,
-        max_steps=args.max_steps,
-    )
-    store = EpisodeStore(
-        args.out, views=settings.views, image_size=settings.policy_size, create=True
-    )
-    if store.recovered:
-        print(f"note: {args.out}: {store.recovered}")
-    try:  # appending: the seeds continue after the store's episodes
-        check_collection_seeds(config.sim.seed, next_episode_index(store), args.episodes)
-    except SeedRangeError as exc:
-        raise BackendError(str(exc)) from None
-    kept = succeeded = done = steps = 0
-    t0 = time.monotonic()
-    driver = "expert" if pilot is None else f"pilot ({args.expert_share:.0%} expert)"
-    columns = (
-        TextColumn("collect"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} ep/min  " + driver + " success {task.fields[success]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns) as progress:
-        bar = progress.add_task("collect", total=args.episodes, rate=0.0, success="-")
-        for result in collect(store, settings, new_pipeline, catalog, pilot):
-            kept += result.kept
-            succeeded += result.success
-            done += 1
-            steps += result.steps if result.kept else 0
-            minutes = (time.monotonic() - t0) / 60
-            progress.update(
-                bar,
-                advance=1,
-                rate=done / minutes if minutes > 0 else 0.0,
-                success=f"{succeeded}/{done} ({100 * succeeded / done:.0f}%)",
-            )
-    failures = done - succeeded
-    what = "expert failures not kept" if pilot is None else "failures kept (DAgger labels)"
-    print(
-        f"recorded {kept} of {done} episodes ({steps} steps); {driver} succeeded in "
-        f"{succeeded}; {failures} {what}; {args.out} now holds {store.n_episodes} episodes, "
-        f"{store.n_steps} steps; {(time.monotonic() - t0) / 60:.1f} min"
-    )
-    return 0
