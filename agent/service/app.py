@@ -11,9 +11,10 @@ Routes (all but /health need `Authorization: Bearer <token>` when a token is set
     GET  /tasks/{id}/events       server-sent events: the history, then live, until Finished
     POST /tasks/{id}/cancel       stop the arm; returns the task with its outcome
 
-Before the routes (agent.service.guards): a client address that sent too many wrong tokens gets
-429; past the caps of [service] a request gets 503 (cancel and /health never do); an app without
-a token serves only Host headers naming loopback addresses (421) and JSON bodies (415).
+Before the routes (agent.service.admission, with agent.service.guards): a client address that
+sent too many wrong tokens gets 429; past the caps of [service] a request gets 503 (cancel and
+/health never do); an app without a token serves only Host headers naming loopback addresses
+(421) and JSON bodies (415). The event stream is agent.service.streaming.
 
 Errors are JSON `{"error": "one line"}`. The lifespan is handled here rather than by Starlette so
 that a runtime that cannot start (a missing extra, no renderer) is reported in one line, not as
@@ -25,10 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hmac
 import json
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationErr
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
@@ -48,26 +47,15 @@ from agent.config import Config
 from agent.events import EVENT_ADAPTER, SCHEMA_VERSION
 from agent.recording import RunFolderError, new_run_folder, prune_run_folders
 from agent.runtime import RequestError, Runtime, validate_request
-from agent.service.guards import (
-    AuthThrottle,
-    has_body,
-    header,
-    host_allowed,
-    is_json,
-    is_loopback,
-)
+from agent.service.admission import Admission
 from agent.service.metrics import CONTENT_TYPE, Metrics
+from agent.service.streaming import events_response
 from agent.service.tasks import BoardClosed, Task, TaskBoard, TaskBusy
 
 log = structlog.get_logger("agent.service")
 
 MAX_BODY_BYTES = 16 * 1024  # a request is a sentence; anything bigger is a mistake or an attack
 CANCEL_WAIT_S = 15.0  # POST cancel answers once the arm stopped, or after this long
-HEARTBEAT_S = 15.0  # an SSE comment after this many quiet seconds keeps proxies from timing out
-OPEN_PATHS = frozenset({"/health"})
-EVENTS_PATH = re.compile(r"/tasks/[^/]+/events")
-CANCEL_PATH = re.compile(r"/tasks/[^/]+/cancel")
-LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and few enough to be an index
 
 
 class TaskBody(BaseModel):
@@ -95,7 +83,6 @@ class Service:
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
-        self._token = token.encode() if token else None
         self._parts_factory = parts_factory
         self._on_ready = on_ready
         self.metrics = Metrics(profile=config.profile, target_hz=config.runtime.control_hz)
@@ -103,14 +90,6 @@ class Service:
         self._board: TaskBoard | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tg: TaskGroup | None = None
-        limits = config.service
-        self._throttle = (
-            AuthThrottle(limits.auth_max_failures, limits.auth_window_s)
-            if token and limits.auth_max_failures > 0
-            else None
-        )
-        self._requests = 0  # being served now (an open event stream is one until it ends)
-        self._listeners = 0  # open event streams
         self.http = Starlette(
             routes=[
                 Route("/health", self._health, methods=["GET"]),
@@ -124,6 +103,7 @@ class Service:
             ],
             exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         )
+        self._admission = Admission(self.http, config.service, token=token, metrics=self.metrics)
 
     @property
     def board(self) -> TaskBoard:
@@ -152,86 +132,7 @@ class Service:
         elif scope["type"] != "http":
             await self.http(scope, receive, send)
         else:
-            refusal = self._refusal(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-            else:
-                await self._serve_capped(scope, receive, send)
-
-    def _refusal(self, scope: Scope) -> Response | None:
-        """The answer to a request turned away before the routes, or None to serve it.
-
-        Without a token: the Host check (on loopback) and JSON bodies. With one: the failed-auth
-        throttle, then the token itself. /health needs no token, but passes the Host check.
-        """
-        if self._token is None:
-            if _local_is_loopback(scope) and not host_allowed(scope):
-                return _error(
-                    421,
-                    f"Host {header(scope, b'host')!r} is not this service's address; without a "
-                    "token only localhost and loopback addresses are served (DNS rebinding)",
-                )
-            if scope["method"] == "POST" and has_body(scope) and not is_json(scope):
-                kind = header(scope, b"content-type")
-                return _error(415, f"Content-Type must be application/json, not {kind!r}")
-            return None
-        if scope["path"] in OPEN_PATHS:
-            return None
-        address = _client(scope)
-        throttle = self._throttle
-        if throttle is not None and not self._exempt(address):
-            wait = throttle.retry_after(address)
-            if wait:
-                self.metrics.request_refused("throttled")
-                return _error(
-                    429,
-                    f"too many failed bearer tokens from {address}; try again in {wait} s",
-                    headers={"Retry-After": str(wait)},
-                )
-        given = _bearer(scope)
-        if given is not None and hmac.compare_digest(given, self._token):
-            if throttle is not None:
-                throttle.succeeded(address)
-            return None
-        if given is not None and throttle is not None and not self._exempt(address):
-            throttle.failed(address)  # a wrong token is a guess; a missing one is not
-        message = "invalid bearer token" if given is not None else _MISSING_TOKEN
-        return _error(401, message, headers={"WWW-Authenticate": 'Bearer realm="agent"'})
-
-    def _exempt(self, address: str) -> bool:
-        return is_loopback(address) and not self.config.service.throttle_loopback
-
-    async def _serve_capped(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve within the caps of [service]; cancel and /health are always served."""
-        path = scope["path"]
-        if path in OPEN_PATHS or (scope["method"] == "POST" and CANCEL_PATH.fullmatch(path)):
-            await self.http(scope, receive, send)
-            return
-        limits = self.config.service
-        stream = scope["method"] == "GET" and EVENTS_PATH.fullmatch(path) is not None
-        if stream and self._listeners >= limits.max_listeners:
-            refusal = _error(
-                503,
-                f"too many event streams open ({self._listeners}, service.max_listeners); "
-                "close one or try again later",
-            )
-        elif self._requests >= limits.max_requests:
-            refusal = _error(
-                503,
-                f"too many requests at once ({self._requests}, service.max_requests); "
-                "try again later",
-            )
-        else:
-            self._requests += 1
-            self._listeners += int(stream)
-            try:
-                await self.http(scope, receive, send)
-            finally:
-                self._requests -= 1
-                self._listeners -= int(stream)
-            return
-        self.metrics.request_refused("max_listeners" if stream else "max_requests")
-        await refusal(scope, receive, send)
+            await self._admission(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
@@ -346,28 +247,7 @@ class Service:
         return JSONResponse(task.view(), 200 if task.done.is_set() else 202)
 
     async def _events(self, request: Request) -> Response:
-        task = self._task(request)
-        start = _resume_from(request)
-        return StreamingResponse(
-            self._stream(task, start),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    async def _stream(self, task: Task, start: int) -> AsyncIterator[str]:
-        """Server-sent events: `id` is the event's index in the task, `event` its kind."""
-        self.metrics.listeners += 1
-        try:
-            async for item in task.follow(start, heartbeat=HEARTBEAT_S):
-                if item is None:
-                    yield ": still running\n\n"
-                    continue
-                index, event = item
-                yield f"id: {index}\nevent: {event.kind}\ndata: {event.to_json()}\n\n"
-            if task.error is not None:
-                yield f"event: error\ndata: {json.dumps({'error': task.error})}\n\n"
-        finally:
-            self.metrics.listeners -= 1
+        return events_response(self._task(request), request, self.metrics)
 
     def _task(self, request: Request) -> Task:
         task_id = request.path_params["task_id"]
@@ -392,32 +272,6 @@ def create_app(
 
 
 # --------------------------------------------------------------------- helpers
-def _bearer(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, credentials = value.partition(b" ")
-            return credentials.strip() if scheme.lower() == b"bearer" else b""
-    return None
-
-
-_MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>'"
-
-
-def _error(status: int, message: str, *, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": message}, status, headers=headers)
-
-
-def _client(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else ""
-
-
-def _local_is_loopback(scope: Scope) -> bool:
-    """True when the connection arrived on a loopback address (None: a test client; treat so)."""
-    server = scope.get("server")
-    return server is None or is_loopback(str(server[0]))
-
-
 async def _read_json(request: Request) -> Any:
     """The body parsed as JSON, read no further than MAX_BODY_BYTES; 413 / 400 otherwise."""
     too_large = HTTPException(413, f"body is larger than {MAX_BODY_BYTES} bytes")
@@ -455,18 +309,6 @@ def _one_line(exc: Exception) -> str:
     if isinstance(exc, KeyError) and exc.args:  # str(KeyError) wraps its message in quotes
         return str(exc.args[0])
     return str(exc) or type(exc).__name__
-
-
-def _resume_from(request: Request) -> int:
-    """Where a stream starts: after the SSE `Last-Event-ID` a reconnecting client sends, else 0."""
-    last = request.headers.get("last-event-id", "").strip()
-    if not last:
-        return 0
-    if not LAST_EVENT_ID.fullmatch(last):
-        raise HTTPException(
-            400, "Last-Event-ID must be a plain integer: the id of the last event received"
-        )
-    return int(last) + 1
 
 
 def _run_folder(config: Config, request: str) -> Path:
