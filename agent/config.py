@@ -18,6 +18,7 @@ added to a driver's class is at once a profile key, a `--set` key and the driver
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -366,9 +367,40 @@ def _parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, 
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
+            if raw.strip().startswith(("[", "{")):  # a list or table, not a bare word
+                raise ConfigError(_quote_hint(key.strip(), raw)) from None
             value = raw  # a bare word such as kcf
         parsed[key.strip()] = value
     return parsed
+
+
+def _quote_hint(key: str, raw: str) -> str:
+    """What to write instead of a list of bare words such as `[apple, bowl]`: TOML wants the
+    names quoted, and the shell must pass the quotes on, so the whole override is single-quoted."""
+    text = raw.strip()
+    if text.startswith("[") and text.endswith("]"):
+        words = [w.strip().strip("'\"") for w in text[1:-1].split(",") if w.strip()]
+        example = "[" + ", ".join(f'"{w}"' for w in words) + "]"
+        return (
+            f"override {f'{key}={raw}'!r} is not a TOML list: quote the names, and the whole "
+            f"override for the shell: --set '{key}={example}'"
+        )
+    return f'override {f"{key}={raw}"!r} is not valid TOML (quote strings: "like this")'
+
+
+def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
+    """`config` with dotted keys set (`{"sim.seed": 3}`), validated as `load_config` validates.
+
+    For front ends that change a loaded config per request (the service's scene) and must refuse
+    a bad value with the same one-line ConfigError as `--set`.
+    """
+    data = config.model_dump()
+    for key, value in overrides.items():
+        _set_dotted(data, key, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -401,8 +433,10 @@ def _describe(exc: ValidationError) -> str:
     key = ".".join(loc) or "config"
     if err["type"] == "extra_forbidden":
         section = _section_for(err["loc"][:-1])
-        allowed = ", ".join(section.model_fields) if section else ""
-        return f"unknown config key {key!r}; allowed here: {allowed}"
+        names = list(section.model_fields) if section else []
+        close = difflib.get_close_matches(loc[-1], names, n=1) if loc else []
+        hint = f" did you mean {'.'.join([*loc[:-1], close[0]])!r}?" if close else ""
+        return f"unknown config key {key!r};{hint} allowed here: {', '.join(names)}"
     if err["type"] == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"{key}: {err['input']!r} is not allowed; allowed: {expected}"

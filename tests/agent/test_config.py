@@ -121,5 +121,40 @@ def test_an_unknown_camera_key_names_the_view_not_the_driver_tag():
     with pytest.raises(ConfigError) as info:
         load_config("real", ["cameras.devices.front.fsp=30"])
     message = str(info.value)
-    assert message.startswith("unknown config key 'cameras.devices.front.fsp'; allowed here: ")
+    assert message.startswith(
+        "unknown config key 'cameras.devices.front.fsp'; did you mean 'cameras.devices.front.fps'?"
+        " allowed here: "
+    )
     assert "reset_wait_s" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("sim.objectz=[]", "unknown config key 'sim.objectz'; did you mean 'sim.objects'? "),
+        ("runtim.control_hz=5", "unknown config key 'runtim'; did you mean 'runtime'? "),
+        (
+            "sim.objects=[apple, bowl]",
+            "is not a TOML list: quote the names, and the whole override for the shell: "
+            '--set \'sim.objects=["apple", "bowl"]\'',
+        ),
+        ("sim.randomise={on=}", "is not valid TOML (quote strings"),
+    ],
+)
+def test_a_mistyped_key_or_unquoted_list_says_what_to_write(override: str, expected: str):
+    """An unknown key gets the closest allowed one (difflib), bare words in a list the quoting."""
+    with pytest.raises(ConfigError) as info:
+        load_config("sim", [override])
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_with_overrides_validates_as_load_config_does():
+    from agent.config import with_overrides
+
+    config = load_config("sim")
+    assert with_overrides(config, {}) == config
+    changed = with_overrides(config, {"sim.seed": 4, "sim.objects": ["apple", "bowl"]})
+    assert (changed.sim.seed, changed.sim.objects) == (4, ["apple", "bowl"])
+    assert changed.models == config.models
+    with pytest.raises(ConfigError, match=r"sim\.setting: 'moon' is not allowed"):
+        with_overrides(config, {"sim.setting": "moon"})

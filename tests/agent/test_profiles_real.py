@@ -53,7 +53,10 @@ def test_real_profile_and_example_load_and_validate() -> None:
             'cameras.devices.front.serial="12-34"',
             "cameras.devices.front.serial: String should match pattern",
         ),
-        ('franka.hots="172.16.0.2"', "unknown config key 'franka.hots'; allowed here: host, "),
+        (
+            'franka.hots="172.16.0.2"',
+            "unknown config key 'franka.hots'; did you mean 'franka.host'? allowed here: host, ",
+        ),
         ('franka.host="172.16.0.2; rm"', "franka.host: '172.16.0.2; rm' is not an IP address"),
         ("franka.dynamics_factor=1.5", "franka: dynamics_factor must be in (0, 1]"),
         ("cameras.devices.side.height=480", "azure_kinect height must be one of"),
