@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import anyio
 import httpx
@@ -26,23 +25,14 @@ from tests.service_helpers import (
     TOKEN,
     WINDOW_S,
     Served,
-    authed_client,
     metric,
     one_line_error,
-    serve_hardened,
     start,
     wait_finished,
 )
 
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    yield from serve_hardened(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(served: Served) -> Iterator[httpx.Client]:
-    yield from authed_client(served, timeout=60)
+#: conftest.served: the service with small limits a test can reach
+SERVICE = "hardened"
 
 
 # --------------------------------------------------------------------- throttling

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,17 +19,7 @@ from hypothesis import strategies as st
 
 from agent import SCHEMA_VERSION
 from agent.service import MAX_BODY_BYTES, TaskBody
-from tests.service_helpers import REQUEST, TOKEN, Served, authed_client, metric, serve_sim
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    yield from serve_sim(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(served: Served) -> Iterator[httpx.Client]:
-    yield from authed_client(served, timeout=30)
+from tests.service_helpers import REQUEST, TOKEN, Served, metric
 
 
 def test_health_needs_no_token(served: Served) -> None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from agent.recording import UNFINISHED_GRACE_S, prune_run_folders
 from tests.conftest import SMALL
@@ -21,21 +19,12 @@ from tests.service_helpers import (
     OTHER,
     Served,
     agent_cli,
-    authed_client,
-    serve_hardened,
     start,
     wait_finished,
 )
 
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    yield from serve_hardened(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(served: Served) -> Iterator[httpx.Client]:
-    yield from authed_client(served, timeout=60)
+#: conftest.served: the service with small limits a test can reach
+SERVICE = "hardened"
 
 
 def _old_run(runs: Path, name: str, *, finished: bool = True, size: int = 10) -> Path:

@@ -9,7 +9,7 @@ server-sent events (`listen`): every listener gets every event, late and reconne
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,21 +27,9 @@ from tests.service_helpers import (
     OTHER,
     REQUEST,
     Served,
-    authed_client,
     metric,
-    serve_sim,
     start,
 )
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    yield from serve_sim(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(served: Served) -> Iterator[httpx.Client]:
-    yield from authed_client(served, timeout=30)
 
 
 # --------------------------------------------------------------------- listening to a task
