@@ -4,12 +4,13 @@ pyk4a cannot even be installed here (it needs Microsoft's libk4a, which no regis
 SDK module handed to the driver (`sdk=`) is a fake whose devices deliver BGRA captures at a set
 rate, time out like `get_capture` does, and come back (or not) when reopened. The capture thread,
 colour conversion, depth scaling, serial lookup and bounded resets above it are the real code.
+The capture thread's stale-frame and timeout rules are the RealSense driver's too (both stand on
+drivers.cameras.capture), so they are tested once, in test_realsense.py.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,7 +24,7 @@ from drivers.cameras.azure_kinect import (
     import_sdk,
     list_devices,
 )
-from tests.drivers.test_realsense import FAST, Feed, read_until_failed
+from tests.drivers.test_realsense import FAST, Feed, read_until_failed, stall_after_a_frame
 
 
 class K4ATimeoutException(Exception):
@@ -123,27 +124,11 @@ def test_an_unknown_serial_is_a_clear_error() -> None:
         camera.open()
 
 
-def test_stale_frames_and_timeouts_raise() -> None:
-    feed = Feed()
-    camera, _ = _camera(feed)
-    with camera:
-        camera.read(1.0)
-        feed.stall()
-        time.sleep(0.15)
-        with pytest.raises(CameraError, match="old"):
-            camera.read(0.01)
-        with pytest.raises(CameraError, match="no new frame"):
-            camera.read(0.02)
-
-
 def test_a_stalled_kinect_is_reopened_then_reported_when_it_stays_dead() -> None:
     feed = Feed()
     camera, sdk = _camera(feed)
     with camera:
-        camera.read(1.0)
-        feed.stall()
-        time.sleep(0.03)
-        camera.read(0.5)
+        stall_after_a_frame(camera, feed)
         camera.read(2.0)  # frames again after one reopen
         assert sdk.opened == [1, 1]
         feed.revive_on_reset = False

@@ -185,6 +185,15 @@ def read_until_failed(camera: Camera, within: float) -> str:
     raise AssertionError(f"camera {camera.name} was not reported failed within {within} s")
 
 
+def stall_after_a_frame(camera: Camera, feed: Feed) -> None:
+    """One frame read, then the feed stalls; the frame that came before the stall is still fresh
+    and read too: the next read meets the stall."""
+    camera.read(1.0)
+    feed.stall()
+    time.sleep(0.03)
+    camera.read(0.5)
+
+
 def _camera(feed: Feed, **config: Any) -> tuple[RealSenseCamera, FakeRealSense]:
     sdk = FakeRealSense(feed)
     settings = {
@@ -228,10 +237,7 @@ def test_read_times_out_and_refuses_stale_frames() -> None:
     feed = Feed()
     camera, _ = _camera(feed)
     with camera:
-        camera.read(1.0)
-        feed.stall()
-        time.sleep(0.03)
-        camera.read(0.5)  # the frame that arrived before the stall, still fresh
+        stall_after_a_frame(camera, feed)
         with pytest.raises(CameraError, match=r"no new frame within 0\.05 s"):
             camera.read(0.05)
         feed.resume()
@@ -246,10 +252,7 @@ def test_a_stalled_camera_is_hardware_reset_and_recovers() -> None:
     feed = Feed()
     camera, sdk = _camera(feed)
     with camera:
-        camera.read(1.0)
-        feed.stall()
-        time.sleep(0.03)
-        camera.read(0.5)  # the last frame before the stall
+        stall_after_a_frame(camera, feed)
         frame = camera.read(2.0)  # waits through the stall and the reset
         assert feed.resets == 1 and sdk.started == 2
         assert camera.capture is not None and camera.capture.resets == 1
