@@ -12,7 +12,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import numpy as np
 
@@ -59,16 +59,25 @@ def limit_target(
 
 
 class GripperBackend(ABC):
-    """Blocking gripper calls of one library; `GripperWorker` runs them off the command thread."""
+    """Blocking gripper calls of one library; `GripperWorker` runs them off the command thread.
 
-    @abstractmethod
-    def homing(self) -> None: ...
+    franky's `Gripper` and libfranka's (through panda-python) share homing, move and grasp, so
+    those are written once over `_g`; the libraries differ only in how the width is read.
+    """
 
-    @abstractmethod
-    def open(self, width: float, speed: float) -> None: ...
+    _g: Any  # the library's gripper object
 
-    @abstractmethod
-    def grasp(self, config: GripperConfig) -> bool: ...
+    def homing(self) -> None:
+        self._g.homing()
+
+    def open(self, width: float, speed: float) -> None:
+        self._g.move(width, speed)
+
+    def grasp(self, config: GripperConfig) -> bool:
+        c = config
+        return bool(
+            self._g.grasp(c.grasp_width, c.speed, c.force, c.epsilon_inner, c.epsilon_outer)
+        )
 
     @abstractmethod
     def width(self) -> float: ...

@@ -15,7 +15,7 @@ import numpy as np
 
 from drivers.base import RobotError, require_sdk
 from drivers.franka._common import ArmDriver, ArmFault, ConnectionLost, GripperBackend
-from drivers.franka.config import FrankaConfig, GripperConfig
+from drivers.franka.config import FrankaConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,23 +25,6 @@ _INSTALL = "the Franka driver needs franky-control: pip install 'tpm-agent[real]
 class _FrankyGripper(GripperBackend):
     def __init__(self, gripper: Any) -> None:
         self._g = gripper
-
-    def homing(self) -> None:
-        self._g.homing()
-
-    def open(self, width: float, speed: float) -> None:
-        self._g.move(width, speed)
-
-    def grasp(self, config: GripperConfig) -> bool:
-        return bool(
-            self._g.grasp(
-                config.grasp_width,
-                config.speed,
-                config.force,
-                epsilon_inner=config.epsilon_inner,
-                epsilon_outer=config.epsilon_outer,
-            )
-        )
 
     def width(self) -> float:
         return float(self._g.width)

@@ -18,7 +18,7 @@ import numpy as np
 
 from drivers.base import RobotError, require_sdk
 from drivers.franka._common import ArmDriver, ArmFault, ConnectionLost, GripperBackend
-from drivers.franka.config import FrankaConfig, GripperConfig
+from drivers.franka.config import FrankaConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +45,6 @@ class PandaPyGripper(GripperBackend):
             self._g = panda_py.libfranka.Gripper(host)
         except Exception as exc:
             raise RobotError(f"cannot connect to the Franka Hand at {host}: {exc}") from exc
-
-    def homing(self) -> None:
-        self._g.homing()
-
-    def open(self, width: float, speed: float) -> None:
-        self._g.move(width, speed)
-
-    def grasp(self, config: GripperConfig) -> bool:
-        return bool(
-            self._g.grasp(
-                config.grasp_width,
-                config.speed,
-                config.force,
-                config.epsilon_inner,
-                config.epsilon_outer,
-            )
-        )
 
     def width(self) -> float:
         return float(self._g.read_once().width)
