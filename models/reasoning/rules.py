@@ -124,11 +124,9 @@ class RuleReasoner:
             if wish:
                 pick = self._find(wish["pick"], objects)
                 if pick is not None:
-                    return self._spec(
+                    return self._to_user(
                         request,
-                        Skill.PLACE_NEAR,
                         pick,
-                        USER,
                         f"asked for the {pick}; bringing it to the user",
                     )
                 if not wish["pick"].startswith("to "):  # "I want to bake": an activity
@@ -149,11 +147,9 @@ class RuleReasoner:
             mentioned = [o for o in allowed if resolve(text, [o]) is not None]
             if len(mentioned) == 1:
                 pick = mentioned[0]
-                return self._spec(
+                return self._to_user(
                     request,
-                    Skill.PLACE_NEAR,
                     pick,
-                    USER,
                     f"the request names only the {pick}; handing it to the user",
                 )
         reason = f"no '{named}' in view" if named else "no command or known need recognised"
@@ -214,11 +210,9 @@ class RuleReasoner:
             for hint in spec.hints:
                 pick = self._find(hint, objects)
                 if pick is not None:
-                    return self._spec(
+                    return self._to_user(
                         request,
-                        Skill.PLACE_NEAR,
                         pick,
-                        USER,
                         f"sounds like '{need}': picking the {pick} {spec.purpose} "
                         "and bringing it to the user",
                     )
@@ -239,14 +233,16 @@ class RuleReasoner:
         if scores[best] <= bar:
             return None
         pick = objects[best]
-        return self._spec(
+        return self._to_user(
             request,
-            Skill.PLACE_NEAR,
             pick,
-            USER,
             f"{self._scorer.name} rates the {pick} the likeliest to meet the request "
             f"(score {scores[best]:.1f} > {bar:.1f}); bringing it to the user",
         )
+
+    def _to_user(self, request: str, pick: str, why: str) -> TaskSpec:
+        """Bring `pick` to the user: what every need, wish and hand-over comes down to."""
+        return self._spec(request, Skill.PLACE_NEAR, pick, USER, why)
 
     def _spec(self, request: str, skill: Skill, pick: str, place: str | None, why: str) -> TaskSpec:
         return TaskSpec(
