@@ -166,8 +166,8 @@ def start(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     return dict(task)
 
 
-def wait_finished(client: httpx.Client, task_id: object) -> dict[str, object]:
-    deadline = time.monotonic() + 60
+def wait_finished(client: httpx.Client, task_id: object, timeout: float = 60) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
     while (state := client.get(f"/tasks/{task_id}").json())["state"] != "finished":
         assert time.monotonic() < deadline, state
         time.sleep(0.1)

@@ -5,7 +5,8 @@ Routes (all but /health need `Authorization: Bearer <token>` when a token is set
     GET  /health                  liveness, no auth
     GET  /metrics                 Prometheus text
     GET  /schema                  JSON schema of the events (schema_version inside each event)
-    POST /tasks                   {"request": "...", "record": false} -> 202 task, 409 while busy
+    POST /tasks                   {"request": "...", "record": false, "scene": {...}} -> 202 task,
+                                  409 while busy; a scene only on the sim (agent.service.scenes)
     GET  /tasks                   recent tasks, newest first
     GET  /tasks/{id}              one task: state, outcome
     GET  /tasks/{id}/events       server-sent events: the history, then live, until Finished
@@ -46,9 +47,10 @@ from agent.backends import Parts, build_parts
 from agent.config import Config
 from agent.events import EVENT_ADAPTER, SCHEMA_VERSION
 from agent.recording import RunFolderError, new_run_folder, prune_run_folders
-from agent.runtime import RequestError, Runtime, validate_request
+from agent.runtime import RequestError, validate_request
 from agent.service.admission import Admission
 from agent.service.metrics import CONTENT_TYPE, Metrics
+from agent.service.scenes import RuntimeHost, SceneRefused, check_layout, choose_scene
 from agent.service.streaming import events_response
 from agent.service.tasks import BoardClosed, Task, TaskBoard, TaskBusy
 
@@ -65,6 +67,9 @@ class TaskBody(BaseModel):
 
     request: StrictStr
     record: StrictBool = False  # write a run folder (events.jsonl, summary.json) under runs_dir
+    #: sim only: {"seed": 3, "objects": ["apple", "bowl"], "setting": "standard"}, each key
+    #: optional; checked by agent.service.scenes (values as `--set sim.<key>=` checks them)
+    scene: Any = None  # any JSON: a scene that is not an object is a 400 like the rest
 
 
 class Service:
@@ -138,8 +143,8 @@ class Service:
         await receive()  # lifespan.startup
         async with contextlib.AsyncExitStack() as stack:
             try:
-                runtime = await stack.enter_async_context(
-                    Runtime(self.config, parts_factory=self._parts_factory)
+                host = await stack.enter_async_context(
+                    RuntimeHost(self.config, parts_factory=self._parts_factory)
                 )
                 tg = await stack.enter_async_context(anyio.create_task_group())
             except Exception as exc:  # the ASGI server reports the message and exits
@@ -150,9 +155,7 @@ class Service:
             self._tg = tg
             with contextlib.suppress(RuntimeError):  # only asyncio has a loop to call back into
                 self._loop = asyncio.get_running_loop()
-            self._board = TaskBoard(
-                runtime, tg, observe=self.metrics.observe, on_end=self._task_ended
-            )
+            self._board = TaskBoard(host, tg, observe=self.metrics.observe, on_end=self._task_ended)
             await send({"type": "lifespan.startup.complete"})
             log.info("service ready", profile=self.config.profile)
             if self._on_ready is not None:
@@ -217,12 +220,18 @@ class Service:
             raise HTTPException(422, _describe(exc)) from None
         except RequestError as exc:
             raise HTTPException(422, str(exc)) from None
+        try:
+            scene = choose_scene(self.config, spec.scene)
+            if scene is not None and scene.requested:
+                await anyio.to_thread.run_sync(check_layout, scene)
+        except SceneRefused as exc:
+            raise HTTPException(400, str(exc)) from None
         try:  # claimed and checked here: a runs folder that cannot be written is a 503, at once
             run_dir = _run_folder(self.config, text) if spec.record else None
         except RunFolderError as exc:
             raise HTTPException(503, str(exc)) from None
         try:
-            task = self.board.start(text, run_dir=run_dir)
+            task = self.board.start(text, run_dir=run_dir, scene=scene)
         except TaskBusy as busy:
             _unclaim(run_dir)
             self.metrics.refused()

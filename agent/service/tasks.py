@@ -21,6 +21,7 @@ from anyio.abc import TaskGroup
 
 from agent.events import Event, Finished, Outcome
 from agent.runtime import Runtime
+from agent.service.scenes import RuntimeHost, Scene
 
 log = structlog.get_logger("agent.service")
 
@@ -53,6 +54,7 @@ class Task:
     id: str
     request: str
     run_dir: Path | None = None
+    scene: Scene | None = None  # None: a server without our sim (its world is not ours to set)
     created: str = field(default_factory=_now)
     finished: str | None = None
     events: list[Event] = field(default_factory=list)
@@ -119,6 +121,7 @@ class Task:
             "outcome": self.outcome.model_dump(mode="json") if self.outcome else None,
             "error": self.error,
             "run_dir": str(self.run_dir) if self.run_dir else None,
+            "scene": self.scene.view() if self.scene else None,
         }
 
 
@@ -126,19 +129,21 @@ class TaskBoard:
     """Starts tasks on the one runtime, keeps the recent ones, cancels on request.
 
     Each task's consumer runs in the service's task group; it catches everything, so no task, and
-    nothing a client sends, can take the service (or the runtime) down.
+    nothing a client sends, can take the service (or the runtime) down. A task with a scene first
+    has the host switch the world to it (agent.service.scenes), inside the task: POST answers
+    at once, and the task's state is "running" while the world is built.
     """
 
     def __init__(
         self,
-        runtime: Runtime,
+        host: RuntimeHost,
         tg: TaskGroup,
         *,
         observe: Callable[[Event], None],
         on_end: Callable[[Task], None],
         keep: int = 100,
     ) -> None:
-        self.runtime = runtime
+        self._host = host
         self._tg = tg
         self._observe = observe
         self._on_end = on_end
@@ -146,6 +151,11 @@ class TaskBoard:
         self._tasks: dict[str, Task] = {}
         self.current: Task | None = None
         self.closed = False
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime tasks run on now (another one after a scene switch)."""
+        return self._host.runtime
 
     @property
     def busy(self) -> bool:
@@ -158,13 +168,19 @@ class TaskBoard:
         """Newest first."""
         return list(reversed(self._tasks.values()))
 
-    def start(self, request: str, *, run_dir: Path | None = None) -> Task:
-        """Start a task now or raise TaskBusy; never waits, so the caller can answer 409 at once."""
+    def start(
+        self, request: str, *, run_dir: Path | None = None, scene: Scene | None = None
+    ) -> Task:
+        """Start a task now or raise TaskBusy; never waits, so the caller can answer 409 at once.
+
+        `scene` (from agent.service.scenes.choose_scene) is the world it runs in; None on a
+        server whose world cannot be chosen.
+        """
         if self.closed:
             raise BoardClosed("the service is shutting down")
         if self.current is not None and not self.current.done.is_set():
             raise TaskBusy(self.current)
-        task = Task(id=uuid.uuid4().hex[:12], request=request, run_dir=run_dir)
+        task = Task(id=uuid.uuid4().hex[:12], request=request, run_dir=run_dir, scene=scene)
         self._tasks[task.id] = task
         self._forget_old()
         self.current = task
@@ -192,15 +208,16 @@ class TaskBoard:
     async def _drive(self, task: Task) -> None:
         error: str | None = None
         try:
+            runtime = self.runtime if task.scene is None else await self._host.use(task.scene)
             async with contextlib.aclosing(
-                self.runtime.execute(task.request, run_dir=task.run_dir)
+                runtime.execute(task.request, run_dir=task.run_dir)
             ) as events:
                 async for event in events:
                     task.append(event)
                     self._observe(event)
                     if task.cancel_requested:  # a cancel that came before the episode began
-                        self.runtime.cancel()
-        except Exception as exc:  # e.g. RuntimeBusy when an embedder shares the runtime
+                        runtime.cancel()
+        except Exception as exc:  # RuntimeBusy (an embedder shares the runtime), SceneUnavailable
             error = f"{type(exc).__name__}: {exc}"
             log.error("task failed to run", task=task.id, error=error)
         finally:
