@@ -28,6 +28,8 @@ from agent.service.guards import is_loopback
 TOKEN_ENV = "AGENT_TOKEN"
 MIN_TOKEN_CHARS = 16  # off loopback: a token that can be guessed is no lock on a robot arm
 SHUTDOWN_GRACE_S = 5  # open event streams get this long before the server cancels them
+EXIT_INTERRUPTED = 130  # the CLI's exit code for Ctrl-C (agent.cli), here after a clean stop
+STOPPED = "stopped: the arm was stopped and the drivers closed"
 
 
 class ServiceError(RuntimeError):
@@ -153,6 +155,13 @@ def serve(
         server.run(sockets=[sock])
     except SystemExit:  # uvicorn's way to say it could not start; it logged why
         return 2 if app.startup_error is not None else 1
+    except KeyboardInterrupt:
+        # uvicorn shuts down cleanly on Ctrl-C, then raises the signal again for the caller: a
+        # stop that went as it should, not an error (interrupted while starting: the caller's)
+        if not server.started:
+            raise
+        _say(STOPPED)
+        return EXIT_INTERRUPTED
     finally:
         sock.close()
     return 0

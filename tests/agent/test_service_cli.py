@@ -148,5 +148,7 @@ def test_serve_with_a_generated_token_and_ctrl_c_stops_the_arm_at_once(tmp_path:
     assert isinstance(finished, Finished) and finished.outcome.status == "cancelled"
     assert proc.returncode == 130, err  # the CLI's exit code for Ctrl-C, after a clean stop
     assert f"serving http://127.0.0.1:{port} (auth: the one-time token above)" in err
-    assert err.rstrip().endswith("error: interrupted: the arm was stopped and the drivers closed")
+    # a clean stop is not an error (issue 17): no "error:" line, the exit code says Ctrl-C
+    assert err.rstrip().endswith("\nstopped: the arm was stopped and the drivers closed")
+    assert "error" not in err
     assert "Traceback" not in err
