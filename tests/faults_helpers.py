@@ -196,3 +196,27 @@ def agent_proc(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def run_until_stepping(cwd: Path, steps: int = 5, within_s: float = 150) -> subprocess.Popen[str]:
+    """`python -m agent run REQUEST` in `cwd` (the scripted expert, small images, JSON logs at
+    info), returned once the arm is moving: the run's event log holds `steps` steps."""
+    proc = agent_proc(
+        "run",
+        REQUEST,
+        "--set", "models.policy=expert",
+        "--set", "sim.image_width=96",
+        "--set", "sim.image_height=96",
+        "--log-json", "--log-level", "info", "--quiet",
+        cwd=cwd,
+    )  # fmt: skip
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        logs = list((cwd / "runs").glob("*/events.jsonl"))
+        if logs and logs[0].read_text().count('"kind":"step"') >= steps:
+            return proc
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before stepping: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"the run did not take {steps} steps within {within_s} s")

@@ -7,10 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.faults_helpers import run_until_stepping
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "sim.image_width=96", "--set", "sim.image_height=96"]
@@ -105,37 +106,8 @@ def test_run_drives_with_the_shipped_tpm_policy_by_default(tmp_path):
 
 
 def test_ctrl_c_stops_the_arm_and_exits_130(tmp_path):
-    env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "run",
-            "I spilled the milk",
-            *SMALL,
-            "--log-json",
-            "--log-level",
-            "info",
-            "--quiet",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
+    proc = run_until_stepping(tmp_path)
     runs = tmp_path / "runs"
-    # wait until the arm is moving: the event log of the run has steps in it
-    while time.monotonic() < deadline:
-        logs = list(runs.glob("*/events.jsonl"))
-        if logs and logs[0].read_text().count('"kind":"step"') >= 5:
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("the run never started stepping")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import anyio
@@ -24,10 +23,10 @@ from tests.faults_helpers import (
     REQUEST,
     VIDEO,
     StopSpy,
-    agent_proc,
     check_run_folder,
     collect,
     read_events,
+    run_until_stepping,
     spying,
     stopped_before,
 )
@@ -37,26 +36,8 @@ from tests.faults_helpers import (
 def test_sigterm_ends_a_cli_run_like_ctrl_c(tmp_path: Path) -> None:
     """`docker stop` / systemd: SIGTERM cancels the episode, stops the arm, finishes the run folder
     (summary, playable video) and exits 143 with one clear last line."""
-    proc = agent_proc(
-        "run",
-        REQUEST,
-        "--set", "models.policy=expert",
-        "--set", "sim.image_width=96",
-        "--set", "sim.image_height=96",
-        "--log-json", "--log-level", "info", "--quiet",
-        cwd=tmp_path,
-    )  # fmt: skip
+    proc = run_until_stepping(tmp_path)
     runs = tmp_path / "runs"
-    deadline = time.monotonic() + 150
-    while time.monotonic() < deadline:  # until the arm is moving: steps in the event log
-        logs = list(runs.glob("*/events.jsonl"))
-        if logs and logs[0].read_text().count('"kind":"step"') >= 5:
-            break
-        assert proc.poll() is None, proc.communicate()[1][-2000:]
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("the run never started stepping")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 143, err[-3000:]
