@@ -116,10 +116,8 @@ async def test_spilled_milk_succeeds_end_to_end_with_run_folder(tmp_path):
 
 @pytest.mark.asyncio
 async def test_leaving_the_event_loop_cancels_and_stops_the_arm(tmp_path):
-    config = make_config(tmp_path)
     spy: dict[str, StopSpy] = {}
-    build = spying(spy)
-    async with Runtime(config, parts_factory=build) as runtime:
+    async with Runtime(make_config(tmp_path), parts_factory=spying(spy)) as runtime:
         async with anyio.create_task_group():
             events = runtime.execute("I spilled the milk", run_dir=tmp_path / "run")
             async for event in events:
@@ -138,10 +136,8 @@ async def test_leaving_the_event_loop_cancels_and_stops_the_arm(tmp_path):
 
 @pytest.mark.asyncio
 async def test_cancel_scope_around_the_consumer_stops_the_arm(tmp_path):
-    config = make_config(tmp_path)
     spy: dict[str, StopSpy] = {}
-    build = spying(spy)
-    async with Runtime(config, parts_factory=build) as runtime:
+    async with Runtime(make_config(tmp_path), parts_factory=spying(spy)) as runtime:
         with anyio.move_on_after(4.0):
             await collect(runtime, "I spilled the milk")
         assert spy["robot"].stops == 1
