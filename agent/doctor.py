@@ -6,7 +6,6 @@ the version or the reason and, when missing, the extra that brings it.
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import json
 import os
@@ -17,9 +16,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from drivers.sim import offscreen_gl
+from models._loading import import_quietly
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ PACKAGES = [
 
 def _package(group: str, module: str, dist: str, extra: str) -> Check:
     try:
-        importlib.import_module(module)
+        import_quietly(module)  # without the known noise of some packages (MobileSAM's timm)
     except Exception as exc:  # ImportError, or a broken native library
         fix = "" if extra == "core" else f"pip install 'tpm-agent[{extra}]'"
         return Check(group, module, False, f"{type(exc).__name__}: {exc}".splitlines()[0], fix)
@@ -152,8 +154,35 @@ def _camera_devices() -> list[Check]:
     return checks
 
 
-#: How to get a missing file where downloading is not the way.
-_FETCH = {"policy.onnx": "export one there (python -m agent export)"}
+_DINO_RELEASES = "https://github.com/IDEA-Research/GroundingDINO/releases"
+_SAM_FILES = "https://dl.fbaipublicfiles.com/segment_anything"
+_SAM_ONNX = "export it: python -m models.segmentation.sam_onnx (docs/perception.md)"
+
+
+def _source(key: str, config: Any) -> str:
+    """Where a missing model file comes from: the upstream download, or how to make it."""
+    from models.detection.grounding_dino import VARIANTS as DINO
+    from models.segmentation.sam import VARIANTS as SAM
+
+    dino = config.grounding_dino.variant
+    release = "v0.1.0-alpha" if dino == "swint_ogc" else "v0.1.0-alpha2"
+    sources = {
+        "grounding_dino.checkpoint": f"download it from {_DINO_RELEASES}/download/{release}/"
+        f"{DINO[dino][1]}",
+        "grounding_dino.text_encoder": "save Hugging Face's bert-base-uncased there "
+        "(AutoModel / AutoTokenizer .save_pretrained)",
+        "grounding_dino.config_path": "point it at a groundingdino model config (.py)",
+        "sam.checkpoint": f"download it from {_SAM_FILES}/{SAM[config.sam.variant][1]}",
+        "sam.onnx_encoder": _SAM_ONNX,
+        "sam.onnx_decoder": _SAM_ONNX,
+        "mobile_sam.checkpoint": "download it from "
+        "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+        "mobile_sam.onnx_encoder": _SAM_ONNX,
+        "mobile_sam.onnx_decoder": _SAM_ONNX,
+        "onnx_tracker.model": "export a MixFormerV2 tracker to ONNX (docs/perception.md)",
+        "policy.onnx": "export one there (python -m agent export)",
+    }
+    return sources[key]
 
 
 def _weights(config: Any) -> list[tuple[Check, bool]]:
@@ -206,7 +235,7 @@ def _weights(config: Any) -> list[tuple[Check, bool]]:
                     key,
                     present,
                     f"{path} ({use})",
-                    "" if present else f"{_FETCH.get(key, 'download it there')} or set {key}",
+                    "" if present else f"{_source(key, config)}, or set {key}",
                 ),
                 in_use,
             )
@@ -251,16 +280,30 @@ def run_doctor(*, as_json: bool = False, config: Any = None) -> int:
     ready = all(c.ok for c in checks if c.name in required or c.name.startswith("renderer"))
     if as_json:
         print(json.dumps({"sim_ready": ready, "checks": [asdict(c) for c in checks]}, indent=2))
-        return 0 if ready else 1
-    table = Table(title="tpm-agent doctor", title_justify="left")
+    else:
+        render(checks, resolved.profile, ready, plain_console())
+    return 0 if ready else 1
+
+
+def render(checks: list[Check], profile: str, ready: bool, console: Console) -> None:
+    """The report as a table, then the verdict for `profile`."""
+    table = Table()
     for column in ("group", "check", "status", "detail", "fix"):
         table.add_column(column)
     for c in checks:
-        status = "[green]ok[/green]" if c.ok else "[yellow]missing[/yellow]"
-        table.add_row(c.group, c.name, status, c.detail, c.fix)
-    console = Console()
+        status = Text("ok", "green") if c.ok else Text("missing", "yellow")
+        # Text, not markup: "pip install 'tpm-agent[kinect]'" would lose "[kinect]" as a style tag
+        table.add_row(c.group, c.name, status, Text(c.detail), Text(c.fix))
+    console.print("tpm-agent doctor")  # not the table's title: rich pads that to the table's width
     console.print(table)
-    name = _config(config).profile
     verdict = "[green]ready[/green]" if ready else "[red]not ready[/red]"
-    console.print(f"{name} profile: {verdict}")
-    return 0 if ready else 1
+    console.print(f"{escape(profile)} profile: {verdict}")
+
+
+def plain_console() -> Console:
+    """A console for stdout that hard-wraps only on a terminal: piped into a file or another
+    program, a line stays whole (rich would otherwise wrap at 80 columns, mid-phrase)."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=10_000)
+    return console

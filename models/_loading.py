@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -60,6 +61,28 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+#: Warnings that importing a dependency prints every time, harmless and not the user's to fix:
+#: (package, category, message pattern). MobileSAM imports timm through timm's deprecated paths
+#: and registers TinyViT models under names timm already has.
+IMPORT_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    ("mobile_sam", FutureWarning, r"Importing from timm\.models\.\w+ is deprecated"),
+    ("mobile_sam", UserWarning, r"Overwriting tiny_vit_\w+ in registry"),
+)
+
+
+def import_quietly(module: str) -> ModuleType:
+    """`importlib.import_module`, without the known import-time warnings of IMPORT_WARNINGS.
+
+    Only those (by package, category and message) are silenced; any other warning still shows.
+    """
+    package = module.split(".")[0]
+    with warnings.catch_warnings():
+        for name, category, message in IMPORT_WARNINGS:
+            if name == package:
+                warnings.filterwarnings("ignore", message=message, category=category)
+        return importlib.import_module(module)
+
+
 def require(
     module: str,
     extra: str = VISION_EXTRA,
@@ -74,7 +97,7 @@ def require(
     `note` appends what else to know (e.g. which of two conflicting wheels).
     """
     try:
-        return importlib.import_module(module)
+        return import_quietly(module)
     except ImportError as exc:
         raise error(
             f"{module} is not installed ({exc.name}); "
