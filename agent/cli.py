@@ -55,6 +55,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("models.tpm.export", "OutputExistsError"),
     ("benchmarks.reasoning", "CasesError"),
     ("benchmarks.eval_tables", "EvalError"),
+    ("agent.cluster", "ClusterError"),
 )
 #: reading a file the user named: missing, a folder, not readable (exit 2 as well)
 FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)

@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.collection import CollectSettings, collect, next_episode_index
+from agent.cluster import spec_from_args
+from agent.collection import CollectSettings, EpisodeResult, collect, next_episode_index
 from agent.seeds import SeedRangeError, check_collection_seeds
 from models.tpm.dataset import EpisodeStore
 
 
 def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
+    from agent.cluster import add_ray_arguments
     from models.tpm.cli_args import fraction, positive_int
     from models.tpm.config import PRESETS
 
@@ -55,6 +57,7 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-steps", type=positive_int, default=400, help="step budget per episode"
     )
+    add_ray_arguments(parser)
 
 
 def run_collect(args: argparse.Namespace, config: Any) -> int:
@@ -69,6 +72,7 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
     from drivers.sim import load_catalog
     from models.tpm.config import preset
 
+    ray = spec_from_args(args)  # ClusterError: --ray-gpus without --ray
     if args.episodes < 1 or args.max_steps < 1:
         raise BackendError("--episodes and --max-steps must be at least 1")
     if not 0.0 <= args.expert_share <= 1.0:
@@ -137,11 +141,13 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
     )
     with Progress(*columns) as progress:
         bar = progress.add_task("collect", total=args.episodes, rate=0.0, success="-")
-        for result in collect(store, settings, new_pipeline, catalog, pilot):
-            kept += result.kept
+
+        def advance(result: EpisodeResult) -> None:
+            """The bar moves as episodes complete (on Ray: in any order, before they are
+            written)."""
+            nonlocal succeeded, done
             succeeded += result.success
             done += 1
-            steps += result.steps if result.kept else 0
             minutes = (time.monotonic() - t0) / 60
             progress.update(
                 bar,
@@ -149,6 +155,20 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
                 rate=done / minutes if minutes > 0 else 0.0,
                 success=f"{succeeded}/{done} ({100 * succeeded / done:.0f}%)",
             )
+
+        if ray is None:
+            results = collect(store, settings, new_pipeline, catalog, pilot)
+        else:
+            from agent.collection_remote import collect_on_ray
+
+            results = collect_on_ray(
+                store, settings, config, catalog, ray, pilot=args.pilot, on_done=advance
+            )
+        for result in results:
+            kept += result.kept
+            steps += result.steps if result.kept else 0
+            if ray is None:
+                advance(result)
     failures = done - succeeded
     what = "expert failures not kept" if pilot is None else "failures kept (DAgger labels)"
     print(

@@ -19,10 +19,10 @@ judges successful are kept; failures are counted in the dataset and reported.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -181,8 +181,28 @@ class EpisodeParts:
     pilot: Policy | None = None
 
 
+class EpisodeSink(Protocol):
+    """Where `record_episode` writes: an `EpisodeStore`, or a `RecordedEpisode` that a Ray
+    worker fills and the one writer replays into the store (`agent.collection_remote`)."""
+
+    def begin_episode(self, info: Mapping[str, Any]) -> None: ...
+
+    def add_step(
+        self,
+        rgb: np.ndarray,
+        mask: np.ndarray,
+        proprio: np.ndarray,
+        action: np.ndarray,
+        phase: int = 0,
+    ) -> None: ...
+
+    def end_episode(self, keep: bool = True, **extra: Any) -> bool: ...
+
+    def abort_episode(self) -> None: ...
+
+
 def record_episode(
-    store: EpisodeStore,
+    store: EpisodeSink,
     trial: Trial,
     settings: CollectSettings,
     new_pipeline: Callable[[], PerceptionPipeline],
@@ -221,7 +241,7 @@ def record_episode(
 
 
 def _record(
-    store: EpisodeStore,
+    store: EpisodeSink,
     trial: Trial,
     settings: CollectSettings,
     parts: EpisodeParts,
@@ -309,6 +329,22 @@ def next_episode_index(store: EpisodeStore) -> int:
     return store.n_episodes + int(attrs.get("discarded", 0)) + int(attrs.get("incomplete", 0))
 
 
+def plan_trials(store: EpisodeStore, settings: CollectSettings, catalog: Catalog) -> list[Trial]:
+    """The next `settings.episodes` trials for `store`: seeds after every episode it started,
+    none in the held-out ranges (SeedRangeError before anything is recorded)."""
+    start = next_episode_index(store)
+    check_collection_seeds(settings.seed, start, settings.episodes)
+    return [
+        draw_trial(
+            catalog,
+            episode_seed(settings.seed, start + i),
+            split=settings.split,
+            setting=settings.setting,
+        )
+        for i in range(settings.episodes)
+    ]
+
+
 def collect(
     store: EpisodeStore,
     settings: CollectSettings,
@@ -323,11 +359,7 @@ def collect(
     held-out ranges (`agent.seeds`: validation and evaluation) are refused (SeedRangeError)
     before anything is recorded.
     """
-    start = next_episode_index(store)
-    check_collection_seeds(settings.seed, start, settings.episodes)
-    for i in range(settings.episodes):
-        seed = episode_seed(settings.seed, start + i)
-        trial = draw_trial(catalog, seed, split=settings.split, setting=settings.setting)
+    for trial in plan_trials(store, settings, catalog):
         result = record_episode(store, trial, settings, new_pipeline, pilot)
         if not result.success:
             store.bump("expert_failures" if pilot is None else "pilot_failures")

@@ -47,6 +47,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from agent.cluster import RaySpec, spec_from_args
 from agent.seeds import EVAL_SPLITS, SeedRangeError, describe, eval_seed
 from benchmarks.eval_cells import (
     MASK_CHOICES,
@@ -58,11 +59,13 @@ from benchmarks.eval_cells import (
     plan_cells,
     select_cells,
 )
+from benchmarks.eval_dispatch import run_on_ray, run_pooled
 from benchmarks.eval_report import file_digest, markdown, report_header, reuse_cells, shown
 from drivers.sim import offscreen_gl
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from agent.cluster import add_ray_arguments
     from models.tpm.cli_args import positive_int
 
     parser.add_argument(
@@ -118,8 +121,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=positive_int,
         default=1,
-        help="trials run at once, one process each (at most the cores you can spare)",
+        help="without --ray: trials run at once, one spawned process each, no retries (at most "
+        "the cores you can spare)",
     )
+    add_ray_arguments(parser)
     parser.add_argument(
         "--max-steps",
         type=positive_int,
@@ -201,16 +206,18 @@ def evaluate(
     workers: int = 1,
     on_trial: Callable[[Cell, dict[str, Any]], None] | None = None,
     split: str = "evaluation",
-) -> None:
+    ray: RaySpec | None = None,
+) -> int:
     """Fill `cells` in place; trial i of a (setting, split) uses the same scene in every variant.
 
     `trials`: per cell, or per table ({"I": 40, "II": 20}, Cell.table). Trial i draws its scene
     from seed `eval_seed(split, seed, i)` (agent.seeds: the validation or evaluation range).
 
-    `workers` > 1 runs that many trials at once, each in its own spawned process (a fresh
-    MuJoCo / EGL context: forking a process that has rendered is unsafe). Each trial is its own
-    realtime Runtime, so only use as many workers as the machine has cores to spare for them;
-    outcomes keep their trial order whatever order they finish in.
+    `workers` > 1 runs that many trials at once, each in its own spawned process; `ray` runs
+    every trial as a Ray task instead (`benchmarks.eval_dispatch`). Each trial is its own
+    realtime Runtime, so only use as many workers (Ray: declared CPUs) as there are cores to
+    spare; outcomes keep their trial order whatever order they finish in. Returns the number of
+    trials whose worker process died ("crashed" outcomes).
     """
     from agent.collection import draw_trial
     from drivers.sim import load_catalog
@@ -237,61 +244,20 @@ def evaluate(
         if on_trial is not None:
             on_trial(cell, result)
 
-    if workers <= 1:
+    lost = 0
+    if ray is not None:
+        from agent.cluster import connected
+
+        with connected(ray):
+            lost = run_on_ray(jobs, ray, record, run_trial)
+    elif workers <= 1:
         for cell, i, config, trial in jobs:
             record(cell, i, run_trial(config, trial))
     else:
-        run_pooled(jobs, workers, record)
+        lost = run_pooled(jobs, workers, record, run_trial)
     for cell in cells:
         cell.outcomes = [results[(id(cell), i)] for i in range(cell.trials)]
-
-
-#: Fresh pools an evaluation may start after worker processes died, before it gives up on the rest.
-MAX_POOL_RESTARTS = 5
-
-
-Job = tuple[Cell, int, Any, Any]
-
-
-def run_pooled(
-    jobs: Sequence[Job],
-    workers: int,
-    record: Callable[[Cell, int, dict[str, Any]], None],
-    trial_fn: Callable[[Any, Any], dict[str, Any]] = run_trial,
-) -> None:
-    """Run `jobs` (cell, index, config, trial) in spawned worker processes, `record` each result.
-
-    A worker that dies (seen here: Mesa's llvmpipe faulting inside a camera thread, an hour into
-    a run) breaks the whole pool, and every trial not yet finished fails with it. Those trials run
-    again in a fresh pool, so one crash no longer throws away an evaluation's finished trials;
-    after MAX_POOL_RESTARTS the rest are recorded as failures with status "crashed".
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    context = multiprocessing.get_context("spawn")
-    pending, restarts = list(jobs), 0
-    while pending:
-        broken: list[Job] = []
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {pool.submit(trial_fn, job[2], job[3]): job for job in pending}
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    broken.append(job)
-                    continue
-                record(job[0], job[1], result)
-        pending = broken  # results are keyed by (cell, trial): their order does not matter
-        if pending and restarts == MAX_POOL_RESTARTS:
-            for cell, i, _, trial in pending:
-                reason = f"its worker process died ({restarts + 1} pools broke); not retried"
-                crashed = {"success": False, "status": "crashed", "reason": reason, "steps": 0}
-                record(cell, i, {**trial.info(), **crashed, "wall_s": 0.0})
-            return
-        restarts += bool(pending)
+    return lost
 
 
 #: models.segmenter values eval runs as configured (any other is refused: eval sets it per block)
@@ -301,6 +267,7 @@ EVAL_SEGMENTERS = frozenset(MASK_SEGMENTERS.values())
 def run(args: argparse.Namespace, config: Any) -> int:
     """`python -m agent eval`: run the cells, print progress and the tables, write JSON + md."""
     offscreen_gl()
+    ray = spec_from_args(args)  # ClusterError: --ray-gpus without --ray
     if args.quick:
         trials: dict[str, int] = {"I": 1, "II": 1}
     elif args.trials is not None:
@@ -383,7 +350,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         )
 
     t0 = time.monotonic()
-    evaluate(
+    lost = evaluate(
         config,
         todo,
         policies,
@@ -394,6 +361,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         workers=workers,
         on_trial=show,
         split=split,
+        ray=ray,
     )
     seeds = EVAL_SPLITS[split]
     report: dict[str, Any] = {
@@ -409,6 +377,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
         "max_steps": max_steps,
         "control_hz": config.runtime.control_hz,
         "workers": workers,
+        "ray": ray.address if ray is not None else None,
+        "crashed": lost,
         "policies": {
             k: {"path": shown(v), "sha256": fingerprint["policies"].get(k, "")}
             for k, v in policies.items()
@@ -440,4 +410,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     (out / "eval.md").write_text(table)
     print(table)
     print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+    if lost:
+        again = "" if ray is not None else "; --ray re-runs trials whose worker died"
+        print(f"{lost} trials crashed (their worker process died) and count as failures{again}")
     return 0

@@ -12,10 +12,9 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("zarr")
 
 from agent.cli import main
-from benchmarks import eval_tables
 from benchmarks.eval_cells import Cell, plan_cells, select_cells
+from benchmarks.eval_dispatch import run_pooled
 from benchmarks.eval_report import markdown, reuse_cells
-from benchmarks.eval_tables import run_pooled
 from models.tpm.export import export_onnx
 from models.tpm.train import Trainer
 from models.tpm.train_settings import TrainSettings
@@ -106,24 +105,19 @@ def test_eval_runs_trials_in_spawned_worker_processes(tiny_onnx: Path, tmp_path:
     assert outcome["status"] in ("success", "failure") and outcome["steps"] <= 40
 
 
-def test_a_worker_that_dies_does_not_lose_the_evaluation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_worker_that_dies_in_the_local_pool_is_a_crashed_trial_not_a_traceback(
+    tmp_path: Path,
 ) -> None:
-    """A crashed worker breaks the pool: finished trials are kept, the others run again in a
-    fresh pool; trials whose workers keep dying end as "crashed" failures, never a traceback."""
-    from tests._crashing_trials import FakeTrial, always_dies, dies_once
+    """The local pool has no retries (Ray's are `--ray`'s, tests/agent/test_cluster.py): a dead
+    worker's trial is recorded as a "crashed" failure that says how to get retries."""
+    from tests._crashing_trials import FakeTrial, always_dies
 
     cell = Cell("ours", "standard", "seen")
-    jobs = [(cell, i, str(tmp_path / "died"), FakeTrial(i)) for i in range(3)]
     got: dict[int, dict] = {}
-    run_pooled(jobs, 2, lambda c, i, r: got.__setitem__(i, r), trial_fn=dies_once)
-    assert sorted(got) == [0, 1, 2] and all(r["success"] for r in got.values())
-
-    monkeypatch.setattr(eval_tables, "MAX_POOL_RESTARTS", 1)
-    got.clear()
-    run_pooled(jobs[:1], 1, lambda c, i, r: got.__setitem__(i, r), trial_fn=always_dies)
+    jobs = [(cell, 0, str(tmp_path / "died"), FakeTrial(0))]
+    assert run_pooled(jobs, 1, lambda c, i, r: got.__setitem__(i, r), always_dies) == 1
     assert got[0]["status"] == "crashed" and not got[0]["success"]
-    assert "2 pools broke" in got[0]["reason"] and got[0]["request"] == "trial 0"
+    assert "--ray retries" in got[0]["reason"] and got[0]["request"] == "trial 0"
 
 
 def test_quick_eval_with_grabcut_masks_names_what_lost_the_oracle(

@@ -1,0 +1,186 @@
+"""`collect --ray` and `eval --ray` against a real Ray cluster started here on 127.0.0.1.
+
+The cluster is `ray start --head` with two CPUs and no dashboard, in its own temporary folder,
+stopped with `ray stop --force` when the module ends (and checked gone). Nothing is faked: the
+episodes and trials are the real lockstep collection and the real Runtime with the shipped
+policy, the killed worker is a real `kill -9` of the Ray worker process running the trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray")
+pytest.importorskip("zarr")
+pytest.importorskip("onnxruntime")
+
+from agent.cli import main
+from models.tpm.dataset import EpisodeStore
+
+ROOT = Path(__file__).resolve().parents[2]
+RAY = Path(sys.executable).with_name("ray")
+SMALL_SIM = ["--set", "sim.image_width=96", "--set", "sim.image_height=96"]
+#: the Ray worker's process title while it runs a task of `agent.cluster.run_ordered`
+TASK_TITLE = "ray::_call"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ray_processes(temp_dir: str) -> list[str]:
+    """Command lines of processes that belong to the cluster in `temp_dir` (raylet, gcs, ...)."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if temp_dir in line and "ps -eo" not in line]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A two-CPU Ray head on 127.0.0.1; its address. Stopped (and checked gone) afterwards."""
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    port = _free_port()
+    # Ray's token authentication, with this cluster's own token: the drivers (this process and
+    # the commands it starts) find it through the same two variables
+    token = Path(temp_dir) / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    saved = {key: os.environ.get(key) for key in auth}
+    os.environ.update(auth)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
+    }
+    start = [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+             "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false",
+             "--temp-dir", temp_dir, "--object-store-memory", str(200 * 2**20),
+             "--disable-usage-stats"]  # fmt: skip
+    proc = subprocess.run(start, capture_output=True, text=True, env=env, timeout=120)
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+        deadline = time.monotonic() + 20
+        while _ray_processes(temp_dir) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = _ray_processes(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        assert not left, f"Ray processes survived ray stop: {left}"
+
+
+def _agent(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """`python -m agent ARGS` in its own process, as a user runs it (Ray reads its token
+    settings when it is imported, so every driver here is a fresh process)."""
+    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+
+
+def _episodes(path: Path) -> tuple[list[dict], dict[str, np.ndarray]]:
+    store = EpisodeStore(path, read_only=True)
+    arrays = {name: store.array(name) for name in ("rgb", "mask", "proprio", "action", "phase")}
+    return store.episodes, arrays
+
+
+def test_collect_on_ray_writes_the_episodes_the_local_path_writes(
+    cluster: str, tmp_path: Path, capsys
+) -> None:
+    """Lockstep collection is deterministic per seed: two episodes recorded by two Ray workers
+    land in one store, in seed order, equal step for step to the local path's."""
+    args = ["collect", "--episodes", "2", "--seed", "3", *SMALL_SIM, "--max-steps", "200"]
+    local, remote = tmp_path / "local.zarr", tmp_path / "ray.zarr"
+    assert main([*args, "--out", str(local)]) == 0
+    done = _agent(*args, "--out", str(remote), "--ray", cluster)
+    assert done.returncode == 0, done.stderr
+    assert "recorded" in done.stdout
+    meta_local, data_local = _episodes(local)
+    meta_ray, data_ray = _episodes(remote)
+    assert [m["seed"] for m in meta_ray] == [m["seed"] for m in meta_local]
+    assert len(meta_ray) >= 1  # the expert succeeds on these seeds
+    for a, b in zip(meta_local, meta_ray, strict=True):
+        assert {k: v for k, v in a.items()} == {k: v for k, v in b.items()}
+    for name, values in data_local.items():
+        np.testing.assert_array_equal(values, data_ray[name], err_msg=name)
+    attrs_local = EpisodeStore(local, read_only=True).attrs
+    attrs_ray = EpisodeStore(remote, read_only=True).attrs
+    for key in ("discarded", "expert_failures", "incomplete"):
+        assert attrs_local.get(key, 0) == attrs_ray.get(key, 0), key
+
+
+def _quick_eval(out: Path, *extra: str) -> list[str]:
+    return ["eval", "--quick", "--eval-out", str(out), *SMALL_SIM, *extra]
+
+
+def test_quick_eval_on_ray(cluster: str, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    done = _agent(*_quick_eval(out, "--ray", cluster))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "eval.json").read_text())
+    (cell,) = report["cells"]
+    assert report["ray"] == cluster and report["crashed"] == 0
+    assert cell["trials"] == 1 and cell["outcomes"][0]["status"] in ("success", "failure")
+
+
+def test_a_worker_killed_mid_trial_is_retried_and_the_results_are_complete(
+    cluster: str, tmp_path: Path
+) -> None:
+    """`kill -9` of the Ray worker running the trial: Ray runs it again, the report is whole."""
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "-m", "agent", *_quick_eval(out, "--ray", cluster)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # fmt: skip
+    killed = None
+    try:
+        deadline = time.monotonic() + 120
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            listing = subprocess.run(["ps", "-eo", "pid,etimes,args"], capture_output=True,
+                                     text=True).stdout  # fmt: skip
+            for line in listing.splitlines():
+                pid, running_s, args = line.split(None, 2)
+                if args.startswith(TASK_TITLE) and int(running_s) >= 3:  # inside the trial
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed = int(pid)
+                    break
+            time.sleep(0.2)
+        output, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert killed is not None, "no Ray worker ran the trial"
+    assert proc.returncode == 0, output
+    report = json.loads((out / "eval.json").read_text())
+    (cell,) = report["cells"]
+    assert cell["trials"] == 1 and report["crashed"] == 0
+    assert cell["outcomes"][0]["status"] in ("success", "failure")
+
+
+def test_ray_options_are_checked_before_anything_runs(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "eval"
+    assert main(_quick_eval(out, "--ray-gpus", "0.5")) == 2
+    assert "--ray-gpus needs --ray" in capsys.readouterr().err
+    assert main(_quick_eval(out, "--ray", "--ray-gpus", "2")) == 2
+    assert "not between 0 and 1" in capsys.readouterr().err
+    assert not out.exists()
