@@ -76,11 +76,16 @@ class Latest(Generic[T]):
             return None
         return self._version, self._value  # type: ignore[return-value]
 
-    def take_newer(self, after: int) -> tuple[int, T] | None:
-        """(version, value) if a version newer than `after` exists, marked taken; no wait."""
+    def take_newer(self, after: int, *, take: bool = True) -> tuple[int, T] | None:
+        """(version, value) if a version newer than `after` exists, marked taken; no wait.
+
+        `take=False` only looks (a watcher): the value still counts as dropped if no reader
+        takes it, so an observer never hides what a loop missed.
+        """
         if self._version <= after:
             return None
-        self._taken = max(self._taken, self._version)
+        if take:
+            self._taken = max(self._taken, self._version)
         return self._version, self._value  # type: ignore[return-value]
 
     def raise_if_closed(self) -> None:
@@ -97,7 +102,13 @@ class Latest(Generic[T]):
     def reader(self) -> LatestReader[T]:
         return LatestReader(self)
 
-    async def wait_newer(self, after: int, timeout: float = math.inf) -> tuple[int, T]:
+    def watcher(self) -> LatestReader[T]:
+        """A reader that does not take: it sees each new value but leaves the drop count alone."""
+        return LatestReader(self, take=False)
+
+    async def wait_newer(
+        self, after: int, timeout: float = math.inf, *, take: bool = True
+    ) -> tuple[int, T]:
         """Wait up to `timeout` s for a version newer than `after`; TimeoutError when none came.
 
         A value published before the close is still delivered; after that, ChannelClosed.
@@ -105,7 +116,7 @@ class Latest(Generic[T]):
         try:
             with anyio.fail_after(timeout):
                 while True:
-                    taken = self.take_newer(after)
+                    taken = self.take_newer(after, take=take)
                     if taken is not None:
                         return taken
                     self.raise_if_closed()
@@ -121,19 +132,20 @@ class Latest(Generic[T]):
 class LatestReader(Generic[T]):
     """One consumer's view of a `Latest`: remembers the last version it received."""
 
-    def __init__(self, channel: Latest[T]) -> None:
+    def __init__(self, channel: Latest[T], *, take: bool = True) -> None:
         self.channel = channel
         self.seen = 0
+        self.take = take
 
     async def next(self, timeout: float = math.inf) -> T:
         """The newest value this reader has not seen yet, waiting up to `timeout` seconds."""
-        version, value = await self.channel.wait_newer(self.seen, timeout)
+        version, value = await self.channel.wait_newer(self.seen, timeout, take=self.take)
         self.seen = version
         return value
 
     def poll(self) -> T | None:
         """The newest unseen value if there is one, else None; never waits."""
-        taken = self.channel.take_newer(self.seen)
+        taken = self.channel.take_newer(self.seen, take=self.take)
         if taken is None:
             return None
         self.seen = taken[0]

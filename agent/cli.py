@@ -46,6 +46,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("agent.config", "ConfigError"),
     ("agent.runtime", "RequestError"),
     ("agent.recording", "RunFolderError"),
+    ("agent.live_view", "ViewError"),
     ("agent.backends", "BackendError"),
     ("agent.service.server", "ServiceError"),
     ("drivers.sim.catalog", "CatalogError"),
@@ -97,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs-dir", type=Path, help="parent folder of run folders (default: runs)")
     run.add_argument("--no-video", action="store_true", help="do not write the video")
     run.add_argument("--quiet", action="store_true", help="no live display, only the summary")
+    from agent.view_command import add_run_view_arguments, add_view_arguments
+
+    add_run_view_arguments(run)
+    view = verbs.add_parser("view", help="replay a run folder in rerun (its .rrd or its events)")
+    add_view_arguments(view)
 
     doctor = verbs.add_parser("doctor", help="report optional backends, checkpoints, renderers")
     doctor.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -185,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_doctor(as_json=args.json, config=_load(args))
         if args.verb in ("train", "export"):
             return _tpm_verb(args)
+        if args.verb == "view":
+            from agent.view_command import run_view
+
+            return run_view(args)
         config = _load(args)
         if args.verb == "config":
             print(config.model_dump_json(indent=2))
@@ -366,11 +376,19 @@ def _run(args: argparse.Namespace, config: Any) -> int:
 
     request = validate_request(args.request)
     offscreen_gl()
+    from agent.view_command import live_view_opener
+
+    open_view = live_view_opener(args, config)  # checks rerun (and a display) before anything
     folder = run_folder(config.output.runs_dir, request)  # before anything starts or moves
-    display = RunDisplay(request, folder, live=not args.quiet)
+    rt = config.runtime
+    display = RunDisplay(
+        request, folder, live=not args.quiet, budget=(rt.max_steps, rt.max_duration_s)
+    )
     term = _Termination()
+    live: Any = None
 
     async def go() -> Any:
+        nonlocal live
         failure: Exception | None = None
         async with anyio.create_task_group() as tg:
             await tg.start(term.watch, tg.cancel_scope)
@@ -378,7 +396,8 @@ def _run(args: argparse.Namespace, config: Any) -> int:
                 async with Runtime(config) as runtime:
                     term.runtime = runtime
                     display.stage("running")
-                    async for event in runtime.execute(request, run_dir=folder):
+                    live = open_view(folder) if open_view else None
+                    async for event in runtime.execute(request, run_dir=folder, observer=live):
                         display.update(event)
             except Exception as exc:  # raised below as it is, not wrapped in an ExceptionGroup
                 failure = exc
@@ -394,6 +413,8 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             display.stage("starting (loading the world and models)")
             outcome = anyio.run(go)
     finally:
+        if live is not None:
+            live.close()
         _remove_if_empty(folder)  # the run never began (a start-up error, a signal)
         _prune_runs(config, folder)
     if term.signalled:
@@ -407,6 +428,8 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         _fail("the run ended without an outcome; see the log above")
         return EXIT_FAILED
     display.print_summary()
+    if live is not None:
+        live.hold()  # a served web view stays up until Ctrl-C
     if outcome.status == "success":
         return EXIT_OK
     if outcome.status in ("infeasible", "not_found"):

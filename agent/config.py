@@ -180,6 +180,9 @@ class OutputSection(_Section):
     video: bool = True
     video_format: Literal["mp4", "gif"] = "mp4"
     video_fps: float = Field(10.0, gt=0)
+    rrd: bool = Field(
+        False, description="`run` also writes recording.rrd (rerun); needs the view extra."
+    )
     keep_runs: int | None = Field(
         None, ge=1, description="After a run, delete the oldest run folders beyond this many."
     )

@@ -5,11 +5,13 @@ Only the CLI uses this; the runtime knows nothing about terminals.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import TracebackType
 
 from rich.console import Console
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from agent.events import (
@@ -25,15 +27,25 @@ from agent.events import (
 )
 
 STAGES_SHOWN = ("perceive", "act", "command", "total")
+BAR_WIDTH = 30
 
 
 class RunDisplay:
     """Collects events; shows a live panel on a terminal and prints the summary at the end."""
 
-    def __init__(self, request: str, folder: Path, *, live: bool = True) -> None:
+    def __init__(
+        self,
+        request: str,
+        folder: Path,
+        *,
+        live: bool = True,
+        budget: tuple[int, float] | None = None,
+    ) -> None:
         self.request = request
         self.folder = folder
         self.outcome: Outcome | None = None
+        self._budget = budget  # (max steps, max seconds) of the episode: the progress bar's end
+        self._started: float | None = None  # when the task started (time.monotonic)
         self._stage = "starting"
         self._lines: list[str] = []
         self._step: Step | None = None
@@ -67,6 +79,7 @@ class RunDisplay:
 
     def update(self, event: Event) -> None:
         if isinstance(event, Started):
+            self._started = time.monotonic()
             world = event.world
             how = "" if world is None else f" ({'reset' if world.reset else 'carried over'})"
             self._note(f"scene{how}: {', '.join(event.scene_objects)}")
@@ -121,8 +134,23 @@ class RunDisplay:
                 f"{'' if s.executed else '  [yellow]stale: held[/yellow]'}",
             )
             table.add_row("[bold]ms[/bold]", lat)
+            if self._budget is not None:
+                table.add_row("[bold]progress[/bold]", self._progress(s.index))
             table.add_row("[bold]tracks[/bold]", f"regained by re-detection {self._regained}")
         return table
+
+    def _progress(self, step: int) -> Table:
+        """Step of the step budget, elapsed of the time budget, and a bar for the nearer end."""
+        assert self._budget is not None
+        max_steps, max_s = self._budget
+        elapsed = 0.0 if self._started is None else time.monotonic() - self._started
+        done = min(1.0, max(step / max_steps, elapsed / max_s))
+        row = Table.grid(padding=(0, 1))
+        row.add_row(
+            ProgressBar(total=1.0, completed=done, width=BAR_WIDTH),
+            f"step {step} of {max_steps}  {elapsed:.1f} s of {max_s:g} s",
+        )
+        return row
 
     def print_summary(self) -> None:
         """The outcome, per-stage latency percentiles and where the run folder is, on stdout."""

@@ -24,6 +24,7 @@ from agent.events import Detected, Event, Fault, Outcome, Step
 from agent.loops.command import CommandTick
 from agent.loops.supervise import Ending
 from agent.messages import ActionMsg, PerceptMsg, StepRecord
+from agent.observe import RunObserver
 from agent.recording import RecordingError, RunRecorder
 from agent.telemetry import LatencyStats
 from drivers.base import RobotState
@@ -46,11 +47,13 @@ class LoopFault(Exception):
 class Episode:
     """Mutable bookkeeping of one execution (counters, stats), owned by its episode task.
 
-    Its events go to `send` (the consumer's stream) and, with a recorder, to the run folder.
+    Its events go to `send` (the consumer's stream) and, with a recorder, to the run folder,
+    and with an observer (a live view) to it too.
     """
 
     send: Any  # the sending end of the consumer's event stream
     recorder: RunRecorder | None = None
+    observer: RunObserver | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     started: float = field(default_factory=anyio.current_time)
     stats: LatencyStats = field(default_factory=LatencyStats)
@@ -79,6 +82,8 @@ class Episode:
         return Fault(episode=self.id, t=self.now(), where=where, message=message, fatal=fatal)
 
     def _deliver(self, event: Event) -> None:
+        if self.observer is not None:
+            self.observer.event(event)
         try:
             self.send.send_nowait(event)
         except anyio.WouldBlock:

