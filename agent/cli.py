@@ -92,7 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    run = verbs.add_parser("run", help='carry out one request, e.g. "I spilled the milk"')
+    from agent.cli_help import run_epilog
+
+    run = verbs.add_parser(
+        "run",
+        help='carry out one request, e.g. "I spilled the milk"',
+        epilog=run_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("request", help="what the user said")
     _add_config_args(run)
     run.add_argument("--runs-dir", type=Path, help="parent folder of run folders (default: runs)")
