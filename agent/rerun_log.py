@@ -42,8 +42,7 @@ from agent.events import (
     describe_task,
 )
 from agent.messages import PerceptMsg
-from agent.video import _ROLE_VALUES as ROLE_VALUES
-from agent.video import ROLE_COLOURS
+from agent.video import ROLE_COLOURS, ROLE_VALUES
 
 APPLICATION_ID = "tpm-agent"
 CAPTURE = "capture"  # seconds since the execution started, at the source frame's capture

@@ -20,7 +20,7 @@ from models.types import MASK_CODING
 
 ROLE_COLOURS = {"pick": (60, 220, 60), "place": (60, 140, 255)}  # RGB
 #: mask values per role, whatever the skill (the place target's value depends on it)
-_ROLE_VALUES = {
+ROLE_VALUES = {
     "pick": np.array([MASK_CODING.pick, MASK_CODING.drawer], dtype=np.float32),
     "place": np.array(sorted(MASK_CODING.place.values()), dtype=np.float32),
 }
@@ -33,7 +33,7 @@ def draw_overlay(percept: Percept, caption: str = "") -> np.ndarray:
         panel = image.copy()
         mask = percept.masks.get(view)
         if mask is not None:
-            for role, values in _ROLE_VALUES.items():
+            for role, values in ROLE_VALUES.items():
                 region = np.isin(mask, values)
                 tint = np.array(ROLE_COLOURS[role], dtype=np.float32)
                 panel[region] = (0.5 * panel[region] + 0.5 * tint).astype(np.uint8)
