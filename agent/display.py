@@ -51,7 +51,7 @@ class RunDisplay:
         self._step: Step | None = None
         self._faults: list[str] = []
         self._regained = 0  # tracks lost and found again by re-detection
-        self._out = Console()
+        self._out = plain_console()  # piped into a file: whole lines, not wrapped at 80
         self._err = Console(stderr=True)
         self._live = (
             Live(self._render(), console=self._err, refresh_per_second=8, transient=True)
@@ -180,3 +180,12 @@ class RunDisplay:
                 )
             self._out.print(table)
         self._out.print(f"run folder: {self.folder}", highlight=False)
+
+
+def plain_console() -> Console:
+    """A console for stdout that hard-wraps only on a terminal: piped into a file or another
+    program, a line stays whole (rich would otherwise wrap at 80 columns, mid-phrase)."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=10_000)
+    return console

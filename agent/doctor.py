@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from agent.display import plain_console
 from drivers.sim import offscreen_gl
 from models._loading import import_quietly
 
@@ -298,12 +299,3 @@ def render(checks: list[Check], profile: str, ready: bool, console: Console) -> 
     console.print(table)
     verdict = "[green]ready[/green]" if ready else "[red]not ready[/red]"
     console.print(f"{escape(profile)} profile: {verdict}")
-
-
-def plain_console() -> Console:
-    """A console for stdout that hard-wraps only on a terminal: piped into a file or another
-    program, a line stays whole (rich would otherwise wrap at 80 columns, mid-phrase)."""
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=10_000)
-    return console

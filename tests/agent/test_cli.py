@@ -70,6 +70,9 @@ def test_run_prints_success_latency_table_and_writes_the_run_folder(tmp_path):
     assert proc.stdout.startswith("SUCCESS: sponge is")
     for stage in ("perceive", "act", "command", "total", "median", "p90", "p99"):
         assert stage in proc.stdout
+    # piped (as into a file): no line is wrapped at 80 columns, e.g. the dropped-values line
+    dropped = next(line for line in proc.stdout.splitlines() if line.startswith("dropped"))
+    assert "frames/front" in dropped and "actions" in dropped, proc.stdout
     folder = Path(proc.stdout.strip().splitlines()[-1].removeprefix("run folder: "))
     folder = folder if folder.is_absolute() else tmp_path / folder
     assert {p.name for p in folder.iterdir()} >= {"events.jsonl", "summary.json", "video.mp4"}

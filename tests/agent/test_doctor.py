@@ -14,6 +14,7 @@ import sys
 import pytest
 from rich.console import Console
 
+from agent.display import plain_console
 from agent.doctor import Check, render
 
 
@@ -71,3 +72,10 @@ def test_mobile_sams_import_warnings_are_silenced_and_others_are_not() -> None:
     assert proc.returncode == 0, proc.stderr
     warned = [line for line in proc.stderr.splitlines() if "Warning:" in line]
     assert len(warned) == 1 and "FutureWarning: our own" in warned[0], proc.stderr
+
+
+def test_a_piped_console_keeps_a_long_line_whole(capsys: pytest.CaptureFixture) -> None:
+    """The run summary's console too (agent.display): stdout is a pipe under pytest."""
+    line = "dropped (overwritten before use): " + ", ".join(f"frames/v{i} {i}" for i in range(30))
+    plain_console().print(line)
+    assert capsys.readouterr().out == line + "\n"
