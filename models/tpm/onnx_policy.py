@@ -40,11 +40,13 @@ from models.types import (
     Skill,
     TaskSpec,
 )
+from policies import DEFAULT as DEFAULT_POLICY
 
 Provider = Literal["tensorrt", "cuda", "cpu"]
 PROVIDERS: tuple[Provider, ...] = ("tensorrt", "cuda", "cpu")
-#: The policy shipped in the repository (an absolute path: `run` finds it from any folder).
-SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "policies" / "tpm_cpu.onnx"
+#: The policy shipped with the package (an absolute path: `run` finds it from any folder, in a
+#: checkout and in an installed wheel alike: `policies` is package data).
+SHIPPED_POLICY = DEFAULT_POLICY
 _ORT_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",
