@@ -59,6 +59,7 @@ from benchmarks.eval_cells import (
     plan_cells,
     select_cells,
 )
+from benchmarks.eval_chart import plot_tables
 from benchmarks.eval_dispatch import run_on_ray, run_pooled
 from benchmarks.eval_report import file_digest, markdown, report_header, reuse_cells, shown
 from drivers.sim import offscreen_gl
@@ -407,9 +408,11 @@ def run(args: argparse.Namespace, config: Any) -> int:
     table = markdown(cells, masks, report["header"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=str))
-    (out / "eval.md").write_text(table)
+    chart = plot_tables(cells, masks, out / "eval.png")  # False without matplotlib
+    picture = "\n![Tables I and II: success rates, 95% intervals, the paper's](eval.png)\n"
+    (out / "eval.md").write_text(table + (picture if chart else ""))
     print(table)
-    print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+    print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}" + (" and eval.png" if chart else ""))
     if lost:
         again = "" if ray is not None else "; --ray re-runs trials whose worker died"
         print(f"{lost} trials crashed (their worker process died) and count as failures{again}")

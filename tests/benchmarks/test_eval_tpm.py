@@ -76,6 +76,9 @@ def test_quick_eval_runs_one_trial_through_the_runtime(
     assert cell["outcomes"][0]["steps"] <= 40
     assert "Table I" in (out / "eval.md").read_text()
     assert "Table II" in capsys.readouterr().out
+    # the tables as a chart beside eval.md, which shows it (tests/benchmarks/test_eval_chart.py)
+    assert (out / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](eval.png)" in (out / "eval.md").read_text()
     # --reuse: the measured cell comes from the report, no trial runs again
     again = tmp_path / "again"
     assert main([*args[:3], str(again), *args[4:], "--reuse", str(out / "eval.json")]) == 0
