@@ -171,9 +171,12 @@ class BatchLoader:
         counts: np.ndarray | None = None,
         shuffle: bool = True,
         features: np.ndarray | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         """`features`: per-step frozen-trunk features (`models.tpm.features`), batched as
-        "rgb_features" beside the pixels."""
+        "rgb_features" beside the pixels. `shard` (rank, world): data-parallel training, where
+        every rank draws the same order and takes every world-th batch of it, the same number
+        on each rank (`models.tpm.distributed`)."""
         if len(indices) == 0:
             raise DatasetError("no steps to load (empty split)")
         self.arrays = arrays
@@ -182,13 +185,17 @@ class BatchLoader:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self._rng = np.random.default_rng(seed)
+        self.rank, self.world = shard
+        if -(-len(self.schedule) // batch_size) < self.world:
+            raise DatasetError(f"fewer batches than the {self.world} training processes")
 
     def __len__(self) -> int:
-        return -(-len(self.schedule) // self.batch_size)
+        return -(-len(self.schedule) // self.batch_size) // self.world
 
     def epoch(self) -> Iterator[dict[str, np.ndarray]]:
         order = self._rng.permutation(self.schedule) if self.shuffle else self.schedule
-        for i in range(0, len(order), self.batch_size):
+        for k in range(len(self)):
+            i = (k * self.world + self.rank) * self.batch_size
             yield self.gather(np.sort(order[i : i + self.batch_size]))
 
     def gather(self, idx: np.ndarray) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.tpm import distributed
 from models.tpm.arrays import (
     Arrays,
     BatchLoader,
@@ -45,6 +46,7 @@ from models.tpm.checkpoint import (
 )
 from models.tpm.config import TPMConfig, preset
 from models.tpm.dataset import DatasetError, EpisodeStore
+from models.tpm.distributed import Dist
 from models.tpm.network import TPMNet, bc_loss, normalise_inputs
 from models.tpm.train_settings import TrainSettings, lr_at, pick_device, seed_everything
 from models.types import MASK_CODING
@@ -94,8 +96,13 @@ class Trainer:
         on_progress: Callable[[dict[str, float]], None] | None = None,
         config: TPMConfig | None = None,
         on_features: Callable[[Path, int, int], None] | None = None,
+        dist: Dist | None = None,
     ) -> None:
         """`config` replaces the preset's network (tests train tiny ones).
+
+        `dist`: this process's rank under torchrun (`models.tpm.distributed`; the process group
+        started): the training step runs through DistributedDataParallel and only rank 0
+        validates, logs and writes.
 
         `on_features(dataset, done, total)`: progress of computing a frozen trunk's features.
 
@@ -103,6 +110,7 @@ class Trainer:
         (fine-tuning on a grown dataset, e.g. after a DAgger round); its network must match.
         """
         self.settings = s = settings
+        self.dist = dist = dist or Dist()
         self.out = out
         self.on_progress = on_progress
         self.on_features = on_features
@@ -115,7 +123,7 @@ class Trainer:
                 )
         torch.set_num_threads(s.threads)
         seed_everything(s.seed)
-        self.device = pick_device(s.device)
+        self.device = distributed.start(dist, pick_device(s.device))
         self.config = config or preset(s.preset, s.variant)
         start = None
         if init is not None:  # checked before the (large) datasets are read
@@ -148,14 +156,21 @@ class Trainer:
         self.norm = self.normaliser.tensors(self.device)
         counts = repetition_counts(arrays, train_idx, repeat=s.repeat)
         self.train = BatchLoader(
-            arrays, train_idx, s.batch_size, seed=s.seed, counts=counts, features=self.features
+            arrays,
+            train_idx,
+            s.batch_size,
+            seed=s.seed,
+            counts=counts,
+            features=self.features,
+            shard=(dist.rank, dist.world),
         )
         self.val = (
             BatchLoader(arrays, val_idx, 64, seed=s.seed, shuffle=False, features=self.features)
             if len(val_idx)
             else None
         )
-        self._aug_rng = np.random.default_rng([s.seed, 3])
+        # each rank its own augmentation draws (rank 0 those of a one-process run)
+        self._aug_rng = np.random.default_rng([s.seed, 3, dist.rank] if dist.rank else [s.seed, 3])
         self.peak, self.floor = s.learning_rates()
         trained = [p for p in self.net.parameters() if p.requires_grad]  # not a frozen trunk
         self.opt = torch.optim.AdamW(trained, lr=self.peak, weight_decay=s.weight_decay)
@@ -174,7 +189,9 @@ class Trainer:
         self.elapsed = 0.0
         if resume and (out / "last.pt").is_file():
             self._restore(out / "last.pt")
-        out.mkdir(parents=True, exist_ok=True)
+        self.model = distributed.wrap(self.net, dist, self.device)  # what a training step calls
+        if dist.main:
+            out.mkdir(parents=True, exist_ok=True)
 
     def _load(self, path: Path) -> tuple[Arrays, np.ndarray | None]:
         """One dataset in RAM, checked against the network's views and size, views selected;
@@ -197,9 +214,12 @@ class Trainer:
 
         progress = self.on_features
         report = None if progress is None else lambda i, n: progress(path, i, n)
-        return arrays, features.cached(
-            path, self.net, arrays.rgb, device=self.device, on_progress=report
-        )
+        if not self.dist.main:  # rank 0 computes and caches the features; the others read them
+            distributed.barrier(self.dist)
+        cached = features.cached(path, self.net, arrays.rgb, device=self.device, on_progress=report)
+        if self.dist.main:
+            distributed.barrier(self.dist)
+        return arrays, cached
 
     # ------------------------------------------------------------------ loop
 
@@ -216,6 +236,8 @@ class Trainer:
         spent = time.monotonic() - started
         remaining = budget * 60 - spent
         fits = self.step + max(0, int(remaining / (spent / done)))
+        # every rank must stop at the same step: rank 0's estimate sets them all
+        fits = distributed.agree(fits, self.dist, self.device)
         self.total = min(self.cap, max(self.step, fits))
         self.warmup = min(self.warmup, max(1, int(self.total * self.settings.warmup_fraction)))
 
@@ -249,6 +271,8 @@ class Trainer:
                     )
             self.elapsed += time.monotonic() - t0
             self.epoch += 1
+            if not self.dist.main:
+                continue  # rank 0 validates and writes; the next step's all-reduce waits for it
             val = self.validate()
             self._log(
                 {
@@ -263,7 +287,8 @@ class Trainer:
                 self.best = val.get("loss", math.inf)
                 self._save(self.out / "best.pt")
             self._save(self.out / "last.pt")
-        plot_losses(self.out / "metrics.jsonl", self.out / "loss.png")
+        if self.dist.main:
+            plot_losses(self.out / "metrics.jsonl", self.out / "loss.png")
         return {
             "steps": self.step,
             "epochs": self.epoch,
@@ -280,7 +305,7 @@ class Trainer:
         images, masks, proprio, move, grip = batch_tensors(batch, self.norm, self.device)
         feats = batch_features(batch, self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            move_pred, logits = self.net(images, masks, proprio, feats)
+            move_pred, logits = self.model(images, masks, proprio, feats)
         loss, parts = self._loss(move_pred, logits, move, grip)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -318,6 +343,8 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def _log(self, row: dict[str, Any]) -> None:
+        if not self.dist.main:
+            return
         with (self.out / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(row) + "\n")
         if self.on_progress is not None:
@@ -342,6 +369,7 @@ class Trainer:
                 "total": self.total,
                 "settings": dataclasses.asdict(self.settings),
                 "data": self.data_info,
+                "world_size": self.dist.world,  # data-parallel processes (batch x world a step)
                 "init": self.init,
                 "rng": {
                     "torch": torch.get_rng_state(),

@@ -5,12 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from models.tpm import distributed
+from models.tpm.distributed import Dist
 from models.tpm.train import Trainer
 from models.tpm.train_settings import TrainSettings
 
 
 def run_train(args: Any) -> int:
-    """`python -m agent train`: train with a progress bar, print where the checkpoints are."""
+    """`python -m agent train`: train with a progress bar, print where the checkpoints are.
+
+    Under `torchrun` every process runs this; rank 0 alone shows progress and prints the result
+    (`models.tpm.distributed`), and every rank leaves the process group at the end.
+    """
+    dist = distributed.from_env()
+    try:
+        return _train(args, dist)
+    finally:
+        distributed.stop(dist)
+
+
+def _train(args: Any, dist: Dist) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     # (the CLI's argument types have refused numbers out of range: models.tpm.cli_args)
@@ -52,6 +66,8 @@ def run_train(args: Any) -> int:
 
     def features_done(dataset: Path, done: int, total: int) -> None:
         nonlocal feature_progress
+        if not dist.main:
+            return
         if feature_progress is None:
             feature_progress = Progress(TextColumn("{task.description}"), *columns[1:])
             feature_progress.start()
@@ -69,10 +85,14 @@ def run_train(args: Any) -> int:
             resume=args.resume,
             init=args.init,
             on_features=features_done,
+            dist=dist,
         )
     finally:
         if feature_progress is not None:
             feature_progress.stop()
+    if not dist.main:  # the other ranks train quietly; rank 0 reports
+        trainer.run()
+        return 0
     with Progress(*columns) as progress:
         bar = progress.add_task("train", total=None, info="")
 
@@ -90,9 +110,10 @@ def run_train(args: Any) -> int:
         trainer.on_progress = show
         progress.update(bar, total=trainer.total, completed=trainer.step)
         result = trainer.run()
+    processes = f" x {dist.world} processes" if dist.parallel else ""
     print(
         f"trained {result['steps']} steps ({result['epochs']} epochs) in "
-        f"{result['elapsed_s'] / 60:.1f} min on {trainer.device}; best validation loss "
+        f"{result['elapsed_s'] / 60:.1f} min on {trainer.device}{processes}; best validation loss "
         f"{result['best_val_loss']:.2f}; checkpoints {out / 'best.pt'}, {out / 'last.pt'}; "
         f"curve {out / 'loss.png'}"
     )
