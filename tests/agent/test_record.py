@@ -1,0 +1,201 @@
+"""`python -m agent record`: an operator's demonstrations into the dataset `train` reads.
+
+Real: the command line in a child process (as a lab runs it), the runtime with the configured
+reasoner, ground-truth detector, KCF tracker and segmenter, the MuJoCo world, the dataset on disk
+and, for `franka-sim`, the real Franka driver (franky-control's libfranka) against franky-sim on a
+loopback address (127.0.0.6: clear of the other Franka tests' .1-.5). The operator is this test at
+a real pseudo-terminal (tests/agent/teleop_helpers.py), typing keys as a person would; nothing is
+faked. Child processes also keep libfranka's threads out of the test process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.cli import main
+from models.tpm.arrays import load_arrays
+from models.tpm.dataset import EpisodeStore
+from tests.agent.teleop_helpers import ROOT, Terminal
+
+HOST = "127.0.0.6"
+SMALL = [
+    "--set", "models.reasoner=rules",
+    "--set", "sim.image_width=96",
+    "--set", "sim.image_height=96",
+    "--set", "output.video=false",
+]  # fmt: skip
+FRANKA_SIM = ["--profile", "franka-sim", *SMALL, "--set", f'franka.host="{HOST}"']
+needs_franky_sim = pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("franky", "franky_sim", "mujoco")),
+    reason="needs franky-control, franky-sim and mujoco",
+)
+
+
+def record(out: Path, *extra: str) -> Terminal:
+    return Terminal("record", "give me the sponge", "--out", str(out), *extra)
+
+
+@needs_franky_sim
+@pytest.mark.timeout(300)
+def test_franka_sim_records_two_episodes_keeps_the_one_not_discarded_and_replays_it(tmp_path):
+    """Two attempts on franka-sim: the first discarded, the second (3 cm down, 2 cm left, gripper
+    closed) kept. The store holds exactly the kept episode with its request, task, notes, verdict
+    and source; the recorded moves are the keys typed; train's loader reads it; `--replay 0`
+    drives it back on the arm and the hand ends where the demonstration aimed."""
+    out = tmp_path / "teleop.zarr"
+    term = record(
+        out, "--episodes", "1", *FRANKA_SIM,
+        "--background", "grey table", "--distractors", "tea box, cup", "--notes", "test rig",
+    )  # fmt: skip
+    try:
+        at = term.expect("recording at", timeout=150)
+        term.type("ww", every=0.2)
+        term.type("\n")
+        at = term.expect("[k/d/r]", after=at)
+        term.type("d\n")
+        at = term.expect("attempt 2", after=at)
+        at = term.expect("recording at", after=at)
+        term.type("fff", every=0.2)
+        term.type("aa", every=0.2)
+        term.type(" ")
+        time.sleep(1.0)
+        term.type("\n")
+        at = term.expect("[k/d/r]", after=at)
+        term.type("k\n")
+        assert term.wait(60) == 0, term.text[-2000:]
+    finally:
+        term.close()
+    assert "recorded: 1 kept, 1 discarded" in term.text
+
+    store = EpisodeStore(out, read_only=True)
+    assert store.n_episodes == 1 and store.attrs["discarded"] == 1
+    info = store.episodes[0]
+    expected = {
+        "source": "teleop",
+        "device": "keyboard",
+        "profile": "franka-sim",
+        "robot": "franka",
+        "request": "give me the sponge",
+        "skill": "place_near",
+        "pick": "sponge",
+        "place": "user",
+        "background": "grey table",  # the operator's note wins over the simulator's
+        "distractors": ["tea box", "cup"],
+        "notes": "test rig",
+        "verdict": "keep",
+    }
+    assert {k: info.get(k) for k in expected} == expected
+    assert info["length"] == store.n_steps > 5
+    actions, proprio = store.array("action"), store.array("proprio")
+    assert actions[:, 2].sum() == pytest.approx(-0.03, abs=0.0105)  # three presses of 1 cm
+    assert actions[:, 1].sum() == pytest.approx(0.02, abs=0.0105)
+    assert actions[:, 0].sum() == 0.0
+    assert actions[-1, 3] == 1.0 and actions[0, 3] == 0.0  # the gripper closed on the way
+    assert proprio[0, 2] - proprio[:, 2].min() > 0.015  # the arm really went down
+    assert store.array("mask").max() > 0  # the tracked sponge (and the user) are in the masks
+    arrays = load_arrays(store)
+    assert len(arrays) == store.n_steps and arrays.rgb.shape[1:] == (2, 96, 96, 3)
+
+    replay = subprocess.run(
+        [sys.executable, "-m", "agent", "record", "--replay", "0", "--out", str(out), *FRANKA_SIM],
+        capture_output=True, text=True, timeout=150, cwd=ROOT,
+        env={**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    line = next(x for x in replay.stdout.splitlines() if x.startswith("replayed"))
+    off_cm = float(line.split("the hand ended ")[1].split(" cm")[0])
+    print(line)
+    assert off_cm < 1.5
+
+
+@pytest.mark.timeout(120)
+def test_sim_recorder_killed_mid_episode_loses_only_that_episode(tmp_path):
+    """The sim profile (our MuJoCo arm): one episode kept, the second killed (SIGKILL) while the
+    operator drives: the store keeps the first whole and says the second was incomplete."""
+    out = tmp_path / "teleop.zarr"
+    term = record(out, "--episodes", "2", *SMALL)
+    try:
+        at = term.expect("recording at", timeout=90)
+        term.type("ss", every=0.2)
+        term.type("\n")
+        at = term.expect("[k/d/r]", after=at)
+        term.type("k\n")
+        at = term.expect("episode 2 of 2", after=at)
+        at = term.expect("recording at", after=at)
+        term.type("rrr", every=0.2)
+        os.killpg(term.proc.pid, signal.SIGKILL)
+        term.proc.wait(10)
+    finally:
+        term.close()
+    store = EpisodeStore(out)  # opening for writing repairs what the kill left
+    assert store.n_episodes == 1 and store.episodes[0]["verdict"] == "keep"
+    assert store.recovered is not None and "incomplete" in store.recovered
+    assert np.isclose(store.array("action")[:, 0].sum(), -0.02, atol=0.0105)
+
+
+@pytest.mark.timeout(120)
+def test_a_silent_input_device_ends_the_episode_and_stops_the_arm(tmp_path):
+    """The deadman rule: nobody types for teleop.deadman_s, so the episode ends as a fault from
+    the act loop, the arm is stopped (the safe stop went "ok"), the operator is still asked, and
+    `record` exits 1 instead of starting the next episode."""
+    out = tmp_path / "teleop.zarr"
+    term = record(out, "--episodes", "3", *SMALL, "--set", "teleop.deadman_s=1.5")
+    try:
+        at = term.expect("recording at", timeout=90)
+        at = term.expect("fault (act): the keyboard sent nothing for", after=at, timeout=30)
+        at = term.expect("arm stop: ok", after=at)
+        term.expect("[k/d/r]", after=at)
+        term.type("d\n")
+        assert term.wait(30) == 1
+    finally:
+        term.close()
+    assert "stopped after a fault" in term.text
+    assert "episode 2 of 3" not in term.text
+    store = EpisodeStore(out, read_only=True)
+    assert store.n_episodes == 0 and store.attrs["discarded"] == 1
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    """No request, no 3D mouse, a replay of an episode the dataset lacks: one line, exit 2,
+    nothing written. (The keyboard without a terminal and an unwritable dataset: below.)"""
+    cases = [
+        (["record"], "say what is demonstrated"),
+        (["record", "give me the sponge", "--set", "teleop.device=spacemouse"], "3D mouse"),
+        (["record", "--replay", "0", "--out", str(tmp_path / "none.zarr")], "no dataset at"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not (tmp_path / "none.zarr").exists()
+
+
+def test_keyboard_without_a_terminal_and_an_unwritable_dataset_are_one_line(tmp_path):
+    """`record` in a pipe (no terminal to read keys from), and --out under a file."""
+    env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "teleop.zarr"
+    piped = subprocess.run(
+        [sys.executable, "-m", "agent", "record", "give me the sponge", "--out", str(out)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert piped.returncode == 2
+    assert piped.stderr.strip().startswith("error: the keyboard device needs a terminal")
+    assert not out.exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    term = record(blocker / "teleop.zarr", *SMALL)
+    try:
+        assert term.wait(60) == 2
+    finally:
+        term.close()
+    lines = [x for x in term.text.splitlines() if x.strip()]
+    assert lines[-1].startswith("error: ") and "a-file" in lines[-1], term.text
