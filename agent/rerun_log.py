@@ -49,6 +49,8 @@ CAPTURE = "capture"  # seconds since the execution started, at the source frame'
 STEP = "step"  # the command loop's step index
 ROLE_CLASS = {"pick": 1, "place": 2}
 MOVE_AXES = ("dx", "dy", "dz")
+#: where the 3D view looks from and at (m, base frame): a tabletop arm's reach, seen from the front
+WORKSPACE_EYE, WORKSPACE_CENTRE = (0.95, -0.45, 0.5), (0.52, 0.05, 0.15)
 
 
 def segmentation(mask: np.ndarray) -> np.ndarray:
@@ -66,7 +68,13 @@ def blueprint(views: Iterable[str]) -> rrb.Blueprint:
         rrb.Horizontal(
             rrb.Vertical(*cameras) if cameras else rrb.TextLogView(origin="events", name="log"),
             rrb.Vertical(
-                rrb.Spatial3DView(origin="robot", name="end effector"),
+                rrb.Spatial3DView(
+                    origin="robot",
+                    name="end effector",
+                    eye_controls=rrb.EyeControls3D(
+                        position=WORKSPACE_EYE, look_target=WORKSPACE_CENTRE, eye_up=(0, 0, 1)
+                    ),
+                ),
                 rrb.TimeSeriesView(origin="latency_ms", name="latency (ms)"),
                 rrb.TimeSeriesView(origin="action", name="action"),
             ),
@@ -75,6 +83,7 @@ def blueprint(views: Iterable[str]) -> rrb.Blueprint:
                 rrb.TextLogView(origin="events", name="events"),
             ),
         ),
+        rrb.TimePanel(timeline=CAPTURE, play_state="following", state="collapsed"),
         collapse_panels=True,
     )
 
