@@ -102,7 +102,11 @@ def run_record(args: argparse.Namespace, config: Config) -> int:
     except KeyboardInterrupt:
         store.abort_episode()
         print(session.summary(), flush=True)
-        print("error: interrupted: the arm was stopped and the drivers closed", file=sys.stderr)
+        print(
+            "error: interrupted: the arm was stopped and the drivers closed; the episode in "
+            "progress was not kept",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     print(session.summary(), flush=True)
     return code
@@ -129,6 +133,7 @@ class _Session:
         self.robot: RecordingRobot | None = None
         self.world: Any = None
         self.kept = self.discarded = self.redone = 0
+        self.kept_last = False
 
     def _parts(self, config: Config) -> Any:
         from agent.backends import build_parts
@@ -154,6 +159,8 @@ class _Session:
                 code = await self._episode(runtime)
                 if code is not None:
                     return code
+                if self.kept_last:
+                    attempt = 0
         return EXIT_OK
 
     async def _episode(self, runtime: Any) -> int | None:
@@ -212,6 +219,7 @@ class _Session:
         if verdict == "keep" and not kept:
             say("no step was recorded: nothing kept")
         self.kept += kept
+        self.kept_last = kept
         self.discarded += verdict != "keep" or not kept
         if verdict == "redo":
             self.redone += 1

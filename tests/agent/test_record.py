@@ -117,10 +117,12 @@ def test_franka_sim_records_two_episodes_keeps_the_one_not_discarded_and_replays
     assert off_cm < 1.5
 
 
-@pytest.mark.timeout(120)
-def test_sim_recorder_killed_mid_episode_loses_only_that_episode(tmp_path):
-    """The sim profile (our MuJoCo arm): one episode kept, the second killed (SIGKILL) while the
-    operator drives: the store keeps the first whole and says the second was incomplete."""
+@pytest.mark.timeout(150)
+def test_sim_recorder_stopped_by_ctrl_c_or_killed_mid_episode_keeps_the_earlier_episodes(tmp_path):
+    """The sim profile (our MuJoCo arm). First run: one episode kept, then Ctrl-C (SIGINT, what
+    the terminal sends) while the operator drives the second: exit 130 (the arm stopped first), the kept
+    episode committed. Second run, appending: killed (SIGKILL) mid-episode: the store keeps the
+    first whole and, reopened, says the second was incomplete."""
     out = tmp_path / "teleop.zarr"
     term = record(out, "--episodes", "2", *SMALL)
     try:
@@ -129,8 +131,19 @@ def test_sim_recorder_killed_mid_episode_loses_only_that_episode(tmp_path):
         term.type("\n")
         at = term.expect("[k/d/r]", after=at)
         term.type("k\n")
-        at = term.expect("episode 2 of 2", after=at)
+        at = term.expect("episode 2 of 2 (attempt 1)", after=at)
         at = term.expect("recording at", after=at)
+        term.type("ww", every=0.2)
+        os.killpg(term.proc.pid, signal.SIGINT)
+        assert term.wait(30) == 130
+    finally:
+        term.close()
+    assert "error: interrupted: the arm was stopped and the drivers closed" in term.text
+    assert EpisodeStore(out, read_only=True).n_episodes == 1
+
+    term = record(out, *SMALL)
+    try:
+        at = term.expect("recording at", timeout=90)
         term.type("rrr", every=0.2)
         os.killpg(term.proc.pid, signal.SIGKILL)
         term.proc.wait(10)
