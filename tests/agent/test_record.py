@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -120,9 +121,9 @@ def test_franka_sim_records_two_episodes_keeps_the_one_not_discarded_and_replays
 @pytest.mark.timeout(150)
 def test_sim_recorder_stopped_by_ctrl_c_or_killed_mid_episode_keeps_the_earlier_episodes(tmp_path):
     """The sim profile (our MuJoCo arm). First run: one episode kept, then Ctrl-C (SIGINT, what
-    the terminal sends) while the operator drives the second: exit 130 (the arm stopped first), the kept
-    episode committed. Second run, appending: killed (SIGKILL) mid-episode: the store keeps the
-    first whole and, reopened, says the second was incomplete."""
+    the terminal sends) while the operator drives the second: exit 130 (the arm stopped first),
+    the kept episode committed. Second run, appending: killed (SIGKILL) mid-episode: the store
+    keeps the first whole and, reopened, says the second was incomplete."""
     out = tmp_path / "teleop.zarr"
     term = record(out, "--episodes", "2", *SMALL)
     try:
@@ -212,3 +213,52 @@ def test_keyboard_without_a_terminal_and_an_unwritable_dataset_are_one_line(tmp_
         term.close()
     lines = [x for x in term.text.splitlines() if x.strip()]
     assert lines[-1].startswith("error: ") and "a-file" in lines[-1], term.text
+
+
+@pytest.mark.timeout(120)
+def test_a_spacemouse_drives_a_recorded_episode(tmp_path, monkeypatch):
+    """`record` in this process on the sim profile with teleop.device = "spacemouse": pyspacemouse
+    runs for real over the fake HID device of tests/drivers/test_input.py (no 3D mouse here), which
+    reports the cap pushed away from the operator for 1.5 s, then the gripper button, then the end
+    button. The verdict comes through a pipe on standard input. The kept episode moved +y only."""
+    pyspacemouse = pytest.importorskip("pyspacemouse")
+    from tests.drivers.test_input import FakeHid, axes_report, buttons_report
+
+    hid = FakeHid()
+    opened: list[float] = []
+    hid.open = lambda: opened.append(time.monotonic())  # type: ignore[method-assign]
+
+    class Enumeration:
+        def find(self, **_: object) -> list[FakeHid]:
+            return [hid]
+
+    monkeypatch.setattr(pyspacemouse.api, "Enumeration", Enumeration)
+    read, write = os.pipe()
+    os.write(write, b"k\n")
+    os.close(write)
+    monkeypatch.setattr(sys, "stdin", os.fdopen(read))
+
+    def operator() -> None:
+        while len(opened) < 2:  # the first opening is record's check, the second the episode
+            time.sleep(0.02)
+        time.sleep(1.0)  # reasoning and detection
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until:
+            hid.reports.append(axes_report(0, -350, 0))  # HID y points at the operator
+            time.sleep(0.05)
+        hid.reports.extend([axes_report(0, 0, 0), buttons_report(0b01), buttons_report(0)])
+        time.sleep(0.5)
+        hid.reports.extend([buttons_report(0b10), buttons_report(0)])
+
+    feeder = threading.Thread(target=operator, daemon=True)
+    feeder.start()
+    out = tmp_path / "mouse.zarr"
+    argv = ["record", "give me the sponge", "--out", str(out), *SMALL]
+    assert main([*argv, "--set", "teleop.device=spacemouse"]) == 0
+    feeder.join(5)
+    store = EpisodeStore(out, read_only=True)
+    assert store.n_episodes == 1 and store.episodes[0]["device"] == "spacemouse"
+    actions = store.array("action")
+    assert actions[:, 1].sum() > 0.1  # ~15 steps of a full deflection at 2 cm
+    assert np.abs(actions[:, [0, 2]]).max() == 0.0
+    assert actions[-1, 3] == 1.0
