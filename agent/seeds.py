@@ -3,7 +3,7 @@
 A scene seed draws a trial's task, its layout and its look (`agent.collection.draw_trial`,
 `drivers.sim.scene`). Three uses, three disjoint ranges:
 
-- demonstrations (`collect`, DAgger, `scripts/collect_train_parallel.py`): episode `index` of
+- demonstrations (`collect`, `collect --ray`, DAgger): episode `index` of
   `collect --seed BASE` is `BASE * 100_000 + index`; the default `--seed 0` records seeds 0, 1, ...
   Collection refuses any seed in the held-out ranges below (bases 9000-9999).
 - validation (`eval --split validation`): checkpoints, recipes and anything else chosen by a
