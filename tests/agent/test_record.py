@@ -47,11 +47,12 @@ def record(out: Path, *extra: str) -> Terminal:
 
 @needs_franky_sim
 @pytest.mark.timeout(300)
-def test_franka_sim_records_two_episodes_keeps_the_one_not_discarded_and_replays_it(tmp_path):
+def test_franka_sim_records_keeps_the_episode_not_discarded_replays_trains_and_runs_it(tmp_path):
     """Two attempts on franka-sim: the first discarded, the second (3 cm down, 2 cm left, gripper
     closed) kept. The store holds exactly the kept episode with its request, task, notes, verdict
     and source; the recorded moves are the keys typed; train's loader reads it; `--replay 0`
-    drives it back on the arm and the hand ends where the demonstration aimed."""
+    drives it back on the arm and the hand ends where the demonstration aimed; two training
+    steps on it, exported, drive franka-sim for 8 steps (the whole loop, not a good policy)."""
     out = tmp_path / "teleop.zarr"
     term = record(
         out, "--episodes", "1", *FRANKA_SIM,
@@ -106,16 +107,50 @@ def test_franka_sim_records_two_episodes_keeps_the_one_not_discarded_and_replays
     arrays = load_arrays(store)
     assert len(arrays) == store.n_steps and arrays.rgb.shape[1:] == (2, 96, 96, 3)
 
-    replay = subprocess.run(
-        [sys.executable, "-m", "agent", "record", "--replay", "0", "--out", str(out), *FRANKA_SIM],
-        capture_output=True, text=True, timeout=150, cwd=ROOT,
-        env={**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    replay = agent("record", "--replay", "0", "--out", str(out), *FRANKA_SIM)
     assert replay.returncode == 0, replay.stderr[-2000:]
     line = next(x for x in replay.stdout.splitlines() if x.startswith("replayed"))
     off_cm = float(line.split("the hand ended ")[1].split(" cm")[0])
     print(line)
     assert off_cm < 1.5
+
+    # the loop closed: train a few steps on it, export, and let the result drive franka-sim
+    ckpt, onnx = tmp_path / "tpm", tmp_path / "lab.onnx"
+    trained = agent(
+        "train", "--data", str(out), "--steps", "2", "--batch-size", "8", "--out", str(ckpt)
+    )
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    exported = agent(
+        "export", "--checkpoint", str(ckpt / "last.pt"), "--out", str(onnx), "--data", str(out)
+    )
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    policy = [
+        "--set",
+        "models.policy=tpm",
+        "--set",
+        f'policy.onnx="{onnx}"',
+        "--set",
+        "runtime.max_steps=8",
+    ]
+    ran = agent(
+        "run",
+        "give me the sponge",
+        *FRANKA_SIM,
+        *policy,
+        "--quiet",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+    )
+    assert ran.returncode in (0, 1), ran.stderr[-2000:]  # 2 steps of training: it may fail the task
+    assert "steps 8 " in ran.stdout, ran.stdout[-2000:]
+
+
+def agent(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        capture_output=True, text=True, timeout=150, cwd=ROOT,
+        env={**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
 
 
 @pytest.mark.timeout(150)
