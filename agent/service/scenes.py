@@ -143,9 +143,9 @@ class RuntimeHost:
             await tg.start(self._hold, self.config, self._parts_factory)
         except BaseException:
             # left with no error inside the group, so that the runtime's own one-line error
-            # reaches the caller as it is, not wrapped in an ExceptionGroup
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
+            # reaches the caller as it is, not wrapped in an ExceptionGroup (not shielded: the
+            # group's scope must be the innermost one when it is left)
+            await stack.aclose()
             raise
         self._tg, self._stack = tg, stack
         return self

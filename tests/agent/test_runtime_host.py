@@ -79,3 +79,16 @@ async def test_a_world_that_cannot_be_built_leaves_the_old_one_running(tmp_path)
         with anyio.fail_after(30):  # the old world still runs tasks
             outcome = await first.run("I spilled the milk")
         assert outcome.status == "success", outcome.reason
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_server_scene_that_cannot_be_built_is_its_own_one_line_error(tmp_path) -> None:
+    """Opening fails with the runtime's BackendError as it is (the service's startup line), not
+    an ExceptionGroup nor an error about the host's task group."""
+    from agent.backends import BackendError
+
+    config = make_config(tmp_path, 'sim.objects=["unicorn"]')
+    with pytest.raises(BackendError, match="no object 'unicorn'"):
+        async with RuntimeHost(config, parts_factory=build_parts):
+            pass
