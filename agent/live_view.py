@@ -56,9 +56,17 @@ def require_rerun() -> None:
         raise ViewError(RERUN_MISSING) from None
 
 
-def check_view(mode: ViewMode | None) -> None:
-    """Fail early (before a run folder is made or the arm moves) if the view cannot open here."""
+def ports(port: int | None) -> tuple[int, int]:
+    """The web viewer's port and its data's: rerun's defaults, or PORT and PORT + 1."""
+    return (WEB_PORT, DATA_PORT) if port is None else (port, port + 1)
+
+
+def check_view(mode: ViewMode | None, port: int | None = None) -> None:
+    """Fail early (before a run folder is made or the arm moves) if the view cannot open here:
+    rerun missing, no display for a window, a port of the web view taken."""
     require_rerun()
+    if mode == "web":
+        _check_free(*ports(port))
     if mode == "native" and sys.platform.startswith("linux"):
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise ViewError(
@@ -77,7 +85,7 @@ def open_stream(
     web: serves the data over gRPC on DATA_PORT and the web viewer on WEB_PORT, on every
     interface (a browser on another machine is the point), until the process ends.
     """
-    check_view(mode)
+    check_view(mode, port)
     import rerun as rr
 
     from agent.rerun_log import APPLICATION_ID
@@ -88,7 +96,7 @@ def open_stream(
     sinks: list[rr.FileSink | rr.GrpcSink | rr.GrpcServerSink] = []
     if rrd is not None:
         sinks.append(rr.FileSink(rrd))
-    web, data = (WEB_PORT, DATA_PORT) if port is None else (port, port + 1)
+    web, data = ports(port)
     url = None
     try:
         if mode == "native":
@@ -97,10 +105,11 @@ def open_stream(
                 port=data,
                 connect=False,
                 executable_path=str(program) if program.exists() else None,
+                recording=rec,
             )
+            _check_viewer(data)
             sinks.append(rr.GrpcSink(f"rerun+http://127.0.0.1:{data}/proxy"))
         elif mode == "web":
-            _check_free(web, data)
             server = rr.GrpcServerSink(port=data)
             sinks.append(server)
         rec.set_sinks(*sinks)
@@ -114,6 +123,18 @@ def open_stream(
     except Exception as exc:
         raise ViewError(f"cannot open the {mode or 'rrd'} view: {describe(exc)}") from None
     return rec, url
+
+
+def _check_viewer(port: int) -> None:
+    """ViewError unless the spawned viewer listens (rerun only warns, and the run would stream
+    into nothing, then wait for it at the end)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0):
+            pass
+    except OSError:
+        raise ViewError(
+            "rerun's viewer did not start (no display it can open?); use --view web or --rrd"
+        ) from None
 
 
 def _check_free(*ports: int) -> None:
@@ -204,9 +225,12 @@ class LiveView:
             log.info("live view dropped items", dropped=dropped)
             if self.error is None:
                 self._log.note(f"live view dropped (it fell behind): {dropped}", warn=True)
-        self.rec.flush(timeout_sec=timeout)
-        if self.url is None:
-            self.rec.disconnect()  # the file is finished; a spawned viewer keeps its copy
+        try:
+            self.rec.flush(timeout_sec=timeout)
+            if self.url is None:
+                self.rec.disconnect()  # the file is finished; a spawned viewer keeps its copy
+        except Exception as exc:  # e.g. a viewer window closed or never reached: the run is done
+            log.warning("live view: not everything reached the viewer", error=describe(exc))
 
     def hold(self) -> None:
         """Web view: keep serving until Ctrl-C (see `hold`)."""

@@ -77,7 +77,7 @@ def live_view_opener(args: argparse.Namespace, config: Config) -> Callable[[Path
     rrd = args.rrd or config.output.rrd
     if view is None and not rrd:
         return None
-    check_view(view)
+    check_view(view, args.view_port)
 
     def open_in(folder: Path) -> LiveView:
         rec, url = open_stream(
@@ -103,7 +103,6 @@ def run_view(args: argparse.Namespace) -> int:
     if save is not None and save.resolve() == source.resolve():
         raise ViewError(f"--save {save} would overwrite the recording it replays")
     mode: ViewMode | None = None if save is not None else ("web" if args.web else "native")
-    check_view(mode)
     rec, url = open_stream(rrd=save, mode=mode, port=args.view_port, name=folder.name)
     if source == rrd:
         _send_rrd(rec, rrd)

@@ -187,6 +187,20 @@ def test_web_view_serves_the_viewer_and_refuses_a_taken_port():
         rec.disconnect()
 
 
+def test_run_with_a_taken_view_port_is_one_line_before_anything_moves(tmp_path):
+    port = free_port_pair()
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", port + 1))
+        taken.listen()
+        proc = agent(
+            "run", REQUEST, "--view", "web", "--view-port", str(port), "--runs-dir", "runs",
+            cwd=tmp_path,
+        )  # fmt: skip
+    assert proc.returncode == 2
+    assert f"port {port + 1} is in use" in one_line_error(proc)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_the_observer_never_blocks_and_counts_what_it_drops():
     """A stalled logger (the worker thread blocked) must not hold the event loop's calls."""
     import rerun as rr
