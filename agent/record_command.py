@@ -13,7 +13,9 @@ The store is crash-safe: a recorder killed mid-episode loses that episode only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from models.tpm.dataset import EpisodeStore
 VERDICTS = {"k": "keep", "keep": "keep", "d": "discard", "discard": "discard", "r": "redo"}
 VERDICTS["redo"] = "redo"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class RecordError(ValueError):
@@ -100,15 +103,15 @@ def run_record(args: argparse.Namespace, config: Config) -> int:
     try:
         code = anyio.run(session.run)
     except KeyboardInterrupt:
-        store.abort_episode()
-        print(session.summary(), flush=True)
+        code = EXIT_INTERRUPTED
+    print(session.summary(), flush=True)
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        why = "interrupted" if code == EXIT_INTERRUPTED else "terminated by SIGTERM"
         print(
-            "error: interrupted: the arm was stopped and the drivers closed; the episode in "
+            f"error: {why}: the arm was stopped and the drivers closed; the episode in "
             "progress was not kept",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
-    print(session.summary(), flush=True)
     return code
 
 
@@ -145,6 +148,28 @@ class _Session:
         return parts
 
     async def run(self) -> int:
+        """The episodes; SIGTERM (systemd, `docker stop`) ends them as Ctrl-C does: the episode in
+        progress is cancelled and dropped, the arm stopped and the drivers closed."""
+        terminated = False
+        code = EXIT_TERMINATED
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                nonlocal terminated
+                with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        terminated = True
+                        tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            try:
+                code = await self._episodes()
+            finally:
+                self.store.abort_episode()  # only if one is open: never half of an episode
+                tg.cancel_scope.cancel()
+        return EXIT_TERMINATED if terminated else code
+
+    async def _episodes(self) -> int:
         from agent.runtime import Runtime
 
         say("starting (loading the world and models)")
@@ -207,7 +232,7 @@ class _Session:
             self.store.abort_episode()
             say("nothing to record for this request; stopping")
             return EXIT_NOTHING
-        verdict = await anyio.to_thread.run_sync(ask_verdict, abandon_on_cancel=True)
+        verdict = await ask_verdict()
         extra = {
             **task,
             "verdict": verdict,
@@ -263,7 +288,7 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def ask_verdict() -> str:
+async def ask_verdict() -> str:
     """keep / discard / redo, asked on the terminal until one of them is given.
 
     End of input (no operator) discards: nothing is kept that nobody looked at.
@@ -271,7 +296,7 @@ def ask_verdict() -> str:
     while True:
         print("keep, discard or redo this episode? [k/d/r] ", end="", flush=True)
         fd = _stdin_fd()
-        line = read_line(fd) if fd >= 0 else None
+        line = await read_line(fd) if fd >= 0 else None
         if line is None:
             print("(no answer: discarded)", flush=True)
             return "discard"
@@ -280,10 +305,17 @@ def ask_verdict() -> str:
             return verdict
 
 
-def read_line(fd: int) -> str | None:
-    """One line from `fd`, read byte by byte so that nothing after it is taken; None at EOF."""
+async def read_line(fd: int) -> str | None:
+    """One line from `fd`, read byte by byte so that nothing after it is taken; None at EOF.
+
+    Waits on the event loop, not in a worker thread: a thread blocked in a read could not be
+    cancelled, and Ctrl-C at the prompt would then wait for a line before the process could end.
+    """
     data = b""
     while not data.endswith(b"\n"):
+        # a regular file (stdin redirected) cannot be waited on, and its reads never block
+        with contextlib.suppress(OSError, ValueError, NotImplementedError):
+            await anyio.wait_readable(fd)
         byte = os.read(fd, 1)
         if not byte:
             return data.decode(errors="replace") if data else None

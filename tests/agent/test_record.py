@@ -154,11 +154,12 @@ def agent(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.timeout(150)
-def test_sim_recorder_stopped_by_ctrl_c_or_killed_mid_episode_keeps_the_earlier_episodes(tmp_path):
+def test_sim_recorder_stopped_by_ctrl_c_sigterm_or_sigkill_keeps_the_earlier_episodes(tmp_path):
     """The sim profile (our MuJoCo arm). First run: one episode kept, then Ctrl-C (SIGINT, what
     the terminal sends) while the operator drives the second: exit 130 (the arm stopped first),
-    the kept episode committed. Second run, appending: killed (SIGKILL) mid-episode: the store
-    keeps the first whole and, reopened, says the second was incomplete."""
+    the kept episode committed. Second run: SIGTERM at the keep/discard prompt: exit 143, nothing
+    added. Third run: killed (SIGKILL) mid-episode: the store keeps the first whole and, reopened,
+    says the last was incomplete."""
     out = tmp_path / "teleop.zarr"
     term = record(out, "--episodes", "2", *SMALL)
     try:
@@ -175,6 +176,18 @@ def test_sim_recorder_stopped_by_ctrl_c_or_killed_mid_episode_keeps_the_earlier_
     finally:
         term.close()
     assert "error: interrupted: the arm was stopped and the drivers closed" in term.text
+    assert EpisodeStore(out, read_only=True).n_episodes == 1
+
+    term = record(out, *SMALL)  # SIGTERM (systemd, docker stop) while the operator is asked
+    try:
+        at = term.expect("recording at", timeout=90)
+        term.type("a\n")
+        term.expect("[k/d/r]", after=at)
+        os.killpg(term.proc.pid, signal.SIGTERM)
+        assert term.wait(30) == 143
+    finally:
+        term.close()
+    assert "error: terminated by SIGTERM: the arm was stopped" in term.text
     assert EpisodeStore(out, read_only=True).n_episodes == 1
 
     term = record(out, *SMALL)
