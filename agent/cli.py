@@ -88,8 +88,10 @@ class _StderrProxyLogger:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # the `tpm-agent` console script of an installed wheel names itself in usage and errors
+    script = Path(sys.argv[0]).name == "tpm-agent"
     parser = _Parser(
-        prog="python -m agent",
+        prog="tpm-agent" if script else "python -m agent",
         description="Follow spoken-style requests with a robot arm (TPM runtime).",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")

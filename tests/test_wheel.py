@@ -122,3 +122,5 @@ def test_the_wheel_installs_a_working_tpm_agent_with_its_policies(tmp_path: Path
     assert checks["policy.onnx"]["detail"] == f"{policy} (in use)"
     profile = _run(script, "config", "--profile", "real", cwd=tmp_path)
     assert profile.returncode == 0 and json.loads(profile.stdout)["profile"] == "real"
+    usage = _run(script, "run", cwd=tmp_path)  # the script names itself in a usage error
+    assert usage.returncode == 2 and usage.stderr.strip().endswith("(see tpm-agent run --help)")
