@@ -137,9 +137,9 @@ def _check_viewer(port: int) -> None:
         ) from None
 
 
-def _check_free(*ports: int) -> None:
+def _check_free(*wanted: int) -> None:
     """ViewError naming a port another program holds (rerun would only log a warning)."""
-    for port in ports:
+    for port in wanted:
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
