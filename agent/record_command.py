@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -89,6 +90,7 @@ def run_record(args: argparse.Namespace, config: Config) -> int:
     device = open_input_device(config.teleop)
     device.open()  # a missing 3D mouse, or no terminal for the keyboard: one line, nothing written
     device.close()
+    created = not (args.out / "zarr.json").exists()
     store = EpisodeStore(args.out, views=config.cameras.views, image_size=size, create=True)
     if store.recovered:
         print(f"note: {args.out}: {store.recovered}")
@@ -104,6 +106,10 @@ def run_record(args: argparse.Namespace, config: Config) -> int:
         code = anyio.run(session.run)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
+    except Exception:
+        if created and session.attempts == 0:  # the rig failed to start: leave no empty dataset
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
     print(session.summary(), flush=True)
     if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
         why = "interrupted" if code == EXIT_INTERRUPTED else "terminated by SIGTERM"
@@ -137,6 +143,7 @@ class _Session:
         self.world: Any = None
         self.kept = self.discarded = self.redone = 0
         self.kept_last = False
+        self.attempts = 0
 
     def _parts(self, config: Config) -> Any:
         from agent.backends import build_parts
@@ -152,6 +159,7 @@ class _Session:
         progress is cancelled and dropped, the arm stopped and the drivers closed."""
         terminated = False
         code = EXIT_TERMINATED
+        failure: Exception | None = None
         async with anyio.create_task_group() as tg:
 
             async def watch() -> None:
@@ -164,9 +172,13 @@ class _Session:
             tg.start_soon(watch)
             try:
                 code = await self._episodes()
+            except Exception as exc:  # raised below as it is, not wrapped in an ExceptionGroup
+                failure = exc
             finally:
                 self.store.abort_episode()  # only if one is open: never half of an episode
                 tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         return EXIT_TERMINATED if terminated else code
 
     async def _episodes(self) -> int:
@@ -177,6 +189,7 @@ class _Session:
             attempt = 0
             while self.kept < self.episodes:
                 attempt += 1
+                self.attempts += 1
                 say(
                     f"episode {self.kept + 1} of {self.episodes} (attempt {attempt}): "
                     f"{self.request!r} with the {self.device.name}"

@@ -241,8 +241,9 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "none.zarr").exists()
 
 
-def test_keyboard_without_a_terminal_and_an_unwritable_dataset_are_one_line(tmp_path):
-    """`record` in a pipe (no terminal to read keys from), and --out under a file."""
+def test_no_terminal_an_unwritable_dataset_or_a_missing_rig_is_one_line(tmp_path):
+    """`record` in a pipe (no terminal to read keys from), --out under a file, and the real
+    profile without its cameras: one line each, exit 2, no dataset left behind."""
     env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(ROOT)}
     out = tmp_path / "teleop.zarr"
     piped = subprocess.run(
@@ -261,6 +262,14 @@ def test_keyboard_without_a_terminal_and_an_unwritable_dataset_are_one_line(tmp_
         term.close()
     lines = [x for x in term.text.splitlines() if x.strip()]
     assert lines[-1].startswith("error: ") and "a-file" in lines[-1], term.text
+    term = record(out, "--profile", "real")  # a lab profile on a machine without its rig
+    try:
+        assert term.wait(60) == 2
+    finally:
+        term.close()
+    last = [x for x in term.text.splitlines() if x.strip()][-1]
+    assert last.startswith("error: camera 'front': no RealSense"), term.text
+    assert not out.exists()  # the dataset it created is removed again: nothing was recorded
 
 
 @pytest.mark.timeout(120)
