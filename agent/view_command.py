@@ -35,7 +35,8 @@ def add_run_view_arguments(run: argparse.ArgumentParser) -> None:
         "--view",
         nargs="?",
         const="native",
-        choices=["native", "web"],
+        type=_view_mode,
+        metavar="{native,web}",
         help="show the run live in rerun: a viewer window (native, the default) or rerun's web "
         "viewer served for a browser on another machine (web); needs the view extra",
     )
@@ -43,6 +44,18 @@ def add_run_view_arguments(run: argparse.ArgumentParser) -> None:
         "--rrd", action="store_true", help=f"write {RRD_NAME} in the run folder (output.rrd)"
     )
     _add_port(run)
+
+
+def _view_mode(text: str) -> ViewMode:
+    """native or web; anything else (most likely the request, after a bare --view) says so."""
+    if text == "native":
+        return "native"
+    if text == "web":
+        return "web"
+    raise argparse.ArgumentTypeError(
+        f"takes native or web, not {text!r}; a bare --view goes after the request: "
+        'run "I spilled the milk" --view'
+    )
 
 
 def add_view_arguments(view: argparse.ArgumentParser) -> None:

@@ -189,6 +189,12 @@ def test_web_view_serves_the_viewer_and_refuses_a_taken_port():
         rec.disconnect()
 
 
+def test_a_bare_view_before_the_request_says_where_it_goes(tmp_path):
+    proc = agent("run", "--view", REQUEST, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "a bare --view goes after the request" in one_line_error(proc)
+
+
 def test_run_with_a_taken_view_port_is_one_line_before_anything_moves(tmp_path):
     port = free_port_pair()
     with socket.socket() as taken:
