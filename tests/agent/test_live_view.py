@@ -77,8 +77,8 @@ def test_run_with_rrd_writes_every_entity_with_plausible_counts(run_dir):
     n = len(steps)
     assert n == json.loads((run_dir / "summary.json").read_text())["outcome"]["steps"] > 10
     for view in ("front", "side"):  # a frame per percept, each with its masks and boxes
-        frames = rows[f"/cameras/{view}/rgb"]
-        assert n // 2 <= frames <= n + 5
+        frames = rows[f"/cameras/{view}/rgb"]  # about one percept per step: the act loop's
+        assert n // 2 <= frames <= 2 * n  # drops and the view's own (if it lags) move it a bit
         assert rows[f"/cameras/{view}/masks"] == rows[f"/cameras/{view}/boxes"] == frames
     for entity in ("/robot/ee", "/robot/ee_path", "/robot/gripper_closed"):
         assert rows[entity] == n  # every step: events are never dropped
