@@ -96,7 +96,7 @@ def test_run_with_rrd_writes_every_entity_with_plausible_counts(run_dir):
     labels = {x for row in column(rrd, "/cameras/front/boxes", "Boxes2D:labels") for x in row}
     assert {"pick: sponge", "place: user"} <= labels
     texts = [t[0] for t in column(rrd, "/events", "TextLog:text")]
-    assert texts[0].startswith("started 'I spilled the milk'")
+    assert any(t.startswith("started 'I spilled the milk'") for t in texts)
     assert any(t.startswith("success: ") for t in texts)
     chunk = next(c for c in RrdReader(rrd).stream() if c.entity_path == "/robot/ee")
     assert {"capture", "step"} <= set(chunk.timeline_names)
