@@ -203,7 +203,7 @@ class _Session:
 
     async def _episode(self, runtime: Any) -> int | None:
         """One episode, recorded, judged by the operator; an exit code ends the session."""
-        from agent.events import Detected, Fault, Finished, Reasoned, describe_task
+        from agent.events import Detected, Fault, Finished, Reasoned, Step, describe_task
 
         robot = self.robot
         assert robot is not None
@@ -218,6 +218,7 @@ class _Session:
         robot.steps, robot.error = 0, None
         task: dict[str, Any] = {}
         outcome: Any = None
+        every = max(1, round(2 * self.config.runtime.control_hz))  # a status line every 2 s
         await anyio.to_thread.run_sync(self.device.open)
         try:
             robot.sink = self.store
@@ -231,6 +232,10 @@ class _Session:
                     say(f"  fault ({event.where}): {event.message}")
                 elif isinstance(event, Finished):
                     outcome = event.outcome
+                elif isinstance(event, Step) and event.index % every == 0:
+                    x, y, z = (f"{v:.3f}" for v in event.ee_pos)
+                    grip = "closed" if event.gripper_closed else "open"
+                    say(f"  step {event.index}: hand at ({x}, {y}, {z}) m, gripper {grip}")
                 if isinstance(event, Reasoned) and event.pick is not None:
                     say(f"recording at {self.config.runtime.control_hz:g} Hz: {_keys(self)}")
         finally:
