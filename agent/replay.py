@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from agent.config import Config
+from agent.teleop import episode_source
 from models.tpm.dataset import DatasetError, EpisodeStore
 
 #: how close to the episode's start the hand must come before the replay begins (m)
@@ -43,7 +44,7 @@ def episode_actions(root: Path, index: int) -> tuple[np.ndarray, np.ndarray, dic
 def replay_episode(root: Path, index: int, config: Config) -> int:
     """Replay episode `index` of `root` on the configured arm; prints what happened."""
     actions, proprio, info = episode_actions(root, index)
-    source = info.get("source", "sim")
+    source = episode_source(info)
     print(
         f"replaying episode {index} ({source}, {info.get('request', '?')!r}, "
         f"{len(actions)} steps) at {config.runtime.control_hz:g} Hz",
