@@ -128,9 +128,32 @@ def connected(spec: RaySpec) -> Iterator[int]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClusterError(f"--ray {spec.address}: cannot start or join Ray: {first}") from None
     try:
-        yield max(1, int(ray.cluster_resources().get("CPU", 1)))
+        with _sigterm_interrupts():
+            yield max(1, int(ray.cluster_resources().get("CPU", 1)))
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt for the block (in the main thread), so `ray.shutdown()`
+    stops a Ray instance this command started at once; Python's default exit on SIGTERM would
+    leave Ray's agent processes to notice on their own, about a minute later."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _call(cwd: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -142,10 +165,14 @@ def _call(cwd: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
 
 
 def pin_threads() -> None:
-    """One intra-op thread for torch in this process (if torch is installed), as the env pins
-    OpenMP / MKL / OpenBLAS: a worker owns one CPU."""
+    """One thread per math library in this worker process, which owns one CPU: OpenMP / MKL /
+    OpenBLAS through the environment (read when they load), torch's intra-op pool and OpenCV's
+    (each defaults to a thread per core)."""
     for key, value in PINNED_THREADS.items():
         os.environ.setdefault(key, value)
+    import cv2
+
+    cv2.setNumThreads(1)
     try:
         import torch
     except ImportError:

@@ -14,10 +14,11 @@ Either way `record(cell, i, result)` is called as each trial completes; outcomes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent.cluster import Lost, RaySpec, run_ordered
+from agent.cluster import Lost, RaySpec, pin_threads, run_ordered
 from benchmarks.eval_cells import Cell
 
 #: (cell, trial index, run config, trial)
@@ -45,7 +46,9 @@ def run_pooled(jobs: Sequence[Job], workers: int, record: Record, trial_fn: Tria
 
     context = multiprocessing.get_context("spawn")
     lost = 0
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=start_worker, initargs=(os.getpid(),)
+    ) as pool:
         futures = {pool.submit(trial_fn, job[2], job[3]): job for job in jobs}
         for future in as_completed(futures):
             cell, i, _, trial = futures[future]
@@ -56,6 +59,28 @@ def run_pooled(jobs: Sequence[Job], workers: int, record: Record, trial_fn: Tria
                 result, lost = crashed(trial, why), lost + 1
             record(cell, i, result)
     return lost
+
+
+def start_worker(parent: int) -> None:
+    """A pool worker's set-up: one thread per math library, as a Ray worker has (a trial owns
+    one core), and die with the eval process."""
+    pin_threads()
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a pool worker: be killed when the eval process dies (Linux), whatever kills it; a
+    worker otherwise runs the trial already queued for it as an orphan. A parent that died
+    before this ran (the worker was still starting) ends the worker here."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def run_on_ray(jobs: Sequence[Job], spec: RaySpec, record: Record, trial_fn: TrialFn) -> int:

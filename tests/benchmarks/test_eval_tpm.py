@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +126,47 @@ def test_a_worker_that_dies_in_the_local_pool_is_a_crashed_trial_not_a_traceback
     assert run_pooled(jobs, 1, lambda c, i, r: got.__setitem__(i, r), always_dies) == 1
     assert got[0]["status"] == "crashed" and not got[0]["success"]
     assert "--ray retries" in got[0]["reason"] and got[0]["request"] == "trial 0"
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting to be reaped does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def test_killing_eval_ends_its_pool_workers(tiny_onnx: Path, tmp_path: Path) -> None:
+    """`kill -9` of `eval --workers 2`: its spawned workers die with it (they would otherwise
+    finish their trials as orphans)."""
+    args = _quick_eval(tmp_path / "eval", tiny_onnx, "--workers", "2")
+    log = (tmp_path / "eval.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "agent", *args], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while not workers and time.monotonic() < deadline and proc.poll() is None:
+            listing = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(proc.pid)],
+                                     capture_output=True, text=True).stdout  # fmt: skip
+            lines = [line.split() for line in listing.splitlines()]
+            workers = [int(pid) for pid, *cmd in lines if "spawn_main" in " ".join(cmd)]
+            time.sleep(0.2)
+        assert workers, (tmp_path / "eval.log").read_text()[-3000:]
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(_alive, workers)), "pool workers outlived the eval process"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_quick_eval_with_grabcut_masks_names_what_lost_the_oracle(
