@@ -29,6 +29,7 @@ policies). A variant without a policy file is reported as not run.
 
     python -m agent eval [--quick] [--trials N] [--split validation|evaluation]
         [--masks truth|grabcut|both] [--objects PATH] [--backgrounds PATH] [--seed S]
+        [--workers N | --ray [ADDRESS] [--ray-gpus F]]
 
 `--backgrounds PATH` replaces the looks: the new_background cells show the file's held-out entries
 (`held_out = true`), the standard and more_distractors cells its training entries.

@@ -400,7 +400,7 @@ class Trainer:
         self.norm = self.normaliser.tensors(self.device)
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())  # map_location moved it to the GPU
         self.train._rng.bit_generator.state = ckpt["rng"]["numpy"]
-        if "augment" in ckpt["rng"]:
+        if "augment" in ckpt["rng"] and self.dist.main:  # rank 0's; the others keep their own
             self._aug_rng.bit_generator.state = ckpt["rng"]["augment"]
 
 
