@@ -14,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import threading
 import time
 from typing import Any
 
 import numpy as np
 
 from drivers.input import InputCommand, InputError
+from drivers.input.reader import ReaderDevice
 
 #: key -> unit direction in the robot base frame (x forward, y left, z up)
 MOVES: dict[bytes, tuple[float, float, float]] = {
@@ -36,23 +36,17 @@ END = (b"\r", b"\n")
 HELP = "w/s: +x/-x  a/d: +y/-y  r/f: up/down  space: gripper  Enter: end episode  Ctrl-C: stop"
 
 
-class KeyboardDevice:
+class KeyboardDevice(ReaderDevice):
     """Keys from the terminal on file descriptor `fd` (default: stdin), in a reader thread."""
 
     name = "keyboard"
 
     def __init__(self, key_step_m: float = 0.01, fd: int | None = None) -> None:
+        super().__init__()
         self.key_step_m = key_step_m
         self._fd = fd
-        self._lock = threading.Lock()
         self._move = np.zeros(3)
-        self._toggles = 0
-        self._end = False
-        self._t_heard = 0.0
-        self._error: str | None = None
         self._saved: Any = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def open(self) -> None:
         import termios
@@ -68,32 +62,18 @@ class KeyboardDevice:
         self._saved = termios.tcgetattr(fd)
         tty.setcbreak(fd)  # keys one by one, no echo; Ctrl-C still raises SIGINT
         termios.tcflush(fd, termios.TCIFLUSH)  # keys typed before the episode do not count
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._read, name="keyboard", daemon=True)
-        self._thread.start()
+        self._start(self._read)
 
     def poll(self) -> InputCommand:
         with self._lock:
-            if self._error is not None:
-                raise InputError(self._error)
-            command = InputCommand(
-                move=self._move * self.key_step_m,
-                toggle_gripper=self._toggles % 2 == 1,
-                end=self._end,
-                t_heard=self._t_heard,
-            )
+            command = self._take(self._move * self.key_step_m)
             self._move = np.zeros(3)
-            self._toggles = 0
-            self._end = False
             return command
 
     def close(self) -> None:
         import termios
 
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(1.0)
-            self._thread = None
+        self._join()
         if self._saved is not None and self._fd is not None:
             with contextlib.suppress(termios.error, OSError):
                 termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)

@@ -14,7 +14,6 @@ another ends the episode.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 
 from drivers.base import require_sdk
 from drivers.input import InputCommand, InputError, SpaceMouseSettings
+from drivers.input.reader import ReaderDevice
 
 
 def shaped(value: float, deadband: float) -> float:
@@ -60,7 +60,7 @@ def _open_first(settings: SpaceMouseSettings) -> Any:
         raise InputError(f"cannot open the 3D mouse: {exc}") from None
 
 
-class SpaceMouse:
+class SpaceMouse(ReaderDevice):
     """The 3D mouse, read in a thread. `open_device` returns an opened pyspacemouse device (the
     default discovers one; tests pass one over a fake HID device)."""
 
@@ -72,47 +72,26 @@ class SpaceMouse:
         max_step_m: float,
         open_device: Callable[[SpaceMouseSettings], Any] = _open_first,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.max_step_m = max_step_m
         self._open_device = open_device
         self._device: Any = None
-        self._lock = threading.Lock()
         self._axes = np.zeros(3)
         self._buttons: list[int] = []
-        self._toggles = 0
-        self._end = False
-        self._t_heard = 0.0
-        self._error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def open(self) -> None:
         self._device = self._open_device(self.settings)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._read, name="spacemouse", daemon=True)
-        self._thread.start()
+        self._start(self._read)
 
     def poll(self) -> InputCommand:
         with self._lock:
-            if self._error is not None:
-                raise InputError(self._error)
             band, scale = self.settings.deadband, self.settings.scale
             unit = np.array([shaped(float(v), band) for v in self._axes])
-            command = InputCommand(
-                move=unit * scale * self.max_step_m,
-                toggle_gripper=self._toggles % 2 == 1,
-                end=self._end,
-                t_heard=self._t_heard,
-            )
-            self._toggles = 0
-            self._end = False
-            return command
+            return self._take(unit * scale * self.max_step_m)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(1.0)
-            self._thread = None
+        self._join()
         device, self._device = self._device, None
         if device is not None:
             with contextlib.suppress(Exception):  # closing must not hide why we close

@@ -40,6 +40,20 @@ def _poll_until(device: Any, check: Any, timeout: float = 2.0) -> Any:
 
 
 # ------------------------------------------------------------------------------------ keyboard
+
+
+def _toggled_and_ended(device: Any, polls: int) -> bool:
+    """Poll every 10 ms until the device has handed out a gripper toggle and an episode end."""
+    toggled = ended = False
+    for _ in range(polls):
+        command = device.poll()
+        toggled, ended = toggled or command.toggle_gripper, ended or command.end
+        if toggled and ended:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def test_keyboard_keys_through_a_pty_move_toggle_and_end_and_a_closed_terminal_is_an_error():
     master, slave = pty.openpty()
     before = termios.tcgetattr(slave)
@@ -54,14 +68,7 @@ def test_keyboard_keys_through_a_pty_move_toggle_and_end_and_a_closed_terminal_i
         assert np.allclose(total, [0.02, 0.01, -0.01])
         assert last.t_heard >= t0
         os.write(master, b" \r")
-        toggled = ended = False
-        for _ in range(100):
-            command = keyboard.poll()
-            toggled, ended = toggled or command.toggle_gripper, ended or command.end
-            if toggled and ended:
-                break
-            time.sleep(0.01)
-        assert toggled and ended
+        assert _toggled_and_ended(keyboard, polls=100)
     finally:
         keyboard.close()
     assert termios.tcgetattr(slave) == before  # the terminal's mode is given back
@@ -153,14 +160,7 @@ def test_spacemouse_deadband_scaling_and_buttons_through_pyspacemouse(hid: FakeH
         # a held deflection keeps moving: the newest report counts at every poll
         assert mouse.poll().move[0] == pytest.approx(0.02)
         hid.reports.extend([buttons_report(0b01), buttons_report(0b00), buttons_report(0b10)])
-        toggled = ended = False
-        for _ in range(200):
-            command = mouse.poll()
-            toggled, ended = toggled or command.toggle_gripper, ended or command.end
-            if toggled and ended:
-                break
-            time.sleep(0.01)
-        assert toggled and ended
+        assert _toggled_and_ended(mouse, polls=200)
         hid.unplugged = True
         with pytest.raises(InputError, match="stopped delivering"):
             _poll_until(mouse, lambda total, c: False, timeout=1.0)
