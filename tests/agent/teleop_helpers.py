@@ -72,6 +72,28 @@ class Terminal:
             if every:
                 time.sleep(every)
 
+    def demonstrate(
+        self,
+        *keys: str,
+        verdict: str | None = None,
+        after: int = 0,
+        timeout: float = 60.0,
+        settle_s: float = 0.0,
+    ) -> int:
+        """One episode as an operator gives it: wait until recording, type each group of `keys`
+        (0.2 s between keys), let the arm settle `settle_s`, end it with Enter, wait for the
+        keep/discard/redo question and answer `verdict` (unanswered when None); returns where
+        the question stood."""
+        at = self.expect("recording at", timeout=timeout, after=after)
+        for group in keys:
+            self.type(group, every=0.2)
+        time.sleep(settle_s)
+        self.type("\n")
+        at = self.expect("[k/d/r]", after=at)
+        if verdict is not None:
+            self.type(f"{verdict}\n")
+        return at
+
     def wait(self, timeout: float = 60.0) -> int:
         try:
             return self.proc.wait(timeout)

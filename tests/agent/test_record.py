@@ -59,20 +59,9 @@ def test_franka_sim_records_keeps_the_episode_not_discarded_replays_trains_and_r
         "--background", "grey table", "--distractors", "tea box, cup", "--notes", "test rig",
     )  # fmt: skip
     try:
-        at = term.expect("recording at", timeout=150)
-        term.type("ww", every=0.2)
-        term.type("\n")
-        at = term.expect("[k/d/r]", after=at)
-        term.type("d\n")
+        at = term.demonstrate("ww", verdict="d", timeout=150)
         at = term.expect("attempt 2", after=at)
-        at = term.expect("recording at", after=at)
-        term.type("fff", every=0.2)
-        term.type("aa", every=0.2)
-        term.type(" ")
-        time.sleep(1.0)
-        term.type("\n")
-        at = term.expect("[k/d/r]", after=at)
-        term.type("k\n")
+        at = term.demonstrate("fff", "aa", " ", verdict="k", after=at, settle_s=1.0)
         assert term.wait(60) == 0, term.text[-2000:]
     finally:
         term.close()
@@ -163,11 +152,7 @@ def test_sim_recorder_stopped_by_ctrl_c_sigterm_or_sigkill_keeps_the_earlier_epi
     out = tmp_path / "teleop.zarr"
     term = record(out, "--episodes", "2", *SMALL)
     try:
-        at = term.expect("recording at", timeout=90)
-        term.type("ss", every=0.2)
-        term.type("\n")
-        at = term.expect("[k/d/r]", after=at)
-        term.type("k\n")
+        at = term.demonstrate("ss", verdict="k", timeout=90)
         at = term.expect("episode 2 of 2 (attempt 1)", after=at)
         at = term.expect("recording at", after=at)
         term.type("ww", every=0.2)
