@@ -10,8 +10,9 @@ Each setting is defined once. A driver or model backend owns its settings class 
 `drivers.cameras.realsense.RealSenseConfig` / `drivers.cameras.azure_kinect.AzureKinectConfig` are
 `[cameras.devices.<view>]`, `models.tpm.onnx_policy.PolicyConfig` is `[policy]`,
 `models.reasoning.config.ReasoningConfig` is `[reasoning]`, and so on for `[grounding_dino]`,
-`[sam]`, `[mobile_sam]` and `[onnx_tracker]`). This module composes them into
-the profile tree, keeps the runtime's own sections and the checks that span sections, and loads.
+`[sam]`, `[mobile_sam]`, `[onnx_tracker]` and `[teleop]`). This module composes them into
+the profile tree, keeps the runtime's own sections and the checks that span sections, and
+validates; reading profiles, files and overrides into one dict is `agent.config_sources`.
 `agent.backends` hands the validated objects to the drivers and models as they are, so a field
 added to a driver's class is at once a profile key, a `--set` key and the driver's setting.
 """
@@ -20,15 +21,25 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import tomllib
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from agent.config_sources import (
+    ConfigError,
+    deep_merge,
+    is_profile_name,
+    parse_overrides,
+    profiles,
+    read_profile,
+    read_source,
+    set_dotted,
+)
 from drivers.base import Settings
+
+__all__ = ["CAMERA_DRIVERS", "Config", "ConfigError", "load_config", "profiles", "with_overrides"]
 from drivers.cameras.azure_kinect import AzureKinectConfig
 from drivers.cameras.capture import CameraSettings
 from drivers.cameras.realsense import RealSenseConfig
@@ -40,11 +51,6 @@ from models.reasoning.config import ReasoningConfig
 from models.segmentation.sam import MobileSamConfig, SamConfig
 from models.tpm.onnx_policy import PolicyConfig
 from models.tracking.onnx_tracker import OnnxTrackerConfig
-
-
-class ConfigError(ValueError):
-    """A configuration problem, stated in one line a user can act on."""
-
 
 #: The runtime's own sections share the drivers' base: frozen, unknown keys refused by name.
 _Section = Settings
@@ -302,12 +308,6 @@ def _check_hardware(config: Config) -> None:
         )
 
 
-def profiles() -> list[str]:
-    """Names of the profiles shipped with the package."""
-    folder = resources.files("agent") / "profiles"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
-
-
 def load_config(
     source: str | Path | Mapping[str, Any] = "sim",
     overrides: Sequence[str] | Mapping[str, Any] = (),
@@ -316,81 +316,20 @@ def load_config(
 
     Raises ConfigError with one line naming the key and what is allowed.
     """
-    if _is_profile_name(source):
-        data = _read_profile(str(source))
+    if is_profile_name(source):
+        data = read_profile(str(source))
         data["profile"] = str(source)
     else:
-        data = _read_source(source)
+        data = read_source(source)
         base = data.get("profile")
         if base is not None:  # a user file or mapping names the profile it refines
-            data = _deep_merge(_read_profile(str(base)), data)
-    for key, value in _parse_overrides(overrides).items():
-        _set_dotted(data, key, value)
+            data = deep_merge(read_profile(str(base)), data)
+    for key, value in parse_overrides(overrides).items():
+        set_dotted(data, key, value)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-
-
-def _is_profile_name(source: object) -> bool:
-    return isinstance(source, str) and not source.endswith(".toml") and "/" not in source
-
-
-def _read_source(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(source, Mapping):
-        return _deep_merge({}, source)
-    path = Path(source)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not a TOML file (not UTF-8 text: {exc.reason} at byte {exc.start})"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-
-
-def _read_profile(name: str) -> dict[str, Any]:
-    if name not in profiles():
-        raise ConfigError(f"unknown profile {name!r}; allowed: {', '.join(profiles())}")
-    text = (resources.files("agent") / "profiles" / f"{name}.toml").read_text()
-    return tomllib.loads(text)
-
-
-def _parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(overrides, Mapping):
-        return dict(overrides)
-    parsed: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. runtime.control_hz=20)")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            if raw.strip().startswith(("[", "{")):  # a list or table, not a bare word
-                raise ConfigError(_quote_hint(key.strip(), raw)) from None
-            value = raw  # a bare word such as kcf
-        parsed[key.strip()] = value
-    return parsed
-
-
-def _quote_hint(key: str, raw: str) -> str:
-    """What to write instead of a list of bare words such as `[apple, bowl]`: TOML wants the
-    names quoted, and the shell must pass the quotes on, so the whole override is single-quoted."""
-    text = raw.strip()
-    if text.startswith("[") and text.endswith("]"):
-        words = [w.strip().strip("'\"") for w in text[1:-1].split(",") if w.strip()]
-        example = "[" + ", ".join(f'"{w}"' for w in words) + "]"
-        return (
-            f"override {f'{key}={raw}'!r} is not a TOML list: quote the names, and the whole "
-            f"override for the shell: --set '{key}={example}'"
-        )
-    return f'override {f"{key}={raw}"!r} is not valid TOML (quote strings: "like this")'
 
 
 def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
@@ -401,34 +340,11 @@ def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
     """
     data = config.model_dump()
     for key, value in overrides.items():
-        _set_dotted(data, key, value)
+        set_dotted(data, key, value)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {key!r}: {part!r} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        elif isinstance(value, Mapping):
-            out[key] = _deep_merge({}, value)
-        else:
-            out[key] = value
-    return out
 
 
 def _describe(exc: ValidationError) -> str:
