@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -64,14 +64,9 @@ class RunDisplay:
             self._live.__enter__()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
         if self._live is not None:
-            self._live.__exit__(exc_type, exc, tb)
+            self._live.__exit__(*exc_info)
 
     def stage(self, text: str) -> None:
         self._stage = text

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,19 @@ needs_franky_sim = pytest.mark.skipif(
 
 def record(out: Path, *extra: str) -> Terminal:
     return Terminal("record", "give me the sponge", "--out", str(out), *extra)
+
+
+def signalled(
+    out: Path, sig: int, drive: Callable[[Terminal], object], *extra: str
+) -> tuple[int, str]:
+    """`record` on the sim, driven by `drive`, then sent `sig`: its exit code and its text."""
+    term = record(out, *extra, *SMALL)
+    try:
+        drive(term)
+        os.killpg(term.proc.pid, sig)
+        return term.wait(30), term.text
+    finally:
+        term.close()
 
 
 @needs_franky_sim
@@ -150,39 +164,28 @@ def test_sim_recorder_stopped_by_ctrl_c_sigterm_or_sigkill_keeps_the_earlier_epi
     added. Third run: killed (SIGKILL) mid-episode: the store keeps the first whole and, reopened,
     says the last was incomplete."""
     out = tmp_path / "teleop.zarr"
-    term = record(out, "--episodes", "2", *SMALL)
-    try:
+
+    def one_kept_then_mid_episode(term: Terminal) -> None:
         at = term.demonstrate("ss", verdict="k", timeout=90)
         at = term.expect("episode 2 of 2 (attempt 1)", after=at)
-        at = term.expect("recording at", after=at)
+        term.expect("recording at", after=at)
         term.type("ww", every=0.2)
-        os.killpg(term.proc.pid, signal.SIGINT)
-        assert term.wait(30) == 130
-    finally:
-        term.close()
-    assert "error: interrupted: the arm was stopped and the drivers closed" in term.text
+
+    code, text = signalled(out, signal.SIGINT, one_kept_then_mid_episode, "--episodes", "2")
+    assert code == 130 and "error: interrupted: the arm was stopped and the drivers closed" in text
     assert EpisodeStore(out, read_only=True).n_episodes == 1
 
-    term = record(out, *SMALL)  # SIGTERM (systemd, docker stop) while the operator is asked
-    try:
-        at = term.expect("recording at", timeout=90)
-        term.type("a\n")
-        term.expect("[k/d/r]", after=at)
-        os.killpg(term.proc.pid, signal.SIGTERM)
-        assert term.wait(30) == 143
-    finally:
-        term.close()
-    assert "error: terminated by SIGTERM: the arm was stopped" in term.text
+    # SIGTERM (systemd, docker stop) while the operator is asked (no answer comes)
+    code, text = signalled(out, signal.SIGTERM, lambda term: term.demonstrate("a", timeout=90))
+    assert code == 143 and "error: terminated by SIGTERM: the arm was stopped" in text
     assert EpisodeStore(out, read_only=True).n_episodes == 1
 
-    term = record(out, *SMALL)
-    try:
-        at = term.expect("recording at", timeout=90)
+    def mid_episode(term: Terminal) -> None:
+        term.expect("recording at", timeout=90)
         term.type("rrr", every=0.2)
-        os.killpg(term.proc.pid, signal.SIGKILL)
-        term.proc.wait(10)
-    finally:
-        term.close()
+
+    code, _ = signalled(out, signal.SIGKILL, mid_episode)
+    assert code == -signal.SIGKILL
     store = EpisodeStore(out)  # opening for writing repairs what the kill left
     assert store.n_episodes == 1 and store.episodes[0]["verdict"] == "keep"
     assert store.recovered is not None and "incomplete" in store.recovered
