@@ -13,14 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.eval_cells import (
-    MASK_TITLES,
-    PAPER_TABLE_I,
-    PAPER_TABLE_II,
-    SETTINGS_II,
-    VARIANT_LABELS,
-    Cell,
-)
+from benchmarks import eval_cells as tables
+from benchmarks.eval_cells import Cell
 
 SETTINGS_I = (
     ("standard", "Standard"),
@@ -62,20 +56,27 @@ def panels(cells: Sequence[Cell], masks: Sequence[str] = ("truth",)) -> list[Pan
     out = []
     for source in masks:
         bars = [
-            bar(("ours", setting, split, source), label, split, PAPER_TABLE_I[(setting, split)])
+            bar(
+                ("ours", setting, split, source),
+                label,
+                split,
+                tables.PAPER_TABLE_I[(setting, split)],
+            )
             for setting, label in SETTINGS_I
             for split in ("seen", "unseen")
         ]
-        title = f"Table I, {MASK_TITLES[source].split(' (')[0]}"
+        title = f"Table I, {tables.MASK_TITLES[source].split(' (')[0]}"
         out.append(Panel(title, [label for _, label in SETTINGS_I], ["seen", "unseen"], bars))
     bars = [
-        bar((variant, setting, split, masks[0]), label, VARIANT_LABELS[variant], ref)
-        for variant, paper in PAPER_TABLE_II.items()
-        for (label, setting, split), ref in zip(SETTINGS_II, paper, strict=True)
+        bar((variant, setting, split, masks[0]), label, tables.VARIANT_LABELS[variant], ref)
+        for variant, paper in tables.PAPER_TABLE_II.items()
+        for (label, setting, split), ref in zip(tables.SETTINGS_II, paper, strict=True)
     ]
-    groups = [label for label, _, _ in SETTINGS_II]
-    series = [VARIANT_LABELS[v] for v in PAPER_TABLE_II]
-    out.append(Panel(f"Table II, {MASK_TITLES[masks[0]].split(' (')[0]}", groups, series, bars))
+    groups = [label for label, _, _ in tables.SETTINGS_II]
+    series = [tables.VARIANT_LABELS[v] for v in tables.PAPER_TABLE_II]
+    out.append(
+        Panel(f"Table II, {tables.MASK_TITLES[masks[0]].split(' (')[0]}", groups, series, bars)
+    )
     return out
 
 
