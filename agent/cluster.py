@@ -94,6 +94,14 @@ def spec_from_args(args: argparse.Namespace) -> RaySpec | None:
     return RaySpec(address=address, gpus=args.ray_gpus)
 
 
+def precheck(spec: RaySpec) -> None:
+    """Ray installed and, for an ADDRESS, a head answering there: checked before a command
+    creates anything (ClusterError, one line)."""
+    _ray()
+    if spec.address != LOCAL:
+        _reachable(spec.address)
+
+
 def _ray() -> Any:
     try:
         import ray
@@ -116,6 +124,8 @@ def connected(spec: RaySpec) -> Iterator[int]:
     ray = _ray()
     env = {"MUJOCO_GL": offscreen_gl(), **PINNED_THREADS}
     address = None if spec.address == LOCAL else spec.address
+    if address is not None:
+        _reachable(address)
     try:
         ray.init(
             address=address,
@@ -132,6 +142,19 @@ def connected(spec: RaySpec) -> Iterator[int]:
             yield max(1, int(ray.cluster_resources().get("CPU", 1)))
     finally:
         ray.shutdown()
+
+
+def _reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A HOST:PORT that nothing answers on is one line (ray.init would retry it for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # another form (ray://, auto): Ray itself says what is wrong
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(f"--ray {address}: no Ray head answers there ({exc})") from None
 
 
 @contextmanager

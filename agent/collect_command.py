@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.cluster import spec_from_args
+from agent.cluster import precheck, spec_from_args
 from agent.collection import CollectSettings, EpisodeResult, collect, next_episode_index
 from agent.seeds import SeedRangeError, check_collection_seeds
 from models.tpm.dataset import EpisodeStore
@@ -73,6 +73,8 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
     from models.tpm.config import preset
 
     ray = spec_from_args(args)  # ClusterError: --ray-gpus without --ray
+    if ray is not None:
+        precheck(ray)  # Ray installed, the head reachable: before the dataset is created
     if args.episodes < 1 or args.max_steps < 1:
         raise BackendError("--episodes and --max-steps must be at least 1")
     if not 0.0 <= args.expert_share <= 1.0:

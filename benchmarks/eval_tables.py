@@ -48,7 +48,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from agent.cluster import RaySpec, spec_from_args
+from agent.cluster import RaySpec, precheck, spec_from_args
 from agent.seeds import EVAL_SPLITS, SeedRangeError, describe, eval_seed
 from benchmarks.eval_cells import (
     MASK_CHOICES,
@@ -270,6 +270,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
     """`python -m agent eval`: run the cells, print progress and the tables, write JSON + md."""
     offscreen_gl()
     ray = spec_from_args(args)  # ClusterError: --ray-gpus without --ray
+    if ray is not None:
+        precheck(ray)  # Ray installed, the head reachable
     if args.quick:
         trials: dict[str, int] = {"I": 1, "II": 1}
     elif args.trials is not None:

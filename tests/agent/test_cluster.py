@@ -1,13 +1,15 @@
 """`collect --ray` and `eval --ray` against a real Ray cluster started here on 127.0.0.1.
 
 The cluster is `ray start --head` with two CPUs and no dashboard, in its own temporary folder,
-stopped with `ray stop --force` when the module ends (and checked gone). Nothing is faked: the
+stopped when the module ends by killing its processes (found by that folder, and their
+children), which are then checked gone. Nothing is faked: the
 episodes and trials are the real lockstep collection and the real Runtime with the shipped
 policy, the killed worker is a real `kill -9` of the Ray worker process running the trial.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,15 +47,55 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ray_processes(temp_dir: str) -> list[str]:
-    """Command lines of processes that belong to the cluster in `temp_dir` (raylet, gcs, ...)."""
-    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if temp_dir in line and "ps -eo" not in line]
+def _cluster_pids(temp_dir: str) -> set[int]:
+    """The cluster's processes: those naming its folder (gcs, raylet, agents, monitors) and
+    their descendants (the workers). By process id: other Ray instances on the machine (another
+    test run's) are left alone, which `ray stop --force` would not do."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True,
+                         text=True).stdout  # fmt: skip
+    rows = [line.split(None, 2) for line in out.splitlines() if line.strip()]
+    rows = [(int(r[0]), int(r[1]), r[2] if len(r) > 2 else "") for r in rows]
+    pids = {pid for pid, _, args in rows if temp_dir in args}
+    grown = True
+    while grown:
+        more = {pid for pid, ppid, _ in rows if ppid in pids} - pids
+        pids |= more
+        grown = bool(more)
+    return pids - {os.getpid()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def _stop_cluster(temp_dir: str) -> set[int]:
+    """SIGTERM, then SIGKILL, to the cluster's processes; those still alive after both."""
+    pids = _cluster_pids(temp_dir)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while any(map(_alive, pids)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pids = {pid for pid in pids if _alive(pid)} | _cluster_pids(temp_dir)
+        if not pids:
+            break
+    return pids
+
+
+@dataclass(frozen=True)
+class Cluster:
+    address: str
+    temp_dir: str
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """A two-CPU Ray head on 127.0.0.1; its address. Stopped (and checked gone) afterwards."""
+def cluster() -> Iterator[Cluster]:
+    """A two-CPU Ray head on 127.0.0.1. Stopped (and checked gone) afterwards."""
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     port = _free_port()
     # Ray's token authentication, with this cluster's own token: the drivers (this process and
@@ -75,20 +118,16 @@ def cluster() -> Iterator[str]:
     proc = subprocess.run(start, capture_output=True, text=True, env=env, timeout=120)
     try:
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        yield f"127.0.0.1:{port}"
+        yield Cluster(f"127.0.0.1:{port}", temp_dir)
     finally:
-        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
-        deadline = time.monotonic() + 20
-        while _ray_processes(temp_dir) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        left = _ray_processes(temp_dir)
+        left = _stop_cluster(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        assert not left, f"Ray processes survived ray stop: {left}"
+        assert not left, f"processes of the test's Ray cluster survived: {sorted(left)}"
 
 
 def _agent(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -105,14 +144,14 @@ def _episodes(path: Path) -> tuple[list[dict], dict[str, np.ndarray]]:
 
 
 def test_collect_on_ray_writes_the_episodes_the_local_path_writes(
-    cluster: str, tmp_path: Path, capsys
+    cluster: Cluster, tmp_path: Path, capsys
 ) -> None:
     """Lockstep collection is deterministic per seed: two episodes recorded by two Ray workers
     land in one store, in seed order, equal step for step to the local path's."""
     args = ["collect", "--episodes", "2", "--seed", "3", *SMALL_SIM, "--max-steps", "200"]
     local, remote = tmp_path / "local.zarr", tmp_path / "ray.zarr"
     assert main([*args, "--out", str(local)]) == 0
-    done = _agent(*args, "--out", str(remote), "--ray", cluster)
+    done = _agent(*args, "--out", str(remote), "--ray", cluster.address)
     assert done.returncode == 0, done.stderr
     assert "recorded" in done.stdout
     meta_local, data_local = _episodes(local)
@@ -134,12 +173,12 @@ def _quick_eval(out: Path, *extra: str) -> list[str]:
 
 
 def test_a_worker_killed_mid_trial_is_retried_and_the_results_are_complete(
-    cluster: str, tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     """A `--quick` evaluation on the cluster, and `kill -9` of the Ray worker running its trial
     2 s into it: Ray runs the trial again, the report is whole."""
     out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "agent", *_quick_eval(out, "--ray", cluster)]
+    cmd = [sys.executable, "-m", "agent", *_quick_eval(out, "--ray", cluster.address)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
     killed = None
@@ -153,6 +192,8 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_results_are_complete(
                 pid, _, args = line.strip().partition(" ")
                 if not args.strip().startswith(TASK_TITLE):
                     continue
+                if int(pid) not in _cluster_pids(cluster.temp_dir):
+                    continue  # another Ray instance's worker
                 first = seen.setdefault(int(pid), time.monotonic())
                 if time.monotonic() - first >= 2.0:  # inside the task, mid-trial
                     os.kill(int(pid), signal.SIGKILL)
@@ -168,7 +209,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_results_are_complete(
     assert proc.returncode == 0, output
     report = json.loads((out / "eval.json").read_text())
     (cell,) = report["cells"]
-    assert report["ray"] == cluster and report["crashed"] == 0 and cell["trials"] == 1
+    assert report["ray"] == cluster.address and report["crashed"] == 0 and cell["trials"] == 1
     assert cell["outcomes"][0]["status"] in ("success", "failure")
 
 
@@ -178,4 +219,12 @@ def test_ray_options_are_checked_before_anything_runs(tmp_path: Path, capsys) ->
     assert "--ray-gpus needs --ray" in capsys.readouterr().err
     assert main(_quick_eval(out, "--ray", "--ray-gpus", "2")) == 2
     assert "not between 0 and 1" in capsys.readouterr().err
+    port = _free_port()  # nothing listens there
+    assert main(_quick_eval(out, "--ray", f"127.0.0.1:{port}")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"--ray 127.0.0.1:{port}: no Ray head answers there" in err
     assert not out.exists()
+    demos = tmp_path / "demos.zarr"
+    args = ["collect", "--episodes", "1", "--out", str(demos), "--ray", f"127.0.0.1:{port}"]
+    assert main(args) == 2 and not demos.exists()  # checked before the dataset is created
+    assert "no Ray head answers there" in capsys.readouterr().err
