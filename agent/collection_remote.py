@@ -37,14 +37,17 @@ class EpisodeLostError(RuntimeError):
     """An episode's worker died on every try Ray gave it (a crash that repeats)."""
 
 
+def _copied(value: Any) -> Any:
+    return np.array(value) if isinstance(value, np.ndarray) else value
+
+
 @dataclass
 class RecordedEpisode:
     """One episode held in a worker's memory with the store's writing calls, to be replayed."""
 
     info: dict[str, Any] = field(default_factory=dict)
-    steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = field(
-        default_factory=list
-    )
+    #: each `add_step` call's arguments, arrays copied (the caller may reuse its buffers)
+    steps: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     keep: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     result: EpisodeResult | None = None
@@ -52,16 +55,11 @@ class RecordedEpisode:
     def begin_episode(self, info: Mapping[str, Any]) -> None:
         self.info = dict(info)
 
-    def add_step(
-        self,
-        rgb: np.ndarray,
-        mask: np.ndarray,
-        proprio: np.ndarray,
-        action: np.ndarray,
-        phase: int = 0,
-    ) -> None:
-        step = (np.array(rgb), np.array(mask), np.array(proprio), np.array(action), int(phase))
-        self.steps.append(step)
+    def add_step(self, *args: Any, **kwargs: Any) -> None:
+        """The store's `add_step`, noted to be made again by `replay` (same arguments)."""
+        self.steps.append(
+            (tuple(_copied(a) for a in args), {k: _copied(v) for k, v in kwargs.items()})
+        )
 
     def end_episode(self, keep: bool = True, **extra: Any) -> bool:
         self.keep, self.extra = keep and bool(self.steps), dict(extra)
@@ -73,8 +71,8 @@ class RecordedEpisode:
     def replay(self, store: EpisodeStore) -> bool:
         """Write the episode into `store` as the local path would have; returns kept."""
         store.begin_episode(self.info)
-        for rgb, mask, proprio, action, phase in self.steps:
-            store.add_step(rgb, mask, proprio, action, phase=phase)
+        for args, kwargs in self.steps:
+            store.add_step(*args, **kwargs)
         return store.end_episode(keep=self.keep, **self.extra)
 
 
