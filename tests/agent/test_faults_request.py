@@ -84,34 +84,15 @@ def test_an_llm_that_fails_ends_a_cli_run_with_its_own_message(tmp_path: Path, h
 
 
 # ----------------------------------------------------------------------- not in view (scenario 12)
-TINY_CATALOG = """
-[[object]]
-name = "sponge"
-split = "seen"
-family = "box"
-size = [0.09, 0.06, 0.035]
-rgb = [0.95, 0.85, 0.15]
-mass = 0.03
-description = "a yellow rectangular kitchen sponge"
-
-[[object]]
-name = "pearl"
-split = "seen"
-family = "sphere"
-size = [0.005]
-rgb = [0.9, 0.9, 0.9]
-mass = 0.01
-description = "a tiny white pearl"
-pickable = false
-"""
+#: the sponge and a 5 mm pearl no 96 px view can see
+PEARL_CATALOG = Path(__file__).parents[1] / "data" / "pearl_catalog.toml"
 
 
 def test_an_object_no_camera_sees_is_exit_code_3(tmp_path: Path) -> None:
     """A real object too small for 96 px views (a 5 mm pearl): the request names it, no camera
     finds it, and `run` says so in its first line and exits 3 ("nothing to do"), the arm told to
     stop before the episode finished, the run folder whole."""
-    catalog = tmp_path / "objects.toml"
-    catalog.write_text(TINY_CATALOG)
+    catalog = PEARL_CATALOG
     runs = tmp_path / "runs"
     sets = [
         *("--set", "models.policy=expert", "--set", "sim.image_width=96"),
