@@ -123,6 +123,8 @@ class CamerasSection(_Section):
 
 
 class RobotSection(_Section):
+    """Which driver runs the arm; the driver's own settings are `[franka]` (or `[sim]`)."""
+
     backend: Literal["sim", "franka", "panda_py"] = Field(
         "sim",
         description="sim: our MuJoCo controller; franka: franky-control (FR3, libfranka >= 0.10, "
@@ -140,6 +142,9 @@ class TableSection(_Section):
 
 
 class ModelsSection(_Section):
+    """Which backend runs each model, and how perception re-detects; a backend's own settings
+    are its section (`[reasoning]`, `[grounding_dino]`, `[sam]`, `[onnx_tracker]`, `[policy]`)."""
+
     reasoner: Literal["rules", "offline", "openai"] = Field(
         "rules",
         description="rules: tables only (no extra); offline: tables + a small local language "
