@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from tests.faults_helpers import run_until_stepping
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "sim.image_width=96", "--set", "sim.image_height=96"]
@@ -106,22 +103,6 @@ def test_run_drives_with_the_shipped_tpm_policy_by_default(tmp_path):
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["outcome"]["steps"] == 12 and summary["outcome"]["status"] == "failure"
     assert json.loads((folder / "config.json").read_text())["models"]["policy"] == "tpm"
-
-
-def test_ctrl_c_stops_the_arm_and_exits_130(tmp_path):
-    proc = run_until_stepping(tmp_path)
-    runs = tmp_path / "runs"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted: the arm was stopped" in err
-    logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    events = [entry["event"] for entry in logs]
-    assert "robot stopped" in events and events.index("robot stopped") < events.index(
-        "runtime closed"
-    )
-    summary = json.loads(next(runs.glob("*/summary.json")).read_text())
-    assert summary["outcome"]["status"] == "cancelled"
 
 
 def test_doctor_reports_the_sim_ready(tmp_path):

@@ -31,27 +31,36 @@ from tests.faults_helpers import (
     stopped_before,
 )
 
-
 # ------------------------------------------------------------------------------ SIGTERM and cancel
-def test_sigterm_ends_a_cli_run_like_ctrl_c(tmp_path: Path) -> None:
-    """`docker stop` / systemd: SIGTERM cancels the episode, stops the arm, finishes the run folder
-    (summary, playable video) and exits 143 with one clear last line."""
+SIGNALS = {  # signal -> (exit code, the last line, the outcome's reason (None: not checked))
+    signal.SIGTERM: (143, "error: terminated by SIGTERM", "terminated by SIGTERM"),
+    signal.SIGINT: (130, "error: interrupted", None),
+}
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS), ids=["SIGTERM", "SIGINT"])
+def test_a_signal_ends_a_cli_run_with_the_arm_stopped(tmp_path: Path, sig: int) -> None:
+    """Ctrl-C (SIGINT), and `docker stop` / systemd (SIGTERM), handled as Ctrl-C is: the episode
+    is cancelled, the arm stopped, the run folder finished (summary, playable video), and the
+    process exits 130 / 143 with one clear last line."""
+    code, last_line, reason = SIGNALS[sig]
     proc = run_until_stepping(tmp_path)
     runs = tmp_path / "runs"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=90)
-    assert proc.returncode == 143, err[-3000:]
+    assert proc.returncode == code, err[-3000:]
     assert "Traceback" not in err
     # (a) one clear last line, and the summary names the cause
     assert err.strip().splitlines()[-1] == (
-        "error: terminated by SIGTERM: the arm was stopped and the drivers closed"
+        f"{last_line}: the arm was stopped and the drivers closed"
     )
-    assert out.startswith("CANCELLED: terminated by SIGTERM")
     folder = next(runs.iterdir())
     events = read_events(folder)
     assert isinstance(events[-1], Finished)
     outcome = events[-1].outcome
-    assert (outcome.status, outcome.reason) == ("cancelled", "terminated by SIGTERM")
+    assert outcome.status == "cancelled"
+    if reason is not None:
+        assert outcome.reason == reason and out.startswith(f"CANCELLED: {reason}")
     assert not any(isinstance(e, Fault) for e in events)
     assert sum(isinstance(e, Step) for e in events) >= 5
     # (b) the arm was stopped before the last event: Finished carries the stop's result, and the
