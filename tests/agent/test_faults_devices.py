@@ -216,8 +216,9 @@ def kill_server(world: Any) -> None:
 
 
 def run_arm_fault(how: str, folder: str, runs: str) -> None:
-    """The child process's episode: franka-sim with a `BreakingArm`; writes the stop times to
-    `folder`/stops.json and leaves without joining libfranka's abandoned threads."""
+    """The child process's episode: franka-sim with a `BreakingArm`; writes the stop times and
+    the runtime's health before and after to `folder`/seen.json and leaves without joining
+    libfranka's abandoned threads."""
     from agent import load_config
     from tests.conftest import SMALL
 
@@ -235,9 +236,11 @@ def run_arm_fault(how: str, folder: str, runs: str) -> None:
 
     async def episode() -> None:
         async with Runtime(config, parts_factory=factory) as runtime:
+            health = runtime.health()  # before: fit
             with anyio.fail_after(90):
                 await collect(runtime, run_dir=Path(folder))
-            Path(folder, "stops.json").write_text(json.dumps(arm["robot"].stop_times))
+            seen = {"stops": arm["robot"].stop_times, "health": [health, runtime.health()]}
+            Path(folder, "seen.json").write_text(json.dumps(seen))
 
     anyio.run(episode)
     os._exit(0)  # libfranka threads of the abandoned calls may still be blocked: do not join them
@@ -251,9 +254,10 @@ def test_an_arm_that_faults_mid_episode_ends_it_and_a_lost_link_is_no_safe_stop(
     """Scenarios 3 and 4 with the real driver against franky-sim (profile franka-sim): the 8th
     move meets an aborted motion (the driver recovers the arm, holding) or a killed server. One
     Fault from the command loop with the driver's message; the stop is tried before Finished;
-    with the link gone it is reported failed (a Fault, and Outcome.stop), never "robot stopped";
-    the run folder is whole. In a child process: the calls libfranka abandons leave threads
-    behind that upset later realtime tests (see tests/drivers/test_franka.py)."""
+    with the link gone it is reported failed (a Fault, and Outcome.stop), never "robot stopped",
+    and the runtime's health (a service's /health) names the lost link; the run folder is
+    whole. In a child process: the calls libfranka abandons leave threads behind that upset
+    later realtime tests (see tests/drivers/test_franka.py)."""
     folder = tmp_path / "run"
     code = (
         "import sys; from tests.agent.test_faults_devices import run_arm_fault; "
@@ -266,8 +270,11 @@ def test_an_arm_that_faults_mid_episode_ends_it_and_a_lost_link_is_no_safe_stop(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = read_events(folder)
+    seen = json.loads((folder / "seen.json").read_text())
     spy = StopSpy(None)
-    spy.stop_times = json.loads((folder / "stops.json").read_text())
+    spy.stop_times = seen["stops"]
+    health_before, health_after = seen["health"]
+    assert health_before == []
     assert any(isinstance(e, Step) for e in events), "the fault came mid-episode"
     if how == "abort":
         message = fatal_fault(events, spy, "command").message
@@ -281,4 +288,8 @@ def test_an_arm_that_faults_mid_episode_ends_it_and_a_lost_link_is_no_safe_stop(
         assert outcome.status == "fault"
         assert outcome.stop.startswith("failed: the link to the arm is lost"), outcome.stop
         stopped_before(events, spy, last=2)
+        # what a service's /health reports from now on, instead of "ok"
+        assert len(health_after) == 1 and health_after[0].startswith("robot: "), health_after
+    if how == "abort":
+        assert health_after == []  # recovered: the next task may run
     check_run_folder(folder, events)
