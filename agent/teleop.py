@@ -26,7 +26,7 @@ import numpy as np
 
 from agent.collection import EpisodeSink
 from agent.config import Config
-from drivers.base import DriverError, RobotState
+from drivers.base import DriverError, RobotState, shortened
 from drivers.input import InputDevice, InputError, TeleopSettings
 from models.tpm.inputs import prepare_views
 from models.types import Action, Observation, TaskSpec
@@ -47,10 +47,7 @@ class Limits:
     def limit(self, move: np.ndarray, at: np.ndarray) -> np.ndarray:
         """`move` shortened to `max_step` (direction kept), then cut so that `at + move` stays in
         the workspace box."""
-        step = np.asarray(move, dtype=float).reshape(3)
-        norm = float(np.linalg.norm(step))
-        if norm > self.max_step:
-            step = step * (self.max_step / norm)
+        step = shortened(np.asarray(move, dtype=float).reshape(3), self.max_step)
         here = np.asarray(at, dtype=float).reshape(3)
         return np.clip(here + step, self.low, self.high) - here
 

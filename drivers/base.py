@@ -170,3 +170,11 @@ class Robot(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def shortened(vector: np.ndarray, max_norm: float) -> np.ndarray:
+    """`vector` scaled down to length `max_norm` when longer, its direction kept: how every arm
+    driver (and the teleoperation limits that must predict it) bounds a step or a lead."""
+    v = np.asarray(vector, dtype=float)
+    norm = float(np.linalg.norm(v))
+    return v * (max_norm / norm) if norm > max_norm else v

@@ -16,7 +16,7 @@ from typing import Any, Self, TypeVar
 
 import numpy as np
 
-from drivers.base import RobotError, RobotState
+from drivers.base import RobotError, RobotState, shortened
 from drivers.franka.config import FrankaConfig, GripperConfig
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,8 @@ def limit_target(
     step = np.asarray(delta, dtype=float).reshape(3)
     if not np.all(np.isfinite(step)):
         raise RobotError(f"move delta must be finite, got {step}")
-    norm = float(np.linalg.norm(step))
-    if norm > config.max_step:
-        step = step * (config.max_step / norm)
-    new = np.asarray(target, dtype=float) + step
-    lead = new - measured
-    lead_norm = float(np.linalg.norm(lead))
-    if lead_norm > config.max_lead:
-        new = measured + lead * (config.max_lead / lead_norm)
+    new = np.asarray(target, dtype=float) + shortened(step, config.max_step)
+    new = measured + shortened(new - measured, config.max_lead)
     return np.clip(new, config.workspace_low, config.workspace_high)
 
 

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from drivers.base import RobotError, RobotState
+from drivers.base import RobotError, RobotState, shortened
 from drivers.sim.world import World
 
 
@@ -68,15 +68,9 @@ class SimRobot:
         step = np.asarray(delta, dtype=float).reshape(3)
         if not np.all(np.isfinite(step)):
             raise RobotError(f"move delta must be finite, got {step}")
-        norm = float(np.linalg.norm(step))
-        if norm > self.max_step:
-            step *= self.max_step / norm
         ee = self.world.ee_position()
-        target = self.world.ee_target() + step
-        lead = target - ee
-        lead_norm = float(np.linalg.norm(lead))
-        if lead_norm > self.max_lead:
-            target = ee + lead * (self.max_lead / lead_norm)
+        target = self.world.ee_target() + shortened(step, self.max_step)
+        target = ee + shortened(target - ee, self.max_lead)
         self.world.set_target(target, gripper_closed)
         self._stopped = False
 
