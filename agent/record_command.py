@@ -23,6 +23,14 @@ from typing import Any
 
 import anyio
 
+from agent.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NOTHING,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    TERMINATED,
+)
 from agent.config import Config
 from agent.teleop import (
     RecordingRobot,
@@ -36,8 +44,6 @@ from models.tpm.dataset import EpisodeStore
 
 VERDICTS = {"k": "keep", "keep": "keep", "d": "discard", "discard": "discard", "r": "redo"}
 VERDICTS["redo"] = "redo"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class RecordError(ValueError):
@@ -112,7 +118,7 @@ def run_record(args: argparse.Namespace, config: Config) -> int:
         raise
     print(session.summary(), flush=True)
     if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
-        why = "interrupted" if code == EXIT_INTERRUPTED else "terminated by SIGTERM"
+        why = "interrupted" if code == EXIT_INTERRUPTED else TERMINATED
         print(
             f"error: {why}: the arm was stopped and the drivers closed; the episode in "
             "progress was not kept",
