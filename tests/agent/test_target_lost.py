@@ -175,7 +175,11 @@ async def test_a_target_taken_out_of_view_holds_the_arm_then_ends_as_target_lost
     assert faults[0].message.endswith("; the arm holds while it is re-detected")
     # (b) held after the grace, no move sent after it, then stopped before Finished
     hold_t, hold_ee = robot.holds[0]
-    assert HOLD_GRACE_S <= hold_t - robot.taken_at < HOLD_GRACE_S + 1.0
+    # the grace counts from the last percept that showed the sponge, which may have been
+    # done up to one camera frame before the sponge was taken (a fresh-clone CI run measured
+    # the hold 0.998 s after the taking)
+    frame_s = 1.0 / config.sim.camera_fps
+    assert HOLD_GRACE_S - frame_s <= hold_t - robot.taken_at < HOLD_GRACE_S + 1.0
     steps = [e for e in events if isinstance(e, Step)]
     assert steps and steps[-1].t < faults[0].t, "no step (no move) after the hold began"
     assert robot.moves == sum(s.executed for s in steps)
