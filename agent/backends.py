@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from agent.config import CameraDevice, Config
+from agent.threads import pin_math_threads
 from drivers.base import Camera, CarriedOverWorld, DriverError, Robot, TaskStart
 from drivers.cameras.realsense import RealSenseConfig
 from drivers.sim.success import Judge
@@ -204,6 +205,7 @@ def pipeline_factory(config: Config, *, lockstep: bool = False) -> Callable[[], 
     on every lost frame, as before the back-off, whatever `[models]` says: the recorded data
     depends neither on thread timing nor on the back-off.
     """
+    pin_math_threads(config.runtime.torch_threads)  # before any model runs: see agent.threads
     detector, tracker, segmenter = build_perception(config)
     m = config.models
 

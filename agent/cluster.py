@@ -188,19 +188,10 @@ def _call(cwd: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
 
 
 def pin_threads() -> None:
-    """One thread per math library in this worker process, which owns one CPU: OpenMP / MKL /
-    OpenBLAS through the environment (read when they load), torch's intra-op pool and OpenCV's
-    (each defaults to a thread per core)."""
-    for key, value in PINNED_THREADS.items():
-        os.environ.setdefault(key, value)
-    import cv2
+    """One thread per math library in this worker process, which owns one CPU."""
+    from agent.threads import pin_math_threads
 
-    cv2.setNumThreads(1)
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(1)
+    pin_math_threads(1)  # torch, loaded later, reads OMP_NUM_THREADS
 
 
 def run_ordered(

@@ -96,7 +96,12 @@ class RuntimeSection(_Section):
     model_threads: int = Field(2, ge=1, description="Worker threads shared by model calls.")
     supervise_hz: float = Field(5.0, gt=0, description="Rate of success and budget checks.")
     settle_s: float = Field(1.5, ge=0, description="Wait after the policy says done, then judge.")
-    torch_threads: int = Field(1, ge=1, description="Threads per torch / ONNX Runtime session.")
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        description="Threads per torch / ONNX Runtime session, and for OpenCV, OpenMP and BLAS "
+        "(process-wide).",
+    )
     when_busy: Literal["reject", "queue"] = Field(
         "reject",
         description="A second execute() while one runs: refuse it (RuntimeBusy) or wait its turn.",

@@ -168,26 +168,6 @@ def device_slug(info: dict[str, Any]) -> str:
     return re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
 
 
-def pin_threads(threads: int, *, torch: bool = False) -> None:
-    """Pin OpenCV (and torch, when `torch` is set) to `threads` threads.
-
-    Environment variables for OpenMP / BLAS only work before those libraries load, so they are
-    set here too for the code imported later. torch is imported only when asked: importing it
-    costs seconds that a benchmark of OpenCV trackers should not pay.
-    """
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    import cv2
-
-    cv2.setNumThreads(threads)
-    if torch or "torch" in sys.modules:
-        import torch as torch_module
-
-        torch_module.set_num_threads(threads)
-
-
 def preload_torch() -> bool:
     """Import torch and torchvision now, before anything renders with MuJoCo; False if absent.
 

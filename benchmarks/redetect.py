@@ -46,8 +46,9 @@ from typing import Any
 
 import numpy as np
 
+from agent.threads import pin_math_threads
 from benchmarks._cli import configured, save_results, standalone_main
-from benchmarks.machine import describe, machine_info, markdown_table, pin_threads, preload_torch
+from benchmarks.machine import describe, machine_info, markdown_table, preload_torch
 from benchmarks.table4 import WEIGHTS_NOTE
 from models.tracking.base import TrackResult
 from models.types import Box, Detection, GroundTruth, TaskSpec
@@ -234,7 +235,7 @@ def run_benchmark(
     from models.tracking import OpenCVTrackerFactory
 
     out = out or sys.stdout
-    pin_threads(threads, torch=True)
+    pin_math_threads(threads, torch=True)
     preload_torch()  # before MuJoCo renders (benchmarks.machine.preload_torch says why)
     episode = EPISODES[1]  # apple into bowl
     task = TaskSpec(episode.label, episode.skill, pick=episode.pick, place=episode.place)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config
+from agent.threads import pin_math_threads
 from benchmarks._cli import (
     add_json_argument,
     add_threads_argument,
@@ -21,14 +22,14 @@ from benchmarks._cli import (
 )
 from benchmarks.loop.report import format_report, models_line, plot_timeline
 from benchmarks.loop.runs import REQUEST, LoopResult, run_pipelined, run_sequential
-from benchmarks.machine import describe, machine_info, pin_threads
+from benchmarks.machine import describe, machine_info
 from drivers.sim import offscreen_gl
 
 
 def run_benchmark(config: Config, steps: int, *, threads: int) -> dict[str, Any]:
     """Both loops on the same config; returns the result document (JSON-ready)."""
     offscreen_gl()
-    pin_threads(threads)
+    pin_math_threads(threads)
     config = config.model_copy(
         update={"runtime": config.runtime.model_copy(update={"torch_threads": threads})}
     )

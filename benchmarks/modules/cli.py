@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config
+from agent.threads import pin_math_threads
 from benchmarks._cli import (
     add_json_argument,
     add_threads_argument,
     save_results,
     standalone_main,
 )
-from benchmarks.machine import machine_info, pin_threads, preload_torch
+from benchmarks.machine import machine_info, preload_torch
 from benchmarks.modules.core import (
     Bench,
     Entry,
@@ -72,7 +73,7 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Render the scene, measure every entry; returns the result document (JSON-ready)."""
     preload_torch()  # before rendering: see its docstring
-    pin_threads(threads)
+    pin_math_threads(threads)
     before = machine_info()
     t0 = time.perf_counter()
     scene = render_scene(config, settings.size, settings.frames)
