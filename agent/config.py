@@ -90,6 +90,12 @@ class RuntimeSection(_Section):
         '("target lost: ..."); the arm holds from 1 s missing on (agent.loops.target).',
     )
     camera_timeout_s: float = Field(2.0, gt=0, description="Deadline for one camera frame.")
+    view_sync_s: float = Field(
+        0.05,
+        ge=0,
+        description="Views taken at most this far apart are one set; an older view's next frame "
+        "is awaited this long (half the camera period: 0.05 at 10 fps).",
+    )
     camera_failures: int = Field(3, ge=1, description="Consecutive camera timeouts that are fatal.")
     stage_timeout_s: float = Field(30.0, gt=0, description="Deadline for one model call.")
     reason_timeout_s: float = Field(60.0, gt=0, description="Deadline for the reasoner.")

@@ -199,6 +199,7 @@ class EpisodeRunner:
             first=percept,
             on_regained=partial(ep.regained, task),
             watch=watch,
+            view_sync_s=rt.view_sync_s,
         )
         act = partial(
             act_loop,

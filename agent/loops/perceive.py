@@ -26,6 +26,7 @@ async def perceive_loop(
     first: Percept,
     on_regained: Callable[[Percept, list[tuple[str, str]]], None],
     watch: TargetWatch | None = None,
+    view_sync_s: float = 0.05,
 ) -> None:
     """Run the pipeline on each new frame of the first view, paired with the others' newest.
 
@@ -33,6 +34,9 @@ async def perceive_loop(
     the camera, the slot simply holds the newest frame and older ones are counted as dropped.
     `on_regained` hears of each (view, role) whose lost track a re-detection found again;
     `watch` sees every percept (which targets no view shows: the hold and the "target lost").
+    When another view's newest frame was taken more than `view_sync_s` before the first view's,
+    its frame of that moment is on the way (synchronised cameras, or free-running ones whose
+    next frame is closer): it is awaited for up to `view_sync_s`, then the older one is used.
     """
     views = list(frames)
     primary = frames[views[0]].reader()
@@ -50,6 +54,9 @@ async def perceive_loop(
                 fresh = await reader.next(timeout=frame_timeout)
             if fresh is not None:
                 held[view] = fresh
+            if newest.t_capture - held[view].t_capture > view_sync_s:
+                with anyio.move_on_after(view_sync_s):
+                    held[view] = await reader.next()
             current[view] = held[view]  # its age counts in t_capture, so staleness is caught
         fs = frameset(current)
         t0 = anyio.current_time()

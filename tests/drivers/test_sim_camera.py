@@ -61,3 +61,22 @@ def test_read_times_out_and_closed_camera_raises(world: World) -> None:
 def test_unknown_camera_fails_on_open(world: World) -> None:
     with pytest.raises(CameraError, match="no camera"):
         SimCamera(world, "top").open()
+
+
+def test_cameras_of_one_rate_capture_together(world: World) -> None:
+    """Both views snapshot the world on the same ticks (multiples of the period on the
+    monotonic clock), as hardware-synchronised cameras do, so a set shows one moment.
+    Free-running threads would start at arbitrary phases; the bound leaves 30 ms for a thread
+    woken late on a loaded machine (the period is 200 ms)."""
+    period = 0.2
+    cameras = [SimCamera(world, name, fps=1 / period) for name in ("front", "side")]
+    for camera in cameras:
+        camera.open()
+    try:
+        phases = [
+            camera.read(timeout=5.0).t_capture % period for camera in cameras for _ in range(4)
+        ]
+    finally:
+        for camera in cameras:
+            camera.close()
+    assert float(np.median(phases)) < 0.03, phases
