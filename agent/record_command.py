@@ -32,6 +32,7 @@ from agent.cli import (
     TERMINATED,
 )
 from agent.config import Config
+from agent.guiding import GuidedRecordingRobot, GuidingPolicy, says_too_fast
 from agent.teleop import (
     RecordingRobot,
     TeleopPolicy,
@@ -70,6 +71,11 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distractors", help="note: other objects on the table, comma separated")
     parser.add_argument("--notes", help="free-form note stored with every episode")
     parser.add_argument(
+        "--device",
+        choices=["keyboard", "spacemouse", "guiding"],
+        help="the operator's input (default: teleop.device): guiding = the Franka moved by hand",
+    )
+    parser.add_argument(
         "--replay",
         type=int_in(0),
         metavar="EPISODE",
@@ -79,8 +85,12 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_record(args: argparse.Namespace, config: Config) -> int:
     """Check everything, then record (or replay); see the module docstring."""
+    from agent.config import with_overrides
+    from agent.guiding import guiding_refusal
     from models.tpm.config import preset
 
+    if args.device is not None:
+        config = with_overrides(config, {"teleop.device": args.device})
     if args.replay is not None:
         from agent.replay import replay_episode
 
@@ -92,6 +102,9 @@ def run_record(args: argparse.Namespace, config: Config) -> int:
     from agent.runtime import validate_request
 
     request = validate_request(args.request)
+    refusal = guiding_refusal(config)
+    if refusal is not None:
+        raise RecordError(refusal)
     size = preset(args.preset).image_size
     device = open_input_device(config.teleop)
     device.open()  # a missing 3D mouse, or no terminal for the keyboard: one line, nothing written
@@ -142,7 +155,13 @@ class _Session:
     ) -> None:
         self.config, self.store, self.device = config, store, device
         self.request, self.notes, self.episodes = request, notes, episodes
-        self.policy = TeleopPolicy(device, limits_for(config), config.teleop.deadman_s)
+        teleop = config.teleop
+        self.guided = teleop.device == "guiding"
+        self.policy = (
+            GuidingPolicy(device, limits_for(config), teleop.deadman_s, teleop.guiding)
+            if self.guided
+            else TeleopPolicy(device, limits_for(config), teleop.deadman_s)
+        )
         self.views = tuple(config.cameras.views)
         self.size = size
         self.robot: RecordingRobot | None = None
@@ -155,7 +174,12 @@ class _Session:
         from agent.backends import build_parts
 
         parts = build_parts(config, policy=lambda: self.policy)
-        self.robot = RecordingRobot(parts.robot, self.policy, self.views, self.size)
+        if self.guided:
+            guiding = self.config.teleop.guiding
+            args = (parts.robot, self.policy, self.views, self.size)
+            self.robot = GuidedRecordingRobot(*args, guiding)
+        else:
+            self.robot = RecordingRobot(parts.robot, self.policy, self.views, self.size)
         parts.robot = self.robot
         self.world = getattr(parts.judge, "world", None)
         return parts
@@ -219,9 +243,12 @@ class _Session:
             device=self.device.name,
             notes=self.notes,
             scene=self._scene(),
+            source="guiding" if self.guided else "teleop",
         )
         self.store.begin_episode(info)
         robot.steps, robot.error = 0, None
+        if isinstance(robot, GuidedRecordingRobot):
+            robot.begin()
         task: dict[str, Any] = {}
         outcome: Any = None
         every = max(1, round(2 * self.config.runtime.control_hz))  # a status line every 2 s
@@ -244,6 +271,7 @@ class _Session:
                     say(f"  step {event.index}: hand at ({x}, {y}, {z}) m, gripper {grip}")
                 if isinstance(event, Reasoned) and event.pick is not None:
                     say(f"recording at {self.config.runtime.control_hz:g} Hz: {_keys(self)}")
+            await anyio.to_thread.run_sync(robot.flush)  # hand-guiding: the last step's move
         finally:
             robot.sink = None
             self.device.close()
@@ -256,6 +284,9 @@ class _Session:
             self.store.abort_episode()
             say("nothing to record for this request; stopping")
             return EXIT_NOTHING
+        fast = says_too_fast(robot) if isinstance(robot, GuidedRecordingRobot) else None
+        if fast is not None:
+            say(fast)
         verdict = await ask_verdict()
         extra = {
             **task,
@@ -304,6 +335,12 @@ def _keys(session: _Session) -> str:
         from drivers.input.keyboard import HELP
 
         return HELP
+    if session.guided:
+        from drivers.input.keyboard import GUIDING_HELP
+
+        if session.config.teleop.guiding.mode == "buttons":
+            return f"hold the two guiding buttons at the flange and {GUIDING_HELP}"
+        return GUIDING_HELP
     s = session.config.teleop.spacemouse
     return f"push the cap to move; button {s.gripper_button}: gripper, {s.end_button}: end"
 

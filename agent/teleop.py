@@ -27,7 +27,7 @@ import numpy as np
 from agent.collection import EpisodeSink
 from agent.config import Config
 from drivers.base import DriverError, RobotState, shortened
-from drivers.input import InputDevice, InputError, TeleopSettings
+from drivers.input import InputCommand, InputDevice, InputError, TeleopSettings
 from models.tpm.inputs import prepare_views
 from models.types import Action, Observation, TaskSpec
 
@@ -71,8 +71,10 @@ def open_input_device(settings: TeleopSettings) -> InputDevice:
         from drivers.input.spacemouse import SpaceMouse
 
         return SpaceMouse(settings.spacemouse, settings.max_step_m)
-    from drivers.input.keyboard import KeyboardDevice
+    from drivers.input.keyboard import GuidingKeys, KeyboardDevice
 
+    if settings.device == "guiding":
+        return GuidingKeys(settings.key_step_m)
     return KeyboardDevice(settings.key_step_m)
 
 
@@ -106,15 +108,18 @@ class TeleopPolicy:
             self.pending.clear()
             self._asked, self._sent = np.zeros(3), np.zeros(3)
 
-    def act(self, observation: Observation) -> Action:
-        command = self.device.poll()  # InputError once the device died
-        now = time.monotonic()
-        silent = now - max(command.t_heard, self._since)
+    def check(self, command: InputCommand, observation: Observation) -> None:
+        """The deadman rule: InputSilent when the device was not heard for `deadman_s`."""
+        silent = time.monotonic() - max(command.t_heard, self._since)
         if silent > self.deadman_s:
             raise InputSilent(
                 f"the {self.device.name} sent nothing for {silent:.1f} s (teleop.deadman_s = "
                 f"{self.deadman_s:g}): the episode ends and the arm holds"
             )
+
+    def act(self, observation: Observation) -> Action:
+        command = self.device.poll()  # InputError once the device died
+        self.check(command, observation)
         closed = self._gripper_closed
         if closed is None:
             closed = bool(observation.proprio[3] > 0.5)
@@ -187,17 +192,25 @@ class RecordingRobot:
     def move(self, delta: np.ndarray, gripper_closed: bool) -> None:
         self.inner.move(delta, gripper_closed)  # first the arm, then the bookkeeping
         found = self.policy.executed(delta)
+        if found is not None:
+            action, obs = found
+            self.add(obs, action.move, action.gripper_closed)
+
+    def flush(self) -> None:
+        """The episode's actions ended (nothing is held back here; see agent.guiding)."""
+
+    def add(self, obs: Observation, move: np.ndarray, gripper_closed: bool) -> None:
+        """Record one step into `sink` (none: nothing is recorded)."""
         sink = self.sink
-        if found is None or sink is None:
+        if sink is None:
             return
-        action, obs = found
         try:
             rgb, mask = prepare_views(obs.images, obs.masks, self.views, self.image_size)
             sink.add_step(
                 rgb,
                 mask,
                 np.asarray(obs.proprio, dtype=np.float32),
-                np.array([*action.move, float(action.gripper_closed)], dtype=np.float32),
+                np.array([*move, float(gripper_closed)], dtype=np.float32),
             )
         except Exception as exc:  # a recording error must not move or stop the arm itself
             self.error = f"recording a step failed: {exc}"
@@ -212,10 +225,12 @@ def episode_info(
     device: str,
     notes: Mapping[str, Any],
     scene: Mapping[str, Any],
+    source: str = "teleop",
 ) -> dict[str, Any]:
-    """What an episode records about where it came from (`source`: teleop) and its scene."""
+    """What an episode records about where it came from (`source`: teleop, or guiding: moved by
+    hand, the actions measured rather than commanded) and its scene."""
     return {
-        "source": "teleop",
+        "source": source,
         "device": device,
         "profile": config.profile,
         "robot": config.robot.backend,
@@ -229,6 +244,9 @@ def episode_info(
 
 
 def episode_source(info: Mapping[str, Any]) -> str:
-    """Where a dataset episode came from: `teleop` (`record`), else `sim` (`collect`: the
-    scripted expert, or a DAgger pilot the expert labelled)."""
-    return str(info.get("source", "sim"))
+    """Where a dataset episode came from: `teleop` or `guiding` (`record` with an input device,
+    or the arm moved by hand), else `collect`'s: `dagger` (a pilot policy drove a share of the
+    steps, the expert labelled them) or `sim` (the scripted expert alone)."""
+    if "source" in info:
+        return str(info["source"])
+    return "dagger" if info.get("pilot") not in (None, "expert") else "sim"

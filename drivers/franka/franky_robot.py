@@ -19,6 +19,7 @@ from drivers.franka.config import FrankaConfig
 
 log = logging.getLogger(__name__)
 
+GuidingMode = Literal["buttons", "impedance"]
 _INSTALL = "the Franka driver needs franky-control: pip install 'tpm-agent[real]'"
 
 
@@ -47,6 +48,7 @@ class FrankaRobot(ArmDriver):
         self._franky: Any = None
         self._robot: Any = None
         self._quat: list[float] | None = None
+        self.guiding: GuidingMode | None = None  # set by guide(), cleared by stop()
 
     def _connect(self) -> GripperBackend | None:
         franky = self._franky = require_sdk("franky", error=RobotError, hint=_INSTALL)
@@ -114,6 +116,63 @@ class FrankaRobot(ArmDriver):
     def _recover(self) -> None:
         with self._translated():
             self._robot.recover_from_errors()
+
+    # ----------------------------------------------------------------- hand-guiding
+    def guide(self, mode: GuidingMode, damping: float = 30.0) -> None:
+        """Let the operator move the arm by hand (`record` with `teleop.device = "guiding"`).
+
+        Translation is free, the hand's orientation and the elbow stay held: the policy acts in
+        position only. `buttons`: libfranka's guiding mode (`Robot::setGuidingMode`) and no FCI
+        motion, so the operator presses the two guiding buttons at the flange to move the arm
+        (robot mode Guiding) and releasing them holds it. `impedance`: franky's Cartesian
+        impedance controller with zero translational stiffness and `damping` (Ns/m): the
+        gravity-compensated arm floats and slows down where it is let go; rotation is held stiff.
+        franky-sim serves only the latter (its server stops on kSetGuidingMode). `stop()` (every
+        ending) ends either: the arm then holds where the hand left it.
+        """
+        with self._lock:
+            self._usable()
+            self._guard("check the motion", self._check_motion)
+            if mode == "buttons":
+                free = [True, True, True, False, False, False]
+                try:
+                    with self._translated():
+                        self._robot.set_guiding_mode(free, False)
+                except (ArmFault, ConnectionLost) as exc:
+                    raise RobotError(
+                        f"the arm at {self.config.host} refused guiding mode ({exc}); is FCI "
+                        "active in Desk and the arm unlocked?"
+                    ) from None
+                self._guard("end the held motion", self._halt)  # buttons need no FCI motion
+            else:
+                self._guard("start the compliant motion", lambda: self._float(damping))
+            self.guiding = mode
+            self.stopped = False
+
+    def _float(self, damping: float) -> None:
+        franky = self._franky
+        with self._translated():
+            motion = franky.CartesianImpedanceMotion(self._robot.state.O_T_EE)
+            rot = 50.0  # Nm/rad: the hand's orientation held as a run would hold it
+            stiffness = np.array([0.0] * 3 + [rot] * 3)
+            damped = np.array([damping] * 3 + [2 * rot**0.5] * 3)
+            motion.set_gains(franky.CartesianImpedanceGains.diagonal(stiffness, damped))
+            self._robot.move(motion, asynchronous=True)
+
+    def grip(self, closed: bool) -> None:
+        """Command only the gripper (while guided, the hand moves the arm); never waits."""
+        with self._lock:
+            self._usable()
+            self._guard("check the motion", self._check_motion)
+            if self._gripper is not None:
+                self._gripper.check()
+                if closed != self._gripper_closed:
+                    self._gripper.command(closed)
+            self._gripper_closed = closed
+
+    def stop(self) -> None:
+        super().stop()
+        self.guiding = None
 
     def _disconnect(self) -> None:
         # franky has no close(): the connection ends when the Robot is freed. It can sit in a

@@ -4,8 +4,10 @@ One small protocol, `InputDevice`, as `drivers.base` has for cameras and arms: a
 own reader thread and `poll()` hands out what the operator asked for since the last poll (a move in
 metres, the gripper's commanded state, whether the episode should end) with the time the device
 was last heard from, so that the caller can stop the arm when it goes silent (the deadman rule).
-Two devices: the terminal's keyboard (`keyboard`, for tests and labs without a 3D mouse) and a
-3Dconnexion SpaceMouse (`spacemouse`, through pyspacemouse). Importing this package needs neither.
+Three devices: the terminal's keyboard (`keyboard`, for tests and labs without a 3D mouse), a
+3Dconnexion SpaceMouse (`spacemouse`, through pyspacemouse), and the terminal's gripper and end
+keys alone while the operator moves a Franka by hand (`guiding`, `GuidingKeys`; the moves are
+read from the arm, `agent.guiding`). Importing this package needs none of them.
 """
 
 from __future__ import annotations
@@ -40,11 +42,32 @@ class SpaceMouseSettings(Settings):
     poll_s: float = Field(0.002, gt=0, description="Reader thread's sleep when no report came.")
 
 
+class GuidingSettings(Settings):
+    """`[teleop.guiding]`: hand-guiding a Franka (`teleop.device = "guiding"`)."""
+
+    mode: Literal["buttons", "impedance"] = Field(
+        "buttons",
+        description="buttons: libfranka's guiding mode, moved while the guiding buttons at the "
+        "flange are pressed (a real arm); impedance: franky's compliant controller, free in "
+        "x/y/z without buttons (franky-sim, or a real arm with care).",
+    )
+    damping: float = Field(
+        30.0, gt=0, description="impedance: Ns/m that slow the floating hand (10 N: ~0.3 m/s)."
+    )
+    still_m: float = Field(
+        0.002,
+        gt=0,
+        description="The hand moving less than this counts as no input (the deadman rule).",
+    )
+
+
 class TeleopSettings(Settings):
     """`[teleop]`: the operator's input device and the recording's own safety rule."""
 
-    device: Literal["keyboard", "spacemouse"] = Field(
-        "keyboard", description="keyboard: the terminal (keys below); spacemouse: a 3D mouse."
+    device: Literal["keyboard", "spacemouse", "guiding"] = Field(
+        "keyboard",
+        description="keyboard: the terminal (keys below); spacemouse: a 3D mouse; guiding: the "
+        "Franka moved by hand (the gripper and the end on the terminal's keys).",
     )
     deadman_s: float = Field(
         10.0,
@@ -62,6 +85,7 @@ class TeleopSettings(Settings):
         "max step and workspace box still apply on top).",
     )
     spacemouse: SpaceMouseSettings = SpaceMouseSettings()
+    guiding: GuidingSettings = GuidingSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +124,7 @@ class InputDevice(Protocol):
 
 
 __all__ = [
+    "GuidingSettings",
     "InputCommand",
     "InputDevice",
     "InputError",

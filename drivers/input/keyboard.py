@@ -12,6 +12,7 @@ counts as the operator being there (the deadman rule in `agent.teleop`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import select
 import time
@@ -34,6 +35,7 @@ MOVES: dict[bytes, tuple[float, float, float]] = {
 GRIPPER = b" "
 END = (b"\r", b"\n")
 HELP = "w/s: +x/-x  a/d: +y/-y  r/f: up/down  space: gripper  Enter: end episode  Ctrl-C: stop"
+GUIDING_HELP = "move the arm by hand  space: gripper  Enter: end episode  Ctrl-C: stop"
 
 
 class KeyboardDevice(ReaderDevice):
@@ -104,6 +106,17 @@ class KeyboardDevice(ReaderDevice):
                         self._toggles += 1
                     elif key in END:
                         self._end = True
+
+
+class GuidingKeys(KeyboardDevice):
+    """The keys that go with hand-guiding: the operator's hand moves the arm, so the move keys
+    move nothing (a key still counts as the operator being there); space toggles the gripper,
+    Enter ends the episode."""
+
+    name = "guiding"
+
+    def poll(self) -> InputCommand:
+        return dataclasses.replace(super().poll(), move=np.zeros(3))
 
 
 def _stdin_fd() -> int:

@@ -18,13 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Terminal:
-    """`python -m agent ARGS` on a pty; `expect` waits for text, `type` sends keys."""
+    """`python -m agent ARGS` (or another `module`) on a pty; `expect` waits for text, `type`
+    sends keys."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, module: str = "agent"
+    ) -> None:
         master, slave = pty.openpty()
         self.master = master
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", *args],
+            [sys.executable, "-m", module, *args],
             stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, start_new_session=True,
             env={**os.environ, "MUJOCO_GL": "egl", "PYTHONPATH": str(ROOT), **(env or {})},
         )  # fmt: skip
