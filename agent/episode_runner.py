@@ -5,8 +5,8 @@ frames after the start and the detector on them. Then the episode itself: percei
 and supervise (and the recorder as a sink) as a table of loops over latest-wins channels
 (`agent.episode.run_loops`). Every blocking call of the start goes through `_stage`, which turns a
 failure into a `LoopFault` naming the stage. The Runtime owns what outlives episodes (the drivers,
-the capture loops and their frame channels, the limiters) and the ending (safe stop, `Finished`);
-this module only runs what happens in between.
+the capture loops and their frame channels, the worker threads) and the ending (safe stop,
+`Finished`); this module only runs what happens in between.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from agent.loops.target import TargetWatch
 from agent.messages import PerceptMsg
 from agent.observe import observe_loop
 from agent.recording import RunRecorder
-from agent.workers import run_blocking
+from agent.workers import Workers, run_blocking
 from drivers.base import Frame, TaskStart
 from drivers.cameras.pairing import FrameSet, frameset
 from models.perception import ObjectNotInView, Percept
@@ -46,10 +46,10 @@ STALE_START_FRAMES = 3  # frames from before a task's reset skipped at most, per
 
 
 class EpisodeRunner:
-    """Runs episodes on what the Runtime shares with them: its frame channels and limiters.
+    """Runs episodes on what the Runtime shares with them: its frame channels and worker threads.
 
-    One limiter per device: model calls share the CPU/GPU (`model_limiter`), the robot takes one
-    call at a time (`robot_limiter`, also the safe stop's), and so does the judge.
+    Worker threads per device: model calls share the CPU/GPU (`model_workers`), the robot takes
+    one call at a time (`robot_workers`, also the safe stop's), and so does the judge.
     """
 
     def __init__(
@@ -57,15 +57,15 @@ class EpisodeRunner:
         config: Config,
         frames: dict[str, Latest[Frame]],
         *,
-        model_limiter: anyio.CapacityLimiter,
-        robot_limiter: anyio.CapacityLimiter,
-        judge_limiter: anyio.CapacityLimiter,
+        model_workers: Workers,
+        robot_workers: Workers,
+        judge_workers: Workers,
     ) -> None:
         self.config = config
         self._frames = frames
-        self._model_limiter = model_limiter
-        self._robot_limiter = robot_limiter
-        self._judge_limiter = judge_limiter
+        self._model_workers = model_workers
+        self._robot_workers = robot_workers
+        self._judge_workers = judge_workers
         rt = config.runtime
         # how long to wait for a camera's next frame: past the capture loop's giving up, so that
         # a dead camera ends an episode with the capture loop's reason, not a bare timeout
@@ -182,7 +182,7 @@ class EpisodeRunner:
                     max_steps=rt.max_steps,
                     max_duration_s=rt.max_duration_s,
                     settle_s=rt.settle_s,
-                    limiter=self._judge_limiter,
+                    workers=self._judge_workers,
                     call_timeout=rt.stage_timeout_s,
                     lost=watch.lost_reason,
                 )
@@ -193,7 +193,7 @@ class EpisodeRunner:
             self._frames,
             pipeline,
             ch.percepts,
-            limiter=self._model_limiter,
+            workers=self._model_workers,
             frame_timeout=self._frame_timeout,
             stage_timeout=rt.stage_timeout_s,
             first=percept,
@@ -207,7 +207,7 @@ class EpisodeRunner:
             ch.states,
             parts.policy,
             ch.actions,
-            limiter=self._model_limiter,
+            workers=self._model_workers,
             percept_timeout=self._frame_timeout + rt.stage_timeout_s,
             stage_timeout=rt.stage_timeout_s,
         )
@@ -219,7 +219,7 @@ class EpisodeRunner:
             parts.robot,
             rate_hz=rt.control_hz,
             deadline_s=rt.action_deadline_s,
-            limiter=self._robot_limiter,
+            workers=self._robot_workers,
             call_timeout=rt.stage_timeout_s,
             max_steps=rt.max_steps,
             on_tick=ep.step,
@@ -283,7 +283,7 @@ class EpisodeRunner:
             return await run_blocking(
                 fn,
                 *args,
-                limiter=self._robot_limiter if robot else self._model_limiter,
+                workers=self._robot_workers if robot else self._model_workers,
                 timeout=self.config.runtime.stage_timeout_s if timeout is None else timeout,
                 what=what or where,
             )

@@ -40,6 +40,7 @@ from agent.observe import RunObserver
 from agent.recording import RunRecorder
 from agent.safe_stop import safe_stop
 from agent.telemetry import ensure_logging
+from agent.workers import Workers
 from drivers.base import Frame
 
 log = structlog.get_logger("agent.runtime")
@@ -97,23 +98,25 @@ class Runtime:
     # ----------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> Runtime:
         ensure_logging()
-        # one limiter per device: model calls share the CPU/GPU, the robot takes one call at a time
-        self._model_limiter = anyio.CapacityLimiter(self.config.runtime.model_threads)
-        self._robot_limiter = anyio.CapacityLimiter(1)
-        self._judge_limiter = anyio.CapacityLimiter(1)
+        # threads per device: model calls share the CPU/GPU, the robot takes one call at a time
+        self._model_workers = Workers("model", self.config.runtime.model_threads)
+        self._robot_workers = Workers("robot")
+        self._judge_workers = Workers("judge")
         self._turn = anyio.Semaphore(1)  # one robot, one task: held by the running episode
         self._runner = EpisodeRunner(
             self.config,
             self._frames,
-            model_limiter=self._model_limiter,
-            robot_limiter=self._robot_limiter,
-            judge_limiter=self._judge_limiter,
+            model_workers=self._model_workers,
+            robot_workers=self._robot_workers,
+            judge_workers=self._judge_workers,
         )
         return await self._start()
 
     async def _start(self) -> Runtime:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
+        for pool in (self._model_workers, self._robot_workers, self._judge_workers):
+            stack.callback(pool.close)  # pushed first, so closed last: the safe stop needs one
         try:
             parts = await anyio.to_thread.run_sync(self._parts_factory, self.config)
             stack.push_async_callback(self._close_parts, parts)
@@ -124,11 +127,13 @@ class Runtime:
             rt = self.config.runtime
             for name, camera in parts.cameras.items():
                 self._frames[name] = Latest(f"frames/{name}")
+                reader = Workers(f"camera-{name}")
+                stack.callback(reader.close)
                 capture = partial(
                     capture_loop,
                     camera,
                     self._frames[name],
-                    limiter=anyio.CapacityLimiter(1),
+                    workers=reader,
                     timeout=rt.camera_timeout_s,
                     max_failures=rt.camera_failures,
                 )
@@ -168,7 +173,7 @@ class Runtime:
 
     async def _safe_stop(self, parts: Parts) -> str:
         """Stop the arm (agent.safe_stop): "ok", or how it failed; never raises, never hangs."""
-        return await safe_stop(parts.robot, self._robot_limiter, STOP_TIMEOUT_S)
+        return await safe_stop(parts.robot, self._robot_workers, STOP_TIMEOUT_S)
 
     @property
     def parts(self) -> Parts:

@@ -11,27 +11,28 @@ import anyio
 import structlog
 
 from agent.errors import describe
+from agent.workers import StageTimeout, Workers
 from drivers.base import Robot
 
 log = structlog.get_logger("agent.runtime")  # the runtime's log: the runtime calls it
 
 
-async def safe_stop(robot: Robot, limiter: anyio.CapacityLimiter, timeout: float) -> str:
+async def safe_stop(robot: Robot, workers: Workers, timeout: float) -> str:
     """Stop the arm; shielded so that cancellation cannot skip it, bounded so it cannot hang.
 
     Returns how it went: "ok", "failed: <reason>" or "timed out after <n> s" (a hung driver
     call is abandoned in its thread). A driver that reports its link lost (`link_error`, the
     Franka drivers) returns from `stop` without reaching the arm: that is a failure too.
     """
-    with anyio.CancelScope(shield=True), anyio.move_on_after(timeout) as scope:
+    with anyio.CancelScope(shield=True):
         try:
-            await anyio.to_thread.run_sync(robot.stop, limiter=limiter, abandon_on_cancel=True)
+            await workers.run(robot.stop, timeout=timeout, what="safe stop")
+        except StageTimeout:
+            log.error("safe stop timed out", timeout_s=timeout)
+            return f"timed out after {timeout:g} s"
         except Exception as exc:
             log.error("safe stop failed", error=str(exc))
             return f"failed: {describe(exc)}"
-    if scope.cancelled_caught:
-        log.error("safe stop timed out", timeout_s=timeout)
-        return f"timed out after {timeout:g} s"
     link_error = getattr(robot, "link_error", None)
     if link_error:
         log.error("safe stop did not reach the arm", error=link_error)

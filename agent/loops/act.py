@@ -7,7 +7,7 @@ import numpy as np
 
 from agent.channels import Latest
 from agent.messages import ActionMsg, PerceptMsg
-from agent.workers import run_blocking
+from agent.workers import Workers, run_blocking
 from drivers.base import RobotState
 from models.tpm.policy import Policy
 from models.types import Observation
@@ -19,7 +19,7 @@ async def act_loop(
     policy: Policy,
     out: Latest[ActionMsg],
     *,
-    limiter: anyio.CapacityLimiter,
+    workers: Workers,
     percept_timeout: float,
     stage_timeout: float,
 ) -> None:
@@ -39,7 +39,7 @@ async def act_loop(
         )
         t0 = anyio.current_time()
         action = await run_blocking(
-            policy.act, observation, limiter=limiter, timeout=stage_timeout, what="policy"
+            policy.act, observation, workers=workers, timeout=stage_timeout, what="policy"
         )
         t_done = anyio.current_time()
         out.publish(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import anyio
 import structlog
 
 from agent.channels import Latest
 from agent.errors import describe
-from agent.workers import run_blocking
+from agent.workers import Workers, run_blocking
 from drivers.base import Camera, Frame
 
 log = structlog.get_logger("agent.capture")
@@ -28,7 +27,7 @@ async def capture_loop(
     camera: Camera,
     out: Latest[Frame],
     *,
-    limiter: anyio.CapacityLimiter,
+    workers: Workers,
     timeout: float,
     max_failures: int,
 ) -> None:
@@ -43,7 +42,7 @@ async def capture_loop(
             frame = await run_blocking(
                 camera.read,
                 timeout,
-                limiter=limiter,
+                workers=workers,
                 timeout=timeout + READ_GRACE_S,
                 what="camera read",
             )

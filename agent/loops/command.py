@@ -32,7 +32,7 @@ import anyio
 
 from agent.channels import Latest, LatestReader
 from agent.messages import ActionMsg, StepRecord
-from agent.workers import run_blocking
+from agent.workers import Workers, run_blocking
 from drivers.base import Robot, RobotState
 
 CommandMode = Literal["on_arrival", "fixed_rate"]
@@ -62,7 +62,7 @@ class _Commander:
     steps: Latest[StepRecord]
     robot: Robot
     deadline_s: float
-    limiter: anyio.CapacityLimiter
+    workers: Workers
     call_timeout: float
     max_steps: int
     on_tick: Callable[[CommandTick], None]
@@ -76,12 +76,12 @@ class _Commander:
         return self.index < self.max_steps
 
     async def _call(self, fn: Callable[..., object], *args: object, what: str) -> None:
-        await run_blocking(fn, *args, limiter=self.limiter, timeout=self.call_timeout, what=what)
+        await run_blocking(fn, *args, workers=self.workers, timeout=self.call_timeout, what=what)
 
     async def read_state(self) -> RobotState:
         state = await run_blocking(
             self.robot.state,
-            limiter=self.limiter,
+            workers=self.workers,
             timeout=self.call_timeout,
             what="robot state read",
         )
@@ -142,7 +142,7 @@ async def command_loop(
     *,
     rate_hz: float,
     deadline_s: float,
-    limiter: anyio.CapacityLimiter,
+    workers: Workers,
     call_timeout: float,
     max_steps: int,
     on_tick: Callable[[CommandTick], None],
@@ -161,7 +161,7 @@ async def command_loop(
         steps,
         robot,
         deadline_s,
-        limiter,
+        workers,
         call_timeout,
         max_steps,
         on_tick,

@@ -9,7 +9,7 @@ import anyio
 from agent.channels import Latest
 from agent.loops.target import TargetWatch
 from agent.messages import PerceptMsg
-from agent.workers import run_blocking
+from agent.workers import Workers, run_blocking
 from drivers.base import Frame
 from drivers.cameras.pairing import frameset
 from models.perception import Percept, PerceptionPipeline
@@ -20,7 +20,7 @@ async def perceive_loop(
     pipeline: PerceptionPipeline,
     out: Latest[PerceptMsg],
     *,
-    limiter: anyio.CapacityLimiter,
+    workers: Workers,
     frame_timeout: float,
     stage_timeout: float,
     first: Percept,
@@ -61,7 +61,7 @@ async def perceive_loop(
         fs = frameset(current)
         t0 = anyio.current_time()
         percept = await run_blocking(
-            pipeline.step, fs.frames, limiter=limiter, timeout=stage_timeout, what="perception"
+            pipeline.step, fs.frames, workers=workers, timeout=stage_timeout, what="perception"
         )
         t_done = anyio.current_time()
         if percept.redetections > redetections:

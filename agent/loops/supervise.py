@@ -9,7 +9,7 @@ import anyio
 
 from agent.channels import Latest
 from agent.messages import StepRecord
-from agent.workers import run_blocking
+from agent.workers import Workers, run_blocking
 from drivers.sim.success import Judge
 from models.types import TaskSpec
 
@@ -30,7 +30,7 @@ async def supervise_loop(
     max_steps: int,
     max_duration_s: float,
     settle_s: float,
-    limiter: anyio.CapacityLimiter,
+    workers: Workers,
     call_timeout: float,
     lost: Callable[[float], str | None] | None = None,
 ) -> Ending:
@@ -49,7 +49,7 @@ async def supervise_loop(
         verdict = None
         if judge is not None:
             verdict = await run_blocking(
-                judge.verdict, task, limiter=limiter, timeout=call_timeout, what="success check"
+                judge.verdict, task, workers=workers, timeout=call_timeout, what="success check"
             )
             if verdict.done:
                 return Ending(

@@ -18,6 +18,7 @@ import pytest
 from agent.channels import Latest
 from agent.loops.command import CommandTick, command_loop
 from agent.messages import ActionMsg, StepRecord
+from agent.workers import Workers
 from drivers.base import RobotState
 from drivers.sim.robot import SimRobot
 from drivers.sim.scene import SceneSpec
@@ -82,7 +83,7 @@ async def _run(world: World, mode: str, rate_hz: float, script, *, min_interval_
                 robot,
                 rate_hz=rate_hz,
                 deadline_s=0.5,
-                limiter=anyio.CapacityLimiter(1),
+                workers=Workers("test"),
                 call_timeout=5.0,
                 max_steps=100,
                 on_tick=ticks.append,

@@ -14,6 +14,7 @@ import numpy as np
 from agent.channels import Latest
 from agent.loops.perceive import perceive_loop
 from agent.messages import PerceptMsg
+from agent.workers import Workers
 from drivers.base import Frame
 from models.perception import Percept
 
@@ -52,7 +53,7 @@ async def run_one_set(later_side: float | None, sync_s: float = 0.05) -> dict[st
                 {"front": front, "side": side},
                 recorder,  # type: ignore[arg-type]
                 percepts,
-                limiter=anyio.CapacityLimiter(1),
+                workers=Workers("test"),
                 frame_timeout=5.0,
                 stage_timeout=5.0,
                 first=percept(),
