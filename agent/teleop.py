@@ -29,6 +29,7 @@ from agent.config import Config
 from drivers.base import DriverError, RobotState, shortened
 from drivers.input import InputCommand, InputDevice, InputError, TeleopSettings
 from models.tpm.inputs import prepare_views
+from models.tpm.sources import episode_source as episode_source  # where an episode came from
 from models.types import Action, Observation, TaskSpec
 
 
@@ -241,12 +242,3 @@ def episode_info(
         **{k: v for k, v in notes.items() if v is not None},
         "recorded_at": time.time(),
     }
-
-
-def episode_source(info: Mapping[str, Any]) -> str:
-    """Where a dataset episode came from: `teleop` or `guiding` (`record` with an input device,
-    or the arm moved by hand), else `collect`'s: `dagger` (a pilot policy drove a share of the
-    steps, the expert labelled them) or `sim` (the scripted expert alone)."""
-    if "source" in info:
-        return str(info["source"])
-    return "dagger" if info.get("pilot") not in (None, "expert") else "sim"

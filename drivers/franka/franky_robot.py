@@ -153,7 +153,7 @@ class FrankaRobot(ArmDriver):
         franky = self._franky
         with self._translated():
             motion = franky.CartesianImpedanceMotion(self._robot.state.O_T_EE)
-            rot = 50.0  # Nm/rad: the hand's orientation held as a run would hold it
+            rot = 150.0  # Nm/rad: the hand's orientation held (a push tilts it < 1 deg)
             stiffness = np.array([0.0] * 3 + [rot] * 3)
             damped = np.array([damping] * 3 + [2 * rot**0.5] * 3)
             motion.set_gains(franky.CartesianImpedanceGains.diagonal(stiffness, damped))

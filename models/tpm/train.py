@@ -48,6 +48,7 @@ from models.tpm.config import TPMConfig, preset
 from models.tpm.dataset import DatasetError, EpisodeStore
 from models.tpm.distributed import Dist
 from models.tpm.network import TPMNet, bc_loss, normalise_inputs
+from models.tpm.sources import describe_sources, source_counts
 from models.tpm.train_settings import TrainSettings, lr_at, pick_device, seed_everything
 from models.types import MASK_CODING
 
@@ -142,11 +143,14 @@ class Trainer:
         arrays = concat_arrays([a for a, _ in loaded])
         cached = [f for _, f in loaded if f is not None]
         self.features: np.ndarray | None = np.concatenate(cached) if cached else None
+        sources = source_counts(EpisodeStore(p, read_only=True) for p in paths)
         self.data_info = {
             "path": ", ".join(map(str, paths)),
             "episodes": len(arrays.episode_ends),
             "steps": len(arrays),
+            "sources": {k: {"episodes": e, "steps": n} for k, (e, n) in sources.items()},
         }
+        self.sources = describe_sources(sources)
         train_idx, val_idx = split_episodes(arrays, s.val_fraction, s.seed)
         self.init = str(init) if init else None
         if start is not None:

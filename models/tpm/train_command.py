@@ -93,6 +93,8 @@ def _train(args: Any, dist: Dist) -> int:
     if not dist.main:  # the other ranks train quietly; rank 0 reports
         trainer.run()
         return 0
+    data = trainer.data_info
+    print(f"data: {data['episodes']} episodes, {data['steps']} steps: {trainer.sources}")
     with Progress(*columns) as progress:
         bar = progress.add_task("train", total=None, info="")
 

@@ -4,11 +4,14 @@ franky-sim's arm, for the hand-guiding tests (tests/agent/test_guiding.py).
 The hand is the one thing faked, at the narrowest boundary there is: an external force on the
 simulated arm's hand body (MuJoCo's `xfrc_applied`), as a person's hand pushes the flange. The
 force pulls the hand towards a goal like a spring (capped at a few newtons, a light push) and
-lets go once the hand is there. Everything else runs as a lab runs it: the CLI, the runtime,
+lets go once the hand is there (or has stopped just short of it: the simulated joints have
+friction, which a real arm's guiding mode compensates and franky's impedance controller here
+does not). Everything else runs as a lab runs it: the CLI, the runtime,
 franky-control's libfranka, the compliant controller and franky-sim's physics. The test gives
 the orders through a file (`TPM_TEST_HAND`): a JSON {"id": n, "offset": [dx, dy, dz]} asks the
 hand to move that far from where it is when the order is read; once there, the hand lets go
-and writes the order's id to the same path with `.done` appended.
+and writes {"id": n, "moved": [dx, dy, dz]} (how far the hand really went, measured at the
+fingertips) to the same path with `.done` appended.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-STIFFNESS = 150.0  # N/m towards the goal
-MAX_FORCE = 6.0  # N: a light push (~7 cm/s against the arm's damping at real time)
-THERE_M = 0.002  # the hand lets go this close to its goal
+STIFFNESS, DAMPING = 1500.0, 60.0  # N/m towards the goal, Ns/m against the hand's speed
+MAX_FORCE = 12.0  # N: a firm push, as people guide a Franka
+THERE_M = 0.003  # the hand lets go this close to its goal, or when the arm stopped near it
+NEAR_M, STUCK_S = 0.01, 0.5
 
 
 def push(world: Any, orders: Path) -> None:
@@ -38,7 +42,8 @@ def push(world: Any, orders: Path) -> None:
     model, data = world.model, world.data
     body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"{PREFIX}hand")
     site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, f"{PREFIX}{EE_SITE}")
-    done, goal = None, None
+    done, goal, moved_at, last, start = None, None, 0.0, np.zeros(3), np.zeros(3)
+    before, t_before = np.zeros(3), 0.0
     while not world.closed:
         time.sleep(0.005)
         try:
@@ -48,14 +53,22 @@ def push(world: Any, orders: Path) -> None:
         with world.lock:
             here = data.site_xpos[site].copy()
             if order["id"] != done:
-                done, goal = order["id"], here + np.asarray(order["offset"], dtype=float)
-            force = np.zeros(3)
-            if goal is not None and np.linalg.norm(goal - here) > THERE_M:
-                force = STIFFNESS * (goal - here)
+                done, start = order["id"], here
+                goal = here + np.asarray(order["offset"], dtype=float)
+            force, now, t = np.zeros(3), time.monotonic(), float(data.time)
+            speed = (here - before) / (t - t_before) if t > t_before else np.zeros(3)
+            before, t_before = here, t
+            if np.linalg.norm(here - last) > 0.0005:
+                moved_at, last = now, here
+            off = np.inf if goal is None else float(np.linalg.norm(goal - here))
+            stuck = off < NEAR_M and now - moved_at > STUCK_S  # joint friction holds it there
+            if goal is not None and off > THERE_M and not stuck:
+                force = STIFFNESS * (goal - here) - DAMPING * speed
                 force *= min(1.0, MAX_FORCE / max(float(np.linalg.norm(force)), 1e-9))
             elif goal is not None:
                 goal = None  # there: the hand lets go
-                Path(f"{orders}.done").write_text(str(done))
+                moved = (here - start).tolist()
+                Path(f"{orders}.done").write_text(json.dumps({"id": done, "moved": moved}))
             data.xfrc_applied[body, :3] = force
 
 

@@ -13,6 +13,7 @@ real arm's flange), which franky-sim does not serve.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -84,15 +85,19 @@ def test_an_arm_moved_by_hand_on_franka_sim_is_recorded_until_it_leaves_the_box(
     exits 1."""
     out, orders = tmp_path / "guided.zarr", tmp_path / "hand.json"
 
-    def order(n: int, offset: tuple[float, float, float], wait_s: float = 0.0) -> None:
-        """The hand moves the arm by `offset`; waits up to `wait_s` until it is there."""
+    def order(n: int, offset: tuple[float, float, float], wait_s: float = 0.0) -> np.ndarray:
+        """The hand moves the arm by `offset`; waits up to `wait_s` until it is there and says
+        how far it went."""
         orders.write_text(json.dumps({"id": n, "offset": offset}))
         done, deadline = Path(f"{orders}.done"), time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if done.exists() and done.read_text() == str(n):
-                return
+            with contextlib.suppress(OSError, ValueError):
+                report = json.loads(done.read_text())
+                if report["id"] == n:
+                    return np.array(report["moved"])
             time.sleep(0.05)
-        assert not wait_s, f"the hand did not get there in {wait_s} s"
+        assert not wait_s, f"the hand did not get there in {wait_s} s:\n{term.text[-3000:]}"
+        return np.zeros(3)
 
     term = Terminal(
         "record", "give me the sponge", "--out", str(out), "--device", "guiding",
@@ -103,7 +108,7 @@ def test_an_arm_moved_by_hand_on_franka_sim_is_recorded_until_it_leaves_the_box(
     try:
         at = term.expect("recording at", timeout=120)
         time.sleep(1.0)  # the first actions put the arm in guiding mode
-        order(1, (0.0, -0.04, -0.05), wait_s=30.0)
+        went = order(1, (0.0, -0.04, -0.05), wait_s=30.0)
         term.type(" ")
         time.sleep(1.0)
         term.type("\n")
@@ -129,6 +134,8 @@ def test_an_arm_moved_by_hand_on_franka_sim_is_recorded_until_it_leaves_the_box(
     # each move is the hand's, from one reading to the next
     assert np.allclose(actions[:-1, :3], np.diff(proprio[:, :3], axis=0), atol=1e-6)
     moved = actions[:, :3].sum(axis=0)
-    print(f"hand-guided: {len(actions)} steps, moved {np.round(moved * 100, 1)} cm")
-    assert np.allclose(moved, [0.0, -0.04, -0.05], atol=0.01), moved
+    print(f"hand-guided: {len(actions)} steps recorded {np.round(moved * 100, 2)} cm, the hand "
+          f"went {np.round(went * 100, 2)} cm")  # fmt: skip
+    assert np.allclose(went, [0.0, -0.04, -0.05], atol=0.01), went  # about where it was asked
+    assert np.allclose(moved, went, atol=0.003), (moved, went)  # all of it recorded
     assert actions[0, 3] == 0.0 and actions[-1, 3] == 1.0  # the gripper closed on the way

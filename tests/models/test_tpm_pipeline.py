@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -41,11 +43,17 @@ TINY = dataclasses.replace(
 )
 
 
-def _dataset(path: Path, episodes: int = 4, steps: int = 12, size: int = SIZE) -> Path:
+def _dataset(
+    path: Path,
+    episodes: int = 4,
+    steps: int = 12,
+    size: int = SIZE,
+    info: Callable[[int], dict[str, Any]] = lambda e: {"seed": e},
+) -> Path:
     rng = np.random.default_rng(0)
     store = EpisodeStore(path, views=("front", "side"), image_size=size, create=True)
     for e in range(episodes):
-        store.begin_episode({"seed": e})
+        store.begin_episode(info(e))
         for i in range(steps):
             mask = np.zeros((2, size, size), np.float32)
             mask[:, 4 + e : 10 + e, 6:12] = 1.0
