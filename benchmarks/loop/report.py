@@ -32,7 +32,9 @@ def format_report(results: Sequence[LoopResult]) -> str:
         return (
             f"1/slowest ({b['slowest_stage']}, {b['slowest_ms']:.0f} ms) = "
             f"{b['bound_slowest_hz']:.2f} Hz: {b['of_slowest']:.0%}; "
-            f"1/sum ({b['sum_ms']:.0f} ms) = {b['bound_sum_hz']:.2f} Hz: {b['of_sum']:.0%}"
+            f"1/sum ({b['sum_ms']:.0f} ms) = {b['bound_sum_hz']:.2f} Hz: {b['of_sum']:.0%}; "
+            f"{b['cores']} cores / CPU per step ({b['cpu_ms']:.0f} ms) = "
+            f"{b['bound_cpu_hz']:.2f} Hz: {b['of_cpu']:.0%}"
         )
 
     def work_ms(r: LoopResult) -> str:

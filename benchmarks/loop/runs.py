@@ -5,6 +5,7 @@ sequential loop in the shape of the paper's ROS loop; what each run yields (`Loo
 from __future__ import annotations
 
 import itertools
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -59,7 +60,9 @@ def _render_summary(meters: Meters) -> dict[str, float]:
     return {v: round(ms, 2) for v, ms in per_view.items()}
 
 
-def bounds(result: LoopResult, config: Config, *, schedule: str) -> dict[str, float]:
+def bounds(
+    result: LoopResult, config: Config, *, schedule: str, cores: int | None = None
+) -> dict[str, float]:
     """Rates (Hz) the loop could reach at best, and the achieved share of each.
 
     Stage costs are the mean wall times this run measured (rates are made of means: a frame wait
@@ -72,7 +75,12 @@ def bounds(result: LoopResult, config: Config, *, schedule: str) -> dict[str, fl
     - sequential: 1 / the sum of its own stages as it ran them: capture (its wait for a frame of
       each view, which includes whatever rendering did not overlap), perceive, act, command. The
       loop does all of that and a little bookkeeping per step, so it cannot beat this bound.
+    And the machine's bound: `cores` (default: the CPUs this process may use) / the process's
+    CPU per step, rendering and physics included. Overlapping stages cannot beat it, so on a
+    2-core machine pipelining two stages of P and A ms pays at most 2 (P + A) / (CPU per step).
     """
+    if cores is None:
+        cores = len(os.sched_getaffinity(0))
     stage = {k: v.get("mean", v.get("median", 0.0)) for k, v in result.stage_ms.items()}
     render = max(result.render_ms.values(), default=0.0)
     command = stage.get("command", 0.0) * 2
@@ -90,6 +98,8 @@ def bounds(result: LoopResult, config: Config, *, schedule: str) -> dict[str, fl
             costs["command interval"] = config.runtime.min_command_interval_s * 1e3
     slowest_name = max(costs, key=lambda k: costs[k])
     total = sum(parts.values())
+    cpu_ms = result.cpu.get("process", {}).get("ms_per_step", 0.0)
+    cpu_hz = cores * 1e3 / cpu_ms if cpu_ms > 0 else float("inf")
     slowest_hz = 1e3 / costs[slowest_name] if costs[slowest_name] > 0 else float("inf")
     sum_hz = 1e3 / total if total > 0 else float("inf")
     return {
@@ -100,6 +110,10 @@ def bounds(result: LoopResult, config: Config, *, schedule: str) -> dict[str, fl
         "bound_sum_hz": round(sum_hz, 2),
         "of_slowest": round(result.rate_hz / slowest_hz, 3),
         "of_sum": round(result.rate_hz / sum_hz, 3),
+        "cores": cores,  # type: ignore[dict-item]
+        "cpu_ms": round(cpu_ms, 2),
+        "bound_cpu_hz": round(cpu_hz, 2),
+        "of_cpu": round(result.rate_hz / cpu_hz, 3),
     }
 
 

@@ -141,3 +141,14 @@ def test_heavy_config_runs_csrt_grabcut_and_a_random_tpm_file(tmp_path: Path) ->
         )
     )
     assert action.move.shape == (3,) and np.isfinite(action.move).all()
+
+
+def test_the_machine_bound_is_its_cores_over_the_cpu_a_step_costs(tmp_path: Path) -> None:
+    """500 ms of CPU per step (stages, rendering, physics) on 2 cores: no schedule steps faster
+    than 4 Hz, however its stages overlap; a loop at 3 Hz is at 75% of it."""
+    config = make_config(tmp_path, "sim.camera_fps=30")
+    result = _result(3.0, {"perceive": 200.0, "act": 250.0, "command": 1.0}, {"front": 30.0})
+    result.cpu = {"process": {"ms_per_step": 500.0}}
+    b = bounds(result, config, schedule="on_arrival", cores=2)
+    assert b["bound_cpu_hz"] == 4.0 and b["of_cpu"] == 0.75
+    assert b["slowest_stage"] == "act"  # the stage bound is still there, beside it
