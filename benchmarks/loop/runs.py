@@ -110,7 +110,7 @@ def bounds(
         "bound_sum_hz": round(sum_hz, 2),
         "of_slowest": round(result.rate_hz / slowest_hz, 3),
         "of_sum": round(result.rate_hz / sum_hz, 3),
-        "cores": cores,  # type: ignore[dict-item]
+        "cores": cores,
         "cpu_ms": round(cpu_ms, 2),
         "bound_cpu_hz": round(cpu_hz, 2),
         "of_cpu": round(result.rate_hz / cpu_hz, 3),
