@@ -139,3 +139,7 @@ def test_an_arm_moved_by_hand_on_franka_sim_is_recorded_until_it_leaves_the_box(
     assert np.allclose(went, [0.0, -0.04, -0.05], atol=0.01), went  # about where it was asked
     assert np.allclose(moved, went, atol=0.003), (moved, went)  # all of it recorded
     assert actions[0, 3] == 0.0 and actions[-1, 3] == 1.0  # the gripper closed on the way
+    fast = int((np.linalg.norm(actions[:, :3], axis=1) > 0.02 + 1e-5).sum())
+    assert (f"{fast} of {len(actions)} steps moved the hand more than 2 cm" in term.text) == (
+        fast > 0
+    ), fast  # a hand faster than a policy may move is told to slow down
