@@ -2,7 +2,7 @@
 only reads its state.
 
 The first tests check the policy's rules with a scripted stand-in for the terminal's keys (the
-keys have their own tests in tests/drivers/test_input.py). The last runs `python -m agent record
+keys have their own tests in tests/drivers/test_input.py). The last two run `python -m agent record
 --device guiding` on the franka-sim profile in a child process on a real pseudo-terminal: the
 CLI, the runtime, franky-control's libfranka putting the arm in franky's compliant impedance
 controller, and franky-sim's physics are all real. Only the operator's hand is faked, at the
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -74,6 +76,39 @@ def test_guiding_is_refused_in_one_line_where_no_franka_can_be_guided(capsys):
         assert err.startswith("error: ") and message in err and "\n" not in err, err
 
 
+class Hand:
+    """The operator's hand in the `record` child (tests/agent/guiding_hand.py), given its orders
+    through the file `orders`."""
+
+    def __init__(self, orders: Path) -> None:
+        self.orders = orders
+        self.term: Terminal | None = None
+
+    def record(self, out: Path, *extra: str) -> Terminal:
+        """`record --device guiding` on franka-sim, with this hand on the arm."""
+        self.term = Terminal(
+            "record", "give me the sponge", "--out", str(out), "--device", "guiding",
+            "--profile", "franka-sim", *SMALL, "--set", f'franka.host="{HOST}"', *extra,
+            env={"TPM_TEST_HAND": str(self.orders)}, module="tests.agent.guiding_hand",
+        )  # fmt: skip
+        return self.term
+
+    def order(self, n: int, offset: tuple[float, float, float], wait_s: float = 0.0) -> np.ndarray:
+        """The hand moves the arm by `offset`; waits up to `wait_s` until it is there and says
+        how far it went."""
+        self.orders.write_text(json.dumps({"id": n, "offset": offset}))
+        done, deadline = Path(f"{self.orders}.done"), time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                report = json.loads(done.read_text())
+                if report["id"] == n:
+                    return np.array(report["moved"])
+            time.sleep(0.05)
+        text = self.term.text[-3000:] if self.term is not None else ""
+        assert not wait_s, f"the hand did not get there in {wait_s} s:\n{text}"
+        return np.zeros(3)
+
+
 @needs_franky_sim
 @pytest.mark.timeout(150)
 def test_an_arm_moved_by_hand_on_franka_sim_is_recorded_until_it_leaves_the_box(tmp_path):
@@ -83,28 +118,10 @@ def test_an_arm_moved_by_hand_on_franka_sim_is_recorded_until_it_leaves_the_box(
     Episode 2: the hand pushes the arm out of the workspace box (narrowed to 5 cm left of the
     start): one line says so, the episode ends as a fault, the operator discards it and `record`
     exits 1."""
-    out, orders = tmp_path / "guided.zarr", tmp_path / "hand.json"
-
-    def order(n: int, offset: tuple[float, float, float], wait_s: float = 0.0) -> np.ndarray:
-        """The hand moves the arm by `offset`; waits up to `wait_s` until it is there and says
-        how far it went."""
-        orders.write_text(json.dumps({"id": n, "offset": offset}))
-        done, deadline = Path(f"{orders}.done"), time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError):
-                report = json.loads(done.read_text())
-                if report["id"] == n:
-                    return np.array(report["moved"])
-            time.sleep(0.05)
-        assert not wait_s, f"the hand did not get there in {wait_s} s:\n{term.text[-3000:]}"
-        return np.zeros(3)
-
-    term = Terminal(
-        "record", "give me the sponge", "--out", str(out), "--device", "guiding",
-        "--episodes", "2", "--profile", "franka-sim", *SMALL, "--set", f'franka.host="{HOST}"',
-        "--set", "franka.workspace_high=[0.78, 0.05, 0.55]",
-        env={"TPM_TEST_HAND": str(orders)}, module="tests.agent.guiding_hand",
-    )  # fmt: skip
+    out = tmp_path / "guided.zarr"
+    hand = Hand(tmp_path / "hand.json")
+    term = hand.record(out, "--episodes", "2", "--set", "franka.workspace_high=[0.78, 0.05, 0.55]")
+    order = hand.order
     try:
         at = term.expect("recording at", timeout=120)
         time.sleep(1.0)  # the first actions put the arm in guiding mode
@@ -143,3 +160,25 @@ def test_an_arm_moved_by_hand_on_franka_sim_is_recorded_until_it_leaves_the_box(
     assert (f"{fast} of {len(actions)} steps moved the hand more than 2 cm" in term.text) == (
         fast > 0
     ), fast  # a hand faster than a policy may move is told to slow down
+
+
+@needs_franky_sim
+@pytest.mark.timeout(120)
+def test_ctrl_c_while_the_hand_moves_the_arm_stops_it_and_keeps_nothing(tmp_path):
+    """Ctrl-C (SIGINT, what the terminal sends) while the hand is pushing the arm: `record`
+    stops the arm (the guiding ends), closes the drivers and exits 130; the episode in progress
+    is not kept."""
+    out = tmp_path / "guided.zarr"
+    hand = Hand(tmp_path / "hand.json")
+    term = hand.record(out)
+    try:
+        term.expect("recording at", timeout=120)
+        time.sleep(1.0)
+        hand.order(1, (0.0, -0.15, 0.0))  # a long push, still going when Ctrl-C comes
+        time.sleep(1.0)
+        os.killpg(term.proc.pid, signal.SIGINT)
+        assert term.wait(30) == 130, term.text[-2000:]
+    finally:
+        term.close()
+    assert "error: interrupted: the arm was stopped and the drivers closed" in term.text
+    assert EpisodeStore(out, read_only=True).n_episodes == 0
