@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from drivers.input import InputError, SpaceMouseSettings
-from drivers.input.keyboard import KeyboardDevice
+from drivers.input.keyboard import GuidingKeys, KeyboardDevice
 
 pyspacemouse = pytest.importorskip("pyspacemouse")
 
@@ -79,6 +79,25 @@ def test_keyboard_keys_through_a_pty_move_toggle_and_end_and_a_closed_terminal_i
             _poll_until(keyboard, lambda total, c: False, timeout=1.0)
     finally:
         keyboard.close()
+        os.close(slave)
+
+
+def test_guiding_keys_move_nothing_but_count_toggle_and_end():
+    """While the hand guides the arm, the move keys move nothing (the operator is still heard);
+    space and Enter toggle the gripper and end the episode as on the keyboard."""
+    master, slave = pty.openpty()
+    keys = GuidingKeys(fd=slave)
+    keys.open()
+    try:
+        t0 = time.monotonic()
+        os.write(master, b"wwf")
+        total, last = _poll_until(keys, lambda total, c: c.t_heard >= t0, timeout=1.0)
+        assert last.t_heard >= t0 and np.all(total == 0.0)
+        os.write(master, b" \r")
+        assert _toggled_and_ended(keys, polls=100)
+    finally:
+        keys.close()
+        os.close(master)
         os.close(slave)
 
 
