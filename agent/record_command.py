@@ -7,6 +7,7 @@ writing path `collect` uses). At each episode's end the operator says keep, disc
 kept episodes are committed, each with its request, task, notes, verdict and `source: teleop`.
 The store is crash-safe: a recorder killed mid-episode loses that episode only.
 
+With `--device guiding` the operator moves the Franka by hand instead (`agent.guiding`).
 `record --replay N` drives episode N's recorded actions back open-loop (`agent.replay`).
 """
 
@@ -174,12 +175,12 @@ class _Session:
         from agent.backends import build_parts
 
         parts = build_parts(config, policy=lambda: self.policy)
-        if self.guided:
-            guiding = self.config.teleop.guiding
-            args = (parts.robot, self.policy, self.views, self.size)
-            self.robot = GuidedRecordingRobot(*args, guiding)
-        else:
-            self.robot = RecordingRobot(parts.robot, self.policy, self.views, self.size)
+        arm = (parts.robot, self.policy, self.views, self.size)
+        self.robot = (
+            GuidedRecordingRobot(*arm, self.config.teleop.guiding)
+            if self.guided
+            else RecordingRobot(*arm)
+        )
         parts.robot = self.robot
         self.world = getattr(parts.judge, "world", None)
         return parts
@@ -284,12 +285,16 @@ class _Session:
             self.store.abort_episode()
             say("nothing to record for this request; stopping")
             return EXIT_NOTHING
-        fast = says_too_fast(robot) if isinstance(robot, GuidedRecordingRobot) else None
-        if fast is not None:
-            say(fast)
+        speed: dict[str, int] = {}
+        if isinstance(robot, GuidedRecordingRobot):
+            speed = {"fast_steps": robot.fast_steps}
+            fast = says_too_fast(robot)
+            if fast is not None:
+                say(fast)
         verdict = await ask_verdict()
         extra = {
             **task,
+            **speed,
             "verdict": verdict,
             "outcome": outcome.status,
             "reason": outcome.reason,

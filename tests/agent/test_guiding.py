@@ -160,6 +160,7 @@ def test_an_arm_moved_by_hand_on_franka_sim_is_recorded_until_it_leaves_the_box(
     assert (f"{fast} of {len(actions)} steps moved the hand more than 2 cm" in term.text) == (
         fast > 0
     ), fast  # a hand faster than a policy may move is told to slow down
+    assert info["fast_steps"] == fast
 
 
 @needs_franky_sim
