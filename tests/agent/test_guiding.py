@@ -28,7 +28,7 @@ from agent.teleop import InputSilent
 from drivers.input import GuidingSettings
 from models.tpm.dataset import EpisodeStore
 from tests.agent.teleop_helpers import Terminal
-from tests.agent.test_record import SMALL, needs_franky_sim
+from tests.agent.test_record import SMALL, agent, needs_franky_sim
 from tests.agent.test_teleop import LIMITS, TASK, Scripted, observe
 
 HOST = "127.0.0.7"  # clear of the other Franka tests' loopback addresses (.1-.6)
@@ -114,7 +114,8 @@ class Hand:
 def test_an_arm_moved_by_hand_on_franka_sim_is_recorded_until_it_leaves_the_box(tmp_path):
     """Episode 1: the hand pulls the arm 4 cm right and 5 cm down, the operator closes the
     gripper (space) and ends it (Enter), keeps it. The store holds it as `guiding`, each recorded
-    move is the hand's move between two readings, and they add up to where the hand went.
+    move is the hand's move between two readings, and they add up to where the hand went;
+    `record --replay 0` drives it back on the arm and the hand ends where it was guided to.
     Episode 2: the hand pushes the arm out of the workspace box (narrowed to 5 cm left of the
     start): one line says so, the episode ends as a fault, the operator discards it and `record`
     exits 1."""
@@ -161,6 +162,14 @@ def test_an_arm_moved_by_hand_on_franka_sim_is_recorded_until_it_leaves_the_box(
         fast > 0
     ), fast  # a hand faster than a policy may move is told to slow down
     assert info["fast_steps"] == fast
+
+    # the hand-guided demonstration driven back on the arm (open loop, the driver's limits)
+    replay = agent("record", "--replay", "0", "--out", str(out), "--profile", "franka-sim",
+                   *SMALL, "--set", f'franka.host="{HOST}"')  # fmt: skip
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    line = next(x for x in replay.stdout.splitlines() if x.startswith("replayed"))
+    print(line)
+    assert float(line.split("the hand ended ")[1].split(" cm")[0]) < 1.5
 
 
 @needs_franky_sim
