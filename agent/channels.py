@@ -39,6 +39,7 @@ class Latest(Generic[T]):
         self._version = 0
         self._taken = 0  # newest version handed to any reader
         self._changed = anyio.Event()
+        self._took = anyio.Event()  # set when a reader takes a value (for `wait_taken`)
         self._closed_reason: str | None = None
         self.dropped = 0
         self.published = 0
@@ -84,8 +85,10 @@ class Latest(Generic[T]):
         """
         if self._version <= after:
             return None
-        if take:
-            self._taken = max(self._taken, self._version)
+        if take and self._taken < self._version:
+            self._taken = self._version
+            self._took.set()
+            self._took = anyio.Event()
         return self._version, self._value  # type: ignore[return-value]
 
     def raise_if_closed(self) -> None:
@@ -98,6 +101,7 @@ class Latest(Generic[T]):
         if self._closed_reason is None:
             self._closed_reason = reason
             self._wake()
+            self._took.set()  # a producer waiting for demand hears of the close too
 
     def reader(self) -> LatestReader[T]:
         return LatestReader(self)
@@ -123,6 +127,16 @@ class Latest(Generic[T]):
                     await self._changed.wait()
         except TimeoutError:  # named, so that the fault it becomes says what was missing
             raise TimeoutError(f"nothing new on {self.name} within {timeout:g} s") from None
+
+    async def wait_taken(self, version: int, timeout: float) -> bool:
+        """Wait up to `timeout` s until a reader took `version` (or a newer one): demand, for a
+        producer whose work is wasted when nobody takes it. False on timeout; ChannelClosed."""
+        with anyio.move_on_after(timeout):
+            while self._taken < version:
+                self.raise_if_closed()
+                await self._took.wait()
+            return True
+        return False
 
     def _wake(self) -> None:
         self._changed.set()

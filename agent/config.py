@@ -97,6 +97,11 @@ class RuntimeSection(_Section):
         "is awaited this long (half the camera period: 0.05 at 10 fps).",
     )
     camera_failures: int = Field(3, ge=1, description="Consecutive camera timeouts that are fatal.")
+    perceive_on_demand: bool = Field(
+        True,
+        description="Start a percept only once the policy took the last one (no CPU spent on "
+        "percepts a slower policy would drop); false: perceive every frame.",
+    )
     stage_timeout_s: float = Field(30.0, gt=0, description="Deadline for one model call.")
     reason_timeout_s: float = Field(60.0, gt=0, description="Deadline for the reasoner.")
     model_threads: int = Field(2, ge=1, description="Worker threads shared by model calls.")

@@ -200,6 +200,7 @@ class EpisodeRunner:
             on_regained=partial(ep.regained, task),
             watch=watch,
             view_sync_s=rt.view_sync_s,
+            on_demand=rt.perceive_on_demand,
         )
         act = partial(
             act_loop,

@@ -262,7 +262,7 @@ class RunRecorder:
         """Draw and encode each new percept in a worker thread (dropping frames if it lags)."""
         if self._video is None:
             await anyio.sleep_forever()
-        reader = percepts.reader()
+        reader = percepts.watcher()  # a sink: neither demand for percepts nor their drop count
         while self.error is None and self.video_error is None:
             msg = await reader.next()
             caption = self._caption

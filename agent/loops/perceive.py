@@ -27,6 +27,7 @@ async def perceive_loop(
     on_regained: Callable[[Percept, list[tuple[str, str]]], None],
     watch: TargetWatch | None = None,
     view_sync_s: float = 0.05,
+    on_demand: bool = True,
 ) -> None:
     """Run the pipeline on each new frame of the first view, paired with the others' newest.
 
@@ -37,6 +38,11 @@ async def perceive_loop(
     When another view's newest frame was taken more than `view_sync_s` before the first view's,
     its frame of that moment is on the way (synchronised cameras, or free-running ones whose
     next frame is closer): it is awaited for up to `view_sync_s`, then the older one is used.
+    `on_demand`: a new percept is started only once the act loop took the last one (waiting up
+    to `stage_timeout`), on the newest frames then. When the policy is slower than perception,
+    percepts nobody takes would take the CPU the policy needs on a machine the stages share
+    (measured in `bench loop --heavy`: perception ran 1.6 times per step, and the policy's calls
+    took twice their CPU time in wall time).
     """
     views = list(frames)
     primary = frames[views[0]].reader()
@@ -44,7 +50,10 @@ async def perceive_loop(
     held: dict[str, Frame] = {}  # the newest frame each other view delivered so far
     previous = first
     redetections = first.redetections
+    published = 0
     while True:
+        if on_demand and published:
+            await out.wait_taken(published, timeout=stage_timeout)
         newest = await primary.next(timeout=frame_timeout)
         current = {views[0]: newest}
         for view, reader in others.items():
@@ -77,7 +86,7 @@ async def perceive_loop(
         previous = percept
         if watch is not None:
             watch.see(percept, t_done)
-        out.publish(
+        published = out.publish(
             PerceptMsg(
                 percept=percept,
                 t_capture=fs.t_capture,

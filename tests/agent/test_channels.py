@@ -129,3 +129,30 @@ def test_poll_does_not_wait_and_peek_does_not_take():
         assert reader.poll() is None
 
     anyio.run(scenario)
+
+
+def test_a_producer_can_wait_until_its_value_is_taken():
+    """wait_taken: a reader's take wakes it, a watcher's look does not, a close ends the wait,
+    and with nobody taking it gives up after its timeout."""
+
+    async def scenario():
+        channel: Latest[int] = Latest("percepts")
+        reader, watcher = channel.reader(), channel.watcher()
+        version = channel.publish(1)
+        assert watcher.poll() == 1
+        assert await channel.wait_taken(version, timeout=0.05) is False  # only looked at
+        async with anyio.create_task_group() as tg:
+
+            async def take_soon():
+                await anyio.sleep(0.02)
+                assert reader.poll() == 1
+
+            tg.start_soon(take_soon)
+            assert await channel.wait_taken(version, timeout=5) is True
+        assert await channel.wait_taken(version, timeout=0) is True  # taken already
+        later = channel.publish(2)
+        channel.close("camera gone")
+        with pytest.raises(ChannelClosed, match="camera gone"):
+            await channel.wait_taken(later, timeout=5)
+
+    anyio.run(scenario)

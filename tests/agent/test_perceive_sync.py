@@ -87,3 +87,38 @@ def test_a_view_that_sends_nothing_newer_is_used_as_it_is_after_the_sync_wait() 
 def test_views_close_enough_are_not_waited_for() -> None:
     """With a sync window wider than the views' 100 ms spread, the set is formed at once."""
     assert anyio.run(run_one_set, 1.0, 0.2) == {"front": 1.0, "side": 0.9}
+
+
+def test_a_percept_is_started_only_once_the_last_one_was_taken() -> None:
+    """on_demand: frames keep coming, but while nobody takes the percept no new one is computed;
+    once the act loop's reader takes it, the next percept runs on the newest frame."""
+
+    async def go() -> list[dict[str, float]]:
+        front = Latest[Frame]("frames/front")
+        percepts = Latest[PerceptMsg]("percepts")
+        recorder = Recorder()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                lambda: perceive_loop(
+                    {"front": front},
+                    recorder,  # type: ignore[arg-type]
+                    percepts,
+                    workers=Workers("test"),
+                    frame_timeout=5.0,
+                    stage_timeout=5.0,
+                    first=percept(),
+                    on_regained=lambda *_: None,
+                )
+            )
+            for i in range(1, 4):  # three frames, nobody takes the first percept
+                front.publish(frame("front", i, float(i)))
+                await anyio.sleep(0.05)
+            assert len(recorder.sets) == 1
+            act = percepts.reader()
+            await act.next(timeout=1.0)
+            with anyio.fail_after(2.0):
+                await act.next()
+            tg.cancel_scope.cancel()
+        return recorder.sets
+
+    assert anyio.run(go) == [{"front": 1.0}, {"front": 3.0}]

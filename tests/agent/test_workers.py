@@ -37,7 +37,7 @@ def test_a_hung_call_times_out_and_a_fresh_thread_takes_its_place() -> None:
     workers = Workers("hung", 1)
 
     async def go() -> float:
-        with pytest.raises(StageTimeout, match="robot move did not finish within 0.1 s"):
+        with pytest.raises(StageTimeout, match=r"robot move did not finish within 0\.1 s"):
             await workers.run(release.wait, 10, timeout=0.1, what="robot move")
         started = time.monotonic()
         assert await workers.run(lambda: "stopped", timeout=5, what="stop") == "stopped"
