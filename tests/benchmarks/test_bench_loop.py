@@ -100,6 +100,8 @@ def test_quick_smoke_run_of_both_loops(tmp_path: Path, capsys: pytest.CaptureFix
     assert "pipelined / sequential rate:" in printed
     result = json.loads(out.read_text())
     assert result["ratio"] > 0
+    assert result["ratio_ceiling"] >= 1  # a stage sum over its slowest stage
+    assert "ceiling for these stages" in printed
     for mode in ("pipelined", "fixed_rate", "sequential"):
         r = result[mode]
         assert r["steps"] >= 3 and r["rate_hz"] > 0, r
@@ -130,6 +132,7 @@ def test_heavy_config_runs_csrt_grabcut_and_a_random_tpm_file(tmp_path: Path) ->
     config = heavy_config(make_config(tmp_path), tmp_path, preset_name="cpu")
     assert (config.models.tracker, config.models.segmenter) == ("csrt", "grabcut")
     assert config.models.policy == "tpm" and config.policy.onnx.is_file()
+    assert config.sim.camera_fps == 5.0  # a ~3 Hz loop uses no more frames than that
     policy = OnnxTPMPolicy(config.policy.onnx, threads=1)
     image = np.zeros((64, 64, 3), np.uint8)
     views = ("front", "side")
