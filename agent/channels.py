@@ -38,8 +38,9 @@ class Latest(Generic[T]):
         self._value: T | None = None
         self._version = 0
         self._taken = 0  # newest version handed to any reader
-        self._changed = anyio.Event()
-        self._took = anyio.Event()  # set when a reader takes a value (for `wait_taken`)
+        # created only while someone waits: most publishes and takes have no waiter to wake
+        self._changed: anyio.Event | None = None  # a new value or the close
+        self._took: anyio.Event | None = None  # a reader took a value (`wait_taken`)
         self._closed_reason: str | None = None
         self.dropped = 0
         self.published = 0
@@ -87,8 +88,8 @@ class Latest(Generic[T]):
             return None
         if take and self._taken < self._version:
             self._taken = self._version
-            self._took.set()
-            self._took = anyio.Event()
+            _fire(self._took)
+            self._took = None
         return self._version, self._value  # type: ignore[return-value]
 
     def raise_if_closed(self) -> None:
@@ -101,7 +102,8 @@ class Latest(Generic[T]):
         if self._closed_reason is None:
             self._closed_reason = reason
             self._wake()
-            self._took.set()  # a producer waiting for demand hears of the close too
+            _fire(self._took)  # a producer waiting for demand hears of it too
+            self._took = None
 
     def reader(self) -> LatestReader[T]:
         return LatestReader(self)
@@ -117,6 +119,9 @@ class Latest(Generic[T]):
 
         A value published before the close is still delivered; after that, ChannelClosed.
         """
+        taken = self.take_newer(after, take=take)
+        if taken is not None:  # already there: no deadline to set up (the common case)
+            return taken
         try:
             with anyio.fail_after(timeout):
                 while True:
@@ -124,6 +129,8 @@ class Latest(Generic[T]):
                     if taken is not None:
                         return taken
                     self.raise_if_closed()
+                    if self._changed is None:
+                        self._changed = anyio.Event()
                     await self._changed.wait()
         except TimeoutError:  # named, so that the fault it becomes says what was missing
             raise TimeoutError(f"nothing new on {self.name} within {timeout:g} s") from None
@@ -134,13 +141,21 @@ class Latest(Generic[T]):
         with anyio.move_on_after(timeout):
             while self._taken < version:
                 self.raise_if_closed()
+                if self._took is None:
+                    self._took = anyio.Event()
                 await self._took.wait()
             return True
         return False
 
     def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        _fire(self._changed)
+        self._changed = None
+
+
+def _fire(event: anyio.Event | None) -> None:
+    """Wake everyone waiting on `event` (if anyone made one); the next waiter makes a new one."""
+    if event is not None:
+        event.set()
 
 
 class LatestReader(Generic[T]):

@@ -221,6 +221,7 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
     the simulator's rollout step loop (`drivers.sim.rollout.run_steps`) on the runtime's parts,
     whose physics runs in real time, so nothing advances it between steps."""
     from agent.backends import build_parts
+    from drivers.cameras.pairing import pair_newest
     from drivers.sim.rollout import run_steps
     from models.types import Observation
 
@@ -237,9 +238,17 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
     end: Snapshot | None = None
     t_capture = 0.0  # of the step's percept
 
+    cameras = list(parts.cameras.values())
+    sync = config.runtime.view_sync_s
+
     def observe() -> Percept:
+        """The views of one moment, as the runtime pairs them: two free-running cameras read
+        one after the other would pair one view's waiting frame with the other's next."""
         nonlocal t_capture
-        frames = {name: camera.read(timeout) for name, camera in parts.cameras.items()}
+        if len(cameras) == 2:
+            frames = pair_newest(*cameras, max_skew=sync, timeout=timeout).frames
+        else:
+            frames = {camera.name: camera.read(timeout) for camera in cameras}
         for name, frame in frames.items():
             seqs[name].append(frame.seq)
         percept = pipeline.step(frames)
