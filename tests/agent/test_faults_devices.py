@@ -192,12 +192,16 @@ class BreakingArm:
 
     def move(self, delta: Any, gripper_closed: bool) -> None:
         self.moves += 1
+        if self.moves == FAULT_AT_MOVE and self.how == "abort":
+            # aborted while it is surely in flight: the driver's next call meets the exception
+            # (stopping before the move aborted nothing when the last step's motion had ended,
+            # as it did on a loaded machine)
+            self.inner.move(delta, gripper_closed)
+            self.inner._robot.stop()
+            time.sleep(0.05)
+            return
         if self.moves == FAULT_AT_MOVE:
-            if self.how == "abort":
-                self.inner._robot.stop()
-                time.sleep(0.05)
-            else:
-                kill_server(self.world)
+            kill_server(self.world)
         self.inner.move(delta, gripper_closed)
 
     def stop(self) -> None:
