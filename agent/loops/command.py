@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import anyio
+import numpy as np
 
 from agent.channels import Latest, LatestReader
 from agent.messages import ActionMsg, StepRecord
@@ -116,6 +117,39 @@ class _Commander:
             )
         else:
             await self._call(self.robot.hold, what="hold")
+        await self._count(msg, state, executed, t0, lateness_ms)
+
+    async def read_and_execute(self, msg: ActionMsg, lateness_ms: float) -> None:
+        """`read_state` then `execute`, with a fresh action's state read and move in one robot
+        call: one thread hop fewer between the action's arrival and the arm (`on_arrival`).
+        A stale action or a hold (asked just before the call) takes the two-call path."""
+        t0 = anyio.current_time()
+        hold_while = self.hold_while
+        holding = self.holding or (hold_while(t0) if hold_while is not None else None)
+        if holding is not None or t0 - msg.t_capture > self.deadline_s:
+            await self.execute(msg, await self.read_state(), lateness_ms)
+            return
+        state = await run_blocking(
+            self._read_then_move,
+            msg.action.move,
+            msg.action.gripper_closed,
+            workers=self.workers,
+            timeout=self.call_timeout,
+            what="robot state read and move",
+        )
+        self.states.publish(state)
+        await self._count(msg, state, True, t0, lateness_ms)
+
+    def _read_then_move(self, move: np.ndarray, gripper_closed: bool) -> RobotState:
+        """On the robot's thread: the state the step is recorded with, then the move."""
+        state = self.robot.state()
+        self.robot.move(move, gripper_closed)
+        return state
+
+    async def _count(
+        self, msg: ActionMsg, state: RobotState, executed: bool, t0: float, lateness_ms: float
+    ) -> None:
+        """The step is done: count it (the budget's last one holds the arm), publish, report."""
         t_sent = anyio.current_time()
         self.index += 1
         if self.index == self.max_steps:
@@ -221,6 +255,5 @@ async def _on_arrival(
             await anyio.sleep_until(ready)
             msg = reader.poll() or msg
         lateness_ms = max(0.0, anyio.current_time() - max(ready, msg.t_done)) * 1e3
-        state = await commander.read_state()
         last_sent = anyio.current_time()
-        await commander.execute(msg, state, lateness_ms)
+        await commander.read_and_execute(msg, lateness_ms)
