@@ -7,6 +7,8 @@ not a model.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import anyio
 import numpy as np
@@ -40,6 +42,27 @@ class Recorder:
         return percept()
 
 
+def perceiving(
+    frames: dict[str, Latest[Frame]],
+    recorder: Recorder,
+    percepts: Latest[PerceptMsg],
+    sync_s: float = 0.05,
+) -> Callable[[], Awaitable[None]]:
+    """The perceive loop over `frames` with `recorder` as its pipeline, ready to start."""
+    return partial(
+        perceive_loop,
+        frames,
+        recorder,  # type: ignore[arg-type]
+        percepts,
+        workers=Workers("test"),
+        frame_timeout=5.0,
+        stage_timeout=5.0,
+        first=percept(),
+        on_regained=lambda *_: None,
+        view_sync_s=sync_s,
+    )
+
+
 async def run_one_set(later_side: float | None, sync_s: float = 0.05) -> dict[str, float]:
     """Publish side@0.9 and front@1.0, then (after 20 ms) side@1.0 if `later_side` is set;
     returns the set the pipeline got."""
@@ -48,19 +71,7 @@ async def run_one_set(later_side: float | None, sync_s: float = 0.05) -> dict[st
     recorder = Recorder()
     side.publish(frame("side", 1, 0.9))
     async with anyio.create_task_group() as tg:
-        tg.start_soon(
-            lambda: perceive_loop(
-                {"front": front, "side": side},
-                recorder,  # type: ignore[arg-type]
-                percepts,
-                workers=Workers("test"),
-                frame_timeout=5.0,
-                stage_timeout=5.0,
-                first=percept(),
-                on_regained=lambda *_: None,
-                view_sync_s=sync_s,
-            )
-        )
+        tg.start_soon(perceiving({"front": front, "side": side}, recorder, percepts, sync_s))
         await anyio.sleep(0.01)
         front.publish(frame("front", 1, 1.0))
         if later_side is not None:
@@ -98,18 +109,7 @@ def test_a_percept_is_started_only_once_the_last_one_was_taken() -> None:
         percepts = Latest[PerceptMsg]("percepts")
         recorder = Recorder()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(
-                lambda: perceive_loop(
-                    {"front": front},
-                    recorder,  # type: ignore[arg-type]
-                    percepts,
-                    workers=Workers("test"),
-                    frame_timeout=5.0,
-                    stage_timeout=5.0,
-                    first=percept(),
-                    on_regained=lambda *_: None,
-                )
-            )
+            tg.start_soon(perceiving({"front": front}, recorder, percepts))
             for i in range(1, 4):  # three frames, nobody takes the first percept
                 front.publish(frame("front", i, float(i)))
                 await anyio.sleep(0.05)
