@@ -33,7 +33,7 @@ from agent.loops.target import TargetWatch
 from agent.messages import PerceptMsg
 from agent.observe import observe_loop
 from agent.recording import RunRecorder
-from agent.workers import Workers, run_blocking
+from agent.workers import Workers
 from drivers.base import Frame, TaskStart
 from drivers.cameras.pairing import FrameSet, frameset
 from models.perception import ObjectNotInView, Percept
@@ -281,10 +281,10 @@ class EpisodeRunner:
         one thread; reads and task starts): any failure ends the episode as a LoopFault naming
         `where`, except ObjectNotInView, which is an ending. Timeout: the stage timeout."""
         try:
-            return await run_blocking(
+            workers = self._robot_workers if robot else self._model_workers
+            return await workers.run(
                 fn,
                 *args,
-                workers=self._robot_workers if robot else self._model_workers,
                 timeout=self.config.runtime.stage_timeout_s if timeout is None else timeout,
                 what=what or where,
             )

@@ -7,7 +7,7 @@ import numpy as np
 
 from agent.channels import Latest
 from agent.messages import ActionMsg, PerceptMsg
-from agent.workers import Workers, run_blocking
+from agent.workers import Workers
 from drivers.base import RobotState
 from models.tpm.policy import Policy
 from models.types import Observation
@@ -38,9 +38,7 @@ async def act_loop(
             t_capture=msg.t_capture,
         )
         t0 = anyio.current_time()
-        action = await run_blocking(
-            policy.act, observation, workers=workers, timeout=stage_timeout, what="policy"
-        )
+        action = await workers.run(policy.act, observation, timeout=stage_timeout, what="policy")
         t_done = anyio.current_time()
         out.publish(
             ActionMsg(

@@ -6,7 +6,7 @@ import structlog
 
 from agent.channels import Latest
 from agent.errors import describe
-from agent.workers import Workers, run_blocking
+from agent.workers import Workers
 from drivers.base import Camera, Frame
 
 log = structlog.get_logger("agent.capture")
@@ -39,12 +39,8 @@ async def capture_loop(
     failures = 0
     while True:
         try:
-            frame = await run_blocking(
-                camera.read,
-                timeout,
-                workers=workers,
-                timeout=timeout + READ_GRACE_S,
-                what="camera read",
+            frame = await workers.run(
+                camera.read, timeout, timeout=timeout + READ_GRACE_S, what="camera read"
             )
         except Exception as exc:  # any error, the SDK's own too: never into the runtime's group
             # one line, no traceback: rendering one (with locals) holds the event loop for seconds

@@ -33,7 +33,7 @@ import numpy as np
 
 from agent.channels import Latest, LatestReader
 from agent.messages import ActionMsg, StepRecord
-from agent.workers import Workers, run_blocking
+from agent.workers import Workers
 from drivers.base import Robot, RobotState
 
 CommandMode = Literal["on_arrival", "fixed_rate"]
@@ -77,14 +77,11 @@ class _Commander:
         return self.index < self.max_steps
 
     async def _call(self, fn: Callable[..., object], *args: object, what: str) -> None:
-        await run_blocking(fn, *args, workers=self.workers, timeout=self.call_timeout, what=what)
+        await self.workers.run(fn, *args, timeout=self.call_timeout, what=what)
 
     async def read_state(self) -> RobotState:
-        state = await run_blocking(
-            self.robot.state,
-            workers=self.workers,
-            timeout=self.call_timeout,
-            what="robot state read",
+        state = await self.workers.run(
+            self.robot.state, timeout=self.call_timeout, what="robot state read"
         )
         self.states.publish(state)
         await self._check_hold()
@@ -129,11 +126,10 @@ class _Commander:
         if holding is not None or t0 - msg.t_capture > self.deadline_s:
             await self.execute(msg, await self.read_state(), lateness_ms)
             return
-        state = await run_blocking(
+        state = await self.workers.run(
             self._read_then_move,
             msg.action.move,
             msg.action.gripper_closed,
-            workers=self.workers,
             timeout=self.call_timeout,
             what="robot state read and move",
         )

@@ -9,7 +9,7 @@ import anyio
 from agent.channels import Latest
 from agent.loops.target import TargetWatch
 from agent.messages import PerceptMsg
-from agent.workers import Workers, run_blocking
+from agent.workers import Workers
 from drivers.base import Frame
 from drivers.cameras.pairing import frameset
 from models.perception import Percept, PerceptionPipeline
@@ -69,8 +69,8 @@ async def perceive_loop(
             current[view] = held[view]  # its age counts in t_capture, so staleness is caught
         fs = frameset(current)
         t0 = anyio.current_time()
-        percept = await run_blocking(
-            pipeline.step, fs.frames, workers=workers, timeout=stage_timeout, what="perception"
+        percept = await workers.run(
+            pipeline.step, fs.frames, timeout=stage_timeout, what="perception"
         )
         t_done = anyio.current_time()
         if percept.redetections > redetections:

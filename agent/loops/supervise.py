@@ -9,7 +9,7 @@ import anyio
 
 from agent.channels import Latest
 from agent.messages import StepRecord
-from agent.workers import Workers, run_blocking
+from agent.workers import Workers
 from drivers.sim.success import Judge
 from models.types import TaskSpec
 
@@ -48,8 +48,8 @@ async def supervise_loop(
         record = latest[1] if latest else None
         verdict = None
         if judge is not None:
-            verdict = await run_blocking(
-                judge.verdict, task, workers=workers, timeout=call_timeout, what="success check"
+            verdict = await workers.run(
+                judge.verdict, task, timeout=call_timeout, what="success check"
             )
             if verdict.done:
                 return Ending(
