@@ -152,7 +152,12 @@ class Workers:
     def _serve(self) -> None:
         while True:
             call = self._calls.get()
-            if call is None or call.run():
+            if call is None:
+                return
+            if call.run():  # abandoned while it ran: the replacement counts in its place
+                with self._lock:
+                    if not self._closed:
+                        self._started -= 1
                 return
 
     async def _run_anyio(self, fn: Callable[[], T], timeout: float, what: str) -> T:
@@ -165,14 +170,3 @@ class Workers:
                 )
         except TimeoutError:
             raise StageTimeout(f"{what} did not finish within {timeout:g} s") from None
-
-
-async def run_blocking(
-    fn: Callable[..., T],
-    *args: object,
-    workers: Workers,
-    timeout: float,
-    what: str,
-) -> T:
-    """Run `fn(*args)` on `workers`, giving up after `timeout` seconds (see `Workers.run`)."""
-    return await workers.run(fn, *args, timeout=timeout, what=what)
