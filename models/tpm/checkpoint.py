@@ -47,6 +47,9 @@ class Normaliser:
         }
 
 
+#: checkpoint key: train with every BatchNorm in eval mode (an exported policy's statistics are
+#: folded into its convolutions, `models.tpm.onnx_import`; they are not batch statistics)
+FROZEN_BN_KEY = "frozen_batchnorm"
 #: what every TPM checkpoint holds (`Trainer._save` writes these and more)
 CHECKPOINT_KEYS = ("config", "model", "normaliser")
 
@@ -58,6 +61,9 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     shared by someone else cannot run anything here. (What `Trainer._save` writes is all of that
     kind: state dicts, dataclasses as dicts, numpy generator states as dicts of ints.)
     CheckpointError for a missing file or one that is not a TPM checkpoint.
+
+    A `.onnx` file is an exported policy: its weights are read back into a checkpoint
+    (`models.tpm.onnx_import`), so a shipped policy can be fine-tuned (`train --init`).
     """
     from models._loading import first_line
 
@@ -65,6 +71,10 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     if not path.is_file():
         what = "a folder, not a checkpoint file" if path.is_dir() else "not found"
         raise CheckpointError(f"{path}: {what}")
+    if path.suffix == ".onnx":
+        from models.tpm.onnx_import import checkpoint_from_onnx
+
+        return checkpoint_from_onnx(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except EOFError:

@@ -37,6 +37,7 @@ from models.tpm.arrays import (
     split_episodes,
 )
 from models.tpm.checkpoint import (
+    FROZEN_BN_KEY,
     CheckpointError,
     Normaliser,
     load_checkpoint,
@@ -153,6 +154,9 @@ class Trainer:
         self.sources = describe_sources(sources)
         train_idx, val_idx = split_episodes(arrays, s.val_fraction, s.seed)
         self.init = str(init) if init else None
+        # an exported policy's BatchNorm statistics are folded into its convolutions; they are
+        # not batch statistics, so training keeps them (models.tpm.onnx_import)
+        self.frozen_batchnorm = bool(start is not None and start[2].get(FROZEN_BN_KEY))
         if start is not None:
             self.normaliser = start[1]
         else:
@@ -250,7 +254,7 @@ class Trainer:
         started, first_step = time.monotonic(), self.step
         while self.step < self.total:
             t0 = time.monotonic()
-            self.net.train()
+            self._train_mode()
             sums: dict[str, float] = {}  # means over the log interval
             for batch in self.train.epoch():
                 if self.step >= self.total:
@@ -354,6 +358,13 @@ class Trainer:
         if self.on_progress is not None:
             self.on_progress({**row, "total": self.total})
 
+    def _train_mode(self) -> None:
+        self.net.train()
+        if self.frozen_batchnorm:
+            for module in self.net.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
     def _save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
         torch.save(
@@ -375,6 +386,7 @@ class Trainer:
                 "data": self.data_info,
                 "world_size": self.dist.world,  # data-parallel processes (batch x world a step)
                 "init": self.init,
+                FROZEN_BN_KEY: self.frozen_batchnorm,
                 "rng": {
                     "torch": torch.get_rng_state(),
                     "numpy": self.train._rng.bit_generator.state,
@@ -399,6 +411,7 @@ class Trainer:
         self.opt.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.epoch, self.best = ckpt["step"], ckpt["epoch"], ckpt["best"]
+        self.frozen_batchnorm = bool(ckpt.get(FROZEN_BN_KEY, False))
         self.elapsed = ckpt.get("elapsed_s", 0.0)
         self.normaliser = Normaliser(**ckpt["normaliser"])
         self.norm = self.normaliser.tensors(self.device)
