@@ -119,8 +119,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument(
-        "--init", type=Path, default=None, help="start from this checkpoint (fine-tuning): a run's .pt, or an exported policy's .onnx "
-        "such as policies/tpm_cpu.onnx (BatchNorm statistics then stay frozen)"
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this checkpoint (fine-tuning): a run's .pt, or an exported policy's "
+        ".onnx such as policies/tpm_cpu.onnx (BatchNorm statistics then stay frozen)",
     )
     parser.add_argument(
         "--shift-px",

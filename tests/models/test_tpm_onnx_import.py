@@ -30,7 +30,9 @@ from models.tpm.train_settings import TrainSettings  # noqa: E402
 from tests.models.test_tpm_pipeline import TINY, _dataset  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parents[2] / "policies" / "tpm_cpu.onnx"
-NORMALISER = Normaliser([0.001, -0.002, -0.004], [0.006, 0.005, 0.007], [0.45, 0, 0.3, 0.4], [0.1] * 4)
+NORMALISER = Normaliser(
+    [0.001, -0.002, -0.004], [0.006, 0.005, 0.007], [0.45, 0.0, 0.3, 0.4], [0.1] * 4
+)
 
 
 def _trained_looking(config=TINY) -> TPMNet:
@@ -103,7 +105,7 @@ def test_fine_tuning_an_exported_policy_keeps_batchnorm_statistics(tmp_path: Pat
 def test_files_that_are_not_readable_policies_get_one_line(tmp_path: Path) -> None:
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x00not a model")
-    with pytest.raises(CheckpointError, match="junk.onnx is not an ONNX file"):
+    with pytest.raises(CheckpointError, match=r"junk\.onnx is not an ONNX file"):
         load_checkpoint(junk)
 
     plain = tmp_path / "plain.onnx"
