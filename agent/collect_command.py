@@ -57,6 +57,14 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-steps", type=positive_int, default=400, help="step budget per episode"
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="each step's command reaches the arm this long after its frame, physics running on "
+        "under the previous command meanwhile, as in the realtime runtime (its capture-to-command "
+        "time; `bench loop`); 0 to one control period, default 0",
+    )
     add_ray_arguments(parser)
 
 
@@ -79,6 +87,12 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
         raise BackendError("--episodes and --max-steps must be at least 1")
     if not 0.0 <= args.expert_share <= 1.0:
         raise BackendError("--expert-share must be between 0 and 1")
+    period_ms = 1000.0 / config.runtime.control_hz
+    if not 0.0 <= args.latency_ms <= period_ms:  # NaN fails both
+        raise BackendError(
+            f"--latency-ms must be between 0 and one control period ({period_ms:g} ms at "
+            f"runtime.control_hz {config.runtime.control_hz:g}), got {args.latency_ms:g}"
+        )
     try:  # the first episodes' seeds; collect() checks again once the store's count is known
         check_collection_seeds(config.sim.seed, 0, args.episodes)
     except SeedRangeError as exc:
@@ -121,6 +135,7 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
         randomise=config.sim.randomise.model_copy(update={"enabled": args.randomise}),
         expert_share=args.expert_share if pilot is not None else 1.0,
         max_steps=args.max_steps,
+        latency_s=args.latency_ms / 1000.0,
     )
     store = EpisodeStore(
         args.out, views=settings.views, image_size=settings.policy_size, create=True

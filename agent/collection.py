@@ -157,6 +157,10 @@ class CollectSettings:
     #: DAgger: the share of steps the expert drives when a pilot policy is given (0: the pilot
     #: drives every step; the expert still labels every step)
     expert_share: float = 1.0
+    #: time from a step's frame to its command reaching the arm (realtime's capture-to-command):
+    #: physics runs on under the previous command for this long first. Lockstep without it
+    #: teaches actions for a world that waits; the runtime's world does not.
+    latency_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +266,7 @@ def _record(
             "scene_objects": layout.names,
             "pilot": getattr(pilot, "name", None) if pilot is not None else "expert",
             "expert_share": settings.expert_share if pilot is not None else 1.0,
+            "latency_ms": 1000.0 * settings.latency_s,
         }
     )
     rng = np.random.default_rng([trial.seed, 11])
@@ -300,12 +305,14 @@ def _record(
         if pilot is not None:
             pilot.reset(task)
         observe = perceiving(parts.new_pipeline(), task, scene.render)
+        lag = scene.physics_steps(settings.latency_s)
         ended = run_steps(
             observe,
             decide,
             scene.robot,
             max_steps=settings.max_steps,
-            advance=scene.advance,
+            before_move=lambda: scene.world.step(lag),
+            advance=lambda: scene.world.step(scene.control_steps - lag),
             until=judged_done if pilot is not None else None,
         )
         if ended.budget_used:

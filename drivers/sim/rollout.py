@@ -83,6 +83,7 @@ def run_steps(
     max_steps: int,
     advance: Callable[[], object] = lambda: None,
     until: Callable[[], bool] | None = None,
+    before_move: Callable[[], object] = lambda: None,
 ) -> Ended:
     """Up to `max_steps` steps of observe, state, decide, move, `advance`; then `until`.
 
@@ -90,12 +91,15 @@ def run_steps(
     own fields are not read for that, so a policy's `done` flag never cuts a rollout short unless
     the caller's `decide` says so. `advance` is the lockstep world's step of one control period
     (`LockstepScene.advance`), or the caller's per-step bookkeeping where physics runs in real time.
+    `before_move` runs between the decision and the move: the lockstep world's share of the period
+    that passes before a command arrives (collection's `latency_s`; `advance` is then the rest).
     """
     for moves in range(max_steps):
         observation = observe()
         decision = decide(observation, arm.state())
         if decision is None:
             return Ended(moves, done=True)
+        before_move()
         arm.move(decision.move, decision.gripper_closed)
         advance()
         if until is not None and until():
@@ -162,6 +166,11 @@ class LockstepScene:
     def advance(self, periods: int = 1) -> None:
         """Step physics by `periods` control periods."""
         self.world.step(periods * self.control_steps)
+
+    def physics_steps(self, seconds: float) -> int:
+        """Physics steps in `seconds`, at most one control period."""
+        steps = round(seconds / float(self.world.model.opt.timestep))
+        return min(self.control_steps, max(0, steps))
 
 
 def settle_and_judge(world: World, judge: SimJudge, task: Any) -> Verdict:

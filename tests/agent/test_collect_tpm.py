@@ -83,6 +83,29 @@ def test_dagger_collect_records_the_pilots_states_with_expert_labels(
     assert differs >= len(action) // 2
 
 
+def test_collect_latency_lets_physics_run_before_each_command(tmp_path: Path, capsys) -> None:
+    """`--latency-ms`: each command reaches the arm that long after its frame, so the arm has
+    had less of the period to follow the first command when the second frame is taken. The
+    expert drives every step (`--expert-share 1`); the pilot is there to keep a short episode."""
+    first_moves = {}
+    for latency in (0, 80):
+        out = tmp_path / f"lag{latency}.zarr"
+        extra = ["--pilot", "policies/tpm_cpu.onnx", "--expert-share", "1", "--max-steps", "3"]
+        args = _collect(out, 5, *extra, "--latency-ms", str(latency), *SMALL_SIM, *RULES)
+        assert main(args) == 0
+        store = EpisodeStore(out, read_only=True)
+        assert store.episodes[0]["latency_ms"] == latency
+        proprio = store.array("proprio")
+        first_moves[latency] = float(np.linalg.norm(proprio[1, :3] - proprio[0, :3]))
+    assert first_moves[0] > 0.002  # the arm followed the first command for the whole period
+    assert first_moves[80] < 0.6 * first_moves[0]  # 20 of the 100 ms
+    capsys.readouterr()
+    assert main(_collect(tmp_path / "bad.zarr", 5, "--latency-ms", "150")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--latency-ms must be between 0 and one control period (100 ms" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_collect_refuses_a_pilot_of_another_size(tmp_path: Path, capsys) -> None:
     args = _collect(tmp_path / "x.zarr", 0, "--pilot", "policies/tpm_cpu.onnx", "--preset", "paper")
     assert main(args) == 2
