@@ -87,10 +87,10 @@ def test_the_dataset_keeps_roles_and_decodes_the_episode_skill(tmp_path: Path) -
 # ------------------------------------------------------------------ ONNX files
 
 
-def _with_coding(tmp_path: Path, text: str | None) -> Path:
+def _with_coding(tmp_path: Path, text: str | None, name: str = "policy.onnx") -> Path:
     """A copy of the shipped policy whose `mask_coding` metadata is `text` (None: no entry)."""
     onnx = pytest.importorskip("onnx")
-    path = tmp_path / "policy.onnx"
+    path = tmp_path / name
     shutil.copyfile(SHIPPED, path)
     model = onnx.load(str(path))
     kept = [(p.key, p.value) for p in model.metadata_props if p.key != "mask_coding"]
@@ -128,11 +128,12 @@ def test_a_policy_with_another_coding_is_refused_in_one_line(
         policy_class(_with_coding(tmp_path, "[1, 2]"), providers=["cpu"])
 
 
-def test_the_shipped_policy_reads_as_the_legacy_coding_and_sees_legacy_masks(
+def test_a_policy_without_a_coding_reads_as_the_legacy_one_and_sees_legacy_masks(
     policy_class: type, tmp_path: Path
 ) -> None:
-    """A file without the entry acts on today's masks exactly as on the masks it was trained on."""
-    shipped = policy_class(SHIPPED, providers=["cpu"])
+    """A file without the entry (exported before the coding was stored) acts on today's masks
+    exactly as on the masks it was trained on."""
+    shipped = policy_class(_with_coding(tmp_path, None, "legacy.onnx"), providers=["cpu"])
     assert shipped.mask_coding == LEGACY_MASK_CODING
     reference = policy_class(_with_coding(tmp_path, MASK_CODING.to_json()), providers=["cpu"])
     rng = np.random.default_rng(0)
