@@ -87,10 +87,13 @@ class _Commander:
         await self._check_hold()
         return state
 
+    def _hold_asked(self, now: float) -> str | None:
+        """Why `hold_while` asks the arm to hold at `now`, or None."""
+        return self.hold_while(now) if self.hold_while is not None else None
+
     async def _check_hold(self) -> None:
         """Enter (the arm told to hold, once) or leave the hold `hold_while` asks for."""
-        hold_while = self.hold_while
-        reason = hold_while(anyio.current_time()) if hold_while is not None else None
+        reason = self._hold_asked(anyio.current_time())
         if (reason is None) == (self.holding is None):
             return  # no change (a hold keeps its first reason)
         if reason is not None:
@@ -121,8 +124,7 @@ class _Commander:
         call: one thread hop fewer between the action's arrival and the arm (`on_arrival`).
         A stale action or a hold (asked just before the call) takes the two-call path."""
         t0 = anyio.current_time()
-        hold_while = self.hold_while
-        holding = self.holding or (hold_while(t0) if hold_while is not None else None)
+        holding = self.holding or self._hold_asked(t0)
         if holding is not None or t0 - msg.t_capture > self.deadline_s:
             await self.execute(msg, await self.read_state(), lateness_ms)
             return

@@ -213,14 +213,19 @@ def _add_metadata(path: Path, ckpt: dict[str, Any]) -> None:
     onnx.save(model, str(path))
 
 
-def _parity(
-    graph: PolicyGraph, path: Path, batch: dict[str, np.ndarray]
-) -> tuple[int, float, float, float]:
+def cpu_session(path: Path) -> Any:
+    """An ONNX Runtime session on one CPU thread: the reference that parity checks run on."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _parity(
+    graph: PolicyGraph, path: Path, batch: dict[str, np.ndarray]
+) -> tuple[int, float, float, float]:
+    session = cpu_session(path)
     n = len(batch["proprio"])
     moves, logits, ref_moves, ref_logits = [], [], [], []
     with torch.no_grad():

@@ -23,6 +23,7 @@ give the same outputs as the original file on random inputs, or the import fails
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -77,7 +78,7 @@ def checkpoint_from_onnx(path: str | Path) -> dict[str, Any]:
     ckpt = {
         "config": config_dict,
         "model": net.state_dict(),
-        "normaliser": normaliser.__dict__,
+        "normaliser": dataclasses.asdict(normaliser),
         "mask_coding": meta.get("mask_coding"),
         "imported_from": str(path),
         FROZEN_BN_KEY: True,
@@ -207,17 +208,13 @@ def _which_parameter(value: np.ndarray, tags: dict[str, torch.Tensor]) -> tuple[
 
 def _check_parity(path: Path, net: TPMNet, normaliser: Normaliser, config: dict[str, Any]) -> None:
     """The rebuilt network, exported again, must compute what the file computes."""
-    import onnxruntime as ort
+    from models.tpm.export import INPUTS, OUTPUTS, cpu_session
 
-    from models.tpm.export import INPUTS, OUTPUTS
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    original = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    original = cpu_session(path)
     with tempfile.TemporaryDirectory() as tmp:
         again_path = Path(tmp) / "again.onnx"
         _export(net, normaliser, config, again_path)
-        again = ort.InferenceSession(str(again_path), options, providers=["CPUExecutionProvider"])
+        again = cpu_session(again_path)
     rng = np.random.default_rng(0)
     worst = 0.0
     for _ in range(4):

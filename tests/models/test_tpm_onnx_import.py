@@ -22,8 +22,9 @@ from models.tpm.checkpoint import (  # noqa: E402
     Normaliser,
     load_checkpoint,
 )
-from models.tpm.export import INPUTS, PolicyGraph, write_policy_onnx  # noqa: E402
+from models.tpm.export import INPUTS, PolicyGraph  # noqa: E402
 from models.tpm.network import TPMNet  # noqa: E402
+from models.tpm.onnx_import import _export as export_like_a_policy  # noqa: E402
 from models.tpm.onnx_import import _random_feed  # noqa: E402
 from models.tpm.train import Trainer  # noqa: E402
 from models.tpm.train_settings import TrainSettings  # noqa: E402
@@ -50,10 +51,8 @@ def _trained_looking(config=TINY) -> TPMNet:
 
 
 def _export(net: TPMNet, path: Path, config=TINY) -> Path:
-    feed = _random_feed(net, np.random.default_rng(0))
-    example = tuple(torch.from_numpy(feed[k]) for k in INPUTS)
-    ckpt = {"config": dataclasses.asdict(config)}
-    write_policy_onnx(PolicyGraph(net, NORMALISER).eval(), example, path, ckpt)
+    """`net` written as `export` writes a policy (the import's own writer)."""
+    export_like_a_policy(net, NORMALISER, dataclasses.asdict(config), path)
     return path
 
 
