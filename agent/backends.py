@@ -17,7 +17,7 @@ import structlog
 
 from agent.config import CameraDevice, Config
 from agent.threads import pin_math_threads
-from drivers.base import Camera, CarriedOverWorld, DriverError, Robot, TaskStart
+from drivers.base import Camera, CarriedOverWorld, DriverError, Robot, TaskStart, call_within
 from drivers.cameras.realsense import RealSenseConfig
 from drivers.sim.success import Judge
 from models._loading import require
@@ -30,6 +30,10 @@ from models.tracking.base import TrackerFactory
 from models.types import ModelError
 
 log = structlog.get_logger("agent.backends")
+
+#: seconds each device gets to close (a Franka's close is bounded at about 8 s by its own
+#: timeouts: stop, gripper, connection) before it is abandoned
+CLOSE_TIMEOUT_S = 15.0
 
 
 class BackendError(RuntimeError):
@@ -71,13 +75,17 @@ class Parts:
             raise BackendError(f"cannot open the {what}: {exc}") from None
 
     def close(self) -> None:
-        """Close every device, newest first, logging (not raising) individual failures."""
+        """Close every device, newest first, logging (not raising) individual failures.
+
+        Each close gets `CLOSE_TIMEOUT_S` and is then abandoned in its thread: a vendor SDK stuck
+        on a device that stopped answering must not keep the others open, or hang the runtime.
+        """
         steps: list[tuple[str, Callable[[], None]]] = [("robot", self.robot.close)]
         steps += [(f"camera {name}", cam.close) for name, cam in self.cameras.items()]
         steps += [("world", closer) for closer in reversed(self.closers)]
         for what, close in steps:
             try:
-                close()
+                call_within(close, CLOSE_TIMEOUT_S, f"close-{what}")
             except Exception as exc:  # closing must go on for the other devices
                 log.error("close failed", device=what, error=str(exc))
 

@@ -8,11 +8,12 @@ without blocking the caller, and both are context managers so that a crash still
 from __future__ import annotations
 
 import importlib
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -42,6 +43,41 @@ def require_sdk(*modules: str, error: type[Exception], hint: str) -> ModuleType:
     except ImportError as exc:
         raise error(f"{hint} ({exc})") from exc
     return importlib.import_module(modules[0])
+
+
+_T = TypeVar("_T")
+
+
+class CallTimeout(TimeoutError):
+    """A vendor call did not return within its deadline and was left running in its thread."""
+
+
+def call_within(call: Callable[[], _T], timeout: float, name: str) -> _T:
+    """Run a blocking vendor call in a daemon thread; its result, or its exception, or
+    `CallTimeout` after `timeout` seconds.
+
+    For the calls a C++ SDK cannot cancel and may never return from (libfranka waiting for a
+    controller that went silent: a pulled cable, a frozen controller): the caller gets its thread
+    back and the call is abandoned where it blocks. A daemon thread, so that it cannot keep the
+    process from exiting either. `name` names the thread (seen in stack dumps).
+    """
+    result: list[_T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except BaseException as exc:  # handed to the caller's thread below
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise CallTimeout(f"{name} did not return within {timeout:g} s")
+    if error:
+        raise error[0]
+    return result[0]
 
 
 class DriverError(RuntimeError):

@@ -16,7 +16,7 @@ from typing import Any, Self, TypeVar
 
 import numpy as np
 
-from drivers.base import RobotError, RobotState, shortened
+from drivers.base import CallTimeout, RobotError, RobotState, call_within, shortened
 from drivers.franka.config import FrankaConfig, GripperConfig
 
 log = logging.getLogger(__name__)
@@ -313,14 +313,22 @@ class ArmDriver(ABC):
             self.stopped = False
 
     def stop(self) -> None:
-        """End any motion now; idempotent, also after a fault, a lost connection or close."""
+        """End any motion now; idempotent, also after a fault, a lost connection or close.
+
+        Bounded by `config.stop_timeout_s`: a controller that stopped answering in the middle of
+        starting a motion leaves libfranka waiting without end, holding the lock its own stop
+        needs. The arm is then unreachable, and is reported so (`link_error`), not stopped.
+        """
         with self._lock:
             self.stopped = True
             if not self._opened or self._closed or self._lost is not None:
                 return
+            timeout, name = self.config.stop_timeout_s, f"{self.backend_name}-stop"
             try:
-                self._halt()
-                self._target, _ = self._read()
+                self._target = call_within(self._halt_and_read, timeout, name)
+            except CallTimeout:
+                self._lost = f"the arm did not confirm the stop within {timeout:g} s"
+                log.error("%s: %s; the call is abandoned", self.backend_name, self._lost)
             except ConnectionLost as exc:
                 self._lost = str(exc)
                 log.error("%s: connection lost while stopping: %s", self.backend_name, exc)
@@ -328,8 +336,16 @@ class ArmDriver(ABC):
                 # Stop must not raise on a fault: recover so that the arm holds, and record it.
                 self._handle_fault("stop", exc, raise_error=False)
 
+    def _halt_and_read(self) -> np.ndarray:
+        self._halt()
+        return self._read()[0]
+
     def close(self) -> None:
-        """Stop motion first, then release the gripper worker and the connection (idempotent)."""
+        """Stop motion first, then release the gripper worker and the connection (idempotent).
+
+        Never hangs: releasing a connection whose controller went silent waits on libfranka's
+        stuck control thread, so it is given `config.stop_timeout_s` and then abandoned.
+        """
         with self._lock:
             if self._closed:
                 return
@@ -341,7 +357,13 @@ class ArmDriver(ABC):
                 self._gripper = None
             if self._opened:
                 try:
-                    self._disconnect()
+                    call_within(
+                        self._disconnect,
+                        self.config.stop_timeout_s,
+                        f"{self.backend_name}-disconnect",
+                    )
+                except CallTimeout as exc:
+                    log.error("%s: %s; the connection is abandoned", self.backend_name, exc)
                 except Exception as exc:  # closing must not mask the reason we are closing
                     log.warning("%s: disconnect failed: %s", self.backend_name, exc)
 
@@ -355,27 +377,14 @@ class ArmDriver(ABC):
     # ----------------------------------------------------------------- helpers
     def _connect_within(self, timeout: float) -> GripperBackend | None:
         """`_connect` in a helper thread, so that an arm that never answers cannot hang open()."""
-        result: list[GripperBackend | None] = []
-        error: list[BaseException] = []
-
-        def connect() -> None:
-            try:
-                result.append(self._connect())
-            except BaseException as exc:  # handed to the caller's thread below
-                error.append(exc)
-
-        thread = threading.Thread(target=connect, name=f"{self.backend_name}-connect", daemon=True)
-        thread.start()
-        thread.join(timeout)
-        if thread.is_alive():
+        try:
+            return call_within(self._connect, timeout, f"{self.backend_name}-connect")
+        except CallTimeout:
             raise RobotError(
                 f"the {self.backend_name} arm at {self.config.host} did not answer "
                 f"within {timeout:g} s (is another client connected, e.g. Desk or "
                 "a second driver, or is the host wrong?)"
-            )
-        if error:
-            raise error[0]
-        return result[0]
+            ) from None
 
     def wait_gripper(self, timeout: float = 5.0) -> bool:
         """Block until the gripper has finished its commands (tests and scripted episodes)."""

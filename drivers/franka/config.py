@@ -111,6 +111,11 @@ class FrankaConfig(Settings):
     # A Franka serves one control client: a second one (Desk's, another driver's) makes libfranka
     # wait without end, so the driver gives up after this many seconds with a clear error.
     connect_timeout_s: float = Field(10.0, description="Give up connecting after this long.")
+    # A controller that goes silent while libfranka starts a motion (a pulled cable, a frozen
+    # controller) leaves libfranka waiting without end; stop and close give up after this long.
+    stop_timeout_s: float = Field(
+        3.0, description="Give up on a stop (or on releasing the connection) after this long."
+    )
     gripper: GripperConfig = GripperConfig()
 
     @field_validator("host")
@@ -124,6 +129,7 @@ class FrankaConfig(Settings):
     def _safe(self) -> FrankaConfig:
         _positive(
             connect_timeout_s=self.connect_timeout_s,
+            stop_timeout_s=self.stop_timeout_s,
             max_step=self.max_step,
             max_lead=self.max_lead,
             max_velocity=self.max_velocity,

@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from agent import Fault, Runtime, Step
 from agent.backends import Parts, build_parts
@@ -212,11 +213,17 @@ class BreakingArm:
 def kill_server(world: Any) -> None:
     """What a SIGKILL of a franky-sim process does to its clients, inside this process (the
     franka-sim profile serves franky-sim from the runtime's own process): physics stops, so no
-    more UDP state arrives, and the server's sockets close. The MuJoCo model stays, so that the
-    sim cameras go on rendering the last state."""
+    more UDP state arrives, and every socket closes, the listening ones and the arm's and the
+    hand's client connections (the kernel closes them all for a killed process; with those left
+    open, the link goes silent instead: tests/drivers/test_franka.py covers that). The MuJoCo
+    model stays, so that the sim cameras go on rendering the last state."""
     world._stop.set()
     world._thread.join(5)
-    world._server.cleanup()
+    world._server.cleanup()  # the listening sockets
+    for arm in world._server.robot_servers:
+        for server in (arm, arm.gripper_server):
+            if server is not None:
+                server.reset_state()  # the client connections
 
 
 def run_arm_fault(how: str, folder: str, runs: str) -> None:
@@ -297,3 +304,53 @@ def test_an_arm_that_faults_mid_episode_ends_it_and_a_lost_link_is_no_safe_stop(
     if how == "abort":
         assert health_after == []  # recovered: the next task may run
     check_run_folder(folder, events)
+
+
+# ------------------------------------------------------------------------ closing
+class StuckOnClose:
+    """The real sim camera whose close never returns until `released` (an SDK stuck on a device
+    that stopped answering); everything else passes through."""
+
+    def __init__(self, inner: Any, released: threading.Event) -> None:
+        self.inner, self.released = inner, released
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def close(self) -> None:
+        self.released.wait(60)
+        self.inner.close()
+
+
+def test_a_device_stuck_closing_is_abandoned_and_the_rest_still_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime closes each device with a deadline (`agent.backends.CLOSE_TIMEOUT_S`, 0.5 s
+    here): a camera whose close hangs is logged and left, the other camera and the simulated
+    world still close, and leaving the runtime does not hang."""
+    monkeypatch.setattr("agent.backends.CLOSE_TIMEOUT_S", 0.5)
+    config = make_config(tmp_path)
+    released = threading.Event()
+    parts: dict[str, Parts] = {}
+
+    def factory(config: Any) -> Parts:
+        built = parts["built"] = build_parts(config)
+        built.cameras["front"] = StuckOnClose(built.cameras["front"], released)  # type: ignore[assignment]
+        return built
+
+    async def open_and_close() -> float:
+        async with Runtime(config, parts_factory=factory):
+            start = time.monotonic()
+        return time.monotonic() - start
+
+    try:
+        with capture_logs() as logs:
+            took = anyio.run(open_and_close)
+    finally:
+        released.set()
+    failed = [e for e in logs if e["event"] == "close failed"]
+    assert [e["device"] for e in failed] == ["camera front"], logs
+    assert "did not return within 0.5 s" in failed[0]["error"]
+    assert took < 5.0
+    side = parts["built"].cameras["side"]
+    assert side._thread is None, "the other camera was closed"  # type: ignore[attr-defined]

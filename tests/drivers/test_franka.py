@@ -111,6 +111,12 @@ def _config(host: str, **overrides: object) -> FrankaConfig:
     return FrankaConfig(**base)  # type: ignore[arg-type]
 
 
+def _child_config(host: str, **overrides: object) -> str:
+    """`_config` as JSON for a child process's script, less the gripper (the script sets it)."""
+    config = _config(host, **overrides).model_dump()
+    return json.dumps({k: v for k, v in config.items() if k != "gripper"}, default=list)
+
+
 @pytest.fixture
 def robot(sim: FrankySim) -> Iterator[FrankaRobot]:
     arm = FrankaRobot(_config(sim.host))
@@ -354,11 +360,9 @@ def test_busy_arm_and_lost_connection_raise_robot_error() -> None:
     (franka-sim's run then failed with Ruckig planner errors when it came after this test)."""
     server = FrankySim("127.0.0.2")
     try:
-        config = {k: v for k, v in _config(server.host).model_dump().items() if k != "gripper"}
-        config = json.loads(json.dumps(config, default=list))
         proc = subprocess.run(
             [sys.executable, "-c", _LOST_CONNECTION_SCRIPT, server.host, str(server.proc.pid),
-             json.dumps(config)],
+             _child_config(server.host)],
             capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -366,6 +370,65 @@ def test_busy_arm_and_lost_connection_raise_robot_error() -> None:
         assert "did not answer within 1 s" in out["busy"]
         assert "lost the connection" in out["lost"] and "lost the connection" in out["after"]
     finally:
+        server.kill()
+
+
+_SILENT_CONTROLLER_SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys, time
+    import numpy as np
+    from drivers.franka import FrankaConfig, FrankaRobot, GripperConfig
+
+    server_pid, config = int(sys.argv[1]), json.loads(sys.argv[2])
+    arm = FrankaRobot(FrankaConfig(**config, gripper=GripperConfig(enabled=False)))
+    arm.open()
+    send = arm._send
+
+    def send_to_a_frozen_controller(target):
+        os.kill(server_pid, signal.SIGSTOP)
+        send(target)
+
+    arm._send = send_to_a_frozen_controller
+    arm.move(np.array([0.0, 0.0, 0.01]), gripper_closed=False)
+    out = {}
+    t0 = time.monotonic()
+    arm.stop()
+    out["stop_s"], out["link_error"] = time.monotonic() - t0, arm.link_error
+    t0 = time.monotonic()
+    arm.close()
+    out["close_s"] = time.monotonic() - t0
+    print(json.dumps(out), flush=True)
+""")
+
+
+@needs_sim
+def test_a_controller_gone_silent_cannot_hang_stop_or_close() -> None:
+    """A controller that stops answering without closing its sockets (a pulled cable, a frozen
+    controller: here the franky-sim process is frozen with SIGSTOP just as the driver starts a
+    motion, so libfranka waits for the motion's reply without end, holding the lock its own stop
+    needs). The stop gives up after `stop_timeout_s` and says the arm is unreachable; close
+    returns; the process exits normally despite libfranka's stuck thread. The freeze is timed by
+    wrapping the driver's `_send` hook: starting a motion is the only call that waits on the
+    controller's reply with no deadline of libfranka's own. A second server and a child process,
+    as in the test above."""
+    server = FrankySim("127.0.0.8")
+    try:
+        config = {**_config(server.host, stop_timeout_s=2.0).model_dump(), "gripper": None}
+        config = json.loads(
+            json.dumps({k: v for k, v in config.items() if v is not None}, default=list)
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", _SILENT_CONTROLLER_SCRIPT, str(server.proc.pid),
+             json.dumps(config)],
+            capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out["link_error"] == "the arm did not confirm the stop within 2 s", out
+        assert 2.0 <= out["stop_s"] < 4.0, out
+        assert out["close_s"] < 4.0, out
+        assert "the call is abandoned" in proc.stderr
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
         server.kill()
 
 
