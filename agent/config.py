@@ -105,6 +105,11 @@ class RuntimeSection(_Section):
     stage_timeout_s: float = Field(30.0, gt=0, description="Deadline for one model call.")
     reason_timeout_s: float = Field(60.0, gt=0, description="Deadline for the reasoner.")
     model_threads: int = Field(2, ge=1, description="Worker threads shared by model calls.")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="The event loop of the processes the CLI starts: uvloop (asyncio's API on "
+        "libuv; falls back to asyncio where it is not installed) or asyncio's own.",
+    )
     supervise_hz: float = Field(5.0, gt=0, description="Rate of success and budget checks.")
     settle_s: float = Field(1.5, ge=0, description="Wait after the policy says done, then judge.")
     torch_threads: int = Field(

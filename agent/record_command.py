@@ -33,6 +33,7 @@ from agent.cli import (
     TERMINATED,
 )
 from agent.config import Config
+from agent.event_loop import run_loop
 from agent.guiding import GuidedRecordingRobot, GuidingPolicy, says_too_fast
 from agent.teleop import (
     RecordingRobot,
@@ -123,7 +124,7 @@ def run_record(args: argparse.Namespace, config: Config) -> int:
     }
     session = _Session(config, store, device, request, notes, size, args.episodes)
     try:
-        code = anyio.run(session.run)
+        code = run_loop(session.run, config.runtime.event_loop)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except Exception:

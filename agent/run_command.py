@@ -86,6 +86,7 @@ def run_verb(args: argparse.Namespace, config: Any) -> int:
     import anyio
 
     from agent.display import RunDisplay
+    from agent.event_loop import run_loop
     from agent.runtime import Runtime, validate_request
 
     request = validate_request(args.request)
@@ -125,7 +126,7 @@ def run_verb(args: argparse.Namespace, config: Any) -> int:
     try:
         with display:
             display.stage("starting (loading the world and models)")
-            outcome = anyio.run(go)
+            outcome = run_loop(go, config.runtime.event_loop)
     finally:
         if live is not None:
             live.close()

@@ -164,9 +164,8 @@ def trial_config(
 
 def run_trial(config: Any, trial: Any) -> dict[str, Any]:
     """One closed-loop episode through the Runtime; the outcome as a dict."""
-    import anyio
-
     from agent import Finished, Reasoned, Runtime
+    from agent.event_loop import run_loop
 
     async def go() -> dict[str, Any]:
         got: dict[str, Any] = {}
@@ -179,7 +178,7 @@ def run_trial(config: Any, trial: Any) -> dict[str, Any]:
         return got
 
     t0 = time.monotonic()
-    got = anyio.run(go)
+    got = run_loop(go, config.runtime.event_loop)
     outcome = got["outcome"]
     intended = [trial.pick, trial.place, trial.skill.value]
     success = bool(outcome.success) and got.get("reasoned") == intended

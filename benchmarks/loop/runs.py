@@ -163,9 +163,8 @@ def run_pipelined(
 ) -> LoopResult:
     """The real Runtime with `runtime.command_mode = mode`, its backends metered through
     `parts_factory`; events give the steps."""
-    import anyio
-
     from agent.backends import build_parts
+    from agent.event_loop import run_loop
     from agent.events import Finished, Step
     from agent.runtime import Runtime
 
@@ -192,7 +191,7 @@ def run_pipelined(
                 elif isinstance(event, Finished):
                     outcome = event.outcome
 
-    anyio.run(go)
+    run_loop(go, config.runtime.event_loop)
     if outcome is None or "first" not in marks:
         raise RuntimeError(f"the runtime ran no control step ({outcome and outcome.reason})")
     n = len(times)

@@ -9,6 +9,7 @@ import time
 import anyio
 import pytest
 
+from agent.event_loop import EventLoop, run_loop, uses_uvloop
 from agent.workers import StageTimeout, Workers
 
 
@@ -85,3 +86,29 @@ def test_other_anyio_backends_take_anyios_thread_path() -> None:
 def test_no_threads_is_refused() -> None:
     with pytest.raises(ValueError, match="threads must be >= 1"):
         Workers("none", 0)
+
+
+@pytest.mark.parametrize("choice", ["uvloop", "asyncio"])
+def test_the_event_loops_the_cli_starts_run_the_workers(choice: EventLoop) -> None:
+    """`runtime.event_loop`: `run_loop` starts the chosen loop (uvloop is a dependency on Linux),
+    and the worker pool's fast path returns results, errors and deadlines on it."""
+    import asyncio
+
+    workers = Workers(f"loop-{choice}", 1)
+    release = threading.Event()
+
+    async def go() -> str:
+        assert await workers.run(lambda a, b: a * b, 6, 7, timeout=5, what="product") == 42
+        with pytest.raises(ValueError, match="bad input"):
+            await workers.run(lambda: int("bad input"), timeout=5, what="parse")
+        with pytest.raises(StageTimeout, match=r"robot move did not finish within 0\.1 s"):
+            await workers.run(release.wait, 10, timeout=0.1, what="robot move")
+        return type(asyncio.get_running_loop()).__module__
+
+    try:
+        module = run_loop(go, choice)
+    finally:
+        release.set()
+        workers.close()
+    assert uses_uvloop(choice) == (choice == "uvloop")
+    assert module.startswith("uvloop") == (choice == "uvloop"), module
