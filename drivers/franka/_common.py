@@ -183,6 +183,7 @@ class ArmDriver(ABC):
         self._closed = False
         self._lost: str | None = None
         self._target: np.ndarray | None = None
+        self._stamp: tuple[int, float] | None = None  # (controller's state stamp, when it changed)
         self._gripper: GripperWorker | None = None
         self._gripper_closed = False
         self.stopped = False
@@ -385,6 +386,20 @@ class ArmDriver(ABC):
                 f"within {timeout:g} s (is another client connected, e.g. Desk or "
                 "a second driver, or is the host wrong?)"
             ) from None
+
+    def _check_fresh(self, stamp: int) -> None:
+        """ConnectionLost when the controller's state stamp (`stamp`, e.g. its ms counter) has not
+        moved for `config.stale_state_s`. During a motion libfranka hands out the newest state of
+        its control loop without asking the arm; a controller that went silent as the motion
+        started leaves that loop waiting, and its state frozen, without an error of its own."""
+        now = time.monotonic()
+        if self._stamp is None or stamp != self._stamp[0]:
+            self._stamp = (stamp, now)
+        elif now - self._stamp[1] > self.config.stale_state_s:
+            raise ConnectionLost(
+                f"the arm's state has not changed for {now - self._stamp[1]:.1f} s "
+                "(the controller stopped answering)"
+            )
 
     def wait_gripper(self, timeout: float = 5.0) -> bool:
         """Block until the gripper has finished its commands (tests and scripted episodes)."""

@@ -116,6 +116,9 @@ class FrankaConfig(Settings):
     stop_timeout_s: float = Field(
         3.0, description="Give up on a stop (or on releasing the connection) after this long."
     )
+    stale_state_s: float = Field(
+        2.0, description="The link is lost when the arm's state stands still this long (franky)."
+    )
     gripper: GripperConfig = GripperConfig()
 
     @field_validator("host")
@@ -130,6 +133,7 @@ class FrankaConfig(Settings):
         _positive(
             connect_timeout_s=self.connect_timeout_s,
             stop_timeout_s=self.stop_timeout_s,
+            stale_state_s=self.stale_state_s,
             max_step=self.max_step,
             max_lead=self.max_lead,
             max_velocity=self.max_velocity,

@@ -83,7 +83,11 @@ class FrankaRobot(ArmDriver):
     def _read(self) -> tuple[np.ndarray, np.ndarray]:
         with self._translated():
             state = self._robot.state
-            return np.array(state.O_T_EE.translation, dtype=float), np.array(state.q, dtype=float)
+            ee = np.array(state.O_T_EE.translation, dtype=float)
+            joints = np.array(state.q, dtype=float)
+            stamp = state.time.to_msec()
+        self._check_fresh(stamp)
+        return ee, joints
 
     def _check_motion(self) -> None:
         with self._translated():

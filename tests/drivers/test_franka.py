@@ -376,9 +376,10 @@ def test_busy_arm_and_lost_connection_raise_robot_error() -> None:
 _SILENT_CONTROLLER_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys, time
     import numpy as np
+    from drivers.base import RobotError
     from drivers.franka import FrankaConfig, FrankaRobot, GripperConfig
 
-    server_pid, config = int(sys.argv[1]), json.loads(sys.argv[2])
+    server_pid, config, first = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
     arm = FrankaRobot(FrankaConfig(**config, gripper=GripperConfig(enabled=False)))
     arm.open()
     send = arm._send
@@ -391,6 +392,15 @@ _SILENT_CONTROLLER_SCRIPT = textwrap.dedent("""
     arm.move(np.array([0.0, 0.0, 0.01]), gripper_closed=False)
     out = {}
     t0 = time.monotonic()
+    if first == "state":  # the command loop's next reads
+        try:
+            while time.monotonic() - t0 < 10:
+                arm.state()
+                time.sleep(0.05)
+        except RobotError as exc:
+            out["state_error"] = str(exc)
+        out["state_s"] = time.monotonic() - t0
+        t0 = time.monotonic()
     arm.stop()
     out["stop_s"], out["link_error"] = time.monotonic() - t0, arm.link_error
     t0 = time.monotonic()
@@ -401,32 +411,38 @@ _SILENT_CONTROLLER_SCRIPT = textwrap.dedent("""
 
 
 @needs_sim
-def test_a_controller_gone_silent_cannot_hang_stop_or_close() -> None:
+@pytest.mark.parametrize("first", ["stop", "state"])
+def test_a_controller_gone_silent_cannot_hang_stop_or_close(first: str) -> None:
     """A controller that stops answering without closing its sockets (a pulled cable, a frozen
     controller: here the franky-sim process is frozen with SIGSTOP just as the driver starts a
     motion, so libfranka waits for the motion's reply without end, holding the lock its own stop
-    needs). The stop gives up after `stop_timeout_s` and says the arm is unreachable; close
-    returns; the process exits normally despite libfranka's stuck thread. The freeze is timed by
-    wrapping the driver's `_send` hook: starting a motion is the only call that waits on the
-    controller's reply with no deadline of libfranka's own. A second server and a child process,
-    as in the test above."""
-    server = FrankySim("127.0.0.8")
+    needs, and hands out the last state it had). "stop": the stop gives up after
+    `stop_timeout_s` and says the arm is unreachable. "state": the state reads notice within
+    `stale_state_s` that the state stands still, and the link is lost; the stop then returns at
+    once. Either way close returns and the process exits normally despite libfranka's stuck
+    thread. The freeze is timed by wrapping the driver's `_send` hook: starting a motion is the
+    only call that waits on the controller's reply with no deadline of libfranka's own. A server
+    per case and a child process, as in the test above."""
+    server = FrankySim({"stop": "127.0.0.8", "state": "127.0.0.9"}[first])
     try:
-        config = {**_config(server.host, stop_timeout_s=2.0).model_dump(), "gripper": None}
-        config = json.loads(
-            json.dumps({k: v for k, v in config.items() if v is not None}, default=list)
-        )
+        config = _child_config(server.host, stop_timeout_s=2.0, stale_state_s=1.0)
         proc = subprocess.run(
-            [sys.executable, "-c", _SILENT_CONTROLLER_SCRIPT, str(server.proc.pid),
-             json.dumps(config)],
+            [sys.executable, "-c", _SILENT_CONTROLLER_SCRIPT, str(server.proc.pid), config, first],
             capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
         out = json.loads(proc.stdout.strip().splitlines()[-1])
-        assert out["link_error"] == "the arm did not confirm the stop within 2 s", out
-        assert 2.0 <= out["stop_s"] < 4.0, out
+        if first == "stop":
+            assert out["link_error"] == "the arm did not confirm the stop within 2 s", out
+            assert 2.0 <= out["stop_s"] < 4.0, out
+            assert "the call is abandoned" in proc.stderr
+        else:
+            assert "the arm's state has not changed for 1." in out["state_error"], out
+            assert out["state_error"].startswith("lost the connection"), out
+            assert 1.0 <= out["state_s"] < 3.0, out
+            assert out["link_error"].startswith("the arm's state has not changed"), out
+            assert out["stop_s"] < 0.5, out
         assert out["close_s"] < 4.0, out
-        assert "the call is abandoned" in proc.stderr
     finally:
         server.proc.send_signal(signal.SIGCONT)
         server.kill()
