@@ -37,6 +37,7 @@ from agent.config_sources import (
     read_source,
     set_dotted,
 )
+from agent.event_loop import EventLoop
 from drivers.base import Settings
 
 __all__ = ["CAMERA_DRIVERS", "Config", "ConfigError", "load_config", "profiles", "with_overrides"]
@@ -105,7 +106,7 @@ class RuntimeSection(_Section):
     stage_timeout_s: float = Field(30.0, gt=0, description="Deadline for one model call.")
     reason_timeout_s: float = Field(60.0, gt=0, description="Deadline for the reasoner.")
     model_threads: int = Field(2, ge=1, description="Worker threads shared by model calls.")
-    event_loop: Literal["uvloop", "asyncio"] = Field(
+    event_loop: EventLoop = Field(
         "uvloop",
         description="The event loop of the processes the CLI starts: uvloop (asyncio's API on "
         "libuv; falls back to asyncio where it is not installed) or asyncio's own.",

@@ -354,3 +354,5 @@ def test_a_device_stuck_closing_is_abandoned_and_the_rest_still_close(
     assert took < 5.0
     side = parts["built"].cameras["side"]
     assert side._thread is None, "the other camera was closed"  # type: ignore[attr-defined]
+    world = parts["built"].judge.world  # type: ignore[union-attr]
+    assert not world.realtime_running, "the world was closed"
