@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.cli import EXIT_FAILED
 from agent.cluster import precheck, spec_from_args
 from agent.collection import CollectSettings, EpisodeResult, collect, next_episode_index
 from agent.seeds import SeedRangeError, check_collection_seeds
@@ -147,6 +148,7 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
     except SeedRangeError as exc:
         raise BackendError(str(exc)) from None
     kept = succeeded = done = steps = 0
+    lost: list[EpisodeResult] = []
     t0 = time.monotonic()
     driver = "expert" if pilot is None else f"pilot ({args.expert_share:.0%} expert)"
     columns = (
@@ -163,6 +165,9 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
             """The bar moves as episodes complete (on Ray: in any order, before they are
             written)."""
             nonlocal succeeded, done
+            if result.lost:  # no episode ran to its end: not a success or failure of the driver
+                progress.update(bar, advance=1)
+                return
             succeeded += result.success
             done += 1
             minutes = (time.monotonic() - t0) / 60
@@ -182,6 +187,13 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
                 store, settings, config, catalog, ray, pilot=args.pilot, on_done=advance
             )
         for result in results:
+            if result.lost:
+                lost.append(result)
+                progress.console.print(
+                    f"lost: episode seed {result.trial.seed}, its worker died on every try "
+                    f"({result.reason}); skipped"
+                )
+                continue
             kept += result.kept
             steps += result.steps if result.kept else 0
             if ray is None:
@@ -193,4 +205,11 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
         f"{succeeded}; {failures} {what}; {args.out} now holds {store.n_episodes} episodes, "
         f"{store.n_steps} steps; {(time.monotonic() - t0) / 60:.1f} min"
     )
+    if lost:
+        seeds = ", ".join(str(r.trial.seed) for r in lost)
+        print(
+            f"{len(lost)} episode(s) lost, their workers died on every try (seeds {seeds}): "
+            "skipped, and not drawn again; the Ray workers' logs say why"
+        )
+        return EXIT_FAILED
     return 0

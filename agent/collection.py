@@ -171,6 +171,9 @@ class EpisodeResult:
     reason: str
     seconds: float
     success: bool = False
+    #: no result: the episode's worker died on every try (`collect --ray`); counted in the
+    #: store's "lost" and skipped, so a crash that repeats on one seed cannot stall collection
+    lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +336,8 @@ def _record(
 def next_episode_index(store: EpisodeStore) -> int:
     """The index the next episode's seed takes: after every episode the store ever started."""
     attrs = store.attrs
-    return store.n_episodes + int(attrs.get("discarded", 0)) + int(attrs.get("incomplete", 0))
+    started = ("discarded", "incomplete", "lost")
+    return store.n_episodes + sum(int(attrs.get(key, 0)) for key in started)
 
 
 def plan_trials(store: EpisodeStore, settings: CollectSettings, catalog: Catalog) -> list[Trial]:

@@ -9,10 +9,12 @@ order, appended after what the store holds), one file set whatever the cluster s
 `train --data` reads it as before.
 
 Crash safety: a worker killed mid-episode loses that episode only, and Ray re-runs it (same seed,
-same episode) on another worker; the store commits an episode at a time (`models.tpm.dataset`),
-so a killed driver loses the episodes not yet replayed, and the next `collect` continues after
-the last committed one. Results wait for an earlier episode in memory, so at most a window of
-episodes (a few per CPU) is submitted at once.
+same episode) on another worker. An episode whose worker dies on every try (a crash that repeats
+with its seed) is lost: counted in the store's "lost", reported, and skipped, here and by the
+next `collect`, which would otherwise crash on it again. The store commits an episode at a time
+(`models.tpm.dataset`), so a killed driver loses the episodes not yet replayed, and the next
+`collect` continues after the last committed one. Results wait for an earlier episode in
+memory, so at most a window of episodes (a few per CPU) is submitted at once.
 """
 
 from __future__ import annotations
@@ -31,10 +33,6 @@ from models.tpm.dataset import EpisodeStore
 
 #: episodes submitted per cluster CPU beyond those being written (bounds the driver's memory)
 WINDOW_PER_CPU = 2
-
-
-class EpisodeLostError(RuntimeError):
-    """An episode's worker died on every try Ray gave it (a crash that repeats)."""
 
 
 def _copied(value: Any) -> Any:
@@ -114,8 +112,8 @@ def collect_on_ray(
     """Record `settings.episodes` episodes on Ray, appending to `store` in seed order.
 
     `on_done` sees each result as its task completes (progress); the results are yielded once
-    written. An episode lost on every retry raises EpisodeLostError after the ones before it
-    were written (the store stays consistent; running the command again continues).
+    written. An episode lost on every retry yields a result with `lost` set (counted in the
+    store's "lost", so its seed is not drawn again).
     """
     trials = plan_trials(store, settings, catalog)
     jobs = [(config, settings, trial, pilot) for trial in trials]
@@ -129,7 +127,12 @@ def collect_on_ray(
         window = WINDOW_PER_CPU * cpus
         for index, episode in run_ordered(record_remote, jobs, spec, on_done=done, window=window):
             if isinstance(episode, Lost):
-                raise EpisodeLostError(f"episode seed {trials[index].seed}: {episode.reason}")
+                store.bump("lost")
+                lost = EpisodeResult(trials[index], False, 0, episode.reason, 0.0, lost=True)
+                if on_done is not None:
+                    on_done(lost)
+                yield lost
+                continue
             episode.replay(store)
             assert episode.result is not None
             if not episode.result.success:

@@ -45,7 +45,8 @@ def reuse_cells(cells: Sequence[Cell], report_path: Path, fingerprint: dict[str,
     catalog's and backgrounds file's sha256, ...). The policies are compared per cell: the sha256
     of the file the cell's variant runs (not its path: a re-exported file at the same path is
     another policy). A cell is matched by variant, setting, objects' split and mask source, and
-    taken only with the trials it is to have.
+    taken only with the trials it is to have, and none of them "crashed" (a cell that lost a
+    trial to a dead worker is run again).
     """
     try:
         report = json.loads(report_path.read_text())
@@ -64,6 +65,8 @@ def reuse_cells(cells: Sequence[Cell], report_path: Path, fingerprint: dict[str,
         policy = "ours" if cell.variant == "no_tracking" else cell.variant
         old = measured.get(cell.key)
         if old is None or old["trials"] != cell_trials(cell, fingerprint["trials_per_cell"]):
+            continue
+        if any(o.get("status") == "crashed" for o in old.get("outcomes", [])):
             continue
         if earlier.get("policies", {}).get(policy) != fingerprint["policies"].get(policy):
             continue

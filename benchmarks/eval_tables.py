@@ -416,6 +416,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
     print(table)
     print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}" + (" and eval.png" if chart else ""))
     if lost:
-        again = "" if ray is not None else "; --ray re-runs trials whose worker died"
-        print(f"{lost} trials crashed (their worker process died) and count as failures{again}")
+        print(
+            f"{lost} trials crashed (their worker process died on every try) and count as "
+            "failures; --reuse with this report runs their cells again"
+        )
     return 0

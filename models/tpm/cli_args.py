@@ -131,6 +131,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=4,
         help="random-shift augmentation in pixels (0: off)",
     )
+    parser.add_argument(
+        "--colour-jitter",
+        type=fraction,
+        default=0.0,
+        metavar="STRENGTH",
+        help="colour augmentation: hue, saturation, brightness, contrast and light colour per "
+        "image, ranges scaled by STRENGTH in 0..1 (1: hue up to 180 degrees; 0: off)",
+    )
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:

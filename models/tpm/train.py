@@ -30,6 +30,7 @@ from models.tpm import distributed
 from models.tpm.arrays import (
     Arrays,
     BatchLoader,
+    colour_jitter,
     concat_arrays,
     load_arrays,
     random_shift,
@@ -310,6 +311,7 @@ class Trainer:
         batch["rgb"], batch["mask"] = random_shift(
             batch["rgb"], batch["mask"], self.settings.shift_px, self._aug_rng
         )
+        batch["rgb"] = colour_jitter(batch["rgb"], self.settings.colour_jitter, self._aug_rng)
         images, masks, proprio, move, grip = batch_tensors(batch, self.norm, self.device)
         feats = batch_features(batch, self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):

@@ -45,6 +45,7 @@ def _train(args: Any, dist: Dist) -> int:
         gripper_weight=args.gripper_weight,
         val_fraction=args.val_fraction,
         shift_px=args.shift_px,
+        colour_jitter=args.colour_jitter,
         seed=args.seed,
         threads=args.threads,
         device=args.device,

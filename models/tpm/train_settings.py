@@ -45,6 +45,8 @@ class TrainSettings:
     repeat: int = 3
     #: random-shift augmentation, pixels (0: off)
     shift_px: int = 4
+    #: colour augmentation's strength (`arrays.colour_jitter`; 0: off)
+    colour_jitter: float = 0.0
     seed: int = 0
     threads: int = 1
     log_every: int = 50

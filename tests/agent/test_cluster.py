@@ -172,32 +172,34 @@ def _quick_eval(out: Path, *extra: str) -> list[str]:
     return ["eval", "--quick", "--eval-out", str(out), *SMALL_SIM, *extra]
 
 
-def test_a_worker_killed_mid_trial_is_retried_and_the_results_are_complete(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    """A `--quick` evaluation on the cluster, and `kill -9` of the Ray worker running its trial
-    2 s into it: Ray runs the trial again, the report is whole."""
-    out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "agent", *_quick_eval(out, "--ray", cluster.address)]
+def _run_killing_workers(
+    cluster: Cluster, cmd: list[str], *, kills: int | None
+) -> tuple[list[int], int, str]:
+    """Run `cmd` and `kill -9` the cluster's task workers 2 s into a task (mid-trial), `kills`
+    times (None: every one, until the command ends). The pids killed, the exit code, the
+    output."""
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
-    killed = None
+    killed: list[int] = []
     seen: dict[int, float] = {}  # worker pid -> when it was first seen running the task
     try:
-        deadline = time.monotonic() + 120
-        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        deadline = time.monotonic() + 180
+        while (kills is None or len(killed) < kills) and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
             listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True,
                                      text=True).stdout  # fmt: skip
             for line in listing.splitlines()[1:]:
                 pid, _, args = line.strip().partition(" ")
-                if not args.strip().startswith(TASK_TITLE):
+                if not args.strip().startswith(TASK_TITLE) or int(pid) in killed:
                     continue
                 if int(pid) not in _cluster_pids(cluster.temp_dir):
                     continue  # another Ray instance's worker
                 first = seen.setdefault(int(pid), time.monotonic())
                 if time.monotonic() - first >= 2.0:  # inside the task, mid-trial
-                    os.kill(int(pid), signal.SIGKILL)
-                    killed = int(pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+                    killed.append(int(pid))
                     break
             time.sleep(0.2)
         output, _ = proc.communicate(timeout=240)
@@ -205,12 +207,46 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_results_are_complete(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert killed is not None, "no Ray worker ran the trial"
-    assert proc.returncode == 0, output
+    return killed, proc.returncode, output
+
+
+def test_a_worker_killed_mid_trial_is_retried_and_the_results_are_complete(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A `--quick` evaluation on the cluster, and `kill -9` of the Ray worker running its trial
+    2 s into it: Ray runs the trial again, the report is whole."""
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "-m", "agent", *_quick_eval(out, "--ray", cluster.address)]
+    killed, returncode, output = _run_killing_workers(cluster, cmd, kills=1)
+    assert killed, "no Ray worker ran the trial"
+    assert returncode == 0, output
     report = json.loads((out / "eval.json").read_text())
     (cell,) = report["cells"]
     assert report["ray"] == cluster.address and report["crashed"] == 0 and cell["trials"] == 1
     assert cell["outcomes"][0]["status"] in ("success", "failure")
+
+
+def test_an_episode_whose_worker_dies_on_every_try_is_lost_reported_and_skipped(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """`collect --ray` while every worker running its episode is killed with `kill -9`: after
+    Ray's retries the episode is lost; the command names its seed, exits with 1, counts it in
+    the store, and the store's next seed is past it (a crash that repeats with one seed cannot
+    stall collection into that store)."""
+    from agent.cluster import MAX_RETRIES
+    from agent.collection import next_episode_index
+
+    demos = tmp_path / "lost.zarr"
+    cmd = [sys.executable, "-m", "agent", "collect", "--episodes", "1", "--max-steps", "200",
+           "--out", str(demos), "--seed", "5", "--ray", cluster.address, *SMALL_SIM]  # fmt: skip
+    killed, returncode, output = _run_killing_workers(cluster, cmd, kills=None)
+    assert len(killed) == MAX_RETRIES + 1, (killed, output)
+    assert returncode == 1, output
+    assert "lost: episode seed" in output and "1 episode(s) lost" in output, output
+    assert "Traceback" not in output
+    store = EpisodeStore(demos, read_only=True)
+    assert store.n_episodes == 0 and store.attrs.get("lost") == 1
+    assert next_episode_index(store) == 1
 
 
 def test_ray_options_are_checked_before_anything_runs(tmp_path: Path, capsys) -> None:

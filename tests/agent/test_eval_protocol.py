@@ -286,3 +286,7 @@ def test_reuse_matches_the_whole_fingerprint_and_the_mask_source(tmp_path: Path)
         assert reuse_cells(fresh(), path, {**fingerprint, **change}) == 0, change
     less = {k: v for k, v in fingerprint.items() if k != "catalog"}
     assert reuse_cells(fresh(), path, less) == 0  # the earlier report had one more entry
+    lost = Cell("ours", "standard", "seen", trials=2, successes=1,
+                outcomes=[{"status": "success"}, {"status": "crashed"}])  # fmt: skip
+    path.write_text(json.dumps({"fingerprint": fingerprint, "cells": [lost.__dict__]}))
+    assert reuse_cells(fresh(), path, fingerprint) == 0  # a cell that lost a trial runs again

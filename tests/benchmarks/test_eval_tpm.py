@@ -113,19 +113,40 @@ def test_eval_runs_trials_in_spawned_worker_processes(tiny_onnx: Path, tmp_path:
     assert outcome["status"] in ("success", "failure") and outcome["steps"] <= 40
 
 
-def test_a_worker_that_dies_in_the_local_pool_is_a_crashed_trial_not_a_traceback(
+def test_a_worker_that_dies_in_the_local_pool_is_run_again_and_nothing_else_is_lost(
     tmp_path: Path,
 ) -> None:
-    """The local pool has no retries (Ray's are `--ray`'s, tests/agent/test_cluster.py): a dead
-    worker's trial is recorded as a "crashed" failure that says how to get retries."""
-    from tests._crashing_trials import FakeTrial, always_dies
+    """A worker killed mid-trial breaks the process pool: a new pool runs the trials that were
+    running again (same trial), and the ones after them as usual. Every trial is recorded once,
+    none as crashed."""
+    from tests._crashing_trials import FakeTrial, scripted
 
     cell = Cell("ours", "standard", "seen")
+    plans = ["ok", f"dies-once:{tmp_path / 'marker'}", "ok", "ok", "ok"]
+    jobs = [(cell, i, plan, FakeTrial(i)) for i, plan in enumerate(plans)]
+    got: dict[int, list[dict]] = {}
+    assert run_pooled(jobs, 2, lambda c, i, r: got.setdefault(i, []).append(r), scripted) == 0
+    assert sorted(got) == list(range(5)) and all(len(v) == 1 for v in got.values())
+    assert all(v[0]["status"] == "success" for v in got.values())
+    died = int((tmp_path / "marker").read_text())
+    assert got[1][0]["pid"] != died  # run again in another (new) worker
+
+
+def test_a_trial_whose_worker_dies_on_every_try_is_crashed_and_the_rest_still_run(
+    tmp_path: Path,
+) -> None:
+    """A crash that repeats with its trial: after MAX_RETRIES more tries it is recorded as a
+    "crashed" failure that says so, and the trials after it run in a new pool."""
+    from agent.cluster import MAX_RETRIES
+    from tests._crashing_trials import FakeTrial, scripted
+
+    cell = Cell("ours", "standard", "seen")
+    jobs = [(cell, 0, "dies", FakeTrial(0)), (cell, 1, "ok", FakeTrial(1))]
     got: dict[int, dict] = {}
-    jobs = [(cell, 0, str(tmp_path / "died"), FakeTrial(0))]
-    assert run_pooled(jobs, 1, lambda c, i, r: got.__setitem__(i, r), always_dies) == 1
+    assert run_pooled(jobs, 1, lambda c, i, r: got.__setitem__(i, r), scripted) == 1
     assert got[0]["status"] == "crashed" and not got[0]["success"]
-    assert "--ray retries" in got[0]["reason"] and got[0]["request"] == "trial 0"
+    assert f"died on each of {MAX_RETRIES + 1} tries" in got[0]["reason"]
+    assert got[0]["request"] == "trial 0" and got[1]["status"] == "success"
 
 
 def _alive(pid: int) -> bool:

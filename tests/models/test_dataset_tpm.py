@@ -180,6 +180,28 @@ def test_random_shift_moves_rgb_and_mask_together_within_the_pad() -> None:
     assert same_rgb is rgb and same_mask is mask
 
 
+def test_colour_jitter_changes_each_images_colours_within_its_ranges_and_repeats_per_seed() -> None:
+    """A pure red image must come out in many hues (the rotation spans the whole circle at
+    strength 1), each image of a batch with its own draw, the same draws for the same seed, and
+    unchanged when the strength is 0 or no image is picked."""
+    from models.tpm.arrays import colour_jitter
+
+    red = np.zeros((64, 2, 8, 8, 3), np.uint8)
+    red[..., 0] = 200
+    out = colour_jitter(red, 1.0, np.random.default_rng(1), p=1.0)
+    assert out.dtype == np.uint8 and out.shape == red.shape
+    assert (out == out[:, :, :1, :1]).all()  # one transform per image: flat stays flat
+    dominant = np.bincount(out[:, :, 0, 0].reshape(-1, 3).argmax(axis=1), minlength=3)
+    assert (dominant >= 10).all(), dominant  # red, green and blue each dominate some images
+    assert len({tuple(px) for px in out[:, :, 0, 0].reshape(-1, 3)}) > 120  # (some clip alike)
+    again = colour_jitter(red, 1.0, np.random.default_rng(1), p=1.0)
+    assert np.array_equal(out, again)
+    weak = colour_jitter(red, 0.1, np.random.default_rng(1), p=1.0)
+    assert (weak[..., 0] > weak[..., 1] + 100).all()  # a small strength keeps red red
+    assert colour_jitter(red, 0.0, np.random.default_rng(1)) is red
+    assert np.array_equal(colour_jitter(red, 1.0, np.random.default_rng(1), p=0.0), red)
+
+
 def test_a_second_writer_is_refused_while_the_first_holds_the_dataset(tmp_path: Path) -> None:
     """Two collectors appending to one store would interleave their steps: the second one gets a
     clear error naming the holder; readers are never blocked; the lock dies with its process."""

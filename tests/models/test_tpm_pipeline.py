@@ -68,12 +68,23 @@ def _dataset(
     return path
 
 
+#: the shared training run's settings; colour augmentation on, so that determinism and resuming
+#: cover its random draws too
+AUGMENTED = {
+    "epochs": 2,
+    "batch_size": 8,
+    "val_fraction": 0.25,
+    "log_every": 2,
+    "colour_jitter": 0.5,
+}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tpm")
     data = _dataset(root / "demos.zarr")
     out = root / "run"
-    settings = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, log_every=2)
+    settings = TrainSettings(**AUGMENTED)
     result = Trainer(data, out, settings, config=TINY).run()
     assert result["steps"] > 0 and result["epochs"] == 2
     return data, out
@@ -89,18 +100,19 @@ def test_training_writes_checkpoints_metrics_and_curve(trained: tuple[Path, Path
     assert 0.0 <= val["val_gripper_acc"] <= 1.0 and val["loss"] > 0
     ckpt = torch.load(out / "best.pt", weights_only=True)
     assert len(ckpt["normaliser"]["move_std"]) == 3 and ckpt["config"]["name"] == "tiny"
+    assert ckpt["settings"]["colour_jitter"] == 0.5
 
 
 def test_training_is_deterministic_and_resumes(trained: tuple[Path, Path], tmp_path: Path) -> None:
     data, out = trained
-    settings = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, log_every=2)
+    settings = TrainSettings(**AUGMENTED)
     again = Trainer(data, tmp_path / "again", settings, config=TINY)
     again.run()
     a = torch.load(out / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "again" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     # resume: one epoch, then continue to two in a new Trainer, same weights as straight through
-    half = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, log_every=2)
+    half = TrainSettings(**AUGMENTED)
     first = Trainer(data, tmp_path / "resumed", half, config=TINY)
     first.total = len(first.train)  # stop after the first epoch, as a crash would
     first.run()
@@ -135,6 +147,8 @@ def test_train_refuses_a_budget_that_is_not_positive(tmp_path: Path, capsys) -> 
 
     assert main(["train", "--minutes", "0", "--data", str(tmp_path / "none.zarr")]) == 2
     assert "error: --minutes: must be > 0, got 0" in capsys.readouterr().err
+    assert main(["train", "--colour-jitter", "1.5", "--data", str(tmp_path / "none.zarr")]) == 2
+    assert "error: --colour-jitter: must be between 0 and 1, got 1.5" in capsys.readouterr().err
 
 
 def test_learning_rate_schedule() -> None:
