@@ -152,7 +152,14 @@ async def test_past_the_caps_is_503_and_cancel_still_stops_the_arm(
 
 @pytest.fixture(scope="module")
 def finished_task(client: httpx.Client) -> dict[str, object]:
+    """A task cancelled once it has sent two events: the resume below needs one after id 0. A
+    cancel sent at once can land before the run starts, leaving only the "finished" event (it
+    did on every try on 2026-12-01)."""
     task = start(client, {"request": OTHER})
+    deadline = time.monotonic() + 60
+    while client.get(f"/tasks/{task['id']}").json()["events"] < 2:
+        assert time.monotonic() < deadline, "the task sent fewer than 2 events in 60 s"
+        time.sleep(0.05)
     client.post(f"/tasks/{task['id']}/cancel")
     return wait_finished(client, task["id"])
 
