@@ -154,7 +154,7 @@ async def test_past_the_caps_is_503_and_cancel_still_stops_the_arm(
 def finished_task(client: httpx.Client) -> dict[str, object]:
     """A task cancelled once it has sent two events: the resume below needs one after id 0. A
     cancel sent at once can land before the run starts, leaving only the "finished" event (it
-    did on every try on 2026-12-01)."""
+    did on every try while the development machine's disk was nearly full, 1 GB free)."""
     task = start(client, {"request": OTHER})
     deadline = time.monotonic() + 60
     while client.get(f"/tasks/{task['id']}").json()["events"] < 2:
