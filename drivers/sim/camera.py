@@ -15,7 +15,6 @@ capture and command, on top of render + perceive + act).
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 
@@ -59,11 +58,6 @@ class SimCamera:
         """Start the capture thread and wait until its renderer exists (idempotent)."""
         if self._thread is not None:
             return
-        # Mesa's llvmpipe rasterises on extra threads of its own by default (one per core); the
-        # cameras already render on threads of their own, so those only added hand-offs and
-        # contention: without them, `bench loop` used ~5 ms less CPU a step and capture-to-command
-        # came closer to render + perceive + act. Read when the first GL context is made.
-        os.environ.setdefault("LP_NUM_THREADS", "0")
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._run, name=f"sim-camera-{self.name}", daemon=True

@@ -15,6 +15,7 @@ import pytest
 from drivers.sim.backgrounds import BackgroundsError, Randomisation, load_backgrounds
 from drivers.sim.catalog import CatalogError, load_catalog
 from drivers.sim.look import draw_look, is_held_out
+from drivers.sim.render import GL_LOCK
 from drivers.sim.scene import CAMERAS, SceneSpec, plan_scene
 from drivers.sim.scene_build import build_scene, props_xml
 from drivers.sim.scene_props import CAMERA_POSES, add_props, look_at
@@ -29,12 +30,13 @@ def _render(spec: SceneSpec, camera: str = "front", size: int = 64) -> np.ndarra
     built = build_scene(spec, CATALOG)
     data = mujoco.MjData(built.model)
     mujoco.mj_forward(built.model, data)
-    renderer = mujoco.Renderer(built.model, size, size)
-    try:
-        renderer.update_scene(data, camera=camera)
-        return renderer.render().copy()
-    finally:
-        renderer.close()
+    with GL_LOCK:  # no other test's camera may draw meanwhile (see drivers/sim/render.py)
+        renderer = mujoco.Renderer(built.model, size, size)
+        try:
+            renderer.update_scene(data, camera=camera)
+            return renderer.render().copy()
+        finally:
+            renderer.close()
 
 
 def _spec(seed: int, **kw: object) -> SceneSpec:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 
 from drivers.base import Camera, CameraError
 from drivers.sim.camera import SimCamera
+from drivers.sim.render import ViewRenderer
 from drivers.sim.scene import SceneSpec
 from drivers.sim.world import World
 
@@ -80,3 +86,45 @@ def test_cameras_of_one_rate_capture_together(world: World) -> None:
         for camera in cameras:
             camera.close()
     assert float(np.median(phases)) < 0.03, phases
+
+
+def test_renderers_on_two_threads_never_draw_at_once(world: World) -> None:
+    """Two GL contexts drawing at once in one process crash Mesa's llvmpipe now and then (the
+    trigger is in drivers/sim/render.py's docstring; too rare to reproduce in a test). Each
+    camera draws on its own thread, so every draw and read-back must take the process's GL
+    lock: this counts overlapping draws of two renderers on two threads. Each draw is held
+    2 ms longer so that, unserialised, they would overlap on any machine."""
+    guard = threading.Lock()
+    active, most = [0], [0]
+
+    def counted(draw: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with guard:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            try:
+                time.sleep(0.002)
+                return draw(*args, **kwargs)
+            finally:
+                with guard:
+                    active[0] -= 1
+
+        return wrapper
+
+    frames: list[int] = []
+
+    def run(name: str) -> None:
+        view = ViewRenderer(world, name, 32, 32)
+        try:
+            view._renderer.render = counted(view._renderer.render)  # type: ignore[method-assign]
+            frames.extend(view.render().seq for _ in range(15))
+        finally:
+            view.close()
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("front", "side")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60.0)
+    assert len(frames) == 30, "both renderers drew every frame"
+    assert most[0] == 1, f"{most[0]} draws overlapped"
