@@ -89,7 +89,8 @@ def main() -> int:
         thread.join()
     world.close()
     mode = "unserialised" if args.unserialised else "through GL_LOCK"
-    print(f"survived {args.seconds:g} s, {args.threads} threads {mode}, frames:", sum(counts), counts)
+    total = sum(counts)
+    print(f"survived {args.seconds:g} s, {args.threads} threads {mode}; frames {total} {counts}")
     return 0
 
 
