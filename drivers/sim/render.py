@@ -86,8 +86,6 @@ class ViewRenderer:
                 r.enable_segmentation_rendering()
                 raw = r.render()
                 r.disable_segmentation_rendering()
-        if depth is not None:
-            depth = depth.astype(np.float32, copy=False)
         if raw is not None:
             is_geom = raw[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM)
             ids = np.where(is_geom, raw[..., 0], 0)
