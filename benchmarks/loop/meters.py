@@ -70,6 +70,11 @@ class Meters:
     render_ms: dict[str, list[float]] = field(default_factory=dict)
     #: per view, frame seq -> (render start, end), from the frames the loop read
     render_spans: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)
+    #: per perception call on a set of views whose renders are known: set capture time (its
+    #: oldest view's) -> (set complete: its last view's render end, perception start, end)
+    sets: dict[float, tuple[float, float, float]] = field(default_factory=dict)
+    #: per policy call: the capture time of its percept -> (start, end)
+    acts: dict[float, tuple[float, float]] = field(default_factory=dict)
 
     def instrument(self, parts: Any) -> Any:
         """Wrap the devices and models of `parts` (an `agent.backends.Parts`) in place."""
@@ -82,11 +87,46 @@ class Meters:
         parts.cameras = cameras
         parts.robot = _Metered(parts.robot, m["command"], ["state", "move", "hold"])
         parts.policy = _Metered(parts.policy, m["act"], ["act"])
+        parts.policy.act = self._sample_span(parts.policy.act, self.acts)
         if parts.judge is not None:
             parts.judge = _Metered(parts.judge, m["supervise"], ["verdict"])
         new_pipeline = parts.new_pipeline
-        parts.new_pipeline = lambda: _Metered(new_pipeline(), m["perceive"], ["step"])
+        parts.new_pipeline = lambda: self._sample_sets(
+            _Metered(new_pipeline(), m["perceive"], ["step"])
+        )
         return parts
+
+    def _sample_span(
+        self, call: Callable[[Any], T], into: dict[float, tuple[float, float]]
+    ) -> Callable[[Any], T]:
+        """`call(observation)`, its (start, end) kept under the observation's capture time."""
+
+        def sampled(observation: Any) -> T:
+            start = time.monotonic()
+            out = call(observation)
+            into[observation.t_capture] = (start, time.monotonic())
+            return out
+
+        return sampled
+
+    def _sample_sets(self, pipeline: Any) -> Any:
+        """Keep, per perception call, when its set of frames was complete (the last view's
+        render end) and when the call ran: with one GL context drawing at a time, a set is
+        complete only after every view's draw, not after the slowest view's alone."""
+        step = pipeline.step
+
+        def sampled(frames: Any) -> Any:
+            spans = [self.render_spans.get(v, {}).get(f.seq) for v, f in frames.items()]
+            start = time.monotonic()
+            out = step(frames)
+            if spans and all(spans):
+                t_capture = min(f.t_capture for f in frames.values())
+                ready = max(span[1] for span in spans if span)
+                self.sets[t_capture] = (ready, start, time.monotonic())
+            return out
+
+        pipeline.step = sampled
+        return pipeline
 
     def _sample_render(self, name: str, camera: Any, read: Callable[..., T]) -> Callable[..., T]:
         samples = self.render_ms.setdefault(name, [])

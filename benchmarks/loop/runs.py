@@ -4,6 +4,7 @@ sequential loop in the shape of the paper's ROS loop; what each run yields (`Loo
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import os
 import statistics
@@ -42,6 +43,8 @@ class LoopResult:
     cpu: dict[str, dict[str, float]]
     bounds: dict[str, float] = field(default_factory=dict)
     outcome: str = ""
+    #: capture-to-command split into its parts, median ms of each (see `latency_breakdown`)
+    breakdown: dict[str, float] = field(default_factory=dict)
     #: stage -> [[start, end] ms from the window's start, ...]: a few seconds, for the picture
     timeline: dict[str, list[list[float]]] = field(default_factory=dict)
 
@@ -58,6 +61,51 @@ def _stage_summaries(meters: Meters, skip: int) -> dict[str, dict[str, float]]:
 def _render_summary(meters: Meters) -> dict[str, float]:
     per_view = {v: statistics.median(s) for v, s in meters.render_ms.items() if s}
     return {v: round(ms, 2) for v, ms in per_view.items()}
+
+
+MATCH_S = 0.01  # half the period of a 50 fps camera: sets are at least this far apart
+
+BREAKDOWN = (
+    "render (set)",
+    "wait for perception",
+    "perceive",
+    "wait for policy",
+    "act",
+    "to command sent",
+)
+
+
+def latency_breakdown(meters: Meters, steps: Sequence[tuple[float, float]]) -> dict[str, float]:
+    """Where each executed step's capture-to-command time went, median ms per part.
+
+    `steps`: (capture time of the step's percept, capture-to-command ms) per executed step; the
+    capture time may be off by a few ms (events are stamped after the command): it is matched to
+    the nearest set perception ran on, within `MATCH_S`. The parts chain from the set's capture
+    (its oldest view's render start): the set complete (its last view's render end), the wait
+    until perception took it, perception, the wait until the policy took the percept, the
+    policy, and the rest until the command was sent (hand-offs, the robot call). Steps whose
+    frames or policy call the meters did not see (real cameras report no render) are left out;
+    `steps` says how many were used and `total` is the median of their whole latency.
+    """
+    keys = sorted(meters.sets)
+    rows: list[list[float]] = []
+    for t_capture, total_ms in steps:
+        i = bisect.bisect_left(keys, t_capture)
+        near = [k for k in keys[max(0, i - 1) : i + 1] if abs(k - t_capture) <= MATCH_S]
+        if not near:
+            continue
+        key = min(near, key=lambda k: abs(k - t_capture))
+        act = meters.acts.get(key)
+        if act is None:
+            continue
+        ready, p_start, p_end = meters.sets[key]
+        marks = [key, ready, p_start, p_end, act[0], act[1], key + total_ms / 1e3]
+        rows.append([(b - a) * 1e3 for a, b in itertools.pairwise(marks)] + [total_ms])
+    if not rows:
+        return {}
+    medians = np.median(np.asarray(rows), axis=0)
+    out = {name: round(float(ms), 2) for name, ms in zip(BREAKDOWN, medians, strict=False)}
+    return {**out, "total": round(float(medians[-1]), 2), "steps": len(rows)}
 
 
 def bounds(
@@ -82,7 +130,9 @@ def bounds(
     if cores is None:
         cores = len(os.sched_getaffinity(0))
     stage = {k: v.get("mean", v.get("median", 0.0)) for k, v in result.stage_ms.items()}
-    render = max(result.render_ms.values(), default=0.0)
+    # a set is complete once its last view is drawn: with one GL context drawing at a time that
+    # is after every view's draw, so the set's render (when measured) is the pipeline's stage
+    render = result.breakdown.get("render (set)", max(result.render_ms.values(), default=0.0))
     command = stage.get("command", 0.0) * 2
     work = {"perceive": stage.get("perceive", 0.0), "act": stage.get("act", 0.0)}
     if schedule == "sequential":
@@ -175,6 +225,7 @@ def run_pipelined(
     )
     times: list[float] = []
     totals: list[float] = []
+    sent: list[tuple[float, float]] = []
     marks: dict[str, Snapshot] = {}
     outcome: Any = None
 
@@ -188,6 +239,9 @@ def run_pipelined(
                     marks.setdefault("first", marks["last"])
                     times.append(event.t)
                     totals.append(event.latency_ms["total"])
+                    if event.executed:
+                        total = event.latency_ms["total"]
+                        sent.append((event.t - total / 1e3, total))
                 elif isinstance(event, Finished):
                     outcome = event.outcome
 
@@ -210,6 +264,7 @@ def run_pipelined(
         cpu=cpu_table(marks["first"], marks["last"], n - 1, loop_runs_stages=False),
         outcome=f"{outcome.status}: {outcome.reason}",
         timeline=timeline(meters, times[min(2, n - 1)]),
+        breakdown=latency_breakdown(meters, sent),
     )
     result.bounds = bounds(result, config, schedule=mode)
     return result
@@ -231,6 +286,7 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
     timeout = config.runtime.camera_timeout_s
     times: list[float] = []
     totals: list[float] = []
+    sent: list[tuple[float, float]] = []
     seqs: dict[str, list[int]] = {name: [] for name in parts.cameras}
     stale = 0
     start: Snapshot | None = None
@@ -271,6 +327,7 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
         start = start or end
         times.append(now)
         totals.append((now - t_capture) * 1e3)
+        sent.append((t_capture, (now - t_capture) * 1e3))
         stale += now - t_capture > deadline
 
     parts.open()
@@ -301,6 +358,7 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
         cpu=cpu_table(start, end, len(times) - 1, loop_runs_stages=True),
         outcome=f"{len(times)} steps",
         timeline=timeline(meters, times[min(2, len(times) - 1)]),
+        breakdown=latency_breakdown(meters, sent),
     )
     result.bounds = bounds(result, config, schedule="sequential")
     return result

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from benchmarks.loop.meters import Meter, _Metered
-from benchmarks.loop.runs import LoopResult, bounds
+from benchmarks.loop.meters import Meter, Meters, _Metered
+from benchmarks.loop.runs import LoopResult, bounds, latency_breakdown
 from tests.conftest import make_config
 
 pytest.importorskip("mujoco")
@@ -80,6 +80,39 @@ def test_pipeline_bound_takes_the_slowest_view_and_the_command_interval(tmp_path
     assert b["sum_ms"] == 45 + 8 + 2 + 1
     slow_render = _result(10.0, {"perceive": 8.0, "act": 2.0, "command": 0.5}, {"a": 20.0})
     assert bounds(slow_render, config, schedule="on_arrival")["slowest_stage"] == "command interval"
+
+
+def test_latency_breakdown_chains_a_steps_parts_from_capture_to_command() -> None:
+    """Known times (s) for two steps: set captured at 10.0, last view drawn at 10.050,
+    perception 10.051-10.060, policy 10.062-10.066, command sent 70 ms after capture. The second
+    step's parts are all 10 ms longer. Steps are matched to their set by capture time, a few ms
+    off (events are stamped after the command); a step with no metered set is left out."""
+    meters = Meters()
+    meters.sets = {10.0: (10.050, 10.051, 10.060), 10.1: (10.16, 10.171, 10.19)}
+    meters.acts = {10.0: (10.062, 10.066), 10.1: (10.2, 10.214)}
+    steps = [(10.0 + 0.002, 70.0), (10.1 + 0.003, 130.0), (10.5, 60.0)]
+    b = latency_breakdown(meters, steps)
+    assert b["steps"] == 2 and b["total"] == 100.0
+    expected = {
+        "render (set)": 55.0,
+        "wait for perception": 6.0,
+        "perceive": 14.0,
+        "wait for policy": 6.0,
+        "act": 9.0,
+        "to command sent": 10.0,
+    }
+    assert {k: b[k] for k in expected} == pytest.approx(expected)
+    assert latency_breakdown(Meters(), steps) == {}
+
+
+def test_pipeline_render_stage_is_the_sets_when_views_draw_in_turn(tmp_path: Path) -> None:
+    """With one GL context drawing at a time a set is complete after both draws: the measured
+    set render (capture to last view drawn) is the stage, not the slowest single view."""
+    config = make_config(tmp_path, "sim.camera_fps=10")
+    result = _result(10.0, {"perceive": 8.0, "act": 2.0, "command": 0.5}, {"a": 40.0, "b": 45.0})
+    result.breakdown = {"render (set)": 70.0}
+    b = bounds(result, config, schedule="on_arrival")
+    assert b["sum_ms"] == 70 + 8 + 2 + 1 and b["slowest_stage"] == "camera period"
 
 
 def test_sequential_bound_is_the_sum_of_its_own_stages(tmp_path: Path) -> None:
