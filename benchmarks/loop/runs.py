@@ -76,9 +76,9 @@ BREAKDOWN = (
 
 
 def latency_breakdown(meters: Meters, steps: Sequence[tuple[float, float]]) -> dict[str, float]:
-    """Where each executed step's capture-to-command time went, median ms per part.
+    """Where each step's capture-to-command time went, median ms per part.
 
-    `steps`: (capture time of the step's percept, capture-to-command ms) per executed step; the
+    `steps`: (capture time of the step's percept, capture-to-command ms) per step; the
     capture time may be off by a few ms (events are stamped after the command): it is matched to
     the nearest set perception ran on, within `MATCH_S`. The parts chain from the set's capture
     (its oldest view's render start): the set complete (its last view's render end), the wait
@@ -239,9 +239,7 @@ def run_pipelined(
                     marks.setdefault("first", marks["last"])
                     times.append(event.t)
                     totals.append(event.latency_ms["total"])
-                    if event.executed:
-                        total = event.latency_ms["total"]
-                        sent.append((event.t - total / 1e3, total))
+                    sent.append((event.t - totals[-1] / 1e3, totals[-1]))
                 elif isinstance(event, Finished):
                     outcome = event.outcome
 
