@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,15 +19,22 @@ STAGES = ("capture", "perceive", "act", "command", "supervise")
 
 
 class Meter:
-    """Wall and thread-CPU time of every call to one stage's backend methods (thread-safe)."""
+    """Wall and thread-CPU time of every call to one stage's backend methods (thread-safe).
 
-    def __init__(self, stage: str) -> None:
+    `key`, when given, names each call from its arguments (a percept's capture time, a frame
+    set's): `keyed` then holds each named call's (start, end), so a step's parts can be found
+    by what they worked on.
+    """
+
+    def __init__(self, stage: str, key: Callable[..., Hashable] | None = None) -> None:
         self.stage = stage
         self.calls = 0
         self.cpu_s = 0.0
         self.wall_ms: list[float] = []
         #: (start, end) of every call on the monotonic clock the runtime stamps messages with
         self.spans: list[tuple[float, float]] = []
+        self.key = key
+        self.keyed: dict[Hashable, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
     def wrap(self, fn: Callable[..., T]) -> Callable[..., T]:
@@ -43,8 +50,29 @@ class Meter:
                     self.cpu_s += cpu
                     self.wall_ms.append((end - start) * 1e3)
                     self.spans.append((start, end))
+                    if self.key is not None:
+                        self.keyed[self.key(*args, **kwargs)] = (start, end)
 
         return metered
+
+
+FrameSetKey = tuple[float, tuple[tuple[str, int], ...]]
+
+
+def frame_set_key(frames: Mapping[str, Any]) -> FrameSetKey:
+    """A perception call's frame set: its capture time (the oldest view's, as the runtime
+    stamps a set) and each view's frame `seq`, to find when each view was drawn."""
+    t_capture = min(f.t_capture for f in frames.values())
+    return t_capture, tuple((view, f.seq) for view, f in frames.items())
+
+
+def percept_key(observation: Any) -> float:
+    """A policy call's percept, by its capture time."""
+    return float(observation.t_capture)
+
+
+#: stages whose calls are named by what they worked on (see `Meter`)
+KEYS: dict[str, Callable[..., Hashable]] = {"perceive": frame_set_key, "act": percept_key}
 
 
 class _Metered:
@@ -66,15 +94,12 @@ class _Metered:
 class Meters:
     """One meter per stage plus the render times the cameras report (for the bounds)."""
 
-    stages: dict[str, Meter] = field(default_factory=lambda: {s: Meter(s) for s in STAGES})
+    stages: dict[str, Meter] = field(
+        default_factory=lambda: {s: Meter(s, KEYS.get(s)) for s in STAGES}
+    )
     render_ms: dict[str, list[float]] = field(default_factory=dict)
     #: per view, frame seq -> (render start, end), from the frames the loop read
     render_spans: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)
-    #: per perception call on a set of views whose renders are known: set capture time (its
-    #: oldest view's) -> (set complete: its last view's render end, perception start, end)
-    sets: dict[float, tuple[float, float, float]] = field(default_factory=dict)
-    #: per policy call: the capture time of its percept -> (start, end)
-    acts: dict[float, tuple[float, float]] = field(default_factory=dict)
 
     def instrument(self, parts: Any) -> Any:
         """Wrap the devices and models of `parts` (an `agent.backends.Parts`) in place."""
@@ -87,46 +112,11 @@ class Meters:
         parts.cameras = cameras
         parts.robot = _Metered(parts.robot, m["command"], ["state", "move", "hold"])
         parts.policy = _Metered(parts.policy, m["act"], ["act"])
-        parts.policy.act = self._sample_span(parts.policy.act, self.acts)
         if parts.judge is not None:
             parts.judge = _Metered(parts.judge, m["supervise"], ["verdict"])
         new_pipeline = parts.new_pipeline
-        parts.new_pipeline = lambda: self._sample_sets(
-            _Metered(new_pipeline(), m["perceive"], ["step"])
-        )
+        parts.new_pipeline = lambda: _Metered(new_pipeline(), m["perceive"], ["step"])
         return parts
-
-    def _sample_span(
-        self, call: Callable[[Any], T], into: dict[float, tuple[float, float]]
-    ) -> Callable[[Any], T]:
-        """`call(observation)`, its (start, end) kept under the observation's capture time."""
-
-        def sampled(observation: Any) -> T:
-            start = time.monotonic()
-            out = call(observation)
-            into[observation.t_capture] = (start, time.monotonic())
-            return out
-
-        return sampled
-
-    def _sample_sets(self, pipeline: Any) -> Any:
-        """Keep, per perception call, when its set of frames was complete (the last view's
-        render end) and when the call ran: with one GL context drawing at a time, a set is
-        complete only after every view's draw, not after the slowest view's alone."""
-        step = pipeline.step
-
-        def sampled(frames: Any) -> Any:
-            spans = [self.render_spans.get(v, {}).get(f.seq) for v, f in frames.items()]
-            start = time.monotonic()
-            out = step(frames)
-            if spans and all(spans):
-                t_capture = min(f.t_capture for f in frames.values())
-                ready = max(span[1] for span in spans if span)
-                self.sets[t_capture] = (ready, start, time.monotonic())
-            return out
-
-        pipeline.step = sampled
-        return pipeline
 
     def _sample_render(self, name: str, camera: Any, read: Callable[..., T]) -> Callable[..., T]:
         samples = self.render_ms.setdefault(name, [])

@@ -9,15 +9,15 @@ import itertools
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from agent.config import Config
 from agent.telemetry import summarize
-from benchmarks.loop.meters import Meters, Snapshot, cpu_table
+from benchmarks.loop.meters import FrameSetKey, Meters, Snapshot, cpu_table
 
 if TYPE_CHECKING:
     from drivers.base import RobotState
@@ -48,6 +48,12 @@ class LoopResult:
     #: stage -> [[start, end] ms from the window's start, ...]: a few seconds, for the picture
     timeline: dict[str, list[list[float]]] = field(default_factory=dict)
 
+    @property
+    def render_stage_ms(self) -> float:
+        """The render stage: the set's (capture to its last view drawn) where the frames said
+        when they were drawn, else the slowest view's."""
+        return self.breakdown.get("render (set)", max(self.render_ms.values(), default=0.0))
+
 
 def _stage_summaries(meters: Meters, skip: int) -> dict[str, dict[str, float]]:
     """Wall time per call of each stage (after `skip` warm-up calls of each)."""
@@ -75,19 +81,27 @@ BREAKDOWN = (
 )
 
 
-def latency_breakdown(meters: Meters, steps: Sequence[tuple[float, float]]) -> dict[str, float]:
+def latency_breakdown(meters: Meters, steps: Iterable[tuple[float, float]]) -> dict[str, float]:
     """Where each step's capture-to-command time went, median ms per part.
 
     `steps`: (capture time of the step's percept, capture-to-command ms) per step; the
     capture time may be off by a few ms (events are stamped after the command): it is matched to
     the nearest set perception ran on, within `MATCH_S`. The parts chain from the set's capture
-    (its oldest view's render start): the set complete (its last view's render end), the wait
-    until perception took it, perception, the wait until the policy took the percept, the
-    policy, and the rest until the command was sent (hand-offs, the robot call). Steps whose
+    (its oldest view's render start): the set complete (its last view's render end: with one GL
+    context drawing at a time that is after every view's draw, not the slowest view's alone),
+    the wait until perception took it, perception, the wait until the policy took the percept,
+    the policy, and the rest until the command was sent (hand-offs, the robot call). Steps whose
     frames or policy call the meters did not see (real cameras report no render) are left out;
     `steps` says how many were used and `total` is the median of their whole latency.
     """
-    keys = sorted(meters.sets)
+    sets: dict[float, tuple[float, tuple[float, float]]] = {}
+    for call, span in meters.stages["perceive"].keyed.items():
+        t_capture, seqs = cast(FrameSetKey, call)
+        drawn = [meters.render_spans.get(view, {}).get(seq) for view, seq in seqs]
+        if drawn and all(drawn):
+            sets[t_capture] = (max(d[1] for d in drawn if d), span)
+    acts = meters.stages["act"].keyed
+    keys = sorted(sets)
     rows: list[list[float]] = []
     for t_capture, total_ms in steps:
         i = bisect.bisect_left(keys, t_capture)
@@ -95,10 +109,10 @@ def latency_breakdown(meters: Meters, steps: Sequence[tuple[float, float]]) -> d
         if not near:
             continue
         key = min(near, key=lambda k: abs(k - t_capture))
-        act = meters.acts.get(key)
+        act = acts.get(key)
         if act is None:
             continue
-        ready, p_start, p_end = meters.sets[key]
+        ready, (p_start, p_end) = sets[key]
         marks = [key, ready, p_start, p_end, act[0], act[1], key + total_ms / 1e3]
         rows.append([(b - a) * 1e3 for a, b in itertools.pairwise(marks)] + [total_ms])
     if not rows:
@@ -130,9 +144,7 @@ def bounds(
     if cores is None:
         cores = len(os.sched_getaffinity(0))
     stage = {k: v.get("mean", v.get("median", 0.0)) for k, v in result.stage_ms.items()}
-    # a set is complete once its last view is drawn: with one GL context drawing at a time that
-    # is after every view's draw, so the set's render (when measured) is the pipeline's stage
-    render = result.breakdown.get("render (set)", max(result.render_ms.values(), default=0.0))
+    render = result.render_stage_ms
     command = stage.get("command", 0.0) * 2
     work = {"perceive": stage.get("perceive", 0.0), "act": stage.get("act", 0.0)}
     if schedule == "sequential":
@@ -225,7 +237,7 @@ def run_pipelined(
     )
     times: list[float] = []
     totals: list[float] = []
-    sent: list[tuple[float, float]] = []
+    captures: list[float] = []  # of each step's percept
     marks: dict[str, Snapshot] = {}
     outcome: Any = None
 
@@ -239,7 +251,7 @@ def run_pipelined(
                     marks.setdefault("first", marks["last"])
                     times.append(event.t)
                     totals.append(event.latency_ms["total"])
-                    sent.append((event.t - totals[-1] / 1e3, totals[-1]))
+                    captures.append(event.t - totals[-1] / 1e3)
                 elif isinstance(event, Finished):
                     outcome = event.outcome
 
@@ -262,7 +274,7 @@ def run_pipelined(
         cpu=cpu_table(marks["first"], marks["last"], n - 1, loop_runs_stages=False),
         outcome=f"{outcome.status}: {outcome.reason}",
         timeline=timeline(meters, times[min(2, n - 1)]),
-        breakdown=latency_breakdown(meters, sent),
+        breakdown=latency_breakdown(meters, zip(captures, totals, strict=True)),
     )
     result.bounds = bounds(result, config, schedule=mode)
     return result
@@ -284,7 +296,7 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
     timeout = config.runtime.camera_timeout_s
     times: list[float] = []
     totals: list[float] = []
-    sent: list[tuple[float, float]] = []
+    captures: list[float] = []
     seqs: dict[str, list[int]] = {name: [] for name in parts.cameras}
     stale = 0
     start: Snapshot | None = None
@@ -325,7 +337,7 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
         start = start or end
         times.append(now)
         totals.append((now - t_capture) * 1e3)
-        sent.append((t_capture, (now - t_capture) * 1e3))
+        captures.append(t_capture)
         stale += now - t_capture > deadline
 
     parts.open()
@@ -356,7 +368,7 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
         cpu=cpu_table(start, end, len(times) - 1, loop_runs_stages=True),
         outcome=f"{len(times)} steps",
         timeline=timeline(meters, times[min(2, len(times) - 1)]),
-        breakdown=latency_breakdown(meters, sent),
+        breakdown=latency_breakdown(meters, zip(captures, totals, strict=True)),
     )
     result.bounds = bounds(result, config, schedule="sequential")
     return result

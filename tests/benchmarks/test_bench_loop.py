@@ -6,11 +6,12 @@ import json
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from agent.cli import main
-from benchmarks.loop.meters import Meter, Meters, _Metered
+from benchmarks.loop.meters import Meter, Meters, _Metered, frame_set_key
 from benchmarks.loop.runs import LoopResult, bounds, latency_breakdown
 from tests.conftest import make_config
 
@@ -88,8 +89,17 @@ def test_latency_breakdown_chains_a_steps_parts_from_capture_to_command() -> Non
     step's parts are all 10 ms longer. Steps are matched to their set by capture time, a few ms
     off (events are stamped after the command); a step with no metered set is left out."""
     meters = Meters()
-    meters.sets = {10.0: (10.050, 10.051, 10.060), 10.1: (10.16, 10.171, 10.19)}
-    meters.acts = {10.0: (10.062, 10.066), 10.1: (10.2, 10.214)}
+    meters.render_spans = {  # the side view draws after the front one: it completes each set
+        "front": {1: (10.0, 10.03), 2: (10.1, 10.13)},
+        "side": {1: (10.0005, 10.050), 2: (10.1005, 10.16)},
+    }
+    for seq, span in ((1, (10.051, 10.060)), (2, (10.171, 10.19))):
+        frames = {
+            view: SimpleNamespace(t_capture=spans[seq][0], seq=seq)
+            for view, spans in meters.render_spans.items()
+        }
+        meters.stages["perceive"].keyed[frame_set_key(frames)] = span
+    meters.stages["act"].keyed = {10.0: (10.062, 10.066), 10.1: (10.2, 10.214)}
     steps = [(10.0 + 0.002, 70.0), (10.1 + 0.003, 130.0), (10.5, 60.0)]
     b = latency_breakdown(meters, steps)
     assert b["steps"] == 2 and b["total"] == 100.0
@@ -141,6 +151,8 @@ def test_quick_smoke_run_of_both_loops(tmp_path: Path, capsys: pytest.CaptureFix
         assert r["latency_ms"]["median"] > 0
         assert {"perceive", "act", "command"} <= set(r["stage_ms"])
         assert r["cpu"]["process"]["cpu_s"] > 0 and r["bounds"]["bound_slowest_hz"] > 0
+        # each step is found by its percept's capture time in the keyed perceive and act calls
+        assert r["breakdown"]["steps"] >= r["steps"] - 2, r["breakdown"]
     assert "runtime overhead (event loop)" in result["pipelined"]["cpu"]
     assert set(result["pipelined"]["dropped"]) >= {"frames/front", "frames/side", "actions"}
     assert out.with_suffix(".md").exists()
