@@ -152,7 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_tpm_verbs(verbs: Any) -> None:
     """collect -> train -> export -> eval: the TPM policy's life cycle (docs/policy.md)."""
     from agent.collect_command import add_collect_arguments
-    from models.tpm.cli_args import add_export_arguments, add_train_arguments
+    from models.tpm.cli_args import (
+        add_export_arguments,
+        add_interpolate_arguments,
+        add_train_arguments,
+    )
 
     collect = verbs.add_parser("collect", help="record scripted-expert demonstrations in sim")
     add_collect_arguments(collect)
@@ -161,6 +165,10 @@ def _add_tpm_verbs(verbs: Any) -> None:
     add_train_arguments(train)
     export = verbs.add_parser("export", help="TPM checkpoint -> ONNX, checked against PyTorch")
     add_export_arguments(export)
+    interpolate = verbs.add_parser(
+        "interpolate", help="(1 - alpha) x policy A + alpha x policy B, as a policy (WiSE-FT)"
+    )
+    add_interpolate_arguments(interpolate)
     evaluate = verbs.add_parser(
         "eval", help="closed-loop success rates of the TPM policy (the paper's tables, in sim)"
     )
@@ -204,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agent.doctor import run_doctor
 
             return run_doctor(as_json=args.json, config=_load(args))
-        if args.verb in ("train", "export"):
+        if args.verb in ("train", "export", "interpolate"):
             return _tpm_verb(args)
         if args.verb == "view":
             from agent.view_command import run_view
@@ -282,12 +290,17 @@ def _bench(args: argparse.Namespace, config: Any) -> int:
 
 
 def _tpm_verb(args: argparse.Namespace) -> int:
-    """train / export (torch): a missing extra is named; other bad input reaches `main`."""
+    """train / export / interpolate (torch): a missing extra is named; other bad input reaches
+    `main`."""
     try:
         if args.verb == "train":
             from models.tpm.train_command import run_train
 
             return run_train(args)
+        if args.verb == "interpolate":
+            from models.tpm.interpolate import run_interpolate
+
+            return run_interpolate(args)
         from models.tpm.export import run_export
 
         return run_export(args)

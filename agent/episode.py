@@ -33,6 +33,11 @@ from models.types import TaskSpec
 
 log = structlog.get_logger("agent.runtime")
 
+#: this many refused (stale) actions in a row earn the episode one non-fatal "command" Fault:
+#: otherwise an arm that never moves shows only a stale count at the end (the `paper` preset on
+#: a CPU makes every action older than the default deadline)
+STALE_IN_A_ROW_WARNING = 5
+
 
 class LoopFault(Exception):
     """What ends an episode as a fault: where (a loop or a stage) and one line saying why."""
@@ -59,6 +64,7 @@ class Episode:
     stats: LatencyStats = field(default_factory=LatencyStats)
     steps: int = 0
     stale: int = 0
+    stale_in_a_row: int = 0
     dropped_events: int = 0
     fault: LoopFault | None = None
     channels: list[Latest[Any]] = field(default_factory=list)
@@ -112,6 +118,9 @@ class Episode:
         """The command loop's report of one action: counters, latency stats, a Step event."""
         self.steps = tick.record.index
         self.stale += 0 if tick.record.executed else 1
+        self.stale_in_a_row = 0 if tick.record.executed else self.stale_in_a_row + 1
+        if self.stale_in_a_row == STALE_IN_A_ROW_WARNING:
+            self.emit(self.fault_event("command", _too_slow(tick), fatal=False))
         latency = {
             "perceive": round(tick.action.perceive_ms, 2),
             "act": round(tick.action.act_ms, 2),
@@ -180,6 +189,17 @@ class Episode:
         """The perceive loop found lost targets again: their re-detection's Detected events."""
         ms = percept.redetect_ms  # the detector's time, also when it ran beside the loop
         self.detections(task, percept, ms, redetection=True, only=roles)
+
+
+def _too_slow(tick: CommandTick) -> str:
+    return (
+        f"{STALE_IN_A_ROW_WARNING} actions in a row came too late (the last "
+        f"{tick.total_ms:.0f} ms after its frame, past runtime.action_deadline_s) and were "
+        "refused: the arm holds. Perception and the policy are too slow for the deadline on this "
+        "machine: use lighter models (`python -m agent bench loop` shows where the time goes) "
+        "or, accepting that the arm then acts on older frames, raise the deadline with --set "
+        "runtime.action_deadline_s=SECONDS"
+    )
 
 
 @dataclass

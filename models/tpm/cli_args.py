@@ -1,4 +1,5 @@
-"""Command-line arguments of `python -m agent train / export` (torch-free, so `--help` is fast).
+"""Command-line arguments of `python -m agent train / export / interpolate` (torch-free, so
+`--help` is fast).
 
 Also the argparse types every verb uses for numbers with a range: a value out of range is refused
 while the arguments are parsed, before anything runs or is written.
@@ -159,3 +160,18 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "--samples", type=positive_int, default=32, help="dataset samples to compare"
     )
     parser.add_argument("--opset", type=int, default=17)
+
+
+def add_interpolate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", type=Path, help="policy A (.onnx or a training checkpoint .pt)")
+    parser.add_argument(
+        "b", type=Path, help="policy B, fine-tuned from A (its mask coding is kept)"
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float_in(0.0, 1.0),
+        required=True,
+        help="weight of B: 0 gives A, 1 gives B; choose it with `eval --split validation`",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    parser.add_argument("--force", action="store_true", help="replace the --out file if it exists")

@@ -115,7 +115,7 @@ def export_onnx(
     tmp = out.with_suffix(".tmp.onnx")
     write_policy_onnx(graph, example, tmp, ckpt, opset)
     try:
-        report = _parity(graph, tmp, batch)
+        report = check_parity(graph, tmp, batch)
     except ExportError:
         tmp.unlink(missing_ok=True)
         raise
@@ -222,9 +222,12 @@ def cpu_session(path: Path) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _parity(
+def check_parity(
     graph: PolicyGraph, path: Path, batch: dict[str, np.ndarray]
 ) -> tuple[int, float, float, float]:
+    """ONNX Runtime on `path` against `graph` on each sample of `batch`, one at a time;
+    ExportError unless they agree (the module's docstring). Returns (samples, max move
+    difference in m, max logit difference, gripper agreement)."""
     session = cpu_session(path)
     n = len(batch["proprio"])
     moves, logits, ref_moves, ref_logits = [], [], [], []

@@ -114,7 +114,7 @@ def _export(net: TPMNet, normaliser: Normaliser, config: dict[str, Any], path: P
     """`net` written the way `export` writes a policy (the same exporter, the same graph)."""
     from models.tpm.export import INPUTS, PolicyGraph, write_policy_onnx
 
-    feed = _random_feed(net, np.random.default_rng(0))
+    feed = random_feed(net, np.random.default_rng(0))
     example = tuple(torch.from_numpy(feed[k]) for k in INPUTS)
     write_policy_onnx(PolicyGraph(net, normaliser).eval(), example, path, {"config": config})
 
@@ -218,7 +218,7 @@ def _check_parity(path: Path, net: TPMNet, normaliser: Normaliser, config: dict[
     rng = np.random.default_rng(0)
     worst = 0.0
     for _ in range(4):
-        feed = _random_feed(net, rng)
+        feed = random_feed(net, rng)
         a = original.run(list(OUTPUTS), {k: feed[k] for k in INPUTS})
         b = again.run(list(OUTPUTS), {k: feed[k] for k in INPUTS})
         worst = max(worst, *(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True)))
@@ -229,7 +229,8 @@ def _check_parity(path: Path, net: TPMNet, normaliser: Normaliser, config: dict[
         )
 
 
-def _random_feed(net: TPMNet, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def random_feed(net: TPMNet, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One random input of `net`'s shapes (batch 1), as a policy file takes it."""
     c = net.config
     v, s = len(c.views), c.image_size
     mask = rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), size=(1, v, s, s))

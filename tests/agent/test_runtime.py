@@ -27,6 +27,7 @@ from agent import (
     parse_event,
 )
 from agent.backends import Parts, build_parts
+from agent.episode import STALE_IN_A_ROW_WARNING
 from drivers.base import CameraError
 from tests.conftest import make_config
 from tests.faults_helpers import StopSpy, collect, spying
@@ -176,6 +177,11 @@ async def test_stale_actions_are_refused_and_the_arm_holds(tmp_path):
     assert outcome.stale_actions == outcome.steps >= 15
     assert outcome.status == "failure" and "step budget" in outcome.reason
     assert np.linalg.norm(end - start) < 0.01
+    # said while it happens, once, without ending the episode: not only a count at the end
+    warnings = [e for e in events if isinstance(e, Fault) and e.where == "command"]
+    assert len(warnings) == 1 and not warnings[0].fatal
+    assert "runtime.action_deadline_s" in warnings[0].message
+    assert events.index(warnings[0]) < events.index(steps[STALE_IN_A_ROW_WARNING])
 
 
 @pytest.mark.asyncio

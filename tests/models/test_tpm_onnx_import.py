@@ -25,7 +25,7 @@ from models.tpm.checkpoint import (  # noqa: E402
 from models.tpm.export import INPUTS, PolicyGraph  # noqa: E402
 from models.tpm.network import TPMNet  # noqa: E402
 from models.tpm.onnx_import import _export as export_like_a_policy  # noqa: E402
-from models.tpm.onnx_import import _random_feed  # noqa: E402
+from models.tpm.onnx_import import random_feed  # noqa: E402
 from models.tpm.train import Trainer  # noqa: E402
 from models.tpm.train_settings import TrainSettings  # noqa: E402
 from tests.models.test_tpm_pipeline import TINY, _dataset  # noqa: E402
@@ -72,7 +72,7 @@ def test_an_exported_network_reads_back_to_the_same_function(tmp_path: Path) -> 
         np.testing.assert_allclose(getattr(normaliser, key), value, rtol=1e-6)
     rng = np.random.default_rng(7)
     for _ in range(3):
-        feed = _random_feed(net, rng)
+        feed = random_feed(net, rng)
         np.testing.assert_allclose(
             _outputs(net, normaliser, feed), _outputs(source, NORMALISER, feed), atol=2e-4
         )
@@ -133,7 +133,7 @@ def test_the_shipped_policy_reads_back_exactly() -> None:
     session = ort.InferenceSession(str(SHIPPED), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(3)
     for _ in range(3):
-        feed = _random_feed(net, rng)
+        feed = random_feed(net, rng)
         move, logits = session.run(None, feed)
         mine = _outputs(net, normaliser, feed)
         np.testing.assert_allclose(mine[:3] * 0.006, move.ravel(), atol=1e-5)
