@@ -76,7 +76,9 @@ def test_the_ends_reproduce_each_policy_and_the_middle_is_neither(
     assert np.abs(middle - ends[0.0]).max() > 1e-3 and np.abs(middle - ends[1.0]).max() > 1e-3
 
 
-def test_the_weights_are_the_straight_line_between_the_two(pair: tuple[LoadedPolicy, LoadedPolicy]) -> None:
+def test_the_weights_are_the_straight_line_between_the_two(
+    pair: tuple[LoadedPolicy, LoadedPolicy],
+) -> None:
     a, b = pair
     state_a = interpolate(a, b, 0.0).net.state_dict()
     state_b = interpolate(a, b, 1.0).net.state_dict()
