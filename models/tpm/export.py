@@ -110,6 +110,20 @@ def export_onnx(
     graph = PolicyGraph(net, normaliser).eval()
     config = net.config
     batch = _dataset_samples(data, config.views, config.image_size, samples, config.mask_mode)
+    report = write_checked(graph, batch, out, ckpt, opset)
+    return ExportReport(out, out.stat().st_size / 1e6, *report)
+
+
+def write_checked(
+    graph: PolicyGraph,
+    batch: dict[str, np.ndarray],
+    out: Path,
+    ckpt: dict[str, Any],
+    opset: int = 17,
+) -> tuple[int, float, float, float]:
+    """`graph` written to `out` through a temporary file that replaces `out` only once
+    `check_parity` on `batch` passed (an existing policy is never left half-written or wrong).
+    Returns `check_parity`'s numbers."""
     example = tuple(torch.from_numpy(batch[k][:1]) for k in INPUTS)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.onnx")
@@ -120,7 +134,7 @@ def export_onnx(
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(out)
-    return ExportReport(out, out.stat().st_size / 1e6, *report)
+    return report
 
 
 def write_policy_onnx(
@@ -254,14 +268,20 @@ def check_parity(
     return n, float(np.abs(m - rm).max()), float(np.abs(lg - rl).max()), agree
 
 
+def check_out(out: Path, *, force: bool) -> None:
+    """OutputExistsError for an --out that is a folder, or a file that exists without --force:
+    before any work, so a refused command leaves nothing behind."""
+    if out.is_dir():
+        raise OutputExistsError(f"--out {out} is a folder; name the ONNX file to write")
+    if out.exists() and not force:
+        raise OutputExistsError(
+            f"{out} exists; pass --force to replace it (or choose another --out)"
+        )
+
+
 def run_export(args: Any) -> int:
     """`python -m agent export`: refuses to replace an existing --out without --force."""
-    if args.out.is_dir():
-        raise OutputExistsError(f"--out {args.out} is a folder; name the ONNX file to write")
-    if args.out.exists() and not getattr(args, "force", False):
-        raise OutputExistsError(
-            f"{args.out} exists; pass --force to replace it (or choose another --out)"
-        )
+    check_out(args.out, force=getattr(args, "force", False))
     if not args.checkpoint.exists():
         raise CheckpointError(
             f"no checkpoint at {args.checkpoint} (run `python -m agent train` first)"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from models.tpm.checkpoint import FROZEN_BN_KEY, CheckpointError, Normaliser, load_checkpoint
-from models.tpm.export import INPUTS, PolicyGraph, check_parity, write_policy_onnx
+from models.tpm.export import INPUTS, ExportError, PolicyGraph, check_out, write_checked
 from models.tpm.network import TPMNet
 from models.tpm.onnx_import import random_feed
 from models.types import LEGACY_MASK_CODING, MASK_CODING
@@ -120,29 +121,21 @@ def write_blend(blend: Blend, out: Path) -> Written:
     rng = np.random.default_rng(0)
     feeds = [random_feed(blend.net, rng) for _ in range(PARITY_SAMPLES)]
     batch = {k: np.concatenate([f[k] for f in feeds]) for k in INPUTS}
-    example = tuple(torch.from_numpy(batch[k][:1]) for k in INPUTS)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.onnx")
-    try:
-        write_policy_onnx(graph, example, tmp, blend.ckpt)
-        _, move_diff, _, _ = check_parity(graph, tmp, batch)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(out)
+    _, move_diff, _, _ = write_checked(graph, batch, out, blend.ckpt)
     return Written(out, out.stat().st_size / 1e6, move_diff)
 
 
 def run_interpolate(args: Any) -> int:
     """`python -m agent interpolate A B --alpha X --out C.onnx` (refuses to replace C unless
     --force)."""
-    from models.tpm.export import OutputExistsError
-
-    if args.out.exists() and not args.force:
-        raise OutputExistsError(f"{args.out} exists; pass --force to replace it")
+    check_out(args.out, force=args.force)
     torch.set_num_threads(1)
     blend = interpolate(LoadedPolicy.load(args.a), LoadedPolicy.load(args.b), args.alpha)
-    done = write_blend(blend, args.out)
+    try:
+        done = write_blend(blend, args.out)
+    except ExportError as exc:  # as `export` reports it
+        print(f"error: interpolate failed: {exc}", file=sys.stderr)
+        return 1
     print(
         f"wrote {done.path} ({done.mb:.1f} MB): {1 - args.alpha:g} x {args.a} + "
         f"{args.alpha:g} x {args.b}; ONNX Runtime vs PyTorch on {PARITY_SAMPLES} random inputs: "
