@@ -16,6 +16,7 @@ gripper state) into an `EpisodeSink`, the same writing path as `agent.collection
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping
@@ -143,17 +144,23 @@ class TeleopPolicy:
         return action
 
     def executed(self, move: np.ndarray) -> tuple[Action, Observation] | None:
-        """The action whose `move` the arm was just sent, with its observation; every action
-        decided before it was never sent (latest wins) and is forgotten."""
+        """The action whose `move` the command loop is sending now, with its observation, and
+        with the move it must carry: what the operator had asked when it was decided, less what
+        the actions sent before it carried. An action decided while an earlier one was still on
+        its way was computed before that one counted as sent; sent as decided, it would carry
+        the earlier presses a second time. Every action decided before it was never sent
+        (latest wins) and is forgotten."""
         with self._lock:
             found = self.pending.pop(id(move), None)
             if found is None or found[0].move is not move:
                 return None
             action, observation, asked = found
+            want = np.zeros(3) if action.done else asked - self._sent
+            carried = self.limits.limit(want, observation.proprio[:3])
             self._sent = asked
             after = observation.t_capture
             self.pending = {k: v for k, v in self.pending.items() if v[1].t_capture > after}
-            return action, observation
+            return dataclasses.replace(action, move=carried), observation
 
 
 class RecordingRobot:
@@ -191,11 +198,13 @@ class RecordingRobot:
         self.inner.close()
 
     def move(self, delta: np.ndarray, gripper_closed: bool) -> None:
-        self.inner.move(delta, gripper_closed)  # first the arm, then the bookkeeping
         found = self.policy.executed(delta)
-        if found is not None:
-            action, obs = found
-            self.add(obs, action.move, action.gripper_closed)
+        if found is None:  # not the operator's action (none is recorded)
+            self.inner.move(delta, gripper_closed)
+            return
+        action, obs = found
+        self.inner.move(action.move, gripper_closed)  # first the arm, then the bookkeeping
+        self.add(obs, action.move, action.gripper_closed)
 
     def flush(self) -> None:
         """The episode's actions ended (nothing is held back here; see agent.guiding)."""

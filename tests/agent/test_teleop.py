@@ -68,6 +68,23 @@ def test_a_press_whose_action_was_never_sent_carries_into_the_next_and_the_exces
     assert np.allclose(policy.act(observe(here, 4.0)).move, 0.0)
 
 
+def test_two_actions_decided_before_either_was_sent_carry_each_press_once():
+    """Both presses heard before the first action; the second action was decided before the
+    first counted as sent. Sent one after the other, the arm goes 2 cm, not 4 (what CI caught:
+    the recorded episode held -0.02, -0.02 for two presses of 1 cm)."""
+    device = Scripted()
+    policy = TeleopPolicy(device, LIMITS, deadman_s=5.0)
+    policy.reset(TASK)
+    here = (0.5, 0.0, 0.3)
+    device.moves = [(-0.02, 0, 0), (0, 0, 0)]
+    first, second = policy.act(observe(here, 1.0)), policy.act(observe(here, 2.0))
+    assert np.allclose(first.move, [-0.02, 0, 0]) and np.allclose(second.move, [-0.02, 0, 0])
+    sent = [policy.executed(first.move), policy.executed(second.move)]
+    assert all(found is not None for found in sent)
+    moves = [found[0].move for found in sent if found is not None]
+    assert np.allclose(moves, [[-0.02, 0, 0], [0, 0, 0]])
+
+
 def test_the_gripper_toggles_from_the_arms_state_and_a_silent_device_ends_the_episode():
     device = Scripted()
     policy = TeleopPolicy(device, LIMITS, deadman_s=0.2)
