@@ -5,7 +5,9 @@ above A, descend, close, wait for the grip, lift, carry at a height that clears 
 table, lower to the place spot, open, retreat, done. Each `act()` returns a move of at most
 `max_step` towards the current phase's waypoint, computed from the *actual* hand position, so the
 demonstrations stay closed-loop and match what a learned policy outputs (the paper's 5-10 mm
-steps). A lost grip sends it back to the approach (at most `max_retries` times).
+steps). A lost grip sends it back to the approach (at most `max_retries` times). When a learner
+drives instead (DAgger), the phase follows the hand's state: above the target it goes down, off to
+the side it goes back up, and with A already closed in the hand it carries on from the lift.
 
 It satisfies the runtime's policy protocol structurally (`name`, `reset`, `act`) without importing
 `models`: `ExpertAction` has the fields of `models.types.Action`.
@@ -44,6 +46,8 @@ LOW_TARGET = 0.05  # B lower than this lets the hand pass over its side
 #: above-target test (horizontal distance): within this, descend / lower from any height; beyond
 #: REALIGN_XY while descending or lowering, go back up first (hysteresis against flip-flopping)
 ABOVE_XY = 0.008
+OPEN_WIDTH = 0.08  # m: the fingers' gap when open
+GRIP_MARGIN = 0.005  # closed on something: the gap at least this much narrower than open
 REALIGN_XY = 0.03
 REACH_X = (0.31, 0.72)  # where the hand reaches the table top pointing down
 REACH_Y = 0.34
@@ -107,6 +111,11 @@ class ScriptedExpert:
         if self._retries and self.phase in ("approach", "descend") and self._placed():
             # the slipped object came to rest where it was to go: the task is done
             self._enter(PHASES.index("retreat"), ee)
+        if self.phase in ("approach", "descend") and self._holds_pick():
+            # a learner (DAgger) closed the hand on A before this expert's own descent ended:
+            # A is held, so the labels go on from the lift (keep closed, carry it), not back
+            # to the grasp point with the hand open
+            self._enter(PHASES.index("lift"), ee)
         self._realign(ee)
         phase = self.phase
         if phase in ("approach", "descend"):
@@ -189,6 +198,12 @@ class ScriptedExpert:
         """The hand is within `DROP_HEIGHT` above its release point and over it."""
         error = self._waypoint - ee
         return float(np.linalg.norm(error[:2])) < REALIGN_XY and -error[2] < DROP_HEIGHT
+
+    def _holds_pick(self) -> bool:
+        """A is pinched by both fingers, closed on it (an open hand touching A's sides is not
+        a grasp)."""
+        pinched = self._task.pick in self.world.held_objects()
+        return pinched and self.world.gripper_width() < OPEN_WIDTH - GRIP_MARGIN
 
     def _placed(self) -> bool:
         """The judge passes the task as it stands (A released, at rest, where it was to go)."""

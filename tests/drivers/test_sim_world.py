@@ -235,6 +235,36 @@ def test_expert_labels_follow_the_hands_state_when_a_learner_drives() -> None:
         assert expert.phase == "approach" and action.move[2] > 0.0
 
 
+def test_expert_labels_a_grasp_the_learner_made_as_held_not_as_open_and_back_down() -> None:
+    """DAgger relabelling: the learner closed the hand on the sponge and lifted it while the
+    expert was still in its approach (its own descent never reached the 4 mm waypoint). Before,
+    the labels said "open, go to the grasp point" for the whole carry (measured: 90% of the
+    closed-hand steps of the pilot's successful episodes labelled open); now they keep it closed
+    and carry on from the lift."""
+    with World.build(SceneSpec(seed=0, objects=["sponge"])) as world:
+        robot = SimRobot(world, max_step=0.02, realtime=False)
+        task = Task("sponge", "user", "place_near")
+        learner = ScriptedExpert(world)  # the learner's grasp: the expert's own, up to the lift
+        learner.reset(task)
+        while learner.phase != "lift":
+            action = learner.act(None)
+            robot.move(action.move, action.gripper_closed)
+            world.step(50)
+        for _ in range(3):  # a few cm up, held
+            robot.move(np.array([0.0, 0.0, 0.01]), True)
+            world.step(50)
+        assert "sponge" in world.held_objects()
+        expert = ScriptedExpert(world)  # labels from its first step: phase "approach"
+        expert.reset(task)
+        action = expert.act(None)
+        assert expert.phase in ("lift", "carry") and action.gripper_closed
+        robot.move(np.zeros(3), False)  # the learner opens: the sponge drops
+        world.step(250)
+        for _ in range(4):
+            action = expert.act(None)
+        assert expert.phase in ("approach", "descend") and not action.gripper_closed
+
+
 def test_bounds_of_turned_round_objects_are_tight() -> None:
     """A turned sphere or ellipsoid reaches no lower than its surface (not its turned local box):
     the judge's "on top" and the expert's grasp height read these bounds."""
