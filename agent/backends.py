@@ -75,7 +75,8 @@ class Parts:
             raise BackendError(f"cannot open the {what}: {exc}") from None
 
     def close(self) -> None:
-        """Close every device, newest first, logging (not raising) individual failures.
+        """Close every device, newest first, then the reasoner's model; log (not raise) each
+        failure.
 
         Each close gets `CLOSE_TIMEOUT_S` and is then abandoned in its thread: a vendor SDK stuck
         on a device that stopped answering must not keep the others open, or hang the runtime.
@@ -83,6 +84,12 @@ class Parts:
         steps: list[tuple[str, Callable[[], None]]] = [("robot", self.robot.close)]
         steps += [(f"camera {name}", cam.close) for name, cam in self.cameras.items()]
         steps += [("world", closer) for closer in reversed(self.closers)]
+        # the offline reasoner's language model: freed here, on the closing worker thread,
+        # rather than by the garbage collector wherever the last reference goes (the event
+        # loop's thread, which a `serve` process would block while llama.cpp frees its model)
+        close_reasoner = getattr(self.reasoner, "close", None)
+        if callable(close_reasoner):
+            steps.append(("reasoner", close_reasoner))
         for what, close in steps:
             try:
                 call_within(close, CLOSE_TIMEOUT_S, f"close-{what}")

