@@ -238,9 +238,9 @@ def test_expert_labels_follow_the_hands_state_when_a_learner_drives() -> None:
 def test_expert_labels_a_grasp_the_learner_made_as_held_not_as_open_and_back_down() -> None:
     """DAgger relabelling: the learner closed the hand on the sponge and lifted it while the
     expert was still in its approach (its own descent never reached the 4 mm waypoint). Before,
-    the labels said "open, go to the grasp point" for the whole carry (measured: 90% of the
-    closed-hand steps of the pilot's successful episodes labelled open); now they keep it closed
-    and carry on from the lift."""
+    the labels said "open, go to the grasp point" for the whole carry (measured on 30 episodes
+    of the shipped pilot: 91% of all closed-hand steps labelled open, 80% in its 10 successful
+    episodes); now they keep it closed and carry on from the lift."""
     with World.build(SceneSpec(seed=0, objects=["sponge"])) as world:
         robot = SimRobot(world, max_step=0.02, realtime=False)
         task = Task("sponge", "user", "place_near")
