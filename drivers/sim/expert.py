@@ -46,9 +46,9 @@ LOW_TARGET = 0.05  # B lower than this lets the hand pass over its side
 #: above-target test (horizontal distance): within this, descend / lower from any height; beyond
 #: REALIGN_XY while descending or lowering, go back up first (hysteresis against flip-flopping)
 ABOVE_XY = 0.008
+REALIGN_XY = 0.03
 OPEN_WIDTH = 0.08  # m: the fingers' gap when open
 GRIP_MARGIN = 0.005  # closed on something: the gap at least this much narrower than open
-REALIGN_XY = 0.03
 REACH_X = (0.31, 0.72)  # where the hand reaches the table top pointing down
 REACH_Y = 0.34
 
