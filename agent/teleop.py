@@ -134,14 +134,19 @@ class TeleopPolicy:
             # before the command loop's tick) is carried into the next action, not lost; what a
             # sent action could not carry (beyond the max step) is dropped, so nothing piles up
             self._asked = self._asked + command.move
-            want = np.zeros(3) if self._ended else self._asked - self._sent
             action = Action(
-                move=self.limits.limit(want, observation.proprio[:3]),
+                move=self._unsent(self._asked, self._ended, observation),
                 gripper_closed=closed,
                 done=self._ended,
             )
             self.pending[id(action.move)] = (action, observation, self._asked.copy())
         return action
+
+    def _unsent(self, asked: np.ndarray, done: bool, observation: Observation) -> np.ndarray:
+        """The move that carries `asked` less what was sent so far, limited from where the
+        hand was in `observation` (none once the operator ended the episode). Lock held."""
+        want = np.zeros(3) if done else asked - self._sent
+        return self.limits.limit(want, observation.proprio[:3])
 
     def executed(self, move: np.ndarray) -> tuple[Action, Observation] | None:
         """The action whose `move` the command loop is sending now, with its observation, and
@@ -155,8 +160,7 @@ class TeleopPolicy:
             if found is None or found[0].move is not move:
                 return None
             action, observation, asked = found
-            want = np.zeros(3) if action.done else asked - self._sent
-            carried = self.limits.limit(want, observation.proprio[:3])
+            carried = self._unsent(asked, action.done, observation)
             self._sent = asked
             after = observation.t_capture
             self.pending = {k: v for k, v in self.pending.items() if v[1].t_capture > after}
