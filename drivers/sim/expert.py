@@ -6,8 +6,9 @@ table, lower to the place spot, open, retreat, done. Each `act()` returns a move
 `max_step` towards the current phase's waypoint, computed from the *actual* hand position, so the
 demonstrations stay closed-loop and match what a learned policy outputs (the paper's 5-10 mm
 steps). A lost grip sends it back to the approach (at most `max_retries` times). When a learner
-drives instead (DAgger), the phase follows the hand's state: above the target it goes down, off to
-the side it goes back up, and with A already closed in the hand it carries on from the lift.
+drives instead (DAgger), each label must follow from the state, whatever path led there: on the
+way to the grasp and to the release the waypoint is recomputed every step from a funnel over the
+target (`_steer`), and with A already closed in the hand it carries on from the lift.
 
 It satisfies the runtime's policy protocol structurally (`name`, `reset`, `act`) without importing
 `models`: `ExpertAction` has the fields of `models.types.Action`.
@@ -26,12 +27,15 @@ from drivers.sim.state import SceneState
 from drivers.sim.success import SimJudge
 
 PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "open", "retreat", "done")
+REACH = ("approach", "descend")  # the hand open, going to the grasp point
+TRANSPORT = ("lift", "carry", "lower")  # A held, going to the release point
 HOVER = 0.10  # above the grasp point before descending
 REACHED = 0.004  # m: a waypoint counts as reached within this distance
 CLOSE_TICKS = 6  # control steps to wait for the fingers to close
 OPEN_TICKS = 4
 LOST_TICKS = 3  # consecutive steps without a two-finger contact before the grip counts as lost
 PHASE_TICKS = 120  # give up on a phase after this many steps (e.g. blocked descent)
+STAGE_TICKS = 150  # the same for the reach (approach, descend) and the transport (lift ... lower)
 NEAR_GAP = 0.02  # edge gap left between A and B for "place near" (the limit is 5.08 cm)
 RELEASE_CLEARANCE = 0.012  # A's lowest point above the surface it is released onto
 DROP_HEIGHT = 0.03  # lost while lowering, this close above the release point: count it placed
@@ -43,10 +47,13 @@ HAND_MARGIN = 0.006  # the hand's side above a tall B's edge when releasing A ne
 #: shifts of a near spot along B's side, as fractions of B's half size (centred first)
 NEAR_SHIFTS = (0.0, -0.6, 0.6)
 LOW_TARGET = 0.05  # B lower than this lets the hand pass over its side
-#: above-target test (horizontal distance): within this, descend / lower from any height; beyond
-#: REALIGN_XY while descending or lowering, go back up first (hysteresis against flip-flopping)
-ABOVE_XY = 0.008
-REALIGN_XY = 0.03
+#: the funnels over the grasp point and over the release point (horizontal distances): within the
+#: first the hand may go all the way down, beyond the second it keeps to the hover / carry height,
+#: in between a straight line. The release funnel is narrow: a hand coming down beside a tall B,
+#: more than 1.5 cm off toward it, would hit it.
+GRASP_FUNNEL = (0.008, 0.03)
+RELEASE_FUNNEL = (0.005, 0.015)
+CLEAR = 0.01  # m: this far below the funnel, go straight up before moving sideways
 OPEN_WIDTH = 0.08  # m: the fingers' gap when open
 GRIP_MARGIN = 0.005  # closed on something: the gap at least this much narrower than open
 REACH_X = (0.31, 0.72)  # where the hand reaches the table top pointing down
@@ -79,7 +86,7 @@ class ScriptedExpert:
         self._ticks = 0
         self._retries = 0
         self._waypoint = np.zeros(3)
-        self._hold_offset = 0.0
+        self._hold_offset = 0.0  # see `_measure_hold`
         self._near_offset: np.ndarray | None = None  # the chosen near spot, from B's centre
         self._misses = 0
 
@@ -108,18 +115,19 @@ class ScriptedExpert:
         if self.world.object_bounds(self._task.pick)[1][2] < 0.0:
             self._enter(PHASES.index("done"))
             return self._action(np.zeros(3), closed=False, done=True, failed=True)
-        if self._retries and self.phase in ("approach", "descend") and self._placed():
+        if self._retries and self.phase in REACH and self._placed():
             # the slipped object came to rest where it was to go: the task is done
             self._enter(PHASES.index("retreat"), ee)
-        if self.phase in ("approach", "descend") and self._holds_pick():
+        if self.phase in REACH and self._holds_pick():
             # a learner (DAgger) closed the hand on A before this expert's own descent ended:
             # A is held, so the labels go on from the lift (keep closed, carry it), not back
             # to the grasp point with the hand open
             self._enter(PHASES.index("lift"), ee)
-        self._realign(ee)
+        if self.phase in TRANSPORT:
+            self._measure_hold(ee)
+        if self.phase in REACH + TRANSPORT:
+            self._steer(ee)
         phase = self.phase
-        if phase in ("approach", "descend"):
-            self._waypoint = self._grasp_point() + ([0.0, 0.0, HOVER] if phase == "approach" else 0)
         closed = phase in ("close", "lift", "carry", "lower")
         if phase == "close":
             if self._ticks >= CLOSE_TICKS:
@@ -129,49 +137,70 @@ class ScriptedExpert:
             if self._ticks >= OPEN_TICKS:
                 self._enter(self._phase + 1, ee)
             return self._action(np.zeros(3), closed=False)
-        if phase in ("lift", "carry", "lower"):
+        if phase in TRANSPORT:
             held = self._task.pick in self.world.held_objects()
             self._misses = 0 if held else self._misses + 1
             # Contacts flicker for a step when a held object tilts: only a run of misses counts.
-            lost = self._misses >= LOST_TICKS or (
-                phase == "lift" and self._misses and self._waypoint[2] - ee[2] < REACHED
-            )
-            if lost and phase == "lower" and self._nearly_down(ee):
+            if self._misses >= LOST_TICKS and self._nearly_down(ee):
                 # slipped out just above its spot: it is placed; open and go (picking it up
                 # again next to a tall B would bring the hand down onto B)
                 self._enter(PHASES.index("open"), ee)
                 return self._action(np.zeros(3), closed=False)
-            if lost:
+            if self._misses >= LOST_TICKS:
                 return self._retry(ee)
         error = self._waypoint - ee
-        if float(np.linalg.norm(error)) < REACHED or self._ticks >= PHASE_TICKS:
+        # Of the reach's and the transport's phases only descend and lower end at a point (the
+        # grasp, the release). A stage that runs out of time ends where the hand is: close there,
+        # or let go there.
+        stage = phase in REACH + TRANSPORT
+        if self._ticks >= (STAGE_TICKS if stage else PHASE_TICKS):
+            end = ("close" if phase in REACH else "open") if stage else PHASES[self._phase + 1]
+            self._enter(PHASES.index(end), ee)
+            return self._action(np.zeros(3), closed=end == "close")
+        if float(np.linalg.norm(error)) < REACHED:
             self._enter(self._phase + 1, ee)
+            if self.phase in REACH + TRANSPORT:
+                self._steer(ee)
             error = self._waypoint - ee
             closed = self.phase in ("close", "lift", "carry", "lower")
         return self._action(_clip(error, self.max_step), closed=closed)
 
     # ------------------------------------------------------------------ phases
 
-    def _realign(self, ee: np.ndarray) -> None:
-        """Pick the vertical phase from where the hand is, not only from where it has been.
+    def _steer(self, ee: np.ndarray) -> None:
+        """Set the phase and the waypoint of the reach or the transport from the state alone.
 
-        The expert walks hover -> descend and carry -> lower itself, but when a learner drives
-        (DAgger) the hand can arrive beside or straight above the target by another path. Labels
-        must then follow the state: once the hand is above the target, go down (not back up to
-        the hover point); once it has drifted off sideways while low, go up and realign. Without
-        this the same picture is labelled "up" in one episode and "down" in the next.
+        The reach (hand open: approach, descend) ends at the grasp point, the transport (A held:
+        lift, carry, lower) at the release point. Both follow a funnel over the target
+        (`GRASP_FUNNEL`, `RELEASE_FUNNEL`): the height the hand should be at is the target's close
+        to it horizontally, the top (hover or carry height) further off, a straight line between.
+        A hand more than `CLEAR` below that height rises before it moves sideways (it could sweep
+        through objects); otherwise it heads for the funnel's point over the target.
+
+        Why the state alone: when a learner drives (DAgger) the hand reaches places the expert
+        would not, and each picture must get one label. The phases used to switch at 4 mm
+        waypoints with an 8 mm / 3 cm hysteresis between carrying and lowering, so one picture
+        could be labelled "up to the carry height" in one episode and "down" in the next (in one
+        recorded episode, 70 steps of "up" while the learner lowered the object to its place).
         """
-        phase = self.phase
-        pairs = (("approach", "descend", self._grasp_point), ("carry", "lower", self._place_point))
-        for high, low, target_of in pairs:
-            if phase not in (high, low):
-                continue
-            target = target_of()
-            off = float(np.linalg.norm((target - ee)[:2]))
-            if phase == high and off < ABOVE_XY and ee[2] > target[2]:
-                self._enter(PHASES.index(low), ee)
-            elif phase == low and off > REALIGN_XY:
-                self._enter(PHASES.index(high), ee)
+        reach = self.phase in REACH
+        target = self._grasp_point() if reach else self._place_point()
+        top = target[2] + HOVER if reach else self._carry_height()
+        off = float(np.linalg.norm((target - ee)[:2]))
+        inner, outer = GRASP_FUNNEL if reach else RELEASE_FUNNEL
+        share = float(np.clip((off - inner) / (outer - inner), 0.0, 1.0))
+        height = target[2] + share * (top - target[2])
+        # sideways only as far as the hand is no lower than CLEAR under that height, and not at
+        # all from 2 * CLEAR under it (continuous, so close states get close labels)
+        sideways = float(np.clip(2.0 - (height - ee[2]) / CLEAR, 0.0, 1.0)) if share else 1.0
+        if sideways < 1.0:
+            phase = "approach" if reach else "lift"
+        elif share > 0.0:
+            phase = "approach" if reach else "carry"
+        else:
+            phase = "descend" if reach else "lower"
+        waypoint = np.append(ee[:2] + sideways * (target - ee)[:2], height)
+        self._phase, self._waypoint = PHASES.index(phase), waypoint
 
     def _enter(self, index: int, ee: np.ndarray | None = None) -> None:
         self._phase = index
@@ -180,24 +209,24 @@ class ScriptedExpert:
         phase = PHASES[index]
         ee = self.world.ee_position() if ee is None else ee
         if phase == "lift":
-            pick_low, _ = self.world.object_bounds(self._task.pick)
-            self._hold_offset = float(ee[2] - pick_low[2])
+            self._measure_hold(ee, grasping=True)
             self._near_offset = None  # a new grasp: choose the near spot afresh
-            self._waypoint = np.array([ee[0], ee[1], self._carry_height()])
-        elif phase == "carry":
-            x, y, _ = self._place_point()
-            self._waypoint = np.array([x, y, self._carry_height()])
-        elif phase == "lower":
-            self._waypoint = self._place_point()
         elif phase == "retreat":
             self._waypoint = ee + np.array([0.0, 0.0, HOVER])
-        elif phase in ("approach", "descend"):
-            self._waypoint = self._grasp_point() + ([0.0, 0.0, HOVER] if phase == "approach" else 0)
+        # the reach's and the transport's waypoints come from `_steer`, on every step
+
+    def _measure_hold(self, ee: np.ndarray, *, grasping: bool = False) -> None:
+        """How far the hand is above A's lowest point: measured when the grasp is made and on
+        every step A is held (it shifts as A tilts or slips in the hand), so that the carry
+        height and the release point follow the state; kept once A is lost, which must not move
+        the release point to wherever A fell."""
+        if grasping or self._task.pick in self.world.held_objects():
+            self._hold_offset = float(ee[2] - self.world.object_bounds(self._task.pick)[0][2])
 
     def _nearly_down(self, ee: np.ndarray) -> bool:
         """The hand is within `DROP_HEIGHT` above its release point and over it."""
-        error = self._waypoint - ee
-        return float(np.linalg.norm(error[:2])) < REALIGN_XY and -error[2] < DROP_HEIGHT
+        error = self._place_point() - ee
+        return float(np.linalg.norm(error[:2])) < GRASP_FUNNEL[1] and -error[2] < DROP_HEIGHT
 
     def _holds_pick(self) -> bool:
         """A is pinched by both fingers, closed on it (an open hand touching A's sides is not
