@@ -171,12 +171,15 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
             succeeded += result.success
             done += 1
             minutes = (time.monotonic() - t0) / 60
-            progress.update(
-                bar,
-                advance=1,
-                rate=done / minutes if minutes > 0 else 0.0,
-                success=f"{succeeded}/{done} ({100 * succeeded / done:.0f}%)",
-            )
+            rate = done / minutes if minutes > 0 else 0.0
+            success = f"{succeeded}/{done} ({100 * succeeded / done:.0f}%)"
+            progress.update(bar, advance=1, rate=rate, success=success)
+            if not progress.console.is_terminal:  # a log file: the bar shows only at the end
+                progress.console.print(
+                    f"collect {done}/{args.episodes} episodes, {rate:.1f} ep/min, {driver} "
+                    f"success {success}, {minutes:.1f} min",
+                    highlight=False,
+                )
 
         if ray is None:
             results = collect(store, settings, new_pipeline, catalog, pilot)

@@ -34,6 +34,8 @@ def test_collect_records_a_successful_expert_episode(tmp_path: Path, capsys) -> 
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "recorded 1 of 1 episodes" in printed and "expert succeeded in 1" in printed
+    # not a terminal (a log file): a plain line per episode, since the bar shows only at the end
+    assert "collect 1/1 episodes" in printed and "expert success 1/1 (100%)" in printed
     store = EpisodeStore(out, read_only=True)
     assert store.n_episodes == 1 and store.image_size == 96 and store.views == ("front", "side")
     meta = store.episodes[0]
