@@ -89,6 +89,7 @@ class ScriptedExpert:
         self._retries = 0
         self._waypoint = np.zeros(3)
         self._hold_offset = 0.0  # see `_measure_hold`
+        self._hold_width = 0.0
         self._near_offset: np.ndarray | None = None  # the chosen near spot, from B's centre
         self._misses = 0
 
@@ -218,18 +219,21 @@ class ScriptedExpert:
         # the reach's and the transport's waypoints come from `_steer`, on every step
 
     def _measure_hold(self, ee: np.ndarray, *, grasping: bool = False) -> None:
-        """How far the hand is above A's lowest point: measured when the grasp is made and on
-        every step A is held (it shifts as A tilts or slips in the hand), so that the carry
-        height and the release point follow the state; kept once A is lost, which must not move
-        the release point to wherever A fell."""
+        """How far the hand is above A's lowest point, and the fingers' gap: measured when the
+        grasp is made and on every step A is held (the offset shifts as A tilts or slips in the
+        hand), so that the carry height and the release point follow the state; kept once A is
+        lost, which must not move the release point to wherever A fell."""
         if grasping or self._task.pick in self.world.held_objects():
             self._hold_offset = float(ee[2] - self.world.object_bounds(self._task.pick)[0][2])
+            self._hold_width = self.world.gripper_width()
 
     def _carried(self, ee: np.ndarray) -> bool:
         """A moves with the hand although the fingers do not pinch it (wedged against one finger
         or the palm): it is where the grasp held it, under the hand, at the measured offset.
         Counting that as lost made the expert open the hand and drop A, three times in 300
         benchmark tasks."""
+        if self.world.gripper_width() > self._hold_width + GRIP_MARGIN:
+            return False  # an opening hand carries nothing (a learner let go of A)
         low, high = self.world.object_bounds(self._task.pick)
         under = float(np.linalg.norm(((low + high) / 2 - ee)[:2])) < CARRIED_XY
         return under and abs(float(ee[2] - low[2]) - self._hold_offset) < CARRIED_Z

@@ -265,6 +265,26 @@ def test_expert_labels_a_grasp_the_learner_made_as_held_not_as_open_and_back_dow
         assert expert.phase in ("approach", "descend") and not action.gripper_closed
 
 
+def test_expert_does_not_count_an_object_under_an_open_hand_as_carried() -> None:
+    """An object that moves with the closed hand unpinched counts as carried (wedged in it);
+    one the learner let go of right after the grasp sits under the open hand at the same offset,
+    and must not: the labels say open and try again, not "closed, lift" for the rest of the
+    episode (seen in lockstep runs of a learner)."""
+    with World.build(SceneSpec(seed=0, objects=["sponge"])) as world:
+        robot = SimRobot(world, max_step=0.02, realtime=False)
+        expert = ScriptedExpert(world)
+        expert.reset(Task("sponge", "user", "place_near"))
+        while expert.phase != "lift":
+            action = expert.act(None)
+            robot.move(action.move, action.gripper_closed)
+            world.step(50)
+        for _ in range(6):  # the learner opens the hand where it grasped and stays
+            robot.move(np.zeros(3), False)
+            world.step(50)
+            action = expert.act(None)
+        assert expert.phase in ("approach", "descend") and not action.gripper_closed
+
+
 @pytest.mark.parametrize(
     ("seed", "place", "skill"), [(0, "user", "place_near"), (3, "bowl", "place_inside")]
 )
