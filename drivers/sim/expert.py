@@ -34,8 +34,10 @@ REACHED = 0.004  # m: a waypoint counts as reached within this distance
 CLOSE_TICKS = 6  # control steps to wait for the fingers to close
 OPEN_TICKS = 4
 LOST_TICKS = 3  # consecutive steps without a two-finger contact before the grip counts as lost
-PHASE_TICKS = 120  # give up on a phase after this many steps (e.g. blocked descent)
-STAGE_TICKS = 150  # the same for the reach (approach, descend) and the transport (lift ... lower)
+PHASE_TICKS = 120  # the retreat ends after this many steps, its point reached or not
+#: the reach (approach, descend) and the transport (lift ... lower) end after this many steps
+#: where the hand is (close there, let go there): e.g. a descent blocked by another object
+STAGE_TICKS = 150
 NEAR_GAP = 0.02  # edge gap left between A and B for "place near" (the limit is 5.08 cm)
 RELEASE_CLEARANCE = 0.012  # A's lowest point above the surface it is released onto
 DROP_HEIGHT = 0.03  # lost while lowering, this close above the release point: count it placed
