@@ -41,6 +41,7 @@ STAGE_TICKS = 150
 NEAR_GAP = 0.02  # edge gap left between A and B for "place near" (the limit is 5.08 cm)
 RELEASE_CLEARANCE = 0.012  # A's lowest point above the surface it is released onto
 DROP_HEIGHT = 0.03  # lost while lowering, this close above the release point: count it placed
+DROP_XY = 0.03  # ... and this close to it horizontally
 CARRY_MARGIN = 0.05
 # Fingertip pads are ~4.5 cm below the palm: keep the palm above A's top.
 PALM_CLEARANCE = 0.04
@@ -162,10 +163,8 @@ class ScriptedExpert:
             end = ("close" if phase in REACH else "open") if stage else PHASES[self._phase + 1]
             self._enter(PHASES.index(end), ee)
             return self._action(np.zeros(3), closed=end == "close")
-        if float(np.linalg.norm(error)) < REACHED:
+        if float(np.linalg.norm(error)) < REACHED:  # descend, lower or retreat: no waypoint follows
             self._enter(self._phase + 1, ee)
-            if self.phase in REACH + TRANSPORT:
-                self._steer(ee)
             error = self._waypoint - ee
             closed = self.phase in ("close", "lift", "carry", "lower")
         return self._action(_clip(error, self.max_step), closed=closed)
@@ -241,9 +240,9 @@ class ScriptedExpert:
         return under and abs(float(ee[2] - low[2]) - self._hold_offset) < CARRIED_Z
 
     def _nearly_down(self, ee: np.ndarray) -> bool:
-        """The hand is within `DROP_HEIGHT` above its release point and over it."""
+        """The hand is within `DROP_HEIGHT` above its release point and `DROP_XY` beside it."""
         error = self._place_point() - ee
-        return float(np.linalg.norm(error[:2])) < GRASP_FUNNEL[1] and -error[2] < DROP_HEIGHT
+        return float(np.linalg.norm(error[:2])) < DROP_XY and -error[2] < DROP_HEIGHT
 
     def _holds_pick(self) -> bool:
         """A is pinched by both fingers, closed on it (an open hand touching A's sides is not

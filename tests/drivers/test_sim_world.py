@@ -14,7 +14,7 @@ import pytest
 
 from drivers.base import Robot, RobotError, TaskWorld
 from drivers.sim.catalog import load_catalog
-from drivers.sim.expert import ScriptedExpert
+from drivers.sim.expert import REACH, TRANSPORT, ScriptedExpert
 from drivers.sim.robot import SimRobot
 from drivers.sim.scene import SceneSpec, plan_scene
 from drivers.sim.success import REST_SPEED, SimJudge
@@ -314,7 +314,7 @@ def test_expert_labels_depend_on_the_state_not_on_the_path(
             fresh = ScriptedExpert(world)
             fresh.reset(task)
             other = fresh.act(None)
-            stages = ("approach", "descend", "lift", "carry", "lower")
+            stages = REACH + TRANSPORT
             if before in stages and follower.phase in stages and fresh.phase in stages:
                 compared += 1
                 gap = float(np.linalg.norm(label.move - other.move))
