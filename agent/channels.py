@@ -8,15 +8,21 @@ slow reader always gets the newest value. Values overwritten before any reader t
 in `dropped`, which the run summary reports per channel.
 
 All methods must be called from the event loop's thread (loops publish after their worker-thread
-call returns).
+call returns). On asyncio a wait is one bare future and, with a deadline, one timer: anyio's
+`Event` and `fail_after` cost the loop's thread several times more per wait, and the runtime's
+loops wait on these channels a few times every control step (its own overhead, `bench loop`).
+Other anyio backends (trio) wait on an anyio `Event`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from typing import Generic, TypeVar
 
 import anyio
+import sniffio
 
 T = TypeVar("T")
 
@@ -38,9 +44,8 @@ class Latest(Generic[T]):
         self._value: T | None = None
         self._version = 0
         self._taken = 0  # newest version handed to any reader
-        # created only while someone waits: most publishes and takes have no waiter to wake
-        self._changed: anyio.Event | None = None  # a new value or the close
-        self._took: anyio.Event | None = None  # a reader took a value (`wait_taken`)
+        self._changed = Signal()  # a new value or the close
+        self._took = Signal()  # a reader took a value (`wait_taken`)
         self._closed_reason: str | None = None
         self.dropped = 0
         self.published = 0
@@ -66,7 +71,7 @@ class Latest(Generic[T]):
         self._value = value
         self._version += 1
         self.published += 1
-        self._wake()
+        self._changed.fire()
         return self._version
 
     def peek(self) -> tuple[int, T] | None:
@@ -88,8 +93,7 @@ class Latest(Generic[T]):
             return None
         if take and self._taken < self._version:
             self._taken = self._version
-            _fire(self._took)
-            self._took = None
+            self._took.fire()
         return self._version, self._value  # type: ignore[return-value]
 
     def raise_if_closed(self) -> None:
@@ -101,9 +105,8 @@ class Latest(Generic[T]):
         """Close the channel and wake every waiter; later reads raise ChannelClosed."""
         if self._closed_reason is None:
             self._closed_reason = reason
-            self._wake()
-            _fire(self._took)  # a producer waiting for demand hears of it too
-            self._took = None
+            self._changed.fire()
+            self._took.fire()  # a producer waiting for demand hears of it too
 
     def reader(self) -> LatestReader[T]:
         return LatestReader(self)
@@ -122,40 +125,75 @@ class Latest(Generic[T]):
         taken = self.take_newer(after, take=take)
         if taken is not None:  # already there: no deadline to set up (the common case)
             return taken
-        try:
-            with anyio.fail_after(timeout):
-                while True:
-                    taken = self.take_newer(after, take=take)
-                    if taken is not None:
-                        return taken
-                    self.raise_if_closed()
-                    if self._changed is None:
-                        self._changed = anyio.Event()
-                    await self._changed.wait()
-        except TimeoutError:  # named, so that the fault it becomes says what was missing
-            raise TimeoutError(f"nothing new on {self.name} within {timeout:g} s") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            self.raise_if_closed()
+            if not await self._changed.wait(deadline - time.monotonic()):
+                # named, so that the fault it becomes says what was missing
+                raise TimeoutError(f"nothing new on {self.name} within {timeout:g} s")
+            taken = self.take_newer(after, take=take)
+            if taken is not None:
+                return taken
 
     async def wait_taken(self, version: int, timeout: float) -> bool:
         """Wait up to `timeout` s until a reader took `version` (or a newer one): demand, for a
         producer whose work is wasted when nobody takes it. False on timeout; ChannelClosed."""
-        with anyio.move_on_after(timeout):
-            while self._taken < version:
-                self.raise_if_closed()
-                if self._took is None:
-                    self._took = anyio.Event()
-                await self._took.wait()
-            return True
-        return False
-
-    def _wake(self) -> None:
-        _fire(self._changed)
-        self._changed = None
+        deadline = time.monotonic() + timeout
+        while self._taken < version:
+            self.raise_if_closed()
+            if not await self._took.wait(deadline - time.monotonic()):
+                return False
+        return True
 
 
-def _fire(event: anyio.Event | None) -> None:
-    """Wake everyone waiting on `event` (if anyone made one); the next waiter makes a new one."""
-    if event is not None:
-        event.set()
+class Signal:
+    """Wakes every task waiting for it; the channel's wait primitive (see the module docstring).
+
+    `wait(timeout)` is True when `fire()` came first, False when the timeout did.
+    """
+
+    __slots__ = ("_event", "_futures")
+
+    def __init__(self) -> None:
+        self._futures: list[asyncio.Future[bool]] = []
+        self._event: anyio.Event | None = None  # other backends; made only while one waits
+
+    def fire(self) -> None:
+        futures, self._futures = self._futures, []
+        for future in futures:
+            if not future.done():
+                future.set_result(True)
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self, timeout: float) -> bool:
+        if timeout <= 0:
+            return False
+        if sniffio.current_async_library() != "asyncio":
+            if self._event is None:
+                self._event = anyio.Event()
+            event = self._event
+            with anyio.move_on_after(timeout):
+                await event.wait()
+                return True
+            return False
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._futures.append(future)
+        timer = loop.call_later(timeout, _time_up, future) if timeout < math.inf else None
+        try:
+            return await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if future in self._futures:  # timed out or cancelled: `fire` did not take it
+                self._futures.remove(future)
+
+
+def _time_up(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
 
 
 class LatestReader(Generic[T]):

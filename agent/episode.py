@@ -10,6 +10,7 @@ targets) into events.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ class Episode:
     recorder: RunRecorder | None = None
     observer: RunObserver | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    started: float = field(default_factory=anyio.current_time)
+    started: float = field(default_factory=time.monotonic)
     stats: LatencyStats = field(default_factory=LatencyStats)
     steps: int = 0
     stale: int = 0
@@ -70,7 +71,7 @@ class Episode:
     channels: list[Latest[Any]] = field(default_factory=list)
 
     def now(self) -> float:
-        return anyio.current_time()
+        return time.monotonic()
 
     def emit(self, event: Event) -> None:
         """Record the event, then send it; a record that fails degrades to a Fault event."""

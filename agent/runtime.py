@@ -1,7 +1,7 @@
 """The Runtime: one anyio task group running capture, perceive, act, command and supervise.
 
 Lifecycle: `async with Runtime(config)` builds and opens the drivers and models (in a worker
-thread) and starts one capture task per camera for the runtime's whole life. Each
+thread) and starts one capture task (with its reader thread) per camera for the runtime's life. Each
 `execute(request)` then reasons about the request, detects the targets in the first frames, and
 runs an episode: perceive, act, command and supervise (and the recorder when a run folder is given)
 in a task group of its own inside the runtime's, joined only by latest-wins channels. However the
@@ -127,13 +127,10 @@ class Runtime:
             rt = self.config.runtime
             for name, camera in parts.cameras.items():
                 self._frames[name] = Latest(f"frames/{name}")
-                reader = Workers(f"camera-{name}")
-                stack.callback(reader.close)
                 capture = partial(
                     capture_loop,
                     camera,
                     self._frames[name],
-                    workers=reader,
                     timeout=rt.camera_timeout_s,
                     max_failures=rt.camera_failures,
                 )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import anyio
+import time
+
 import numpy as np
 
 from agent.channels import Latest
@@ -37,9 +38,9 @@ async def act_loop(
             proprio=np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32),
             t_capture=msg.t_capture,
         )
-        t0 = anyio.current_time()
+        t0 = time.monotonic()
         action = await workers.run(policy.act, observation, timeout=stage_timeout, what="policy")
-        t_done = anyio.current_time()
+        t_done = time.monotonic()
         out.publish(
             ActionMsg(
                 action=action,

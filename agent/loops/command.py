@@ -20,10 +20,15 @@ dropped, not executed). With no new action the driver keeps moving to its last t
 state read: while it gives a reason (the task's object missing from every view past a grace), the
 arm is told to hold once and every action is dropped unsent and uncounted; `on_hold` hears the
 reason when the hold begins and None when it ends.
+
+Times are `time.monotonic()`, the clock the frames' `t_capture` is read on, so an action's age is
+one subtraction; only the fixed-rate schedule's ticks follow the event loop's clock, as its sleeps
+do (uvloop's is cached per loop iteration at 1 ms resolution, trio's has an offset of its own).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -93,7 +98,7 @@ class _Commander:
 
     async def _check_hold(self) -> None:
         """Enter (the arm told to hold, once) or leave the hold `hold_while` asks for."""
-        reason = self._hold_asked(anyio.current_time())
+        reason = self._hold_asked(time.monotonic())
         if (reason is None) == (self.holding is None):
             return  # no change (a hold keeps its first reason)
         if reason is not None:
@@ -109,7 +114,7 @@ class _Commander:
         """
         if self.holding is not None:
             return
-        t0 = anyio.current_time()
+        t0 = time.monotonic()
         executed = t0 - msg.t_capture <= self.deadline_s
         if executed:
             await self._call(
@@ -123,7 +128,7 @@ class _Commander:
         """`read_state` then `execute`, with a fresh action's state read and move in one robot
         call: one thread hop fewer between the action's arrival and the arm (`on_arrival`).
         A stale action or a hold (asked just before the call) takes the two-call path."""
-        t0 = anyio.current_time()
+        t0 = time.monotonic()
         holding = self.holding or self._hold_asked(t0)
         if holding is not None or t0 - msg.t_capture > self.deadline_s:
             await self.execute(msg, await self.read_state(), lateness_ms)
@@ -148,7 +153,7 @@ class _Commander:
         self, msg: ActionMsg, state: RobotState, executed: bool, t0: float, lateness_ms: float
     ) -> None:
         """The step is done: count it (the budget's last one holds the arm), publish, report."""
-        t_sent = anyio.current_time()
+        t_sent = time.monotonic()
         self.index += 1
         if self.index == self.max_steps:
             await self._call(self.robot.hold, what="hold")
@@ -248,10 +253,11 @@ async def _on_arrival(
         except TimeoutError:
             await commander.read_state()
             continue
-        ready = max(anyio.current_time(), last_sent + min_interval_s)
-        if ready > anyio.current_time():
-            await anyio.sleep_until(ready)
+        now = time.monotonic()
+        ready = max(now, last_sent + min_interval_s)
+        if ready > now:
+            await anyio.sleep(ready - now)
             msg = reader.poll() or msg
-        lateness_ms = max(0.0, anyio.current_time() - max(ready, msg.t_done)) * 1e3
-        last_sent = anyio.current_time()
+        last_sent = time.monotonic()
+        lateness_ms = max(0.0, last_sent - max(ready, msg.t_done)) * 1e3
         await commander.read_and_execute(msg, lateness_ms)

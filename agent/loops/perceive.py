@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Mapping
-
-import anyio
 
 from agent.channels import Latest
 from agent.loops.target import TargetWatch
@@ -64,15 +64,15 @@ async def perceive_loop(
             if fresh is not None:
                 held[view] = fresh
             if newest.t_capture - held[view].t_capture > view_sync_s:
-                with anyio.move_on_after(view_sync_s):
-                    held[view] = await reader.next()
+                with contextlib.suppress(TimeoutError):
+                    held[view] = await reader.next(timeout=view_sync_s)
             current[view] = held[view]  # its age counts in t_capture, so staleness is caught
         fs = frameset(current)
-        t0 = anyio.current_time()
+        t0 = time.monotonic()
         percept = await workers.run(
             pipeline.step, fs.frames, timeout=stage_timeout, what="perception"
         )
-        t_done = anyio.current_time()
+        t_done = time.monotonic()
         if percept.redetections > redetections:
             redetections = percept.redetections
             regained = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,11 +40,11 @@ async def supervise_loop(
     `lost(now)` (the target watch's `lost_reason`) ends it as a failure when a target has been
     missing from every view too long; a success check that passes first still wins.
     """
-    start = anyio.current_time()
+    start = time.monotonic()
     done_since: float | None = None
     while True:
         await anyio.sleep(1.0 / rate_hz)
-        now = anyio.current_time()
+        now = time.monotonic()
         latest = steps.peek()
         record = latest[1] if latest else None
         verdict = None

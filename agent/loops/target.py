@@ -33,7 +33,7 @@ HOLD_GRACE_S = 1.0
 class TargetWatch:
     """Per role, when its object was last seen in any view; fed each percept, read by the loops.
 
-    Times are the runtime's clock (`anyio.current_time()`), taken as each percept arrives.
+    Times are `time.monotonic()` (the frames' clock), taken as each percept arrives.
     """
 
     names: dict[str, str]  # role -> object name, the roles the task uses
