@@ -56,6 +56,14 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --pilot: share of steps the expert drives instead (0..1, default 0)",
     )
     parser.add_argument(
+        "--early-close",
+        type=fraction,
+        default=0.0,
+        help="share of episodes (0..1, default 0) in which the hand is closed on nothing for 2-6 "
+        "steps of the reach to the grasp, whoever drives; the expert's labels teach the "
+        "recovery (agent.collection.EarlyClose)",
+    )
+    parser.add_argument(
         "--max-steps", type=positive_int, default=400, help="step budget per episode"
     )
     parser.add_argument(
@@ -137,6 +145,7 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
         expert_share=args.expert_share if pilot is not None else 1.0,
         max_steps=args.max_steps,
         latency_s=args.latency_ms / 1000.0,
+        early_close=args.early_close,
     )
     store = EpisodeStore(
         args.out, views=settings.views, image_size=settings.policy_size, create=True

@@ -35,7 +35,7 @@ from models.perception import Percept, PerceptionPipeline
 from models.tpm.dataset import EpisodeStore
 from models.tpm.inputs import prepare_views
 from models.tpm.policy import Policy
-from models.types import ActionLike, Observation, Skill, TaskSpec
+from models.types import Action, ActionLike, Observation, Skill, TaskSpec
 
 if TYPE_CHECKING:  # these load mujoco, which must wait for offscreen_gl() below
     from drivers.sim.expert import ScriptedExpert
@@ -161,6 +161,38 @@ class CollectSettings:
     #: physics runs on under the previous command for this long first. Lockstep without it
     #: teaches actions for a world that waits; the runtime's world does not.
     latency_s: float = 0.0
+    #: share of episodes in which the hand is closed on nothing for a few steps of the reach to
+    #: the grasp (`EarlyClose`); the expert's labels after it say "open, go on"
+    early_close: float = 0.0
+
+
+#: the expert's phase codes (`drivers.sim.expert.PHASES`) of the reach: approach and descend
+REACH_PHASES = (0, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyClose:
+    """A perturbation of one episode (as DART injects noise into demonstrations): from the
+    `start`-th step of the reach to the grasp (the hand open, over and down to the object) the
+    executed action closes the hand, for `steps` steps, whoever drives; the labels stay the
+    expert's. A learner that closes too early (on nothing, then hovers closed 17-24 cm up) almost
+    never sees that state in data driven by the expert or by itself: 2% of stage 8's closed-hand
+    steps carried an "open" label, nearly all at the release (policies/TRAINING.md). Drawn from
+    the episode's seed, apart from the pilot's draws.
+    """
+
+    start: int
+    steps: int
+
+    @staticmethod
+    def draw(seed: int, share: float) -> EarlyClose | None:
+        rng = np.random.default_rng([seed, 12])
+        if rng.random() >= share:
+            return None
+        return EarlyClose(start=int(rng.integers(5, 30)), steps=int(rng.integers(2, 7)))
+
+    def closes(self, reach_step: int) -> bool:
+        return self.start <= reach_step < self.start + self.steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +291,7 @@ def _record(
 
     task = trial.task()
     scene, pilot = parts.scene, parts.pilot
+    early = EarlyClose.draw(trial.seed, settings.early_close)
     layout = scene.world.layout
     store.begin_episode(
         {
@@ -270,15 +303,17 @@ def _record(
             "pilot": getattr(pilot, "name", None) if pilot is not None else "expert",
             "expert_share": settings.expert_share if pilot is not None else 1.0,
             "latency_ms": 1000.0 * settings.latency_s,
+            "early_close": [early.start, early.steps] if early is not None else None,
         }
     )
     rng = np.random.default_rng([trial.seed, 11])
     failed = False
     why_failed = "expert gave up"
+    reach_steps = 0
 
     def decide(percept: Percept, state: RobotState) -> ActionLike | None:
         """The expert's label, recorded with the step's views; then who drives (DAgger)."""
-        nonlocal failed
+        nonlocal failed, reach_steps
         action = parts.expert.act(None)
         if action.done:
             failed = bool(action.info.get("failed", 0.0))
@@ -288,16 +323,22 @@ def _record(
         )
         proprio = np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32)
         move = np.asarray(action.move, dtype=np.float32)
+        phase = int(action.info.get("phase", 0))
         store.add_step(
             rgb,
             mask,
             proprio,
             np.array([*move, float(action.gripper_closed)], dtype=np.float32),
-            phase=int(action.info.get("phase", 0)),
+            phase=phase,
         )
+        driven: ActionLike = action
         if pilot is not None and rng.random() >= settings.expert_share:
-            return pilot.act(Observation(percept.images, percept.masks, proprio))
-        return action
+            driven = pilot.act(Observation(percept.images, percept.masks, proprio))
+        if early is not None and phase in REACH_PHASES:
+            reach_steps += 1
+            if early.closes(reach_steps - 1):
+                return Action(move=np.asarray(driven.move), gripper_closed=True)
+        return driven
 
     def judged_done() -> bool:
         # with a pilot, the episode ends on the judge's verdict, as the runtime's supervisor does

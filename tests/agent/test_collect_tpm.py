@@ -11,8 +11,9 @@ pytest.importorskip("zarr")
 pytest.importorskip("onnxruntime")
 
 from agent.cli import main
-from agent.collection import draw_trial, episode_seed
+from agent.collection import REACH_PHASES, EarlyClose, draw_trial, episode_seed
 from drivers.sim import load_catalog
+from drivers.sim.expert import PHASES
 from models.tpm.dataset import EpisodeStore
 from models.tpm.mask_codes import decode_mask
 from models.tpm.onnx_policy import OnnxTPMPolicy
@@ -106,6 +107,30 @@ def test_collect_latency_lets_physics_run_before_each_command(tmp_path: Path, ca
     err = capsys.readouterr().err.strip()
     assert "--latency-ms must be between 0 and one control period (100 ms" in err
     assert len(err.splitlines()) == 1
+
+
+def test_early_close_closes_the_hand_in_the_reach_and_the_labels_say_open(
+    tmp_path: Path,
+) -> None:
+    """`--early-close 1`: in the reach to the grasp the executed action closes the hand for the
+    drawn steps (the recorded proprioception then shows it closed), while the expert's labels for
+    those states say "open"; the draw is in the metadata and follows from the seed. The expert
+    drives (`--expert-share 1`; the pilot keeps the episode whatever its end)."""
+    out = tmp_path / "early.zarr"
+    extra = ["--pilot", "policies/tpm_cpu.onnx", "--expert-share", "1", "--max-steps", "60"]
+    assert main(_collect(out, 3, *extra, "--early-close", "1", *SMALL_SIM, *RULES)) == 0
+    store = EpisodeStore(out, read_only=True)
+    meta = store.episodes[0]
+    early = EarlyClose.draw(meta["seed"], 1.0)
+    assert early is not None and meta["early_close"] == [early.start, early.steps]
+    assert [PHASES[code] for code in REACH_PHASES] == ["approach", "descend"]
+    phase, proprio, action = store.array("phase"), store.array("proprio"), store.array("action")
+    reach = np.flatnonzero(np.isin(phase, REACH_PHASES))
+    assert len(reach) > early.start + early.steps, "the scene's reach is long enough"
+    assert (proprio[reach[: early.start + 1], 3] == 0.0).all()  # open until the perturbation
+    closed_on_nothing = reach[(proprio[reach, 3] == 1.0) & (action[reach, 3] == 0.0)]
+    assert len(closed_on_nothing) >= early.steps - 1, (reach, proprio[reach, 3])
+    assert EarlyClose.draw(meta["seed"], 0.0) is None  # the default: no perturbation
 
 
 def test_collect_refuses_a_pilot_of_another_size(tmp_path: Path, capsys) -> None:
