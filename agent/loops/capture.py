@@ -4,8 +4,8 @@ A camera's SDK call blocks until its next frame, so it runs on a thread of its o
 frames back to back and hands each to the event loop with one `call_soon_threadsafe` (on asyncio;
 other anyio backends get one blocking-portal call a frame). The loop's task only watches: it
 sleeps until a read is overdue. Until 2026-12 each frame was one worker call (a future, a queue
-put, a deadline timer and the capture task's resumption on the loop's thread): with two cameras
-at 10 fps a third of the runtime's own CPU per control step (`bench loop`).
+put, a deadline timer and the capture task's resumption on the loop's thread); profiled, the
+loop's Python for two cameras at 10 fps fell from about 0.24 to 0.08 ms a control step.
 """
 
 from __future__ import annotations
