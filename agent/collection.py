@@ -166,10 +166,6 @@ class CollectSettings:
     early_close: float = 0.0
 
 
-#: the expert's phase codes (`drivers.sim.expert.PHASES`) of the reach: approach and descend
-REACH_PHASES = (0, 1)
-
-
 @dataclass(frozen=True, slots=True)
 class EarlyClose:
     """A perturbation of one episode (as DART injects noise into demonstrations): from the
@@ -287,8 +283,10 @@ def _record(
     t0: float,
 ) -> EpisodeResult:
     """The episode itself (`record_episode`): one rollout, labelled step by step, then judged."""
+    from drivers.sim.expert import PHASES, REACH
     from drivers.sim.rollout import perceiving, run_steps, settle_and_judge
 
+    reach_codes = {PHASES.index(name) for name in REACH}  # as the expert's `info["phase"]`
     task = trial.task()
     scene, pilot = parts.scene, parts.pilot
     early = EarlyClose.draw(trial.seed, settings.early_close)
@@ -334,7 +332,7 @@ def _record(
         driven: ActionLike = action
         if pilot is not None and rng.random() >= settings.expert_share:
             driven = pilot.act(Observation(percept.images, percept.masks, proprio))
-        if early is not None and phase in REACH_PHASES:
+        if early is not None and phase in reach_codes:
             reach_steps += 1
             if early.closes(reach_steps - 1):
                 return Action(move=np.asarray(driven.move), gripper_closed=True)

@@ -1,10 +1,11 @@
 """Blocking calls (vendor SDKs, model inference) run in worker threads, never on the event loop.
 
-`Workers` is a fixed set of threads for one kind of call (the cameras', the models', the
-robot's), which bounds how many such calls run at once. It exists because anyio's
+`Workers` is a fixed set of threads for one kind of call (the models', the robot's, the success
+check's), which bounds how many such calls run at once. It exists because anyio's
 `to_thread.run_sync` costs the event loop's thread about 130 us of CPU per call on this project's
 2-core machine (measured: limiter, cancel scope, checkpoints and a thread-pool lookup), and the
-runtime makes about seven such calls per control step: most of the runtime's own overhead. On
+runtime makes several such calls per control step (perception, the policy, the robot, the success
+check; cameras read on threads of their own, `agent.loops.capture`). On
 asyncio a call here is one future, one queue put and one `call_soon_threadsafe` (about 40 us);
 other anyio backends take anyio's path.
 
