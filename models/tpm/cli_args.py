@@ -15,6 +15,14 @@ from pathlib import Path
 from models.tpm.config import PRESETS, VARIANTS
 
 
+def move_bins(text: str) -> int:
+    """An argparse type for `--move-bins`: 0 (regression) or at least 3 bins."""
+    value = int_in(0)(text)
+    if 0 < value < 3:
+        raise argparse.ArgumentTypeError(f"must be 0 (regression) or at least 3, got {value}")
+    return value
+
+
 def int_in(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
     """An argparse type: a whole number in [low, high] (either bound may be open)."""
 
@@ -139,6 +147,22 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STRENGTH",
         help="colour augmentation: hue, saturation, brightness, contrast and light colour per "
         "image, ranges scaled by STRENGTH in 0..1 (1: hue up to 180 degrees; 0: off)",
+    )
+    parser.add_argument(
+        "--gripper-dropout",
+        type=fraction,
+        default=0.0,
+        metavar="SHARE",
+        help="hide the proprioception's gripper bit (set it to its mean) in this share of "
+        "training samples; 1: the network never sees it, at inference either (0: off)",
+    )
+    parser.add_argument(
+        "--move-bins",
+        type=move_bins,
+        default=None,
+        metavar="K",
+        help="the move head classifies each component into K bins instead of regressing it "
+        "(0: regression; default: --init's head, else regression)",
     )
 
 

@@ -74,6 +74,16 @@ class TPMConfig:
     heads: int = 8
     ff_mult: int = 4
     dropout: float = 0.0
+    #: the proprioception's gripper bit reaches the network; False: the network replaces it with
+    #: its training mean (0 once standardised), also at inference, so the hand's state must be
+    #: read from the pictures (`train --gripper-dropout 1`; why: policies/TRAINING.md, stage 10)
+    gripper_input: bool = True
+    #: 0: the move head regresses (dx, dy, dz) (the paper's); K > 0: it classifies each
+    #: standardised component into K bins over +-`move_bin_range` std and the policy moves by the
+    #: most likely bin (refined by its two neighbours), so labels that disagree near a decision
+    #: (down / close / rise at the grasp) give one of them, not their average near zero
+    move_bins: int = 0
+    move_bin_range: float = 3.0
     proprio_hidden: int = 32
     proprio_dim: int = 128
     head_hidden: int = 256

@@ -37,7 +37,7 @@ from models.tpm.arrays import step_role_values
 from models.tpm.checkpoint import CheckpointError, Normaliser, load_checkpoint
 from models.tpm.dataset import EpisodeStore
 from models.tpm.mask_codes import decode_mask
-from models.tpm.network import TPMNet, normalise_inputs
+from models.tpm.network import TPMNet, decode_move, normalise_inputs
 from models.types import MASK_CODING
 
 ATOL = 1e-4
@@ -74,8 +74,8 @@ class PolicyGraph(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         images, masks = normalise_inputs(rgb, mask)
         p = (proprio - self.proprio_mean) / self.proprio_std
-        move, logits = self.net(images, masks, p)
-        return move * self.move_std + self.move_mean, logits
+        head, logits = self.net(images, masks, p)
+        return decode_move(self.net, head) * self.move_std + self.move_mean, logits
 
 
 @dataclass(frozen=True)

@@ -229,6 +229,8 @@ class TPMNet(nn.Module):
     checkpoint, which holds every weight).
     """
 
+    bin_centres: torch.Tensor  # with a binned move head (`decode_move`)
+
     def __init__(self, config: TPMConfig, *, pretrained: bool = True) -> None:
         super().__init__()
         self.config = config
@@ -242,7 +244,11 @@ class TPMNet(nn.Module):
             nn.Linear(config.proprio_hidden, config.proprio_dim),
         )
         joint = config.d_model + config.proprio_dim
-        self.move_head = _mlp_head(joint, config.head_hidden, 3)
+        self.move_head = _mlp_head(joint, config.head_hidden, 3 * max(1, config.move_bins))
+        if config.move_bins:  # derived from the config: not a weight, not in the state_dict
+            limit = config.move_bin_range
+            centres = torch.linspace(-limit, limit, config.move_bins)
+            self.register_buffer("bin_centres", centres, persistent=False)
         self.gripper_head = _mlp_head(joint, config.head_hidden, 2)
 
     @torch.no_grad()
@@ -269,6 +275,8 @@ class TPMNet(nn.Module):
 
         `rgb_features`: the shared trunk's features, if computed already (cached for training).
         """
+        if not self.config.gripper_input:
+            proprio = torch.cat([proprio[:, :3], torch.zeros_like(proprio[:, 3:])], dim=1)
         if rgb_features is None:
             rgb_features = self.shared_features(images)
         tokens = [
@@ -278,6 +286,22 @@ class TPMNet(nn.Module):
         pooled = self.fuse_views(torch.cat(tokens, dim=1)).mean(dim=1)
         joint = torch.cat([pooled, self.proprio(proprio)], dim=1)
         return self.move_head(joint), self.gripper_head(joint)
+
+
+def decode_move(net: TPMNet, head: torch.Tensor) -> torch.Tensor:
+    """The move head's output -> the standardised move (B, 3).
+
+    Regression: as it is. Bins: per component the most likely bin's centre, averaged with its two
+    neighbours by their probabilities (sub-bin resolution without averaging distant modes).
+    """
+    if not net.config.move_bins:
+        return head
+    probs = head.float().view(len(head), 3, net.config.move_bins).softmax(-1)
+    best = probs.argmax(-1, keepdim=True)
+    offsets = torch.arange(-1, 2, device=head.device)
+    window = (best + offsets).clamp(0, net.config.move_bins - 1)
+    p = probs.gather(-1, window)
+    return (p * net.bin_centres[window]).sum(-1) / p.sum(-1)
 
 
 def normalise_inputs(rgb: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,17 +331,31 @@ def bc_loss(
     *,
     move_weight: float = 5000.0,
     gripper_weight: float = 5.0,
+    bin_centres: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The paper's behaviour-cloning loss: 5000 x MSE(move) + 5 x CE(gripper) (ratio 1000:1).
 
     `move_target` is standardised with the dataset's mean / std; `gripper_target` is 0 open /
     1 closed. Returns the total and its parts (floats, for logging).
+
+    With `bin_centres` (a binned move head, `move_pred` its logits (B, 3 * K)) the move's term is
+    the cross-entropy against each component's nearest bin, weighted `move_weight / 1000`: the
+    paper's 1000:1 made a squared error in metres comparable to a cross-entropy, and two
+    cross-entropies are comparable as they are. "mse" then logs the most likely bins' error.
     """
-    mse = nn.functional.mse_loss(move_pred.float(), move_target.float())
     ce = nn.functional.cross_entropy(gripper_logits.float(), gripper_target.long())
-    total = move_weight * mse + gripper_weight * ce
-    return total, {
-        "loss": float(total.detach()),
-        "mse": float(mse.detach()),
-        "ce": float(ce.detach()),
-    }
+    if bin_centres is None:
+        mse = nn.functional.mse_loss(move_pred.float(), move_target.float())
+        total = move_weight * mse + gripper_weight * ce
+        parts = {"mse": float(mse.detach())}
+    else:
+        k = len(bin_centres)
+        nearest = (move_target.float().unsqueeze(-1) - bin_centres).abs().argmin(-1)
+        move_ce = nn.functional.cross_entropy(move_pred.float().view(-1, k), nearest.view(-1))
+        total = move_weight / 1000 * move_ce + gripper_weight * ce
+        centres = bin_centres[move_pred.detach().float().view(-1, 3, k).argmax(-1)]
+        parts = {
+            "mse": float(nn.functional.mse_loss(centres, move_target.float())),
+            "move_ce": float(move_ce.detach()),
+        }
+    return total, {"loss": float(total.detach()), "ce": float(ce.detach()), **parts}

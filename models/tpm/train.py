@@ -49,7 +49,7 @@ from models.tpm.checkpoint import (
 from models.tpm.config import TPMConfig, preset
 from models.tpm.dataset import DatasetError, EpisodeStore
 from models.tpm.distributed import Dist
-from models.tpm.network import TPMNet, bc_loss, normalise_inputs
+from models.tpm.network import TPMNet, bc_loss, decode_move, normalise_inputs
 from models.tpm.sources import describe_sources, source_counts
 from models.tpm.train_settings import TrainSettings, lr_at, pick_device, seed_everything
 from models.types import MASK_CODING
@@ -67,6 +67,30 @@ def batch_tensors(
     action = torch.from_numpy(batch["action"]).to(device)
     move = (action[:, :3] - norm["move_mean"]) / norm["move_std"]
     return images, masks, proprio, move, (action[:, 3] > 0.5).long()
+
+
+def hide_gripper_bits(
+    proprio: torch.Tensor, share: float, rng: np.random.Generator
+) -> torch.Tensor:
+    """Standardised proprioception (B, 4) with the gripper bit of about `share` of the rows set
+    to 0, its training mean (`TrainSettings.gripper_dropout`); the other rows unchanged."""
+    hide = torch.from_numpy(rng.random(len(proprio)) < share).to(proprio.device)
+    out = proprio.clone()
+    out[hide, 3] = 0.0
+    return out
+
+
+def adopt_weights(net: TPMNet, config: TPMConfig) -> TPMNet:
+    """`net` as a network of `config`, which may differ in its heads (`Trainer`'s check): every
+    weight of the same shape is kept; a move head with other bins gets a fresh last layer."""
+    if net.config == config:
+        return net
+    adopted = TPMNet(config, pretrained=False)
+    target = adopted.state_dict()
+    kept = {k: v for k, v in net.state_dict().items() if target[k].shape == v.shape}
+    adopted.load_state_dict(kept, strict=False)
+    adopted.train(net.training)
+    return adopted
 
 
 def batch_features(batch: dict[str, np.ndarray], device: torch.device) -> torch.Tensor | None:
@@ -128,17 +152,29 @@ class Trainer:
         seed_everything(s.seed)
         self.device = distributed.start(dist, pick_device(s.device))
         self.config = config or preset(s.preset, s.variant)
-        start = None
-        if init is not None:  # checked before the (large) datasets are read
-            start = load_checkpoint(init)
-            if start[0].config != self.config:
+        start = load_checkpoint(init) if init is not None else None  # before the datasets
+        bins = s.move_bins
+        if bins is None and start is not None:
+            bins = start[0].config.move_bins
+        self.config = dataclasses.replace(
+            self.config,
+            # hidden always: at inference too, inside the network
+            gripper_input=self.config.gripper_input and s.gripper_dropout < 1,
+            move_bins=self.config.move_bins if bins is None else bins,
+        )
+        if start is not None:
+            # the gripper bit and the move head's bins change no weight but the head's last
+            # layer: a network that differs only there fine-tunes into this one
+            heads = ("gripper_input", "move_bins", "move_bin_range")
+            kept = {k: getattr(self.config, k) for k in heads}
+            if dataclasses.replace(start[0].config, **kept) != self.config:
                 raise CheckpointError(
                     f"{init} holds another network ({start[0].config.name!r}) than "
                     f"{self.config.name!r} (--preset / --variant)"
                 )
         paths = [Path(data)] if isinstance(data, str | Path) else [Path(p) for p in data]
         if start is not None:  # its weights, and the statistics they were trained with
-            self.net = start[0].to(self.device)
+            self.net = adopt_weights(start[0], self.config).to(self.device)
         else:
             self.net = TPMNet(self.config).to(self.device)
         loaded = [self._load(path) for path in paths]
@@ -313,6 +349,8 @@ class Trainer:
         )
         batch["rgb"] = colour_jitter(batch["rgb"], self.settings.colour_jitter, self._aug_rng)
         images, masks, proprio, move, grip = batch_tensors(batch, self.norm, self.device)
+        if 0 < self.settings.gripper_dropout < 1:
+            proprio = hide_gripper_bits(proprio, self.settings.gripper_dropout, self._aug_rng)
         feats = batch_features(batch, self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             move_pred, logits = self.model(images, masks, proprio, feats)
@@ -325,7 +363,13 @@ class Trainer:
 
     def _loss(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         s = self.settings
-        return bc_loss(*tensors, move_weight=s.move_weight, gripper_weight=s.gripper_weight)
+        centres = self.net.bin_centres if self.config.move_bins else None
+        return bc_loss(
+            *tensors,
+            move_weight=s.move_weight,
+            gripper_weight=s.gripper_weight,
+            bin_centres=centres,
+        )
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -345,7 +389,7 @@ class Trainer:
             for k in ("loss", "mse", "ce"):
                 totals[k] += parts[k] * b
             totals["gripper_acc"] += float((logits.argmax(1) == grip).float().sum())
-            err = ((move_pred.float() - move) * std).norm(dim=1) * 1000
+            err = ((decode_move(self.net, move_pred) - move) * std).norm(dim=1) * 1000
             totals["move_err_mm"] += float(err.sum())
             n += b
         return {f"val_{k}" if k != "loss" else "loss": v / n for k, v in totals.items()}

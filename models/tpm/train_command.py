@@ -46,6 +46,8 @@ def _train(args: Any, dist: Dist) -> int:
         val_fraction=args.val_fraction,
         shift_px=args.shift_px,
         colour_jitter=args.colour_jitter,
+        gripper_dropout=args.gripper_dropout,
+        move_bins=args.move_bins,
         seed=args.seed,
         threads=args.threads,
         device=args.device,

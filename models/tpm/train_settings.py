@@ -47,6 +47,13 @@ class TrainSettings:
     shift_px: int = 4
     #: colour augmentation's strength (`arrays.colour_jitter`; 0: off)
     colour_jitter: float = 0.0
+    #: share of training samples whose gripper bit (proprioception) is hidden, i.e. set to its
+    #: training mean; 1 hides it always, inference included (`TPMConfig.gripper_input`). Why: a
+    #: policy that sees "closed" there learns to stay closed, whatever the pictures show
+    gripper_dropout: float = 0.0
+    #: the move head's bins (`TPMConfig.move_bins`; 0: regression); None: the --init
+    #: checkpoint's, or the preset's. A checkpoint with another head starts with a fresh last layer
+    move_bins: int | None = None
     seed: int = 0
     threads: int = 1
     log_every: int = 50

@@ -22,7 +22,7 @@ from models.tpm.config import BackboneSpec, preset  # noqa: E402
 from models.tpm.dataset import EpisodeStore  # noqa: E402
 from models.tpm.export import ExportError, export_onnx  # noqa: E402
 from models.tpm.onnx_policy import OnnxTPMPolicy  # noqa: E402
-from models.tpm.train import Trainer  # noqa: E402
+from models.tpm.train import Trainer, hide_gripper_bits  # noqa: E402
 from models.tpm.train_settings import TrainSettings, lr_at  # noqa: E402
 from models.types import MASK_CODING, Observation  # noqa: E402
 from tests.conftest import make_config  # noqa: E402
@@ -247,3 +247,89 @@ def test_training_reads_several_datasets_as_one(trained: tuple[Path, Path], tmp_
     assert str(more) in both.data_info["path"]
     ends = both.train.arrays.episode_ends
     assert list(ends[-3:]) == [48 + 5, 48 + 10, 48 + 15]  # the second store's episodes, offset
+
+
+def test_a_hidden_gripper_bit_stays_hidden_in_the_exported_policy(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`--gripper-dropout 1` fine-tunes a policy that saw the bit into one that never does: the
+    network config says so, and the exported policy acts the same for an open and a closed hand."""
+    data, out = trained
+    settings = TrainSettings(epochs=1, batch_size=8, val_fraction=0.25, gripper_dropout=1.0)
+    blind = Trainer(data, tmp_path / "blind", settings, config=TINY, init=out / "best.pt")
+    assert blind.config.gripper_input is False and blind.net.config.gripper_input is False
+    blind.run()
+
+    def acts(checkpoint: Path) -> list[np.ndarray]:
+        onnx = tmp_path / f"{checkpoint.parent.name}.onnx"
+        export_onnx(checkpoint, onnx, data, samples=2)
+        policy = OnnxTPMPolicy(onnx)
+        rng = np.random.default_rng(1)
+        images = {v: rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for v in TINY.views}
+        masks = {v: np.zeros((SIZE, SIZE), np.float32) for v in TINY.views}
+        moves = []
+        for closed in (0.0, 1.0):
+            obs = Observation(images, masks, np.array([0.45, 0.0, 0.3, closed]))
+            action = policy.act(obs)
+            moves.append(np.append(action.move, action.info["p_closed"]))
+        return moves
+
+    seeing = acts(out / "best.pt")
+    assert not np.allclose(seeing[0], seeing[1])  # the bit moves the policy that sees it
+    hidden = acts(tmp_path / "blind" / "best.pt")
+    np.testing.assert_array_equal(hidden[0], hidden[1])
+
+
+def test_gripper_dropout_hides_the_bit_in_about_its_share_of_rows() -> None:
+    proprio = torch.ones(2000, 4)
+    hidden = hide_gripper_bits(proprio, 0.3, np.random.default_rng(0))
+    share = float((hidden[:, 3] == 0).float().mean())
+    assert 0.25 < share < 0.35
+    assert torch.equal(hidden[:, :3], proprio[:, :3]) and torch.equal(proprio, torch.ones(2000, 4))
+
+
+def test_a_binned_move_head_fine_tunes_exports_and_acts(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`--move-bins`: a regression policy fine-tunes into a binned head (its other weights kept,
+    a fresh last layer), trains, exports with parity and drives the policy API."""
+    data, out = trained
+    settings = TrainSettings(epochs=1, batch_size=8, val_fraction=0.25, move_bins=9)
+    binned = Trainer(data, tmp_path / "binned", settings, config=TINY, init=out / "best.pt")
+    start = torch.load(out / "best.pt", weights_only=True)["model"]
+    state = binned.net.state_dict()
+    head = [k for k in state if k.startswith("move_head.") and state[k].shape != start[k].shape]
+    assert binned.config.move_bins == 9
+    assert sorted(head) == ["move_head.6.bias", "move_head.6.weight"]
+    assert all(torch.equal(state[k], start[k]) for k in state if k not in head)
+    result = binned.run()
+    assert result["steps"] > 0
+    row = json.loads((tmp_path / "binned" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(row["val_move_err_mm"])
+    onnx = tmp_path / "binned.onnx"
+    report = export_onnx(tmp_path / "binned" / "best.pt", onnx, data, samples=4)
+    assert report.max_abs_move_m < 1e-5 and report.gripper_agree == 1.0
+    policy = OnnxTPMPolicy(onnx)
+    obs = Observation(
+        images={v: np.zeros((SIZE, SIZE, 3), np.uint8) for v in TINY.views},
+        masks={v: np.zeros((SIZE, SIZE), np.float32) for v in TINY.views},
+        proprio=np.array([0.45, 0.0, 0.3, 0.0]),
+    )
+    assert policy.act(obs).move.shape == (3,)
+    again = Trainer(data, tmp_path / "again", settings, config=TINY, init=onnx)  # read back
+    assert again.config.move_bins == 9
+
+
+def test_a_binned_move_takes_one_mode_not_their_average() -> None:
+    """Two equally likely bins far apart (a "down" and a "rise" label): the decoded move is one of
+    them, where a regression would give their mean, zero."""
+    from models.tpm.network import TPMNet, decode_move
+
+    net = TPMNet(dataclasses.replace(TINY, move_bins=7, move_bin_range=3.0), pretrained=False)
+    logits = torch.full((1, 3, 7), -20.0)  # centres -3 -2 -1 0 1 2 3
+    logits[0, :, 1] = logits[0, :, 5] = 5.0  # -2 and +2 std
+    logits[0, 2, :] = -20.0
+    logits[0, 2, 3], logits[0, 2, 4] = 2.0, 2.0  # 0 and 1: a mode between two bins
+    move = decode_move(net, logits.view(1, 21))
+    assert abs(abs(float(move[0, 0])) - 2.0) < 1e-4 and abs(abs(float(move[0, 1])) - 2.0) < 1e-4
+    assert float(move[0, 2]) == pytest.approx(0.5, abs=1e-4)
