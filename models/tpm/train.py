@@ -153,14 +153,15 @@ class Trainer:
         self.device = distributed.start(dist, pick_device(s.device))
         self.config = config or preset(s.preset, s.variant)
         start = load_checkpoint(init) if init is not None else None  # before the datasets
-        bins = s.move_bins
-        if bins is None and start is not None:
-            bins = start[0].config.move_bins
+        head = self.config  # whose move head: --move-bins, else --init's, else the preset's
+        if s.move_bins is None and start is not None:
+            head = start[0].config
         self.config = dataclasses.replace(
             self.config,
             # hidden always: at inference too, inside the network
             gripper_input=self.config.gripper_input and s.gripper_dropout < 1,
-            move_bins=self.config.move_bins if bins is None else bins,
+            move_bins=head.move_bins if s.move_bins is None else s.move_bins,
+            move_bin_range=head.move_bin_range,
         )
         if start is not None:
             # the gripper bit and the move head's bins change no weight but the head's last
