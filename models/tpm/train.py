@@ -166,8 +166,8 @@ class Trainer:
         if start is not None:
             # the gripper bit and the move head's bins change no weight but the head's last
             # layer: a network that differs only there fine-tunes into this one
-            heads = ("gripper_input", "move_bins", "move_bin_range")
-            kept = {k: getattr(self.config, k) for k in heads}
+            head_fields = ("gripper_input", "move_bins", "move_bin_range")
+            kept = {k: getattr(self.config, k) for k in head_fields}
             if dataclasses.replace(start[0].config, **kept) != self.config:
                 raise CheckpointError(
                     f"{init} holds another network ({start[0].config.name!r}) than "
