@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from agent.config import CameraDevice, Config
+from agent.grasp_retry import GraspRetry, GraspRetrySettings
 from agent.threads import pin_math_threads
 from drivers.base import Camera, CarriedOverWorld, DriverError, Robot, TaskStart, call_within
 from drivers.cameras.realsense import RealSenseConfig
@@ -202,7 +203,10 @@ def build_perception(config: Config) -> tuple[Detector, TrackerFactory, Segmente
 
 
 def build_tpm_policy(config: Config) -> Policy:
-    """The exported TPM policy in ONNX Runtime ([policy] section); one line if it cannot load."""
+    """The exported TPM policy in ONNX Runtime ([policy] section); one line if it cannot load.
+
+    Wrapped in the grasp retry unless `runtime.grasp_retries` is 0 (agent.grasp_retry).
+    """
     from models.tpm.onnx_policy import OnnxTPMPolicy
 
     try:
@@ -210,7 +214,15 @@ def build_tpm_policy(config: Config) -> Policy:
     except ModelError as exc:
         raise BackendError(str(exc)) from None
     log.info("tpm policy loaded", path=str(config.policy.onnx), provider=policy.provider)
-    return policy
+    rt = config.runtime
+    if rt.grasp_retries == 0:
+        return policy
+    return GraspRetry(
+        policy,
+        GraspRetrySettings(
+            retries=rt.grasp_retries, empty_gap_m=rt.empty_grip_m, lift_m=rt.retry_lift_m
+        ),
+    )
 
 
 def pipeline_factory(config: Config, *, lockstep: bool = False) -> Callable[[], PerceptionPipeline]:

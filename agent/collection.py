@@ -331,7 +331,11 @@ def _record(
         )
         driven: ActionLike = action
         if pilot is not None and rng.random() >= settings.expert_share:
-            driven = pilot.act(Observation(percept.images, percept.masks, proprio))
+            driven = pilot.act(
+                Observation(
+                    percept.images, percept.masks, proprio, gripper_width=state.gripper_width
+                )
+            )
         if early is not None and phase in reach_codes:
             reach_steps += 1
             if early.closes(reach_steps - 1):

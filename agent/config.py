@@ -111,6 +111,22 @@ class RuntimeSection(_Section):
         description="The event loop of the processes the CLI starts: uvloop (asyncio's API on "
         "libuv; falls back to asyncio where it is not installed) or asyncio's own.",
     )
+    grasp_retries: int = Field(
+        0,
+        ge=0,
+        description="Times an episode a learned policy's hand that closed on nothing is opened "
+        "and lifted for it to try again (agent.grasp_retry); 0 (the default: it measured no "
+        "gain with the shipped policy): never.",
+    )
+    empty_grip_m: float = Field(
+        0.005,
+        gt=0,
+        le=0.05,
+        description="A closed hand whose fingers' gap is below this holds nothing (m).",
+    )
+    retry_lift_m: float = Field(
+        0.04, ge=0, le=0.2, description="How far a grasp retry lifts the opened hand (m)."
+    )
     supervise_hz: float = Field(5.0, gt=0, description="Rate of success and budget checks.")
     settle_s: float = Field(1.5, ge=0, description="Wait after the policy says done, then judge.")
     torch_threads: int = Field(

@@ -66,6 +66,7 @@ class Episode:
     steps: int = 0
     stale: int = 0
     stale_in_a_row: int = 0
+    grasp_retries: int = 0  # the most grasp retries the runtime made (agent.grasp_retry)
     dropped_events: int = 0
     fault: LoopFault | None = None
     channels: list[Latest[Any]] = field(default_factory=list)
@@ -113,6 +114,7 @@ class Episode:
             dropped=dropped,
             latency_ms=self.stats.summary(),
             stop=stop,
+            grasp_retries=self.grasp_retries,
         )
 
     def step(self, tick: CommandTick) -> None:
@@ -131,6 +133,8 @@ class Episode:
         self.stats.add_all(latency)
         self.stats.add("command_lateness", tick.lateness_ms)
         move = tick.action.action.move
+        retry = int(tick.action.action.info.get("grasp_retry", 0))
+        self.grasp_retries = max(self.grasp_retries, retry)
         self.emit(
             Step(
                 episode=self.id,
@@ -141,6 +145,7 @@ class Episode:
                 gripper_closed=bool(tick.action.action.gripper_closed),
                 ee_pos=tuple(float(v) for v in tick.state.ee_pos[:3]),
                 latency_ms=latency,
+                grasp_retry=retry,
             )
         )
 

@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 #: 2: `Started.world` (which world the task starts in). 3: `Outcome.stop` (how the safe stop went).
-SCHEMA_VERSION = 3
+#: 4: `Step.grasp_retry` and `Outcome.grasp_retries` (the runtime's grasp retry, agent.grasp_retry).
+SCHEMA_VERSION = 4
 
 Status = Literal["success", "failure", "infeasible", "not_found", "cancelled", "fault"]
 
@@ -80,6 +81,8 @@ class Step(_Event):
 
     `latency_ms` holds per-stage times of this action's pipeline: `perceive`, `act`, `command`
     (time the command call took), and `total` (capture of the source frame -> command sent).
+    `grasp_retry`: n when the runtime's n-th grasp retry of the episode drove this step (the hand
+    had closed on nothing: agent.grasp_retry), 0 when the policy did.
     """
 
     kind: Literal["step"] = "step"
@@ -89,6 +92,7 @@ class Step(_Event):
     gripper_closed: bool
     ee_pos: tuple[float, float, float]
     latency_ms: dict[str, float]
+    grasp_retry: int = 0
 
 
 class Fault(_Event):
@@ -119,6 +123,7 @@ class Outcome(BaseModel):
     dropped: dict[str, int] = Field(default_factory=dict)
     latency_ms: dict[str, dict[str, float]] = Field(default_factory=dict)
     stop: str | None = None
+    grasp_retries: int = 0
 
 
 class Finished(_Event):

@@ -8,9 +8,12 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.seeds import EVAL_SPLITS, describe
+
+if TYPE_CHECKING:
+    from agent.config import Config
 from benchmarks.eval_cells import (
     MASK_SEGMENTERS,
     MASK_TITLES,
@@ -123,6 +126,24 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def grasp_retry(config: Config) -> dict[str, float] | None:
+    """The runtime's grasp retry as the trials run it (None: off), for fingerprint and header."""
+    rt = config.runtime
+    if rt.grasp_retries == 0:
+        return None
+    return {"retries": rt.grasp_retries, "empty_grip_m": rt.empty_grip_m, "lift_m": rt.retry_lift_m}
+
+
+def describe_grasp_retry(settings: Mapping[str, float] | None) -> str:
+    if not settings:
+        return "off (the policy's actions only)"
+    return (
+        f"on, up to {settings['retries']:g} an episode: a hand closed on a gap under "
+        f"{1e3 * settings['empty_grip_m']:g} mm is opened and lifted "
+        f"{1e2 * settings['lift_m']:g} cm"
+    )
+
+
 def report_header(report: Mapping[str, Any]) -> list[str]:
     """What the numbers are: seeds, trials, policies, reasoner, perception, world files (markdown
     lines, from the report's own entries)."""
@@ -172,6 +193,7 @@ def report_header(report: Mapping[str, Any]) -> list[str]:
         f"{world['catalog']['sha256'][:12]}), backgrounds `{world['backgrounds']['path']}` "
         f"(sha256 {world['backgrounds']['sha256'][:12]}), look randomisation {randomise}; "
         f"camera images {world['image_size'][0]}x{world['image_size'][1]}.",
+        f"- Grasp retry (agent.grasp_retry): {describe_grasp_retry(report.get('grasp_retry'))}.",
     ]
     if "grabcut" in report["masks"] and perception["detector"] == "ground_truth":
         lines.append(

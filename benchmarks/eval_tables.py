@@ -62,7 +62,14 @@ from benchmarks.eval_cells import (
 )
 from benchmarks.eval_chart import plot_tables
 from benchmarks.eval_dispatch import run_on_ray, run_pooled
-from benchmarks.eval_report import file_digest, markdown, report_header, reuse_cells, shown
+from benchmarks.eval_report import (
+    file_digest,
+    grasp_retry,
+    markdown,
+    report_header,
+    reuse_cells,
+    shown,
+)
 from drivers.sim import offscreen_gl
 
 
@@ -191,6 +198,7 @@ def run_trial(config: Any, trial: Any) -> dict[str, Any]:
         "status": outcome.status,
         "reason": reason,
         "steps": outcome.steps,
+        "grasp_retries": outcome.grasp_retries,
         "wall_s": round(time.monotonic() - t0, 1),
     }
 
@@ -334,6 +342,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         "catalog": file_digest(Path(catalog.source)),
         "backgrounds": file_digest(Path(looks.source)),
         "image_size": [config.sim.image_width, config.sim.image_height],
+        "grasp_retry": grasp_retry(config),
     }
     if randomise is not None:
         fingerprint["randomise"] = randomise
@@ -348,7 +357,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         print(
             f"{mark} {cell.variant:<12} {cell.setting:<16} {cell.split:<6} {cell.masks:<7} "
             f"{result['request']!r}: {result['reason']} ({result['steps']} steps, "
-            f"{result['wall_s']} s)",
+            f"{result.get('grasp_retries', 0)} grasp retries, {result['wall_s']} s)",
             flush=True,
         )
 
@@ -394,6 +403,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
             "segmenters": {m: MASK_SEGMENTERS[m] for m in masks},
         },
         "masks": list(masks),
+        "grasp_retry": fingerprint["grasp_retry"],
         "world": {
             "catalog": {"path": shown(catalog.source), "sha256": fingerprint["catalog"]},
             "backgrounds": {"path": shown(looks.source), "sha256": fingerprint["backgrounds"]},

@@ -117,13 +117,16 @@ class Observation:
 
     `masks[view]` is float32 (H, W): 0 background, `PICK_MASK_VALUE` on the object to pick,
     `PLACE_MASK_VALUE` on the place target (the paper conditions skills through mask values).
-    `proprio` is [x, y, z, gripper_closed] in metres / {0, 1}.
+    `proprio` is [x, y, z, gripper_closed] in metres / {0, 1}. `gripper_width`: the fingers'
+    measured gap (m) where the robot reports one; no policy input, read by the runtime's grasp
+    retry (agent.grasp_retry).
     """
 
     images: Mapping[str, np.ndarray]
     masks: Mapping[str, np.ndarray]
     proprio: np.ndarray
     t_capture: float = 0.0
+    gripper_width: float | None = None
 
 
 PICK_MASK_VALUE = 1.0

@@ -37,6 +37,7 @@ async def act_loop(
             masks=msg.percept.masks,
             proprio=np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32),
             t_capture=msg.t_capture,
+            gripper_width=state.gripper_width,
         )
         t0 = time.monotonic()
         action = await workers.run(policy.act, observation, timeout=stage_timeout, what="policy")

@@ -326,6 +326,7 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
             masks=percept.masks,
             proprio=np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32),
             t_capture=percept.t_capture,
+            gripper_width=state.gripper_width,
         )
         return parts.policy.act(observation)
 

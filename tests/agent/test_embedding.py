@@ -100,6 +100,13 @@ SHAPES[3] = {
     "Outcome": {**SHAPES[2]["Outcome"], "stop": "str | None?"},
 }
 
+# 4: the runtime's grasp retry: which steps it drove, how many retries an episode took
+SHAPES[4] = {
+    **SHAPES[3],
+    "Step": {**SHAPES[3]["Step"], "grasp_retry": "int?"},
+    "Outcome": {**SHAPES[3]["Outcome"], "grasp_retries": "int?"},
+}
+
 
 def shape(model: type[BaseModel]) -> dict[str, str]:
     """field -> type as text, "?" marking optional fields; the event-common fields left out."""
