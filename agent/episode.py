@@ -146,6 +146,7 @@ class Episode:
                 ee_pos=tuple(float(v) for v in tick.state.ee_pos[:3]),
                 latency_ms=latency,
                 grasp_retry=retry,
+                gripper_width=float(tick.state.gripper_width),
             )
         )
 

@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 #: 2: `Started.world` (which world the task starts in). 3: `Outcome.stop` (how the safe stop went).
-#: 4: `Step.grasp_retry` and `Outcome.grasp_retries` (the runtime's grasp retry, agent.grasp_retry).
+#: 4: `Step.grasp_retry` and `Outcome.grasp_retries` (the runtime's grasp retry, agent.grasp_retry),
+#: `Step.gripper_width` (the fingers' measured gap).
 SCHEMA_VERSION = 4
 
 Status = Literal["success", "failure", "infeasible", "not_found", "cancelled", "fault"]
@@ -82,7 +83,8 @@ class Step(_Event):
     `latency_ms` holds per-stage times of this action's pipeline: `perceive`, `act`, `command`
     (time the command call took), and `total` (capture of the source frame -> command sent).
     `grasp_retry`: n when the runtime's n-th grasp retry of the episode drove this step (the hand
-    had closed on nothing: agent.grasp_retry), 0 when the policy did.
+    had closed on nothing: agent.grasp_retry), 0 when the policy did. `gripper_width`: the
+    fingers' measured gap (m) in the state the step was taken from (None: the robot reports none).
     """
 
     kind: Literal["step"] = "step"
@@ -93,6 +95,7 @@ class Step(_Event):
     ee_pos: tuple[float, float, float]
     latency_ms: dict[str, float]
     grasp_retry: int = 0
+    gripper_width: float | None = None
 
 
 class Fault(_Event):

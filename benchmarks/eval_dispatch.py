@@ -32,7 +32,13 @@ TrialFn = Callable[[Any, Any], dict[str, Any]]
 
 def crashed(trial: Any, reason: str) -> dict[str, Any]:
     """The outcome of a trial whose worker process died: a failure that says so."""
-    failed = {"success": False, "status": "crashed", "reason": reason, "steps": 0}
+    failed = {
+        "success": False,
+        "status": "crashed",
+        "reason": reason,
+        "steps": 0,
+        "ended": "fault",
+    }
     return {**trial.info(), **failed, "wall_s": 0.0}
 
 

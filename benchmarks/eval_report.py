@@ -25,6 +25,7 @@ from benchmarks.eval_cells import (
     EvalError,
     cell_trials,
 )
+from benchmarks.eval_failures import failure_table
 
 
 def file_digest(path: Path) -> str:
@@ -123,6 +124,11 @@ def markdown(
             cell = by.get((variant, setting, split, masks[0]))
             row.append(f"{cell.text() if cell else '-'} [{ref}]")
         lines.append("| " + " | ".join(row) + " |")
+    endings = failure_table(
+        [(f"{c.variant} / {c.setting} / {c.split} / {c.masks}", c.outcomes) for c in cells]
+    )
+    if endings:
+        lines += ["", "How the failed trials ended (benchmarks/eval_failures.py)", "", *endings]
     return "\n".join(lines) + "\n"
 
 

@@ -62,6 +62,7 @@ from benchmarks.eval_cells import (
 )
 from benchmarks.eval_chart import plot_tables
 from benchmarks.eval_dispatch import run_on_ray, run_pooled
+from benchmarks.eval_failures import Tail, ending
 from benchmarks.eval_report import (
     file_digest,
     grasp_retry,
@@ -171,8 +172,10 @@ def trial_config(
 
 def run_trial(config: Any, trial: Any) -> dict[str, Any]:
     """One closed-loop episode through the Runtime; the outcome as a dict."""
-    from agent import Finished, Reasoned, Runtime
+    from agent import Finished, Reasoned, Runtime, Step
     from agent.event_loop import run_loop
+
+    tail = Tail()
 
     async def go() -> dict[str, Any]:
         got: dict[str, Any] = {}
@@ -180,6 +183,8 @@ def run_trial(config: Any, trial: Any) -> dict[str, Any]:
             async for event in runtime.execute(trial.request):
                 if isinstance(event, Reasoned):
                     got["reasoned"] = [event.pick, event.place, event.skill]
+                if isinstance(event, Step):
+                    tail.add(event.ee_pos, event.gripper_closed, event.gripper_width)
                 if isinstance(event, Finished):
                     got["outcome"] = event.outcome
         return got
@@ -192,7 +197,7 @@ def run_trial(config: Any, trial: Any) -> dict[str, Any]:
     reason = outcome.reason
     if got.get("reasoned") not in (None, intended):
         reason = f"reasoner chose {got['reasoned']}, intended {intended}"
-    return {
+    result = {
         **trial.info(),
         "success": success,
         "status": outcome.status,
@@ -201,6 +206,7 @@ def run_trial(config: Any, trial: Any) -> dict[str, Any]:
         "grasp_retries": outcome.grasp_retries,
         "wall_s": round(time.monotonic() - t0, 1),
     }
+    return result | {"ended": ending(result, tail)}
 
 
 def evaluate(
@@ -354,10 +360,11 @@ def run(args: argparse.Namespace, config: Any) -> int:
 
     def show(cell: Cell, result: dict[str, Any]) -> None:
         mark = "ok  " if result["success"] else "FAIL"
+        ended = f" [{result['ended']}]" if result.get("ended") else ""
         print(
             f"{mark} {cell.variant:<12} {cell.setting:<16} {cell.split:<6} {cell.masks:<7} "
             f"{result['request']!r}: {result['reason']} ({result['steps']} steps, "
-            f"{result.get('grasp_retries', 0)} grasp retries, {result['wall_s']} s)",
+            f"{result.get('grasp_retries', 0)} grasp retries, {result['wall_s']} s){ended}",
             flush=True,
         )
 

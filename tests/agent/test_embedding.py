@@ -100,10 +100,11 @@ SHAPES[3] = {
     "Outcome": {**SHAPES[2]["Outcome"], "stop": "str | None?"},
 }
 
-# 4: the runtime's grasp retry: which steps it drove, how many retries an episode took
+# 4: the runtime's grasp retry (which steps it drove, how many retries an episode took) and the
+# fingers' measured gap at each step
 SHAPES[4] = {
     **SHAPES[3],
-    "Step": {**SHAPES[3]["Step"], "grasp_retry": "int?"},
+    "Step": {**SHAPES[3]["Step"], "grasp_retry": "int?", "gripper_width": "float | None?"},
     "Outcome": {**SHAPES[3]["Outcome"], "grasp_retries": "int?"},
 }
 

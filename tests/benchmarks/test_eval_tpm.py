@@ -19,6 +19,7 @@ pytest.importorskip("zarr")
 from agent.cli import main
 from benchmarks.eval_cells import Cell, plan_cells, select_cells
 from benchmarks.eval_dispatch import run_pooled
+from benchmarks.eval_failures import ENDINGS
 from benchmarks.eval_report import markdown, reuse_cells
 from models.tpm.export import export_onnx
 from models.tpm.train import Trainer
@@ -80,6 +81,14 @@ def test_quick_eval_runs_one_trial_through_the_runtime(
     assert cell["trials"] == 1 and report["quick"] is True
     assert cell["outcomes"][0]["steps"] <= 40
     assert "Table I" in (out / "eval.md").read_text()
+    # 40 steps are too few for any pick and place (the expert takes 110-140): the trial fails
+    # on the budget, and how the hand ended up is named from its last steps
+    (outcome,) = cell["outcomes"]
+    assert not outcome["success"] and "budget" in outcome["reason"]
+    assert outcome["ended"] in ENDINGS[1:5]  # closed on nothing ... wandering
+    md = (out / "eval.md").read_text()
+    assert "How the failed trials ended" in md and "| 1 |" in md
+    assert "Grasp retry (agent.grasp_retry): off" in md
     assert "Table II" in capsys.readouterr().out
     # the tables as a chart beside eval.md, which shows it (tests/benchmarks/test_eval_chart.py)
     assert (out / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
