@@ -154,7 +154,8 @@ class RunDisplay:
             return
         colour = "green" if outcome.status == "success" else "red"
         self._out.print(
-            f"[bold {colour}]{outcome.status.upper()}[/bold {colour}]: {outcome.reason}",
+            f"[bold {colour}]{outcome.status.upper()}[/bold {colour}]: {outcome.reason}"
+            + (f" ({outcome.ended})" if outcome.ended else ""),
             highlight=False,
         )
         self._out.print(

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import structlog
 
+from agent import endings
 from agent.channels import Latest
 from agent.errors import EXPECTED, describe
 from agent.events import Detected, Event, Fault, Outcome, Step
@@ -67,6 +68,7 @@ class Episode:
     stale: int = 0
     stale_in_a_row: int = 0
     grasp_retries: int = 0  # the most grasp retries the runtime made (agent.grasp_retry)
+    tail: endings.Tail = field(default_factory=endings.Tail)  # the last steps: Outcome.ended
     dropped_events: int = 0
     fault: LoopFault | None = None
     channels: list[Latest[Any]] = field(default_factory=list)
@@ -115,6 +117,7 @@ class Episode:
             latency_ms=self.stats.summary(),
             stop=stop,
             grasp_retries=self.grasp_retries,
+            ended=endings.ending(ending.status, ending.reason, self.tail),
         )
 
     def step(self, tick: CommandTick) -> None:
@@ -135,6 +138,9 @@ class Episode:
         move = tick.action.action.move
         retry = int(tick.action.action.info.get("grasp_retry", 0))
         self.grasp_retries = max(self.grasp_retries, retry)
+        gap = float(tick.state.gripper_width)
+        x, y, z = (float(v) for v in tick.state.ee_pos[:3])
+        self.tail.add((x, y, z), bool(tick.action.action.gripper_closed), gap)
         self.emit(
             Step(
                 episode=self.id,
@@ -143,10 +149,10 @@ class Episode:
                 executed=tick.record.executed,
                 move=(float(move[0]), float(move[1]), float(move[2])),
                 gripper_closed=bool(tick.action.action.gripper_closed),
-                ee_pos=tuple(float(v) for v in tick.state.ee_pos[:3]),
+                ee_pos=(x, y, z),
                 latency_ms=latency,
                 grasp_retry=retry,
-                gripper_width=float(tick.state.gripper_width),
+                gripper_width=gap,
             )
         )
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 #: 2: `Started.world` (which world the task starts in). 3: `Outcome.stop` (how the safe stop went).
 #: 4: `Step.grasp_retry` and `Outcome.grasp_retries` (the runtime's grasp retry, agent.grasp_retry),
-#: `Step.gripper_width` (the fingers' measured gap).
+#: `Step.gripper_width` (the fingers' measured gap), `Outcome.ended` (agent.endings).
 SCHEMA_VERSION = 4
 
 Status = Literal["success", "failure", "infeasible", "not_found", "cancelled", "fault"]
@@ -113,6 +113,8 @@ class Outcome(BaseModel):
     `stop` is how the safe stop that ends every execution went, before `Finished` was sent: "ok",
     "failed: <reason>" or "timed out after <n> s" (a stop that did not succeed also turns the
     status into "fault" and is named in `reason`). None only in records older than schema 3.
+    `ended`: how an unsuccessful episode ended (agent.endings: "closed on nothing", "stalled, hand
+    open", "placed wrong", ...); None on success and in records older than schema 4.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -127,6 +129,7 @@ class Outcome(BaseModel):
     latency_ms: dict[str, dict[str, float]] = Field(default_factory=dict)
     stop: str | None = None
     grasp_retries: int = 0
+    ended: str | None = None
 
 
 class Finished(_Event):

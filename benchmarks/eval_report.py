@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.endings import ENDINGS
 from agent.seeds import EVAL_SPLITS, describe
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ from benchmarks.eval_cells import (
     EvalError,
     cell_trials,
 )
-from benchmarks.eval_failures import failure_table
 
 
 def file_digest(path: Path) -> str:
@@ -128,8 +128,30 @@ def markdown(
         [(f"{c.variant} / {c.setting} / {c.split} / {c.masks}", c.outcomes) for c in cells]
     )
     if endings:
-        lines += ["", "How the failed trials ended (benchmarks/eval_failures.py)", "", *endings]
+        lines += ["", "How the failed trials ended (agent/endings.py)", "", *endings]
     return "\n".join(lines) + "\n"
+
+
+def failure_table(rows: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> list[str]:
+    """Markdown lines: per (label, outcomes) row, how many failed trials ended each way (only
+    the endings that occur get a column); empty when nothing failed."""
+    counts = [
+        (label, [o.get("ended") or "not recorded" for o in outcomes if not o.get("success")])
+        for label, outcomes in rows
+    ]
+    seen = {kind for _, kinds in counts for kind in kinds}
+    columns = [k for k in (*ENDINGS, "not recorded") if k in seen]
+    if not columns:
+        return []
+    lines = [
+        "| Cell | failed | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
+    for label, kinds in counts:
+        if kinds:
+            cells = [str(kinds.count(k)) for k in columns]
+            lines.append(f"| {label} | {len(kinds)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def grasp_retry(config: Config) -> dict[str, float] | None:

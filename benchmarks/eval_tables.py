@@ -62,7 +62,6 @@ from benchmarks.eval_cells import (
 )
 from benchmarks.eval_chart import plot_tables
 from benchmarks.eval_dispatch import run_on_ray, run_pooled
-from benchmarks.eval_failures import Tail, ending
 from benchmarks.eval_report import (
     file_digest,
     grasp_retry,
@@ -172,10 +171,8 @@ def trial_config(
 
 def run_trial(config: Any, trial: Any) -> dict[str, Any]:
     """One closed-loop episode through the Runtime; the outcome as a dict."""
-    from agent import Finished, Reasoned, Runtime, Step
+    from agent import Finished, Reasoned, Runtime
     from agent.event_loop import run_loop
-
-    tail = Tail()
 
     async def go() -> dict[str, Any]:
         got: dict[str, Any] = {}
@@ -183,8 +180,6 @@ def run_trial(config: Any, trial: Any) -> dict[str, Any]:
             async for event in runtime.execute(trial.request):
                 if isinstance(event, Reasoned):
                     got["reasoned"] = [event.pick, event.place, event.skill]
-                if isinstance(event, Step):
-                    tail.add(event.ee_pos, event.gripper_closed, event.gripper_width)
                 if isinstance(event, Finished):
                     got["outcome"] = event.outcome
         return got
@@ -194,19 +189,20 @@ def run_trial(config: Any, trial: Any) -> dict[str, Any]:
     outcome = got["outcome"]
     intended = [trial.pick, trial.place, trial.skill.value]
     success = bool(outcome.success) and got.get("reasoned") == intended
-    reason = outcome.reason
+    reason, ended = outcome.reason, outcome.ended
     if got.get("reasoned") not in (None, intended):
         reason = f"reasoner chose {got['reasoned']}, intended {intended}"
-    result = {
+        ended = "misread request"
+    return {
         **trial.info(),
         "success": success,
         "status": outcome.status,
         "reason": reason,
         "steps": outcome.steps,
         "grasp_retries": outcome.grasp_retries,
+        "ended": ended if not success else None,
         "wall_s": round(time.monotonic() - t0, 1),
     }
-    return result | {"ended": ending(result, tail)}
 
 
 def evaluate(

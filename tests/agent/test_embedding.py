@@ -100,12 +100,12 @@ SHAPES[3] = {
     "Outcome": {**SHAPES[2]["Outcome"], "stop": "str | None?"},
 }
 
-# 4: the runtime's grasp retry (which steps it drove, how many retries an episode took) and the
-# fingers' measured gap at each step
+# 4: the runtime's grasp retry (which steps it drove, how many retries an episode took), the
+# fingers' measured gap at each step, and how an unsuccessful episode ended (agent.endings)
 SHAPES[4] = {
     **SHAPES[3],
     "Step": {**SHAPES[3]["Step"], "grasp_retry": "int?", "gripper_width": "float | None?"},
-    "Outcome": {**SHAPES[3]["Outcome"], "grasp_retries": "int?"},
+    "Outcome": {**SHAPES[3]["Outcome"], "grasp_retries": "int?", "ended": "str | None?"},
 }
 
 

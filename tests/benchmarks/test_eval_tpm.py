@@ -17,9 +17,9 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("zarr")
 
 from agent.cli import main
+from agent.endings import ENDINGS
 from benchmarks.eval_cells import Cell, plan_cells, select_cells
 from benchmarks.eval_dispatch import run_pooled
-from benchmarks.eval_failures import ENDINGS
 from benchmarks.eval_report import markdown, reuse_cells
 from models.tpm.export import export_onnx
 from models.tpm.train import Trainer
