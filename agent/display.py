@@ -155,7 +155,8 @@ class RunDisplay:
         colour = "green" if outcome.status == "success" else "red"
         self._out.print(
             f"[bold {colour}]{outcome.status.upper()}[/bold {colour}]: {outcome.reason}"
-            + (f" ({outcome.ended})" if outcome.ended else ""),
+            # a failure's reason says what ran out; how the arm ended adds what it was doing
+            + (f" ({outcome.ended})" if outcome.status == "failure" and outcome.ended else ""),
             highlight=False,
         )
         self._out.print(

@@ -253,6 +253,7 @@ def test_target_lost_in_a_cli_run_is_exit_code_1(
     out = capsys.readouterr().out
     assert code == 1, out
     assert out.splitlines()[0].startswith("FAILURE: target lost: sponge not seen for "), out
+    assert out.splitlines()[0].endswith("(target lost)"), out  # Outcome.ended, agent/endings.py
     check_run_folder(next(runs.iterdir()))
 
 
