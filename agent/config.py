@@ -37,6 +37,7 @@ from agent.config_sources import (
     read_source,
     set_dotted,
 )
+from agent.endings import EMPTY_GAP_M
 from agent.event_loop import EventLoop
 from drivers.base import Settings
 
@@ -119,7 +120,7 @@ class RuntimeSection(_Section):
         "gain with the shipped policy): never.",
     )
     empty_grip_m: float = Field(
-        0.005,
+        EMPTY_GAP_M,
         gt=0,
         le=0.05,
         description="A closed hand whose fingers' gap is below this holds nothing (m).",

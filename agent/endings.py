@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-EMPTY_GAP_M = 0.005  # a closed hand with a smaller gap holds nothing (agent.grasp_retry's default)
+#: a closed hand whose fingers' gap is smaller holds nothing (every object in our catalogs is 2 cm
+#: or more across); the grasp retry's default threshold too (`runtime.empty_grip_m`)
+EMPTY_GAP_M = 0.005
 STILL_M = 0.01  # the hand moved less than this over the tail: it stalled
 TAIL_STEPS = 20
 
@@ -68,6 +70,12 @@ class Tail:
         return float(np.linalg.norm(points - points[0], axis=1).max())
 
 
+def closed_on_nothing(closed: bool, gap_m: float | None, empty_gap_m: float = EMPTY_GAP_M) -> bool:
+    """The hand was told to close and its fingers' gap shows nothing between them (a robot that
+    reports no gap never reads as empty)."""
+    return closed and gap_m is not None and gap_m < empty_gap_m
+
+
 def ending(status: str, reason: str, tail: Tail | None) -> str | None:
     """How an episode with `status` and `reason` ended, one of ENDINGS; None for a success."""
     if status == "success":
@@ -81,8 +89,8 @@ def ending(status: str, reason: str, tail: Tail | None) -> str | None:
         return "placed wrong"  # the success check's verdict: the object came to rest elsewhere
     if tail is None or not tail.ee_pos:
         return "no step taken"
+    if closed_on_nothing(tail.closed, tail.gap_m):
+        return "closed on nothing"
     if tail.closed:
-        if tail.gap_m is not None and tail.gap_m < EMPTY_GAP_M:
-            return "closed on nothing"
         return "holding, never released"
     return "stalled, hand open" if tail.moved_m() < STILL_M else "wandering, hand open"

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.cluster import MAX_RETRIES, Lost, RaySpec, pin_threads, run_ordered
+from agent.endings import ending
 from benchmarks.eval_cells import Cell
 
 #: (cell, trial index, run config, trial)
@@ -37,7 +38,7 @@ def crashed(trial: Any, reason: str) -> dict[str, Any]:
         "status": "crashed",
         "reason": reason,
         "steps": 0,
-        "ended": "fault",
+        "ended": ending("crashed", reason, None),
     }
     return {**trial.info(), **failed, "wall_s": 0.0}
 

@@ -12,9 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from agent.endings import ENDINGS
 from agent.seeds import EVAL_SPLITS, describe
-
-if TYPE_CHECKING:
-    from agent.config import Config
 from benchmarks.eval_cells import (
     MASK_SEGMENTERS,
     MASK_TITLES,
@@ -26,6 +23,9 @@ from benchmarks.eval_cells import (
     EvalError,
     cell_trials,
 )
+
+if TYPE_CHECKING:
+    from agent.config import Config
 
 
 def file_digest(path: Path) -> str:
