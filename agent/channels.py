@@ -8,17 +8,22 @@ slow reader always gets the newest value. Values overwritten before any reader t
 in `dropped`, which the run summary reports per channel.
 
 All methods must be called from the event loop's thread (loops publish after their worker-thread
-call returns). On asyncio a wait is one bare future and, with a deadline, one timer: anyio's
-`Event` and `fail_after` cost the loop's thread several times more per wait, and the runtime's
-loops wait on these channels a few times every control step (its own overhead, `bench loop`).
-Other anyio backends (trio) wait on an anyio `Event`.
+call returns), except `ThreadFed.feed`, which is how a producer thread (a camera's reader) hands
+its values over without waking the loop for each.
+
+On asyncio a wait is one bare future and, with a deadline, one timer: anyio's `Event` and
+`fail_after` cost the loop's thread several times more per wait, and the runtime's loops wait on
+these channels a few times every control step (its own overhead, `bench loop`). Other anyio
+backends (trio) wait on an anyio `Event`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -128,12 +133,17 @@ class Latest(Generic[T]):
         deadline = time.monotonic() + timeout
         while True:
             self.raise_if_closed()
-            if not await self._changed.wait(deadline - time.monotonic()):
+            if self._arm() and not await self._changed.wait(deadline - time.monotonic()):
                 # named, so that the fault it becomes says what was missing
                 raise TimeoutError(f"nothing new on {self.name} within {timeout:g} s")
             taken = self.take_newer(after, take=take)
             if taken is not None:
                 return taken
+
+    def _arm(self) -> bool:
+        """Called just before a reader waits: False when a value arrived meanwhile (a thread's
+        feed, `ThreadFed`), so the reader takes it instead of waiting."""
+        return True
 
     async def wait_taken(self, version: int, timeout: float) -> bool:
         """Wait up to `timeout` s until a reader took `version` (or a newer one): demand, for a
@@ -217,3 +227,79 @@ class LatestReader(Generic[T]):
             return None
         self.seen = taken[0]
         return taken[1]
+
+
+class ThreadFed(Latest[T]):
+    """A `Latest` that a producer thread feeds, waking the event loop only while a reader waits.
+
+    A camera's reader thread delivers every frame of every view. Handing each one to the loop was
+    one cross-thread wake-up (`call_soon_threadsafe`) per frame: two a control step with two
+    cameras, each costing the loop's thread a context switch and a cold cache on a busy 2-core
+    machine (`bench loop`'s runtime overhead). Most frames need none: a secondary view is only
+    polled, and a primary frame that arrives while perception is busy is read when it is done.
+    So `feed` leaves the value in a pending slot, and the loop publishes it the next time anything
+    on it looks (every read drains the slot first). Only a reader about to wait arms the slot
+    (`_arm`, under the lock `feed` takes, so a value cannot slip in between the reader's last
+    look and its wait); the next feed then wakes the loop once. A value overwritten in the slot
+    before the loop drained it counts as dropped, as one overwritten in the channel does.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._lock = threading.Lock()
+        self._pending: list[T] = []  # at most one: the newest value fed and not yet published
+        self._overwritten = 0  # values fed and replaced before the loop saw them
+        self._armed = False
+        self._to_loop: Callable[[Callable[[], None]], object] | None = None
+
+    def attach(self, to_loop: Callable[[Callable[[], None]], object]) -> None:
+        """How `feed` runs a callback on the loop's thread (e.g. `call_soon_threadsafe`); the
+        loop that reads this channel attaches it before the producer starts."""
+        self._to_loop = to_loop
+
+    def feed(self, value: T) -> None:
+        """From any thread: make `value` the newest; wakes the loop only when a reader waits."""
+        with self._lock:
+            if self._pending:
+                self._overwritten += 1
+            self._pending[:] = [value]
+            wake, self._armed = self._armed, False
+        if wake and self._to_loop is not None:
+            self._to_loop(self._drain)
+
+    def _drain(self) -> None:
+        """On the loop: publish what was fed since the last look (a closed channel drops it)."""
+        with self._lock:
+            if not self._pending:
+                return
+            value = self._pending.pop()
+            overwritten, self._overwritten = self._overwritten, 0
+        if self.closed:
+            return
+        self.dropped += overwritten
+        self.published += overwritten
+        self.publish(value)
+
+    def _arm(self) -> bool:
+        with self._lock:
+            if self._pending:
+                return False
+            self._armed = True
+            return True
+
+    @property
+    def version(self) -> int:
+        self._drain()
+        return super().version
+
+    def publish(self, value: T) -> int:
+        self._drain()  # what was fed earlier comes first
+        return super().publish(value)
+
+    def peek(self) -> tuple[int, T] | None:
+        self._drain()
+        return super().peek()
+
+    def take_newer(self, after: int, *, take: bool = True) -> tuple[int, T] | None:
+        self._drain()
+        return super().take_newer(after, take=take)

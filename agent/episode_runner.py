@@ -11,7 +11,7 @@ the capture loops and their frame channels, the worker threads) and the ending (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -55,7 +55,7 @@ class EpisodeRunner:
     def __init__(
         self,
         config: Config,
-        frames: dict[str, Latest[Frame]],
+        frames: Mapping[str, Latest[Frame]],
         *,
         model_workers: Workers,
         robot_workers: Workers,

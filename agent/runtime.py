@@ -28,7 +28,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from agent.backends import Parts, build_parts
-from agent.channels import Latest
+from agent.channels import ThreadFed
 from agent.config import Config
 from agent.episode import Episode, LoopFault
 from agent.episode_runner import EpisodeRunner
@@ -90,7 +90,7 @@ class Runtime:
         self._parts: Parts | None = None
         self._tg: TaskGroup | None = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._frames: dict[str, Latest[Frame]] = {}
+        self._frames: dict[str, ThreadFed[Frame]] = {}
         self._busy = False
         self._scope: anyio.CancelScope | None = None  # the running episode's, for cancel()
         self._cancel_reason: str | None = None  # what cancel() was told, for the outcome
@@ -126,7 +126,7 @@ class Runtime:
             stack.callback(self._tg.cancel_scope.cancel)
             rt = self.config.runtime
             for name, camera in parts.cameras.items():
-                self._frames[name] = Latest(f"frames/{name}")
+                self._frames[name] = ThreadFed(f"frames/{name}")
                 capture = partial(
                     capture_loop,
                     camera,

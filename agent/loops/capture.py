@@ -1,11 +1,14 @@
-"""capture: one reader thread per camera, moving the newest frame into that camera's slot.
+"""capture: one reader thread per camera, feeding the newest frame into that camera's slot.
 
 A camera's SDK call blocks until its next frame, so it runs on a thread of its own that reads
-frames back to back and hands each to the event loop with one `call_soon_threadsafe` (on asyncio;
-other anyio backends get one blocking-portal call a frame). The loop's task only watches: it
-sleeps until a read is overdue. Until 2026-12 each frame was one worker call (a future, a queue
-put, a deadline timer and the capture task's resumption on the loop's thread); profiled, the
-loop's Python for two cameras at 10 fps fell from about 0.24 to 0.08 ms a control step.
+frames back to back and feeds each into the camera's `ThreadFed` slot, which wakes the event loop
+only while a reader waits for a frame (agent.channels). Failed reads go to the loop, one
+`call_soon_threadsafe` each (on asyncio; other anyio backends get one blocking-portal call), where
+they are counted. The loop's task only watches: it sleeps until a read is overdue. Until 2026-12
+each frame was one worker call (a future, a queue put, a deadline timer and the capture task's
+resumption on the loop's thread), then one `call_soon_threadsafe` a frame; profiled, the loop's
+Python for two cameras at 10 fps fell from about 0.24 to 0.08 ms a control step, and then the
+secondary view's wake-up (about one in six of the loop's wake-ups a step) went too.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import anyio.from_thread
 import sniffio
 import structlog
 
-from agent.channels import Latest
+from agent.channels import ThreadFed
 from agent.errors import describe
 from drivers.base import Camera, Frame
 
@@ -45,7 +48,7 @@ class _Reader:
     def __init__(
         self,
         camera: Camera,
-        out: Latest[Frame],
+        out: ThreadFed[Frame],
         timeout: float,
         max_failures: int,
         to_loop: Callable[..., object],
@@ -57,7 +60,9 @@ class _Reader:
         self.to_loop = to_loop  # runs a callback on the event loop's thread, from another
         self.generation = 0  # a thread whose generation is behind was abandoned: it stays silent
         self.failures = 0
-        self.last_report = time.monotonic()  # a frame or a failed read, as the loop heard it
+        self.frames = 0  # fed by the reader threads; a failure after a frame starts a new run
+        self.frames_at_failure = 0
+        self.last_report = time.monotonic()  # a frame or a failed read (a float: set by either)
         self.done = threading.Event()  # the task ended or the slot was closed: threads leave
 
     def start(self) -> None:
@@ -77,7 +82,11 @@ class _Reader:
             except Exception as exc:  # any error, the SDK's own too: counted on the loop
                 self._report(self._failed, generation, describe(exc))
                 continue
-            self._report(self._published, generation, frame)
+            if generation != self.generation or self.done.is_set():
+                return
+            self.frames += 1
+            self.last_report = time.monotonic()
+            self.out.feed(frame)
 
     def _report(self, callback: Callable[[int, Any], None], generation: int, what: Any) -> None:
         if generation != self.generation or self.done.is_set():
@@ -88,13 +97,6 @@ class _Reader:
             self.done.set()
 
     # on the loop's thread ------------------------------------------------------------------
-    def _published(self, generation: int, frame: Frame) -> None:
-        if generation != self.generation or self.out.closed:
-            return
-        self.failures = 0
-        self.last_report = time.monotonic()
-        self.out.publish(frame)
-
     def _failed(self, generation: int, error: str) -> None:
         if generation == self.generation:
             self.last_report = time.monotonic()
@@ -102,6 +104,9 @@ class _Reader:
 
     def count_failure(self, error: str) -> None:
         """One failed read; after `max_failures` in a row the slot closes with the reason."""
+        if self.frames != self.frames_at_failure:  # a frame came since the last failure
+            self.frames_at_failure = self.frames
+            self.failures = 0
         self.failures += 1
         log.warning(
             "camera read failed", camera=self.camera.name, error=error, failures=self.failures
@@ -123,7 +128,7 @@ def _loop_caller() -> Callable[..., object]:
 
 async def capture_loop(
     camera: Camera,
-    out: Latest[Frame],
+    out: ThreadFed[Frame],
     *,
     timeout: float,
     max_failures: int,
@@ -135,7 +140,9 @@ async def capture_loop(
     is abandoned). Closing the slot is how a dead camera reaches the episode: the perceive
     loop's next read raises ChannelClosed with the reason, which becomes a fault.
     """
-    reader = _Reader(camera, out, timeout, max_failures, _loop_caller())
+    to_loop = _loop_caller()
+    out.attach(to_loop)
+    reader = _Reader(camera, out, timeout, max_failures, to_loop)
     overdue = timeout + READ_GRACE_S
     reader.start()
     try:

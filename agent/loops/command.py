@@ -11,8 +11,12 @@ Two schedules, chosen by `runtime.command_mode`:
   on arrival failed the expert's pick-and-place where the clock succeeded (one run each), so the
   Franka profiles keep the clock until on_arrival is validated with franky's preempting motions.
 
-In both, the robot state is read and published at least every `1 / rate_hz` even when no action
-comes (proprioception for act, success checks for supervise), and an action whose source frame is
+In both, the robot state is read and published even when no action comes (proprioception for
+act, the target watch's hold): every tick in `fixed_rate`; in `on_arrival` after
+`IDLE_READ_PERIODS / rate_hz` without an action. Not after one period: at the camera's rate an
+action arrives about once a period, so a refresh timed to the period raced it, and half the steps
+(measured in `bench loop`) paid a second robot call and a wake-up of the event loop for a state
+that the coming move re-read a few ms later anyway. And an action whose source frame is
 older than `deadline_s` is not executed: the arm holds (diffusion_policy's rule: late actions are
 dropped, not executed). With no new action the driver keeps moving to its last target.
 
@@ -42,6 +46,9 @@ from agent.workers import Workers
 from drivers.base import Robot, RobotState
 
 CommandMode = Literal["on_arrival", "fixed_rate"]
+
+#: `on_arrival`: the robot state is re-read after this many control periods without an action
+IDLE_READ_PERIODS = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +215,8 @@ async def command_loop(
     if mode == "fixed_rate":
         await _fixed_rate(commander, actions.reader(), 1.0 / rate_hz)
     elif mode == "on_arrival":
-        await _on_arrival(commander, actions.reader(), 1.0 / rate_hz, min_interval_s)
+        idle = IDLE_READ_PERIODS / rate_hz
+        await _on_arrival(commander, actions.reader(), idle, min_interval_s)
     else:
         raise ValueError(f"unknown command mode {mode!r} (on_arrival or fixed_rate)")
 
@@ -238,7 +246,7 @@ async def _on_arrival(
     state_period: float,
     min_interval_s: float,
 ) -> None:
-    """Wait for an action (re-reading the state every `state_period` meanwhile), keep to the
+    """Wait for an action (re-reading the state after each `state_period` without one), keep to the
     minimum interval, then send the newest action: one that arrived during the wait replaces the
     older (latest wins)."""
     last_sent = -float("inf")

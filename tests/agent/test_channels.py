@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.channels import ChannelClosed, Latest
+from agent.channels import ChannelClosed, Latest, ThreadFed
 
 # An operation script: ("pub", n) publishes n values in a row, ("read", r) makes reader r poll.
 ops = st.lists(
@@ -156,3 +159,75 @@ def test_a_producer_can_wait_until_its_value_is_taken():
             await channel.wait_taken(later, timeout=5)
 
     anyio.run(scenario)
+
+
+def test_a_thread_fed_value_wakes_the_loop_only_while_a_reader_waits():
+    """Values fed from a thread reach a poll without waking the loop; a waiting reader is woken
+    once; an overwritten feed counts as dropped. Real threads and a real asyncio loop."""
+
+    async def scenario() -> tuple[int, list[int | None], int]:
+        loop = asyncio.get_running_loop()
+        wakes = 0
+
+        def to_loop(callback):
+            nonlocal wakes
+            wakes += 1
+            loop.call_soon_threadsafe(callback)
+
+        channel: ThreadFed[int] = ThreadFed("frames/side")
+        channel.attach(to_loop)
+        reader = channel.reader()
+        seen: list[int | None] = []
+        await anyio.to_thread.run_sync(channel.feed, 1)
+        await anyio.to_thread.run_sync(channel.feed, 2)  # 1 was never seen: dropped
+        seen.append(reader.poll())
+        assert wakes == 0  # nobody waited: both values waited for the poll
+        async with anyio.create_task_group() as tg:
+
+            async def feed_later() -> None:
+                await anyio.sleep(0.05)
+                await anyio.to_thread.run_sync(channel.feed, 3)
+
+            tg.start_soon(feed_later)
+            seen.append(await reader.next(timeout=5.0))
+        return wakes, seen, channel.dropped
+
+    wakes, seen, dropped = anyio.run(scenario)
+    assert seen == [2, 3]
+    assert wakes == 1
+    assert dropped == 1
+
+
+def test_a_feed_racing_a_readers_wait_always_wakes_it():
+    """The thread feeds exactly one value each time the reader is about to wait, so the feed
+    lands anywhere between the reader's last look and its wait: a lost wake-up would leave the
+    reader waiting for a value that never comes again (and the 2 s deadline would fail it)."""
+
+    async def scenario() -> list[int]:
+        loop = asyncio.get_running_loop()
+        channel: ThreadFed[int] = ThreadFed("frames/front")
+        channel.attach(loop.call_soon_threadsafe)
+        want, stop = threading.Event(), threading.Event()
+
+        def produce() -> None:
+            n = 0
+            while not stop.is_set():
+                if want.wait(0.05):
+                    want.clear()
+                    n += 1
+                    channel.feed(n)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        reader = channel.reader()
+        got = []
+        try:
+            for _ in range(300):
+                want.set()
+                got.append(await reader.next(timeout=2.0))
+        finally:
+            stop.set()
+            thread.join()
+        return got
+
+    assert anyio.run(scenario) == list(range(1, 301))
