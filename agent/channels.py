@@ -133,16 +133,16 @@ class Latest(Generic[T]):
         deadline = time.monotonic() + timeout
         while True:
             self.raise_if_closed()
-            if self._arm() and not await self._changed.wait(deadline - time.monotonic()):
+            if self._arm(after) and not await self._changed.wait(deadline - time.monotonic()):
                 # named, so that the fault it becomes says what was missing
                 raise TimeoutError(f"nothing new on {self.name} within {timeout:g} s")
             taken = self.take_newer(after, take=take)
             if taken is not None:
                 return taken
 
-    def _arm(self) -> bool:
-        """Called just before a reader waits: False when a value arrived meanwhile (a thread's
-        feed, `ThreadFed`), so the reader takes it instead of waiting."""
+    def _arm(self, after: int) -> bool:
+        """Called just before a reader that saw `after` waits: False when a newer value arrived
+        meanwhile (a thread's feed, `ThreadFed`), so the reader takes it instead of waiting."""
         return True
 
     async def wait_taken(self, version: int, timeout: float) -> bool:
@@ -230,76 +230,114 @@ class LatestReader(Generic[T]):
 
 
 class ThreadFed(Latest[T]):
-    """A `Latest` that a producer thread feeds, waking the event loop only while a reader waits.
+    """A `Latest` that threads feed and threads may read, waking the event loop only while a
+    reader on it waits.
 
     A camera's reader thread delivers every frame of every view. Handing each one to the loop was
     one cross-thread wake-up (`call_soon_threadsafe`) per frame: two a control step with two
-    cameras, each costing the loop's thread a context switch and a cold cache on a busy 2-core
-    machine (`bench loop`'s runtime overhead). Most frames need none: a secondary view is only
-    polled, and a primary frame that arrives while perception is busy is read when it is done.
-    So `feed` leaves the value in a pending slot, and the loop publishes it the next time anything
-    on it looks (every read drains the slot first). Only a reader about to wait arms the slot
-    (`_arm`, under the lock `feed` takes, so a value cannot slip in between the reader's last
-    look and its wait); the next feed then wakes the loop once. A value overwritten in the slot
-    before the loop drained it counts as dropped, as one overwritten in the channel does.
+    cameras, each a context switch and a cold cache for the loop's thread on a busy 2-core
+    machine (`bench loop`'s runtime overhead). Here the slot itself is shared under a lock:
+    `feed` (any thread) overwrites it, the loop's readers look at it directly, and a thread can
+    block on it (`wait_newer_blocking`: the perception thread, agent.loops.perceive, so that frames
+    reach perception without passing through the loop at all). Only a loop reader about to wait
+    arms the slot (`_arm`, under the same lock, so a value cannot slip in between its last look
+    and its wait); the next feed then wakes the loop once.
+
+    Versions count feeds; a value overwritten before anyone (a loop reader or a thread) took it
+    counts as dropped. `wait_taken` is not offered: the producer is a thread and does not wait
+    for demand.
     """
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._lock = threading.Lock()
-        self._pending: list[T] = []  # at most one: the newest value fed and not yet published
-        self._overwritten = 0  # values fed and replaced before the loop saw them
+        self._cond = threading.Condition(threading.Lock())
         self._armed = False
         self._to_loop: Callable[[Callable[[], None]], object] | None = None
 
     def attach(self, to_loop: Callable[[Callable[[], None]], object]) -> None:
         """How `feed` runs a callback on the loop's thread (e.g. `call_soon_threadsafe`); the
-        loop that reads this channel attaches it before the producer starts."""
+        loop whose tasks read this channel attaches it before the producer starts."""
         self._to_loop = to_loop
 
-    def feed(self, value: T) -> None:
-        """From any thread: make `value` the newest; wakes the loop only when a reader waits."""
-        with self._lock:
-            if self._pending:
-                self._overwritten += 1
-            self._pending[:] = [value]
+    def feed(self, value: T) -> int:
+        """From any thread: make `value` the newest; wakes the loop only when a loop reader
+        waits. Returns the new version (once closed, ChannelClosed)."""
+        with self._cond:
+            self.raise_if_closed()
+            if self._version > self._taken:
+                self.dropped += 1
+            self._value = value
+            self._version += 1
+            self.published += 1
+            self._cond.notify_all()
             wake, self._armed = self._armed, False
+            version = self._version
         if wake and self._to_loop is not None:
-            self._to_loop(self._drain)
+            self._to_loop(self._changed.fire)
+        return version
 
-    def _drain(self) -> None:
-        """On the loop: publish what was fed since the last look (a closed channel drops it)."""
-        with self._lock:
-            if not self._pending:
-                return
-            value = self._pending.pop()
-            overwritten, self._overwritten = self._overwritten, 0
-        if self.closed:
-            return
-        self.dropped += overwritten
-        self.published += overwritten
-        self.publish(value)
+    def publish(self, value: T) -> int:
+        """On the loop, as `feed` (the loop's waiters are woken at once)."""
+        version = self.feed(value)
+        self._changed.fire()
+        return version
 
-    def _arm(self) -> bool:
-        with self._lock:
-            if self._pending:
-                return False
+    def peek(self) -> tuple[int, T] | None:
+        with self._cond:
+            return super().peek()
+
+    def take_newer(self, after: int, *, take: bool = True) -> tuple[int, T] | None:
+        """As `Latest.take_newer`, from the loop or any thread."""
+        with self._cond:
+            if self._version <= after:
+                return None
+            if take:
+                self._taken = max(self._taken, self._version)
+            return self._version, self._value  # type: ignore[return-value]
+
+    def wait_newer_blocking(
+        self, after: int, timeout: float, stop: threading.Event | None = None
+    ) -> tuple[int, T]:
+        """From a thread (never the loop): block up to `timeout` s for a version newer than
+        `after` and take it. TimeoutError when none came, ChannelClosed once closed, and
+        `Cancelled` as soon as `stop` is set (checked every `STOP_POLL_S`)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._version > after:
+                    self._taken = max(self._taken, self._version)
+                    return self._version, self._value  # type: ignore[return-value]
+                self.raise_if_closed()
+                if stop is not None and stop.is_set():
+                    raise Cancelled(f"stopped waiting for {self.name}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"nothing new on {self.name} within {timeout:g} s")
+                self._cond.wait(min(left, STOP_POLL_S) if stop is not None else left)
+
+    def close(self, reason: str = "closed") -> None:
+        with self._cond:
+            first = self._closed_reason is None
+            if first:
+                self._closed_reason = reason
+            self._cond.notify_all()
+        if first:
+            self._changed.fire()
+
+    async def wait_taken(self, version: int, timeout: float) -> bool:
+        raise NotImplementedError("a thread-fed channel's producer does not wait for demand")
+
+    def _arm(self, after: int) -> bool:
+        with self._cond:
+            if self._version > after or self._closed_reason is not None:
+                return False  # something is there (or the close): look again
             self._armed = True
             return True
 
-    @property
-    def version(self) -> int:
-        self._drain()
-        return super().version
 
-    def publish(self, value: T) -> int:
-        self._drain()  # what was fed earlier comes first
-        return super().publish(value)
+#: how often a thread blocked in `ThreadFed.wait_newer_blocking` looks at its stop event
+STOP_POLL_S = 0.05
 
-    def peek(self) -> tuple[int, T] | None:
-        self._drain()
-        return super().peek()
 
-    def take_newer(self, after: int, *, take: bool = True) -> tuple[int, T] | None:
-        self._drain()
-        return super().take_newer(after, take=take)
+class Cancelled(Exception):
+    """A blocking wait was stopped (`ThreadFed.wait_newer_blocking`'s `stop` was set)."""

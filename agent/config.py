@@ -106,7 +106,12 @@ class RuntimeSection(_Section):
     )
     stage_timeout_s: float = Field(30.0, gt=0, description="Deadline for one model call.")
     reason_timeout_s: float = Field(60.0, gt=0, description="Deadline for the reasoner.")
-    model_threads: int = Field(2, ge=1, description="Worker threads shared by model calls.")
+    model_threads: int = Field(
+        2,
+        ge=1,
+        description="Worker threads shared by model calls (the policy, the reasoner and the "
+        "first detection; perception has a thread of its own).",
+    )
     event_loop: EventLoop = Field(
         "uvloop",
         description="The event loop of the processes the CLI starts: uvloop (asyncio's API on "

@@ -19,7 +19,7 @@ import anyio
 import structlog
 
 from agent.backends import Parts
-from agent.channels import ChannelClosed, Latest
+from agent.channels import ChannelClosed, ThreadFed
 from agent.config import Config
 from agent.episode import Channels, Episode, Loop, LoopFault, run_loops
 from agent.errors import EXPECTED, describe
@@ -48,22 +48,26 @@ STALE_START_FRAMES = 3  # frames from before a task's reset skipped at most, per
 class EpisodeRunner:
     """Runs episodes on what the Runtime shares with them: its frame channels and worker threads.
 
-    Worker threads per device: model calls share the CPU/GPU (`model_workers`), the robot takes
-    one call at a time (`robot_workers`, also the safe stop's), and so does the judge.
+    Worker threads per device: model calls share the CPU/GPU (`model_workers`: the policy and
+    the start's reasoner and detector), the robot takes one call at a time (`robot_workers`,
+    also the safe stop's), and so does the judge. Perception has a thread of its own
+    (`perception_workers`), which also waits for the frames (agent.loops.perceive).
     """
 
     def __init__(
         self,
         config: Config,
-        frames: Mapping[str, Latest[Frame]],
+        frames: Mapping[str, ThreadFed[Frame]],
         *,
         model_workers: Workers,
         robot_workers: Workers,
         judge_workers: Workers,
+        perception_workers: Workers,
     ) -> None:
         self.config = config
         self._frames = frames
         self._model_workers = model_workers
+        self._perception_workers = perception_workers
         self._robot_workers = robot_workers
         self._judge_workers = judge_workers
         rt = config.runtime
@@ -193,7 +197,7 @@ class EpisodeRunner:
             self._frames,
             pipeline,
             ch.percepts,
-            workers=self._model_workers,
+            workers=self._perception_workers,
             frame_timeout=self._frame_timeout,
             stage_timeout=rt.stage_timeout_s,
             first=percept,

@@ -21,7 +21,6 @@ from collections.abc import AsyncGenerator, Callable
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import anyio
 import structlog
@@ -33,6 +32,7 @@ from agent.config import Config
 from agent.episode import Episode, LoopFault
 from agent.episode_runner import EpisodeRunner
 from agent.errors import describe
+from agent.event_queue import EventQueue
 from agent.events import Event, Finished, Outcome
 from agent.loops.capture import capture_loop
 from agent.loops.supervise import Ending
@@ -102,6 +102,7 @@ class Runtime:
         self._model_workers = Workers("model", self.config.runtime.model_threads)
         self._robot_workers = Workers("robot")
         self._judge_workers = Workers("judge")
+        self._perception_workers = Workers("perception")  # waits for frames, then perceives
         self._turn = anyio.Semaphore(1)  # one robot, one task: held by the running episode
         self._runner = EpisodeRunner(
             self.config,
@@ -109,13 +110,20 @@ class Runtime:
             model_workers=self._model_workers,
             robot_workers=self._robot_workers,
             judge_workers=self._judge_workers,
+            perception_workers=self._perception_workers,
         )
         return await self._start()
 
     async def _start(self) -> Runtime:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
-        for pool in (self._model_workers, self._robot_workers, self._judge_workers):
+        pools = (
+            self._model_workers,
+            self._robot_workers,
+            self._judge_workers,
+            self._perception_workers,
+        )
+        for pool in pools:
             stack.callback(pool.close)  # pushed first, so closed last: the safe stop needs one
         try:
             parts = await anyio.to_thread.run_sync(self._parts_factory, self.config)
@@ -268,7 +276,7 @@ class Runtime:
         except BaseException:
             self._release_turn()
             raise
-        send, receive = anyio.create_memory_object_stream[Event](EVENT_BUFFER)
+        events = EventQueue[Event](EVENT_BUFFER)
         finished = anyio.Event()
         scope = self._scope = anyio.CancelScope()
         self._cancel_reason = None
@@ -276,20 +284,19 @@ class Runtime:
         async def episode() -> None:
             try:
                 with scope:
-                    await self._episode(text, parts, send, recorder, observer)
+                    await self._episode(text, parts, events, recorder, observer)
             except Exception:  # never into the runtime's task group: it outlives episodes
                 log.exception("episode ended abnormally")
             finally:
                 self._scope = None
                 self._release_turn()
-                send.close()
+                events.close()
                 finished.set()
 
         tg.start_soon(episode, name="episode")
         try:
-            async with receive:
-                async for event in receive:
-                    yield event
+            async for event in events:
+                yield event
         finally:
             if not finished.is_set():
                 scope.cancel()
@@ -300,11 +307,11 @@ class Runtime:
         self,
         request: str,
         parts: Parts,
-        send: Any,
+        events: EventQueue[Event],
         recorder: RunRecorder | None,
         observer: RunObserver | None = None,
     ) -> None:
-        ep = Episode(send, recorder, observer=observer)
+        ep = Episode(events, recorder, observer=observer)
         structlog.contextvars.bind_contextvars(episode=ep.id)
         ending = Ending("fault", False, "unexpected error; see the log")
         try:

@@ -1,14 +1,16 @@
 """capture: one reader thread per camera, feeding the newest frame into that camera's slot.
 
 A camera's SDK call blocks until its next frame, so it runs on a thread of its own that reads
-frames back to back and feeds each into the camera's `ThreadFed` slot, which wakes the event loop
-only while a reader waits for a frame (agent.channels). Failed reads go to the loop, one
-`call_soon_threadsafe` each (on asyncio; other anyio backends get one blocking-portal call), where
-they are counted. The loop's task only watches: it sleeps until a read is overdue. Until 2026-12
-each frame was one worker call (a future, a queue put, a deadline timer and the capture task's
-resumption on the loop's thread), then one `call_soon_threadsafe` a frame; profiled, the loop's
-Python for two cameras at 10 fps fell from about 0.24 to 0.08 ms a control step, and then the
-secondary view's wake-up (about one in six of the loop's wake-ups a step) went too.
+frames back to back and feeds each into the camera's `ThreadFed` slot (agent.channels): the
+perception thread takes them from there directly, and the event loop is woken only while one of
+its tasks waits for a frame (the episode's start). Failed reads go to the loop, one
+`call_soon_threadsafe` each (on asyncio; other anyio backends get one blocking-portal call),
+where they are counted. The loop's task only watches: it sleeps until a read is overdue.
+
+History, measured with `bench loop` (two cameras at 10 fps): until 2026-12 each frame was one
+worker call (a future, a queue put, a deadline timer and the capture task's resumption on the
+loop's thread); then one `call_soon_threadsafe` a frame (the loop's Python fell from about 0.24 to
+0.08 ms a control step); since 2026-12-03 frames do not pass through the loop at all.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import anyio.from_thread
 import sniffio
 import structlog
 
-from agent.channels import ThreadFed
+from agent.channels import ChannelClosed, ThreadFed
 from agent.errors import describe
 from drivers.base import Camera, Frame
 
@@ -86,7 +88,10 @@ class _Reader:
                 return
             self.frames += 1
             self.last_report = time.monotonic()
-            self.out.feed(frame)
+            try:
+                self.out.feed(frame)
+            except ChannelClosed:  # the slot gave up on this camera: nobody reads it any more
+                return
 
     def _report(self, callback: Callable[[int, Any], None], generation: int, what: Any) -> None:
         if generation != self.generation or self.done.is_set():

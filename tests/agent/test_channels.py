@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.channels import ChannelClosed, Latest, ThreadFed
+from agent.channels import STOP_POLL_S, Cancelled, ChannelClosed, Latest, ThreadFed
 
 # An operation script: ("pub", n) publishes n values in a row, ("read", r) makes reader r poll.
 ops = st.lists(
@@ -231,3 +232,25 @@ def test_a_feed_racing_a_readers_wait_always_wakes_it():
         return got
 
     assert anyio.run(scenario) == list(range(1, 301))
+
+
+def test_a_thread_blocks_on_a_thread_fed_channel_until_a_feed_a_close_a_stop_or_its_deadline():
+    """The perception thread's wait (real threads): a feed from another thread ends it with the
+    value; the deadline with a TimeoutError naming the channel; the close with the closer's
+    reason; `stop` within about `STOP_POLL_S`."""
+    channel: ThreadFed[int] = ThreadFed("frames/front")
+    timer = threading.Timer(0.05, channel.feed, args=(7,))
+    timer.start()
+    assert channel.wait_newer_blocking(0, timeout=5.0) == (1, 7)
+    with pytest.raises(TimeoutError, match=r"frames/front within 0\.05 s"):
+        channel.wait_newer_blocking(1, timeout=0.05)
+    stop = threading.Event()
+    threading.Timer(0.05, stop.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(Cancelled):
+        channel.wait_newer_blocking(1, timeout=5.0, stop=stop)
+    assert time.monotonic() - t0 < 0.05 + 2 * STOP_POLL_S + 0.5
+    threading.Timer(0.05, channel.close, args=("camera 'front' failed 3 times",)).start()
+    with pytest.raises(ChannelClosed, match="failed 3 times"):
+        channel.wait_newer_blocking(1, timeout=5.0)
+    timer.join()
