@@ -300,7 +300,7 @@ class ThreadFed(Latest[T]):
     ) -> tuple[int, T]:
         """From a thread (never the loop): block up to `timeout` s for a version newer than
         `after` and take it. TimeoutError when none came, ChannelClosed once closed, and
-        `Cancelled` as soon as `stop` is set (checked every `STOP_POLL_S`)."""
+        `Cancelled` once `stop` is set (whoever sets it calls `wake_threads` after)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -313,7 +313,12 @@ class ThreadFed(Latest[T]):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"nothing new on {self.name} within {timeout:g} s")
-                self._cond.wait(min(left, STOP_POLL_S) if stop is not None else left)
+                self._cond.wait(left)
+
+    def wake_threads(self) -> None:
+        """Wake the threads blocked in `wait_newer_blocking`, to look at their `stop` events."""
+        with self._cond:
+            self._cond.notify_all()
 
     def close(self, reason: str = "closed") -> None:
         with self._cond:
@@ -333,10 +338,6 @@ class ThreadFed(Latest[T]):
                 return False  # something is there (or the close): look again
             self._armed = True
             return True
-
-
-#: how often a thread blocked in `ThreadFed.wait_newer_blocking` looks at its stop event
-STOP_POLL_S = 0.05
 
 
 class Cancelled(Exception):

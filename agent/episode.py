@@ -138,10 +138,8 @@ class Episode:
         gap = float(tick.state.gripper_width)
         x, y, z = (float(v) for v in tick.state.ee_pos[:3])
         self.tail.add((x, y, z), bool(tick.action.action.gripper_closed), gap)
-        # built unvalidated: every field is made right here, and pydantic's validation was the
-        # largest single cost of a control step on the event loop's thread (`bench loop`)
         self.emit(
-            Step.model_construct(
+            Step(
                 episode=self.id,
                 t=self.now(),
                 index=tick.record.index,

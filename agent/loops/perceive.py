@@ -31,7 +31,7 @@ class FrameSets:
     When another view's newest frame was taken more than `view_sync_s` before the first view's,
     its frame of that moment is on the way (synchronised cameras, or free-running ones whose
     next frame is closer): it is awaited for up to `view_sync_s`, then the older one is used.
-    `stop` ends a wait within `agent.channels.STOP_POLL_S` (the episode is over).
+    `stop()` ends a wait at once (the episode is over).
     """
 
     def __init__(
@@ -40,18 +40,18 @@ class FrameSets:
         *,
         frame_timeout: float,
         view_sync_s: float,
-        stop: threading.Event,
     ) -> None:
         self.frames = frames
         self.views = list(frames)
         self.frame_timeout = frame_timeout
         self.view_sync_s = view_sync_s
-        self.stop = stop
+        self._stopped = threading.Event()
         self.seen = dict.fromkeys(self.views, 0)  # the newest version taken, per view
         self.held: dict[str, Frame] = {}  # the newest frame each other view delivered so far
 
     def _wait(self, view: str, timeout: float) -> Frame:
-        version, frame = self.frames[view].wait_newer_blocking(self.seen[view], timeout, self.stop)
+        channel = self.frames[view]
+        version, frame = channel.wait_newer_blocking(self.seen[view], timeout, self._stopped)
         self.seen[view] = version
         return frame
 
@@ -61,6 +61,12 @@ class FrameSets:
             return None
         self.seen[view] = taken[0]
         return taken[1]
+
+    def stop(self) -> None:
+        """From any thread: a wait in progress (and any later one) ends with `Cancelled`."""
+        self._stopped.set()
+        for channel in self.frames.values():
+            channel.wake_threads()
 
     def next_set(self) -> FrameSet:
         first = self.views[0]
@@ -117,8 +123,7 @@ async def perceive_loop(
     (measured in `bench loop --heavy`: perception ran 1.6 times per step, and the policy's calls
     took twice their CPU time in wall time).
     """
-    stop = threading.Event()
-    sets = FrameSets(frames, frame_timeout=frame_timeout, view_sync_s=view_sync_s, stop=stop)
+    sets = FrameSets(frames, frame_timeout=frame_timeout, view_sync_s=view_sync_s)
     # one call waits for the frames (a dead camera: the capture loop gives up first) and perceives
     timeout = frame_timeout + view_sync_s + stage_timeout
     previous = first
@@ -154,4 +159,4 @@ async def perceive_loop(
                 )
             )
     finally:
-        stop.set()  # a perception thread still waiting for frames leaves (its call is abandoned)
+        sets.stop()  # a perception thread still waiting for frames leaves (its call is abandoned)
