@@ -129,7 +129,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--heavy",
         action="store_true",
         help="heavy stages that run here: CSRT tracking, GrabCut masks and a random-weight "
-        "`paper` TPM (ResNet-50 + ResNet-18, two 224 px views) on ONNX Runtime; cameras at 5 fps",
+        "`paper` TPM (ResNet-50 + ResNet-18, two 224 px views) on ONNX Runtime; cameras at 6 fps",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 12 steps, 64 px frames, rules reasoner"
