@@ -27,7 +27,7 @@ from agent.events import Reasoned, Started, WorldStart
 from agent.loops.act import act_loop
 from agent.loops.capture import give_up_s
 from agent.loops.command import command_loop
-from agent.loops.perceive import perceive_loop
+from agent.loops.perceive import perceive_loop, perception_deadline_s
 from agent.loops.supervise import Ending, supervise_loop
 from agent.loops.target import TargetWatch
 from agent.messages import PerceptMsg
@@ -213,7 +213,11 @@ class EpisodeRunner:
             parts.policy,
             ch.actions,
             workers=self._model_workers,
-            percept_timeout=self._frame_timeout + rt.stage_timeout_s,
+            # past perception's own deadline, so that perception names its own failures
+            percept_timeout=perception_deadline_s(
+                self._frame_timeout, rt.view_sync_s, rt.stage_timeout_s
+            )
+            + 1.0,
             stage_timeout=rt.stage_timeout_s,
         )
         command = partial(

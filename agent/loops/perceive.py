@@ -96,6 +96,13 @@ def _perceive_next(
     return fs, percept, t0, time.monotonic()
 
 
+def perception_deadline_s(frame_timeout: float, view_sync_s: float, stage_timeout: float) -> float:
+    """The deadline of one perception call: it waits for the frames (their own deadline, so a
+    dead camera's reason comes from the capture loop first), then runs the pipeline. A loop
+    waiting for percepts must wait longer, or a hung perception model is blamed on it."""
+    return frame_timeout + view_sync_s + stage_timeout
+
+
 async def perceive_loop(
     frames: Mapping[str, ThreadFed[Frame]],
     pipeline: PerceptionPipeline,
@@ -124,8 +131,8 @@ async def perceive_loop(
     took twice their CPU time in wall time).
     """
     sets = FrameSets(frames, frame_timeout=frame_timeout, view_sync_s=view_sync_s)
-    # one call waits for the frames (a dead camera: the capture loop gives up first) and perceives
-    timeout = frame_timeout + view_sync_s + stage_timeout
+    timeout = perception_deadline_s(frame_timeout, view_sync_s, stage_timeout)
+    what = f"perception (up to {frame_timeout:g} s for frames, then the pipeline)"
     previous = first
     redetections = first.redetections
     published = 0
@@ -134,7 +141,7 @@ async def perceive_loop(
             if on_demand and published:
                 await out.wait_taken(published, timeout=stage_timeout)
             fs, percept, t0, t_done = await workers.run(
-                _perceive_next, sets, pipeline, timeout=timeout, what="perception"
+                _perceive_next, sets, pipeline, timeout=timeout, what=what
             )
             if percept.redetections > redetections:
                 redetections = percept.redetections

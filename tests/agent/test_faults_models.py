@@ -8,6 +8,7 @@ wrapped to raise or slow down from their n-th call.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,3 +157,62 @@ async def test_a_policy_that_overruns_after_the_arm_moved_has_its_actions_refuse
     assert outcome.latency_ms["act"]["max"] >= 2000
     stopped_before(events, spy)
     check_run_folder(folder, events)
+
+
+class HangingAfter:
+    """A real segmenter whose calls block from the `n`-th on until `release` is set: a model
+    that hangs mid-episode (a wedged GPU driver). The test sets `release` when it ends, so that
+    no thread outlives it."""
+
+    def __init__(self, inner: Any, n: int, release: threading.Event) -> None:
+        self.inner, self.n, self.release, self.calls = inner, n, release, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def segment(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls >= self.n:
+            self.release.wait(60)
+        return self.inner.segment(*args, **kwargs)
+
+
+@pytest.mark.asyncio
+async def test_a_perception_model_that_hangs_mid_episode_is_a_fault_within_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """The segmenter hangs on the perception thread after a few frames: the perception call's
+    deadline (the frame wait's plus the stage timeout) ends the episode as a fault naming it,
+    the arm stopped first, instead of an episode that waits for ever."""
+    release = threading.Event()
+
+    def wrap(parts: Parts) -> None:
+        real = parts.new_pipeline
+
+        def new_pipeline() -> Any:
+            pipeline = real()
+            pipeline.segmenter = HangingAfter(pipeline.segmenter, 12, release)
+            return pipeline
+
+        parts.new_pipeline = new_pipeline
+
+    config = make_config(
+        tmp_path,
+        VIDEO,
+        "runtime.stage_timeout_s=1.0",
+        "runtime.camera_timeout_s=0.5",
+        "runtime.camera_failures=1",
+    )
+    try:
+        t0 = time.monotonic()
+        events, spy = await run_with_fault(config, tmp_path / "run", wrap, timeout_s=60)
+        took = time.monotonic() - t0
+    finally:
+        release.set()
+    assert any(isinstance(e, Step) for e in events), "the hang came mid-episode"
+    fault = fatal_fault(events, spy, "perceive")
+    # frames: 1 x (0.5 + 1 s grace) + 1 s; the view sync 0.05 s; the stage 1 s
+    assert fault.message == (
+        "perception (up to 2.5 s for frames, then the pipeline) did not finish within 3.55 s"
+    ), fault.message
+    assert took < 45, "bounded by the perception call's deadline, not the test's"
