@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from agent.messages import observation
 from agent.seeds import check_collection_seeds, episode_seed
 from drivers.base import RobotState
 from drivers.sim import offscreen_gl
@@ -35,7 +36,7 @@ from models.perception import Percept, PerceptionPipeline
 from models.tpm.dataset import EpisodeStore
 from models.tpm.inputs import prepare_views
 from models.tpm.policy import Policy
-from models.types import Action, ActionLike, Observation, Skill, TaskSpec
+from models.types import Action, ActionLike, Skill, TaskSpec
 
 if TYPE_CHECKING:  # these load mujoco, which must wait for offscreen_gl() below
     from drivers.sim.expert import ScriptedExpert
@@ -319,23 +320,19 @@ def _record(
         rgb, mask = prepare_views(
             percept.images, percept.masks, settings.views, settings.policy_size
         )
-        proprio = np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32)
+        seen = observation(percept.images, percept.masks, state)
         move = np.asarray(action.move, dtype=np.float32)
         phase = int(action.info.get("phase", 0))
         store.add_step(
             rgb,
             mask,
-            proprio,
+            seen.proprio,
             np.array([*move, float(action.gripper_closed)], dtype=np.float32),
             phase=phase,
         )
         driven: ActionLike = action
         if pilot is not None and rng.random() >= settings.expert_share:
-            driven = pilot.act(
-                Observation(
-                    percept.images, percept.masks, proprio, gripper_width=state.gripper_width
-                )
-            )
+            driven = pilot.act(seen)
         if early is not None and phase in reach_codes:
             reach_steps += 1
             if early.closes(reach_steps - 1):

@@ -7,10 +7,35 @@ and are taken as one set (`drivers.cameras.pairing.FrameSet`) by the perceive lo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from drivers.base import RobotState
 from models.perception import Percept
-from models.types import ActionLike
+from models.types import ActionLike, Observation
+
+
+def observation(
+    images: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray],
+    state: RobotState,
+    t_capture: float = 0.0,
+) -> Observation:
+    """What the policy sees: the views and their role masks, with proprioception from `state`
+    ([x, y, z, gripper_closed], the layout every policy was trained on) and the fingers' gap.
+
+    The one place a robot state becomes a policy input: the act loop, collection's DAgger pilot
+    and the benchmarks' sequential loop all build it here.
+    """
+    return Observation(
+        images=images,
+        masks=masks,
+        proprio=np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32),
+        t_capture=t_capture,
+        gripper_width=state.gripper_width,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from agent.channels import Latest
-from agent.messages import ActionMsg, PerceptMsg
+from agent.messages import ActionMsg, PerceptMsg, observation
 from agent.workers import Workers
 from drivers.base import RobotState
 from models.tpm.policy import Policy
-from models.types import Observation
 
 
 async def act_loop(
@@ -31,16 +28,9 @@ async def act_loop(
         newest = states.peek()
         if newest is None:
             continue  # the command loop publishes the first state before this can happen
-        state = newest[1]
-        observation = Observation(
-            images=msg.percept.images,
-            masks=msg.percept.masks,
-            proprio=np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32),
-            t_capture=msg.t_capture,
-            gripper_width=state.gripper_width,
-        )
+        seen = observation(msg.percept.images, msg.percept.masks, newest[1], msg.t_capture)
         t0 = time.monotonic()
-        action = await workers.run(policy.act, observation, timeout=stage_timeout, what="policy")
+        action = await workers.run(policy.act, seen, timeout=stage_timeout, what="policy")
         t_done = time.monotonic()
         out.publish(
             ActionMsg(

@@ -285,9 +285,9 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
     the simulator's rollout step loop (`drivers.sim.rollout.run_steps`) on the runtime's parts,
     whose physics runs in real time, so nothing advances it between steps."""
     from agent.backends import build_parts
+    from agent.messages import observation
     from drivers.cameras.pairing import pair_newest
     from drivers.sim.rollout import run_steps
-    from models.types import Observation
 
     meters = Meters()
     config = _bench_config(config, steps)
@@ -321,14 +321,8 @@ def run_sequential(config: Config, steps: int, request: str = REQUEST) -> LoopRe
         return percept
 
     def decide(percept: Percept, state: RobotState) -> ActionLike:
-        observation = Observation(
-            images=percept.images,
-            masks=percept.masks,
-            proprio=np.array([*state.ee_pos, float(state.gripper_closed)], dtype=np.float32),
-            t_capture=percept.t_capture,
-            gripper_width=state.gripper_width,
-        )
-        return parts.policy.act(observation)
+        seen = observation(percept.images, percept.masks, state, percept.t_capture)
+        return parts.policy.act(seen)
 
     def after_move() -> None:
         """The step's bookkeeping: when its move was sent, its age, the meters' snapshot."""
