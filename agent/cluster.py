@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from agent.interrupts import sigterm_interrupts
+
 #: `--ray` without an address: start (or join) a Ray instance on this machine
 LOCAL = "local"
 #: times Ray re-runs a task whose worker process died (a crash, the OOM killer, `kill -9`)
@@ -138,7 +140,9 @@ def connected(spec: RaySpec) -> Iterator[int]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClusterError(f"--ray {spec.address}: cannot start or join Ray: {first}") from None
     try:
-        with _sigterm_interrupts():
+        # SIGTERM as Ctrl-C: ray.shutdown() then stops a Ray this command started at once;
+        # Python's default exit would leave Ray's agents to notice, about a minute later
+        with sigterm_interrupts():
             yield max(1, int(ray.cluster_resources().get("CPU", 1)))
     finally:
         ray.shutdown()
@@ -155,28 +159,6 @@ def _reachable(address: str, timeout_s: float = 10.0) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as exc:
         raise ClusterError(f"--ray {address}: no Ray head answers there ({exc})") from None
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt for the block (in the main thread), so `ray.shutdown()`
-    stops a Ray instance this command started at once; Python's default exit on SIGTERM would
-    leave Ray's agent processes to notice on their own, about a minute later."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _call(cwd: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:

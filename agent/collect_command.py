@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.cli import EXIT_FAILED
+from agent.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED
 from agent.cluster import precheck, spec_from_args
 from agent.collection import CollectSettings, EpisodeResult, collect, next_episode_index
+from agent.interrupts import Terminated, sigterm_interrupts
 from agent.seeds import SeedRangeError, check_collection_seeds
 from models.tpm.dataset import EpisodeStore
 
@@ -158,6 +159,7 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
         raise BackendError(str(exc)) from None
     kept = succeeded = done = steps = 0
     lost: list[EpisodeResult] = []
+    stopped: KeyboardInterrupt | None = None
     t0 = time.monotonic()
     driver = "expert" if pilot is None else f"pilot ({args.expert_share:.0%} expert)"
     columns = (
@@ -190,26 +192,30 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
                     highlight=False,
                 )
 
-        if ray is None:
-            results = collect(store, settings, new_pipeline, catalog, pilot)
-        else:
-            from agent.collection_remote import collect_on_ray
+        try:  # Ctrl-C or SIGTERM: the episode under way is dropped, the summary still comes
+            with sigterm_interrupts():
+                if ray is None:
+                    results = collect(store, settings, new_pipeline, catalog, pilot)
+                else:
+                    from agent.collection_remote import collect_on_ray
 
-            results = collect_on_ray(
-                store, settings, config, catalog, ray, pilot=args.pilot, on_done=advance
-            )
-        for result in results:
-            if result.lost:
-                lost.append(result)
-                progress.console.print(
-                    f"lost: episode seed {result.trial.seed}, its worker died on every try "
-                    f"({result.reason}); skipped"
-                )
-                continue
-            kept += result.kept
-            steps += result.steps if result.kept else 0
-            if ray is None:
-                advance(result)
+                    results = collect_on_ray(
+                        store, settings, config, catalog, ray, pilot=args.pilot, on_done=advance
+                    )
+                for result in results:
+                    if result.lost:
+                        lost.append(result)
+                        progress.console.print(
+                            f"lost: episode seed {result.trial.seed}, its worker died on every try "
+                            f"({result.reason}); skipped"
+                        )
+                        continue
+                    kept += result.kept
+                    steps += result.steps if result.kept else 0
+                    if ray is None:
+                        advance(result)
+        except KeyboardInterrupt as exc:
+            stopped = exc
     failures = done - succeeded
     what = "expert failures not kept" if pilot is None else "failures kept (DAgger labels)"
     print(
@@ -217,6 +223,10 @@ def run_collect(args: argparse.Namespace, config: Any) -> int:
         f"{succeeded}; {failures} {what}; {args.out} now holds {store.n_episodes} episodes, "
         f"{store.n_steps} steps; {(time.monotonic() - t0) / 60:.1f} min"
     )
+    if stopped is not None:
+        how = "terminated by SIGTERM" if isinstance(stopped, Terminated) else "interrupted"
+        print(f"{how}: the episode under way was dropped; the episodes above are kept")
+        return EXIT_TERMINATED if isinstance(stopped, Terminated) else EXIT_INTERRUPTED
     if lost:
         seeds = ", ".join(str(r.trial.seed) for r in lost)
         print(

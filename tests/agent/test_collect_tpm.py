@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +176,31 @@ def test_near_tasks_go_to_the_user_or_next_to_an_object_of_the_split(split: str)
         assert t.request == f"put the {t.pick} next to the {t.place}"
         task = reasoner.reason(t.request, sorted(names | {"user"}))
         assert (task.skill, task.pick, task.place) == (t.skill, t.pick, t.place), t.request
+
+
+def test_collect_stopped_by_sigterm_keeps_what_it_recorded_and_says_so(tmp_path: Path) -> None:
+    """SIGTERM (a `timeout`, `docker stop`) mid-collection: the episode under way is dropped,
+    the finished ones stay, the summary is printed, and the exit code is 143. A real process."""
+    out = tmp_path / "demos.zarr"
+    command = [sys.executable, "-m", "agent", *_collect(out, 3, *SMALL_SIM, *RULES)]
+    command[command.index("1")] = "5"  # --episodes 5: far more than it will get to
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as proc:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # a plain line per finished episode (not a terminal)
+            lines.append(line)
+            if line.startswith("collect 1/5 episodes"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        else:
+            pytest.fail(f"collect ended before its first episode: {''.join(lines)}")
+        rest, _ = proc.communicate(timeout=120)
+    printed = "".join(lines) + rest
+    assert proc.returncode == 143, printed
+    assert "terminated by SIGTERM: the episode under way was dropped" in printed
+    assert "recorded 1 of 1 episodes" in printed, printed
+    store = EpisodeStore(out, read_only=True)
+    assert store.n_episodes == 1
