@@ -8,8 +8,9 @@ slow reader always gets the newest value. Values overwritten before any reader t
 in `dropped`, which the run summary reports per channel.
 
 All methods must be called from the event loop's thread (loops publish after their worker-thread
-call returns), except `ThreadFed.feed`, which is how a producer thread (a camera's reader) hands
-its values over without waking the loop for each.
+call returns), except on `ThreadFed`, a channel shared under a lock: a producer thread (a
+camera's reader) feeds it without waking the loop for each value, and a consumer thread (the
+perception thread) takes from it, blocking if it must.
 
 On asyncio a wait is one bare future and, with a deadline, one timer: anyio's `Event` and
 `fail_after` cost the loop's thread several times more per wait, and the runtime's loops wait on
@@ -289,11 +290,15 @@ class ThreadFed(Latest[T]):
     def take_newer(self, after: int, *, take: bool = True) -> tuple[int, T] | None:
         """As `Latest.take_newer`, from the loop or any thread."""
         with self._cond:
-            if self._version <= after:
-                return None
-            if take:
-                self._taken = max(self._taken, self._version)
-            return self._version, self._value  # type: ignore[return-value]
+            return self._take(after, take)
+
+    def _take(self, after: int, take: bool) -> tuple[int, T] | None:
+        """`take_newer` with the lock held (no `wait_taken` here, so nothing to fire)."""
+        if self._version <= after:
+            return None
+        if take:
+            self._taken = max(self._taken, self._version)
+        return self._version, self._value  # type: ignore[return-value]
 
     def wait_newer_blocking(
         self, after: int, timeout: float, stop: threading.Event | None = None
@@ -304,9 +309,9 @@ class ThreadFed(Latest[T]):
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                if self._version > after:
-                    self._taken = max(self._taken, self._version)
-                    return self._version, self._value  # type: ignore[return-value]
+                taken = self._take(after, True)
+                if taken is not None:
+                    return taken
                 self.raise_if_closed()
                 if stop is not None and stop.is_set():
                     raise Cancelled(f"stopped waiting for {self.name}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import anyio
 
 from agent.channels import Latest
 from agent.messages import StepRecord
@@ -38,25 +39,12 @@ async def supervise_loop(
 
     `lost(now)` (the target watch's `lost_reason`) ends it as a failure when a target has been
     missing from every view too long; a success check that passes first still wins.
-
-    The checks run every `1 / rate_hz` s, timed by the steps: the first step after a check is
-    due runs it, so while the arm moves the checks cost the event loop no wake-up of their own
-    (a timer of their own was one wake-up of the loop's thread every other control step, about
-    a tenth of the runtime's overhead in `bench loop`). When no step comes (the arm holds, the
-    policy is slow), the check runs at most one period late.
     """
     start = time.monotonic()
-    period = 1.0 / rate_hz
-    due = start + period
-    watcher = steps.watcher()
     done_since: float | None = None
     while True:
-        with contextlib.suppress(TimeoutError):
-            await watcher.next(timeout=due + period - time.monotonic())
+        await anyio.sleep(1.0 / rate_hz)
         now = time.monotonic()
-        if now < due:
-            continue  # a step came before the check is due
-        due = now + period
         latest = steps.peek()
         record = latest[1] if latest else None
         verdict = None
