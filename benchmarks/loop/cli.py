@@ -105,8 +105,8 @@ def heavy_config(config: Config, folder: Path, preset_name: str = "paper") -> Co
     rendering took 160 ms of CPU per step, at 5 fps 65), but the camera must not be the slowest
     stage either, or the pipelined loop measures the camera. At 5 fps it did on 2026-12-03
     (pipelined at 101% of the camera's 5 Hz, 1.28x and 1.37x the sequential loop, whose stages
-    ran faster that day); at 6 fps the pipelined loop is bound by the policy and the CPU (96-97%
-    of 1 / the policy's time, 94% of the 2 cores, 1.47x and 1.49x in two runs).
+    ran faster that day); at 6 fps the pipelined loop is bound by the policy and the CPU (95-97%
+    of 1 / the policy's time, 94% of the 2 cores, 1.47x-1.60x in four runs).
     The action deadline is `HEAVY_DEADLINE_S`: these stages make every action 0.6-0.9 s old
     when it arrives, so the default 0.6 s refused nearly all of them (the arm held through the
     whole run, 99 and 100 of 100 steps refused), and the loop measured was not one that moves.
