@@ -71,13 +71,18 @@ class Latest(Generic[T]):
 
     def publish(self, value: T) -> int:
         """Overwrite the slot and wake waiters; never blocks. Returns the new version."""
+        version = self._store(value)
+        self._changed.fire()
+        return version
+
+    def _store(self, value: T) -> int:
+        """Overwrite the slot, counting a value nobody took as dropped; wakes nobody."""
         self.raise_if_closed()
         if self._version > self._taken:
             self.dropped += 1
         self._value = value
         self._version += 1
         self.published += 1
-        self._changed.fire()
         return self._version
 
     def peek(self) -> tuple[int, T] | None:
@@ -264,15 +269,9 @@ class ThreadFed(Latest[T]):
         """From any thread: make `value` the newest; wakes the loop only when a loop reader
         waits. Returns the new version (once closed, ChannelClosed)."""
         with self._cond:
-            self.raise_if_closed()
-            if self._version > self._taken:
-                self.dropped += 1
-            self._value = value
-            self._version += 1
-            self.published += 1
+            version = self._store(value)
             self._cond.notify_all()
             wake, self._armed = self._armed, False
-            version = self._version
         if wake and self._to_loop is not None:
             self._to_loop(self._changed.fire)
         return version
