@@ -46,21 +46,14 @@ class FrameSets:
         self.frame_timeout = frame_timeout
         self.view_sync_s = view_sync_s
         self._stopped = threading.Event()
-        self.seen = dict.fromkeys(self.views, 0)  # the newest version taken, per view
+        self.readers = {view: channel.reader() for view, channel in frames.items()}
         self.held: dict[str, Frame] = {}  # the newest frame each other view delivered so far
 
     def _wait(self, view: str, timeout: float) -> Frame:
-        channel = self.frames[view]
-        version, frame = channel.wait_newer_blocking(self.seen[view], timeout, self._stopped)
-        self.seen[view] = version
+        reader = self.readers[view]
+        waited = self.frames[view].wait_newer_blocking(reader.seen, timeout, self._stopped)
+        reader.seen, frame = waited
         return frame
-
-    def _poll(self, view: str) -> Frame | None:
-        taken = self.frames[view].take_newer(self.seen[view])
-        if taken is None:
-            return None
-        self.seen[view] = taken[0]
-        return taken[1]
 
     def stop(self) -> None:
         """From any thread: a wait in progress (and any later one) ends with `Cancelled`."""
@@ -74,7 +67,7 @@ class FrameSets:
         current = {first: newest}
         for view in self.views[1:]:
             self.frames[view].raise_if_closed()  # a dead secondary camera is a fault, not stale
-            fresh = self._poll(view)
+            fresh = self.readers[view].poll()  # ThreadFed's reads are thread-safe
             if fresh is None and view not in self.held:
                 fresh = self._wait(view, self.frame_timeout)
             if fresh is not None:
