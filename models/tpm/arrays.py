@@ -15,6 +15,7 @@ import numpy as np
 
 from models.tpm.dataset import DatasetError, EpisodeStore
 from models.tpm.mask_codes import ROLE_VALUES_NEAR, decode_mask, masks_to_boxes, role_values
+from models.tpm.positions import step_positions, unknown_positions
 from models.types import MASK_CODING, MaskCoding, Skill
 
 
@@ -36,7 +37,8 @@ class Arrays:
     """A dataset (or a split of it) in memory; masks as role codes.
 
     `roles`: (N, 3) the mask value of each role code per step (`step_role_values`: the
-    episode's skill); None decodes every step as `place_near`.
+    episode's skill); None decodes every step as `place_near`. `positions`: (N, 6) the
+    episode's object positions (`models.tpm.positions`), NaN where none was recorded.
     """
 
     rgb: np.ndarray
@@ -46,6 +48,7 @@ class Arrays:
     phase: np.ndarray
     episode_ends: np.ndarray
     roles: np.ndarray | None = None
+    positions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.action)
@@ -67,6 +70,7 @@ def load_arrays(store: EpisodeStore, *, mask_mode: str = "mask") -> Arrays:
         phase=store.array("phase"),
         episode_ends=store.episode_ends,
         roles=step_role_values(store),
+        positions=step_positions(store.episodes, store.episode_ends),
     )
 
 
@@ -89,6 +93,9 @@ def concat_arrays(parts: Sequence[Arrays]) -> Arrays:
                 p.roles if p.roles is not None else np.tile(ROLE_VALUES_NEAR, (len(p), 1))
                 for p in parts
             ]
+        ),
+        positions=np.concatenate(
+            [p.positions if p.positions is not None else unknown_positions(len(p)) for p in parts]
         ),
     )
 
@@ -249,6 +256,8 @@ class BatchLoader:
     def gather(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         a = self.arrays
         extra = {} if self.features is None else {"rgb_features": self.features[idx]}
+        if a.positions is not None:
+            extra["positions"] = a.positions[idx]
         return {
             **extra,
             "rgb": a.rgb[idx],

@@ -164,6 +164,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="the move head classifies each component into K bins instead of regressing it "
         "(0: regression; default: --init's head, else regression)",
     )
+    parser.add_argument(
+        "--position-weight",
+        type=non_negative_float,
+        default=0.0,
+        metavar="W",
+        help="also train a head that predicts where the pick object and the place target are "
+        "(from the positions `collect` records), loss weight W (5000 weighs it like the move; "
+        "0: off); the head is for training only and is not exported",
+    )
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:

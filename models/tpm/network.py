@@ -243,7 +243,7 @@ class TPMNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(config.proprio_hidden, config.proprio_dim),
         )
-        joint = config.d_model + config.proprio_dim
+        self.joint_dim = joint = config.d_model + config.proprio_dim
         self.move_head = _mlp_head(joint, config.head_hidden, 3 * max(1, config.move_bins))
         if config.move_bins:  # derived from the config: not a weight, not in the state_dict
             limit = config.move_bin_range
@@ -275,6 +275,19 @@ class TPMNet(nn.Module):
 
         `rgb_features`: the shared trunk's features, if computed already (cached for training).
         """
+        joint = self.encode(images, masks, proprio, rgb_features)
+        return self.move_head(joint), self.gripper_head(joint)
+
+    def encode(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        proprio: torch.Tensor,
+        rgb_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The features both heads read (B, d_model + proprio_dim): pooled views + proprio.
+
+        Public for training-only heads on the same features (`models.tpm.positions`)."""
         if not self.config.gripper_input:
             proprio = torch.cat([proprio[:, :3], torch.zeros_like(proprio[:, 3:])], dim=1)
         if rgb_features is None:
@@ -284,8 +297,7 @@ class TPMNet(nn.Module):
             for i, enc in enumerate(self.views)
         ]
         pooled = self.fuse_views(torch.cat(tokens, dim=1)).mean(dim=1)
-        joint = torch.cat([pooled, self.proprio(proprio)], dim=1)
-        return self.move_head(joint), self.gripper_head(joint)
+        return torch.cat([pooled, self.proprio(proprio)], dim=1)
 
 
 def decode_move(net: TPMNet, head: torch.Tensor) -> torch.Tensor:

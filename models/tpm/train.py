@@ -50,6 +50,12 @@ from models.tpm.config import TPMConfig, preset
 from models.tpm.dataset import DatasetError, EpisodeStore
 from models.tpm.distributed import Dist
 from models.tpm.network import TPMNet, bc_loss, decode_move, normalise_inputs
+from models.tpm.positions import (
+    PositionHead,
+    WithPositions,
+    fit_standardiser,
+    position_loss,
+)
 from models.tpm.sources import describe_sources, source_counts
 from models.tpm.train_settings import TrainSettings, lr_at, pick_device, seed_everything
 from models.types import MASK_CODING
@@ -215,10 +221,15 @@ class Trainer:
             if len(val_idx)
             else None
         )
+        self.position_head: PositionHead | None = None
+        if s.position_weight > 0:
+            self._start_positions(arrays, train_idx)
         # each rank its own augmentation draws (rank 0 those of a one-process run)
         self._aug_rng = np.random.default_rng([s.seed, 3, dist.rank] if dist.rank else [s.seed, 3])
         self.peak, self.floor = s.learning_rates()
         trained = [p for p in self.net.parameters() if p.requires_grad]  # not a frozen trunk
+        if self.position_head is not None:
+            trained += list(self.position_head.parameters())
         self.opt = torch.optim.AdamW(trained, lr=self.peak, weight_decay=s.weight_decay)
         self.total = len(self.train) * s.epochs
         if s.max_steps is not None:
@@ -235,9 +246,32 @@ class Trainer:
         self.elapsed = 0.0
         if resume and (out / "last.pt").is_file():
             self._restore(out / "last.pt")
-        self.model = distributed.wrap(self.net, dist, self.device)  # what a training step calls
+        # what a training step calls
+        trained_module = (
+            self.net if self.position_head is None else WithPositions(self.net, self.position_head)
+        )
+        self.model = distributed.wrap(trained_module, dist, self.device)
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
+
+    def _start_positions(self, arrays: Arrays, train_idx: np.ndarray) -> None:
+        """The auxiliary position head (`models.tpm.positions`) and its targets' statistics."""
+        targets = arrays.positions[train_idx] if arrays.positions is not None else None
+        if targets is None or not np.isfinite(targets).any():
+            raise DatasetError(
+                "--position-weight needs episodes that record object positions (`collect` "
+                "writes them since 2026-12-03); none of the training episodes in "
+                f"{self.data_info['path']} does"
+            )
+        mean, std = fit_standardiser(targets)
+        self.position_mean = torch.from_numpy(mean).to(self.device)
+        self.position_std = torch.from_numpy(std).to(self.device)
+        self.position_head = PositionHead(self.net.joint_dim).to(self.device)
+
+    def _position_targets(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
+        """A batch's positions, standardised (NaN where unknown)."""
+        raw = torch.from_numpy(batch["positions"]).to(self.device)
+        return (raw - self.position_mean) / self.position_std
 
     def _load(self, path: Path) -> tuple[Arrays, np.ndarray | None]:
         """One dataset in RAM, checked against the network's views and size, views selected;
@@ -354,8 +388,12 @@ class Trainer:
             proprio = hide_gripper_bits(proprio, self.settings.gripper_dropout, self._aug_rng)
         feats = batch_features(batch, self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            move_pred, logits = self.model(images, masks, proprio, feats)
-        loss, parts = self._loss(move_pred, logits, move, grip)
+            outputs = self.model(images, masks, proprio, feats)
+        loss, parts = self._loss(*outputs[:2], move, grip)
+        if self.position_head is not None:
+            aux = position_loss(outputs[2], self._position_targets(batch))
+            loss = loss + self.settings.position_weight * aux
+            parts["position_mse"] = float(aux.detach())
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
@@ -379,13 +417,21 @@ class Trainer:
         self.net.eval()
         totals = {"loss": 0.0, "mse": 0.0, "ce": 0.0, "gripper_acc": 0.0, "move_err_mm": 0.0}
         n = 0
+        pick_err_mm, pick_n = 0.0, 0
         std = self.norm["move_std"]
         for batch in self.val.epoch():
             images, masks, proprio, move, grip = batch_tensors(batch, self.norm, self.device)
             feats = batch_features(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                move_pred, logits = self.net(images, masks, proprio, feats)
+                joint = self.net.encode(images, masks, proprio, feats)
+                move_pred, logits = self.net.move_head(joint), self.net.gripper_head(joint)
             _, parts = self._loss(move_pred, logits, move, grip)
+            if self.position_head is not None:  # how far the predicted pick object is (mm)
+                pred = self.position_head(joint).float()[:, :3] * self.position_std[:3]
+                target = self._position_targets(batch)[:, :3] * self.position_std[:3]
+                known = torch.isfinite(target).all(dim=1)
+                pick_err_mm += float((pred - target)[known].norm(dim=1).sum()) * 1000
+                pick_n += int(known.sum())
             b = len(grip)
             for k in ("loss", "mse", "ce"):
                 totals[k] += parts[k] * b
@@ -393,7 +439,10 @@ class Trainer:
             err = ((decode_move(self.net, move_pred) - move) * std).norm(dim=1) * 1000
             totals["move_err_mm"] += float(err.sum())
             n += b
-        return {f"val_{k}" if k != "loss" else "loss": v / n for k, v in totals.items()}
+        out = {f"val_{k}" if k != "loss" else "loss": v / n for k, v in totals.items()}
+        if pick_n:
+            out["val_pick_position_err_mm"] = pick_err_mm / pick_n
+        return out
 
     # ------------------------------------------------------------------ state
 
@@ -421,6 +470,10 @@ class Trainer:
                 # export writes it into the ONNX metadata, where OnnxTPMPolicy checks it
                 "mask_coding": MASK_CODING.to_json(),
                 "model": self.net.state_dict(),
+                # training-only (`models.tpm.positions`): kept for --resume, never exported
+                "position_head": (
+                    None if self.position_head is None else self.position_head.state_dict()
+                ),
                 "normaliser": dataclasses.asdict(self.normaliser),
                 "optimizer": self.opt.state_dict(),
                 "scaler": self.scaler.state_dict(),
@@ -455,6 +508,8 @@ class Trainer:
         if missing:
             raise CheckpointError(f"{path} cannot be resumed (no {', '.join(missing)})")
         load_weights(self.net, path, ckpt["model"])
+        if self.position_head is not None and ckpt.get("position_head") is not None:
+            self.position_head.load_state_dict(ckpt["position_head"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.epoch, self.best = ckpt["step"], ckpt["epoch"], ckpt["best"]

@@ -48,6 +48,7 @@ def _train(args: Any, dist: Dist) -> int:
         colour_jitter=args.colour_jitter,
         gripper_dropout=args.gripper_dropout,
         move_bins=args.move_bins,
+        position_weight=args.position_weight,
         seed=args.seed,
         threads=args.threads,
         device=args.device,

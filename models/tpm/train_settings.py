@@ -54,6 +54,9 @@ class TrainSettings:
     #: the move head's bins (`TPMConfig.move_bins`; 0: regression); None: the --init
     #: checkpoint's, or the preset's. A checkpoint with another head starts with a fresh last layer
     move_bins: int | None = None
+    #: weight of the auxiliary object-position loss (`models.tpm.positions`; 0: no such head).
+    #: Standardised like the move, so 5000 weighs it as much as the move
+    position_weight: float = 0.0
     seed: int = 0
     threads: int = 1
     log_every: int = 50

@@ -55,6 +55,12 @@ def test_collect_records_a_successful_expert_episode(tmp_path: Path, capsys) -> 
     assert np.linalg.norm(action[:, :3], axis=1).max() <= 0.0101
     assert action[:, 3].min() == 0.0 and action[:, 3].max() == 1.0  # it grasped and released
     np.testing.assert_allclose(store.array("proprio")[0, :3], [0.45, 0.0, 0.32], atol=0.01)
+    # the positions training may predict (models.tpm.positions): the expert closes the hand
+    # where the recorded pick object is
+    closes = int(np.argmax(action[:, 3] > 0.5))
+    pick = np.asarray(meta["positions"]["pick"])
+    np.testing.assert_allclose(store.array("proprio")[closes, :2], pick[:2], atol=0.02)
+    assert len(meta["positions"]["place"]) == 3
 
 
 def test_dagger_collect_records_the_pilots_states_with_expert_labels(
