@@ -20,6 +20,7 @@ step and time budgets end the others.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -59,6 +60,16 @@ def _ort() -> Any:
     return require("onnxruntime", "tpm", note=never_both)
 
 
+def default_engine_cache() -> Path:
+    """Where TensorRT engines are kept unless `engine_cache_dir` says: the user's cache folder.
+
+    Not beside the ONNX file: the shipped policy lives in the installed package, which is often
+    read-only (site-packages). ONNX Runtime names each engine by its graph's hash, so policies
+    share the folder without clashing."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tpm-agent" / "tensorrt"
+
+
 def _gpu_present() -> bool:
     """An NVIDIA driver is loaded (its device nodes exist); cheap and needs no CUDA library."""
     return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0"))
@@ -78,7 +89,9 @@ class PolicyConfig(Settings):
         description="ONNX Runtime providers, tried in order (GPU ones only where a GPU exists).",
     )
     engine_cache_dir: Path | None = Field(
-        None, description="TensorRT engine cache (None: .ort_cache beside the ONNX file)."
+        None,
+        description="TensorRT engine cache (None: tpm-agent/tensorrt in the user's cache "
+        "folder, $XDG_CACHE_HOME or ~/.cache).",
     )
     threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads.")
 
@@ -108,7 +121,7 @@ class OnnxTPMPolicy:
         unknown = [p for p in providers if p not in _ORT_NAMES]
         if unknown:
             raise ModelError(f"policy.providers: unknown {unknown}; allowed: {list(_ORT_NAMES)}")
-        cache = Path(engine_cache_dir) if engine_cache_dir else self.path.parent / ".ort_cache"
+        cache = Path(engine_cache_dir) if engine_cache_dir else default_engine_cache()
         available = set(ort.get_available_providers())
         if not _gpu_present():  # onnxruntime-gpu lists GPU providers on any machine
             available -= {_ORT_NAMES["tensorrt"], _ORT_NAMES["cuda"]}
@@ -118,7 +131,13 @@ class OnnxTPMPolicy:
             if ort_name not in available:
                 continue
             if name == "tensorrt":
-                cache.mkdir(parents=True, exist_ok=True)
+                try:
+                    cache.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ModelError(
+                        f"cannot create the TensorRT engine cache {cache} ({exc.strerror}): set "
+                        "policy.engine_cache_dir to a writable folder"
+                    ) from None
                 chosen.append(
                     (
                         ort_name,
