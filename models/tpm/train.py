@@ -507,9 +507,15 @@ class Trainer:
         missing = [k for k in RESUME_KEYS if k not in ckpt]
         if missing:
             raise CheckpointError(f"{path} cannot be resumed (no {', '.join(missing)})")
+        saved_head = ckpt.get("position_head")
+        if (saved_head is None) != (self.position_head is None):
+            had = "with" if saved_head is not None else "without"
+            raise CheckpointError(
+                f"{path} was trained {had} the position head: resume it {had} --position-weight"
+            )
         load_weights(self.net, path, ckpt["model"])
-        if self.position_head is not None and ckpt.get("position_head") is not None:
-            self.position_head.load_state_dict(ckpt["position_head"])
+        if self.position_head is not None and saved_head is not None:
+            self.position_head.load_state_dict(saved_head)
         self.opt.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.epoch, self.best = ckpt["step"], ckpt["epoch"], ckpt["best"]

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("zarr")
 
+from models.tpm.checkpoint import CheckpointError  # noqa: E402
 from models.tpm.dataset import DatasetError  # noqa: E402
 from models.tpm.export import export_onnx  # noqa: E402
 from models.tpm.positions import fit_standardiser, position_loss, step_positions  # noqa: E402
@@ -70,6 +71,9 @@ def test_a_position_head_trains_beside_the_policy_and_is_not_exported(tmp_path: 
     assert head is not None
     saved = ckpt["position_head"]
     assert all(torch.equal(v, saved[k]) for k, v in head.state_dict().items())
+    plain = TrainSettings(epochs=6, batch_size=8, val_fraction=0.2, log_every=2)
+    with pytest.raises(CheckpointError, match="resume it with --position-weight"):
+        Trainer(data, tmp_path / "run", plain, config=TINY, resume=True)
 
 
 def test_a_position_weight_without_recorded_positions_is_refused(tmp_path: Path) -> None:
