@@ -8,27 +8,40 @@ few hundred MB at most) and a batch is a fancy-indexing gather.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from models.tpm.dataset import DatasetError, EpisodeStore
 from models.tpm.mask_codes import ROLE_VALUES_NEAR, decode_mask, masks_to_boxes, role_values
-from models.tpm.positions import step_positions, unknown_positions
+from models.tpm.positions import POSITION_WIDTH, episode_positions, unknown_positions
 from models.types import MASK_CODING, MaskCoding, Skill
 
 
 def step_role_values(store: EpisodeStore, coding: MaskCoding = MASK_CODING) -> np.ndarray:
     """(N, 3) float32: `role_values` of every step's episode skill (episodes without a skill in
     their metadata count as `place_near`)."""
-    lengths = np.diff(np.concatenate([[0], store.episode_ends])).astype(np.int64)
     rows = [
         role_values(str(info.get("skill", Skill.PLACE_NEAR.value)), coding)
         for info in store.episodes
     ]
+    return per_step(rows, store.episode_ends, 3)
+
+
+def step_positions(episodes: Sequence[Mapping[str, Any]], episode_ends: np.ndarray) -> np.ndarray:
+    """(N, 6) float32: each step's episode positions (`positions.episode_positions`: NaN for
+    what an episode did not record)."""
+    rows = [episode_positions(info) for info in episodes]
+    return per_step(rows, episode_ends, POSITION_WIDTH)
+
+
+def per_step(rows: Sequence[np.ndarray], episode_ends: np.ndarray, width: int) -> np.ndarray:
+    """(N, width) float32: each episode's row repeated over the episode's steps."""
     if not rows:
-        return np.zeros((0, 3), dtype=np.float32)
+        return np.zeros((0, width), dtype=np.float32)
+    lengths = np.diff(np.concatenate([[0], episode_ends])).astype(np.int64)
     return np.repeat(np.stack(rows), lengths, axis=0)
 
 

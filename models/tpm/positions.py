@@ -17,7 +17,7 @@ heads only (NaN targets, left out of this loss).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from models.tpm.network import TPMNet
 
 #: the episode metadata's roles, in the target's order: (pick x, y, z, place x, y, z)
 ROLES = ("pick", "place")
+POSITION_WIDTH = 3 * len(ROLES)
 #: a component whose spread is smaller (m) is standardised by this instead (a fixed target)
 MIN_STD_M = 0.02
 
@@ -35,7 +36,7 @@ MIN_STD_M = 0.02
 def episode_positions(info: Mapping[str, Any]) -> np.ndarray:
     """(6,) float32: an episode's recorded positions, NaN for a role it lacks."""
     recorded = info.get("positions") or {}
-    out = np.full(3 * len(ROLES), np.nan, dtype=np.float32)
+    out = np.full(POSITION_WIDTH, np.nan, dtype=np.float32)
     for i, role in enumerate(ROLES):
         xyz = recorded.get(role)
         if xyz is not None:
@@ -45,16 +46,7 @@ def episode_positions(info: Mapping[str, Any]) -> np.ndarray:
 
 def unknown_positions(steps: int) -> np.ndarray:
     """(steps, 6) float32 NaN: steps of episodes that recorded no positions."""
-    return np.full((steps, 3 * len(ROLES)), np.nan, dtype=np.float32)
-
-
-def step_positions(episodes: Sequence[Mapping[str, Any]], episode_ends: np.ndarray) -> np.ndarray:
-    """(N, 6) float32: each step's episode positions (`episode_positions`)."""
-    lengths = np.diff(np.concatenate([[0], episode_ends])).astype(np.int64)
-    if not len(episodes):
-        return unknown_positions(0)
-    rows = np.stack([episode_positions(info) for info in episodes])
-    return np.repeat(rows, lengths, axis=0)
+    return np.full((steps, POSITION_WIDTH), np.nan, dtype=np.float32)
 
 
 def fit_standardiser(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +67,7 @@ class PositionHead(nn.Module):
     def __init__(self, joint_dim: int, hidden: int = 128) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
-            nn.Linear(joint_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, 3 * len(ROLES))
+            nn.Linear(joint_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, POSITION_WIDTH)
         )
 
     def forward(self, joint: torch.Tensor) -> torch.Tensor:

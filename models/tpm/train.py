@@ -246,11 +246,11 @@ class Trainer:
         self.elapsed = 0.0
         if resume and (out / "last.pt").is_file():
             self._restore(out / "last.pt")
-        # what a training step calls
-        trained_module = (
+        # what validation calls; a training step calls it through `model` (data-parallel or not)
+        self.trained_module = (
             self.net if self.position_head is None else WithPositions(self.net, self.position_head)
         )
-        self.model = distributed.wrap(trained_module, dist, self.device)
+        self.model = distributed.wrap(self.trained_module, dist, self.device)
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
 
@@ -423,11 +423,11 @@ class Trainer:
             images, masks, proprio, move, grip = batch_tensors(batch, self.norm, self.device)
             feats = batch_features(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                joint = self.net.encode(images, masks, proprio, feats)
-                move_pred, logits = self.net.move_head(joint), self.net.gripper_head(joint)
+                outputs = self.trained_module(images, masks, proprio, feats)
+            move_pred, logits = outputs[:2]
             _, parts = self._loss(move_pred, logits, move, grip)
             if self.position_head is not None:  # how far the predicted pick object is (mm)
-                pred = self.position_head(joint).float()[:, :3] * self.position_std[:3]
+                pred = outputs[2].float()[:, :3] * self.position_std[:3]
                 target = self._position_targets(batch)[:, :3] * self.position_std[:3]
                 known = torch.isfinite(target).all(dim=1)
                 pick_err_mm += float((pred - target)[known].norm(dim=1).sum()) * 1000

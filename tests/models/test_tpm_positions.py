@@ -15,10 +15,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("zarr")
 
+from models.tpm.arrays import step_positions  # noqa: E402
 from models.tpm.checkpoint import CheckpointError  # noqa: E402
 from models.tpm.dataset import DatasetError  # noqa: E402
 from models.tpm.export import export_onnx  # noqa: E402
-from models.tpm.positions import fit_standardiser, position_loss, step_positions  # noqa: E402
+from models.tpm.positions import fit_standardiser, position_loss  # noqa: E402
 from models.tpm.train import Trainer  # noqa: E402
 from models.tpm.train_settings import TrainSettings  # noqa: E402
 from tests.models.test_tpm_pipeline import TINY, _dataset  # noqa: E402
