@@ -250,8 +250,9 @@ class ThreadFed(Latest[T]):
     and its wait); the next feed then wakes the loop once.
 
     Versions count feeds; a value overwritten before anyone (a loop reader or a thread) took it
-    counts as dropped. `wait_taken` is not offered: the producer is a thread and does not wait
-    for demand.
+    counts as dropped. A producer thread that waits for demand blocks in `wait_taken_blocking`
+    (the perception thread, until the policy's thread took its last percept); the loop's
+    `wait_taken` is not offered.
     """
 
     def __init__(self, name: str) -> None:
@@ -292,12 +293,32 @@ class ThreadFed(Latest[T]):
             return self._take(after, take)
 
     def _take(self, after: int, take: bool) -> tuple[int, T] | None:
-        """`take_newer` with the lock held (no `wait_taken` here, so nothing to fire)."""
+        """`take_newer` with the lock held; a new take wakes a producer thread waiting for
+        demand (`wait_taken_blocking`)."""
         if self._version <= after:
             return None
-        if take:
-            self._taken = max(self._taken, self._version)
+        if take and self._taken < self._version:
+            self._taken = self._version
+            self._cond.notify_all()
         return self._version, self._value  # type: ignore[return-value]
+
+    def wait_taken_blocking(
+        self, version: int, timeout: float, stop: threading.Event | None = None
+    ) -> bool:
+        """From a producer thread: block up to `timeout` s until a reader took `version` (or a
+        newer one). False on timeout; ChannelClosed once closed; `Cancelled` once `stop` is
+        set (whoever sets it calls `wake_threads` after)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._taken < version:
+                self.raise_if_closed()
+                if stop is not None and stop.is_set():
+                    raise Cancelled(f"stopped waiting for a reader of {self.name}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
 
     def wait_newer_blocking(
         self, after: int, timeout: float, stop: threading.Event | None = None
@@ -334,7 +355,7 @@ class ThreadFed(Latest[T]):
             self._changed.fire()
 
     async def wait_taken(self, version: int, timeout: float) -> bool:
-        raise NotImplementedError("a thread-fed channel's producer does not wait for demand")
+        raise NotImplementedError("a thread-fed channel's producer waits on its thread")
 
     def _arm(self, after: int) -> bool:
         with self._cond:

@@ -20,7 +20,7 @@ import anyio
 import structlog
 
 from agent import endings
-from agent.channels import Latest
+from agent.channels import Latest, ThreadFed
 from agent.errors import EXPECTED, describe
 from agent.event_queue import EventQueue
 from agent.events import Detected, Event, Fault, Outcome, Step
@@ -31,6 +31,7 @@ from agent.observe import RunObserver
 from agent.recording import RecordingError, RunRecorder
 from agent.telemetry import LatencyStats
 from drivers.base import RobotState
+from drivers.sim.success import Verdict
 from models.perception import Percept
 from models.types import TaskSpec
 
@@ -216,15 +217,20 @@ def _too_slow(tick: CommandTick) -> str:
 class Channels:
     """The latest-wins slots joining an episode's loops (frames are the runtime's own)."""
 
-    percepts: Latest[PerceptMsg]
+    percepts: ThreadFed[PerceptMsg]  # fed on the perception thread, taken on the policy's
     actions: Latest[ActionMsg]
-    states: Latest[RobotState]
+    states: ThreadFed[RobotState]  # read on the policy's thread
     steps: Latest[StepRecord]
+    verdicts: Latest[Verdict]  # success checks made on the robot's thread after a move
 
     @classmethod
     def open(cls, ep: Episode) -> Channels:
         channels = cls(
-            Latest("percepts"), Latest("actions"), Latest("robot_state"), Latest("steps")
+            ThreadFed("percepts"),
+            Latest("actions"),
+            ThreadFed("robot_state"),
+            Latest("steps"),
+            Latest("verdicts"),
         )
         ep.channels += [channels.percepts, channels.actions]  # their drops reach the outcome
         return channels

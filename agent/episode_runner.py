@@ -189,6 +189,7 @@ class EpisodeRunner:
                     workers=self._judge_workers,
                     call_timeout=rt.stage_timeout_s,
                     lost=watch.lost_reason,
+                    verdicts=ch.verdicts,
                 )
             )
 
@@ -236,6 +237,9 @@ class EpisodeRunner:
             min_interval_s=rt.min_command_interval_s,
             hold_while=watch.hold_reason,
             on_hold=ep.held,
+            check=partial(parts.judge.verdict, task) if parts.judge is not None else None,
+            check_period_s=1.0 / rt.supervise_hz,
+            verdicts=ch.verdicts,
         )
         loops = [
             Loop("perceive", perceive),

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import anyio
+import anyio.from_thread
 import sniffio
 
 T = TypeVar("T")
@@ -117,13 +120,18 @@ class Workers:
         call: _Call[T] = _Call(partial(fn, *args), loop)
         self._start_threads()
         self._calls.put(call)
-        timer = loop.call_later(
-            timeout, _expire, call.future, f"{what} did not finish within {timeout:g} s"
+        timer = (
+            loop.call_later(
+                timeout, _expire, call.future, f"{what} did not finish within {timeout:g} s"
+            )
+            if timeout < math.inf
+            else None  # a call that runs for the episode (its work watched by a `Busy`)
         )
         try:
             return await call.future
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             if call.abandon():  # still running: timed out or cancelled (a no-op once done)
                 self._replace()
 
@@ -171,3 +179,66 @@ class Workers:
                 )
         except TimeoutError:
             raise StageTimeout(f"{what} did not finish within {timeout:g} s") from None
+
+
+def loop_caller() -> Callable[..., object]:
+    """How a thread runs a callback on the current event loop's thread."""
+    if sniffio.current_async_library() == "asyncio":
+        return asyncio.get_running_loop().call_soon_threadsafe
+    token = anyio.lowlevel.current_token()
+    return lambda fn, *args: anyio.from_thread.run_sync(fn, *args, token=token)
+
+
+class Busy:
+    """The deadline of work done inside a long-running thread call (a loop run on a thread, e.g.
+    perception's, agent.loops.perceive), where `Workers.run`'s per-call deadline cannot see it.
+
+    The thread marks each unit of work (`with busy:`); `watch` (on the loop, beside the call:
+    `watched`) raises StageTimeout naming `what` once one has run past `timeout`. It looks every
+    `period` s (a quarter of the timeout, at most 1 s), so a hang is caught within `deadline_s`.
+    """
+
+    __slots__ = ("period", "since", "timeout", "what")
+
+    def __init__(self, what: str, timeout: float) -> None:
+        self.what = what
+        self.timeout = timeout
+        self.period = min(1.0, timeout / 4)
+        self.since: float | None = None  # set and cleared by the thread; read by the loop
+
+    @property
+    def deadline_s(self) -> float:
+        """How long after a unit of work starts its hang is reported, at the latest."""
+        return self.timeout + self.period
+
+    def __enter__(self) -> None:
+        self.since = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        self.since = None
+
+    async def watch(self) -> NoReturn:
+        while True:
+            await anyio.sleep(self.period)
+            since = self.since
+            if since is not None and time.monotonic() - since > self.timeout:
+                raise StageTimeout(f"{self.what} did not finish within {self.timeout:g} s")
+
+
+async def watched(body: Callable[[], Awaitable[None]], busy: Busy) -> None:
+    """Run `body` with `busy.watch` beside it until either fails (that error leaves as it is,
+    not in an ExceptionGroup) or `body` returns."""
+    failure: list[Exception] = []
+
+    async def guard(fn: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await fn()
+        except Exception as exc:
+            failure.append(exc)
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(guard, busy.watch)
+        tg.start_soon(guard, body)
+    if failure:
+        raise failure[0]

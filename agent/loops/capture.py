@@ -15,19 +15,17 @@ loop's thread); then one `call_soon_threadsafe` a frame (the loop's Python fell 
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.from_thread
-import sniffio
 import structlog
 
 from agent.channels import ChannelClosed, ThreadFed
 from agent.errors import describe
+from agent.workers import loop_caller
 from drivers.base import Camera, Frame
 
 log = structlog.get_logger("agent.capture")
@@ -123,14 +121,6 @@ class _Reader:
             )
 
 
-def _loop_caller() -> Callable[..., object]:
-    """How a thread runs a callback on the current event loop's thread."""
-    if sniffio.current_async_library() == "asyncio":
-        return asyncio.get_running_loop().call_soon_threadsafe
-    token = anyio.lowlevel.current_token()
-    return lambda fn, *args: anyio.from_thread.run_sync(fn, *args, token=token)
-
-
 async def capture_loop(
     camera: Camera,
     out: ThreadFed[Frame],
@@ -145,7 +135,7 @@ async def capture_loop(
     is abandoned). Closing the slot is how a dead camera reaches the episode: the perceive
     loop's next read raises ChannelClosed with the reason, which becomes a fault.
     """
-    to_loop = _loop_caller()
+    to_loop = loop_caller()
     out.attach(to_loop)
     reader = _Reader(camera, out, timeout, max_failures, to_loop)
     overdue = timeout + READ_GRACE_S

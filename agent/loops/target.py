@@ -31,7 +31,8 @@ HOLD_GRACE_S = 1.0
 
 @dataclass
 class TargetWatch:
-    """Per role, when its object was last seen in any view; fed each percept, read by the loops.
+    """Per role, when its object was last seen in any view; fed each percept (on the perception
+    thread), read by the loops.
 
     Times are `time.monotonic()` (the frames' clock), taken as each percept arrives.
     """
@@ -51,13 +52,18 @@ class TargetWatch:
         return cls(names, lost_after_s, last_seen=dict.fromkeys(names, now))
 
     def see(self, percept: Percept, now: float) -> None:
-        """Take a new percept: a role with a box in any view is seen now, else missing."""
-        self.missing = set()
+        """Take a new percept: a role with a box in any view is seen now, else missing.
+
+        Called on the perception thread while the loop reads: `missing` is replaced whole, and
+        a role's time is stamped before it leaves `missing`, so a reader never sees a role
+        missing since a stale time."""
+        missing = set()
         for role in self.names:
             if any(boxes.get(role) is not None for boxes in percept.boxes.values()):
                 self.last_seen[role] = now
             else:
-                self.missing.add(role)
+                missing.add(role)
+        self.missing = missing
 
     def longest_missing(self, now: float) -> tuple[str, float] | None:
         """The object missing longest from every view, and for how many seconds; None if none."""
