@@ -259,3 +259,27 @@ def test_a_thread_blocks_on_a_thread_fed_channel_until_a_feed_a_close_a_stop_or_
     with pytest.raises(ChannelClosed, match="failed 3 times"):
         channel.wait_newer_blocking(1, timeout=5.0)
     timer.join()
+
+
+def test_a_producer_thread_waits_until_a_thread_took_its_value():
+    """The perception thread's demand wait (real threads): it ends when the policy's thread
+    takes the value; False at its deadline when nobody does; `Cancelled` once stopped."""
+    channel: ThreadFed[int] = ThreadFed("percepts")
+    version = channel.feed(1)
+    taker = threading.Timer(0.05, channel.wait_newer_blocking, args=(0, 5.0))
+    taker.start()
+    t0 = time.monotonic()
+    assert channel.wait_taken_blocking(version, timeout=5.0) is True
+    assert time.monotonic() - t0 < 2.0  # woken by the take, not the deadline
+    taker.join()
+    version = channel.feed(2)
+    assert channel.wait_taken_blocking(version, timeout=0.05) is False
+    stop = threading.Event()
+
+    def stop_and_wake() -> None:
+        stop.set()
+        channel.wake_threads()
+
+    threading.Timer(0.05, stop_and_wake).start()
+    with pytest.raises(Cancelled):
+        channel.wait_taken_blocking(version, timeout=5.0, stop=stop)

@@ -9,6 +9,7 @@ margins are generous (hundreds of ms): these check the schedule's logic, not its
 
 from __future__ import annotations
 
+import threading
 import time
 
 import anyio
@@ -22,6 +23,7 @@ from agent.workers import Workers
 from drivers.base import RobotState
 from drivers.sim.robot import SimRobot
 from drivers.sim.scene import SceneSpec
+from drivers.sim.success import Verdict
 from drivers.sim.world import World
 from models.types import Action
 
@@ -67,7 +69,9 @@ def _action(dx: float, t_capture: float) -> ActionMsg:
     )
 
 
-async def _run(world: World, mode: str, rate_hz: float, script, *, min_interval_s: float = 0.0):
+async def _run(
+    world: World, mode: str, rate_hz: float, script, *, min_interval_s: float = 0.0, **extra
+):
     """Run the command loop beside `script(actions)`, then return the robot, ticks and states."""
     robot = TimedRobot(SimRobot(world, realtime=False))
     actions: Latest[ActionMsg] = Latest("actions")
@@ -89,6 +93,7 @@ async def _run(world: World, mode: str, rate_hz: float, script, *, min_interval_
                 on_tick=ticks.append,
                 mode=mode,
                 min_interval_s=min_interval_s,
+                **extra,
             )
         )
         await script(actions)
@@ -158,3 +163,35 @@ async def test_fixed_rate_waits_for_its_tick_and_reads_state_every_period(world:
     assert [dx for _, dx in robot.moves] == [0.001]
     assert robot.moves[0][0] - published[0] > 0.25
     assert states.published >= 2
+
+
+async def test_the_success_check_rides_on_a_moves_robot_call_at_most_once_a_period(
+    world: World,
+) -> None:
+    """`check` runs on the robot's thread right after a fresh action's move, at most every
+    `check_period_s`, and its verdict reaches `verdicts` (the supervisor's); the command's send
+    time is the move's, not the check's end."""
+    calls: list[tuple[str, float]] = []
+
+    def check() -> Verdict:
+        calls.append((threading.current_thread().name, time.monotonic()))
+        time.sleep(0.05)  # a slow check must not count in the command's latency
+        return Verdict(False, False, f"check {len(calls)}")
+
+    verdicts: Latest[Verdict] = Latest("verdicts")
+
+    async def script(actions: Latest[ActionMsg]) -> None:
+        await anyio.sleep(0.05)
+        for dx in (0.001, 0.002, 0.003, 0.004):
+            actions.publish(_action(dx, anyio.current_time()))
+            await anyio.sleep(0.12)
+
+    robot, ticks, _ = await _run(
+        world, "on_arrival", 1.0, script, check=check, check_period_s=0.2, verdicts=verdicts
+    )
+    assert len(robot.moves) == 4
+    assert len(calls) == 2, calls  # moves 120 ms apart, checks at least 200 ms apart
+    assert all(name == "test-worker" for name, _ in calls)
+    assert calls[1][1] - calls[0][1] >= 0.2
+    assert verdicts.published == 2 and verdicts.peek()[1].reason == "check 2"
+    assert max(t.command_ms for t in ticks) < 50, [t.command_ms for t in ticks]

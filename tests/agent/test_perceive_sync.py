@@ -11,7 +11,7 @@ from functools import partial
 
 import anyio
 
-from agent.channels import Latest, ThreadFed
+from agent.channels import ThreadFed
 from agent.loops.perceive import perceive_loop
 from agent.messages import PerceptMsg
 from agent.workers import Workers
@@ -39,7 +39,7 @@ def frame(view: str, t: float) -> Frame:
 
 
 def perceiving(
-    frames: dict[str, ThreadFed[Frame]], percepts: Latest[PerceptMsg], sync_s: float = 0.05
+    frames: dict[str, ThreadFed[Frame]], percepts: ThreadFed[PerceptMsg], sync_s: float = 0.05
 ) -> Callable[[], Awaitable[None]]:
     """The perceive loop over `frames`, its pipeline started on views taken at 0.0."""
     pipeline = PerceptionPipeline(
@@ -71,7 +71,7 @@ async def run_one_set(later_side: float | None, sync_s: float = 0.05) -> tuple[f
     """Publish side@0.9 and front@1.0, then (after 20 ms) side@1.0 if `later_side` is set;
     returns the first percept's capture time and skew (ms)."""
     front, side = ThreadFed[Frame]("frames/front"), ThreadFed[Frame]("frames/side")
-    percepts = Latest[PerceptMsg]("percepts")
+    percepts = ThreadFed[PerceptMsg]("percepts")
     side.publish(frame("side", 0.9))
     async with anyio.create_task_group() as tg:
         tg.start_soon(perceiving({"front": front, "side": side}, percepts, sync_s))
@@ -105,11 +105,12 @@ def test_views_close_enough_are_not_waited_for() -> None:
 
 def test_a_percept_is_started_only_once_the_last_one_was_taken() -> None:
     """on_demand: frames keep coming, but while nobody takes the percept no new one is computed;
-    once the act loop's reader takes it, the next percept runs on the newest frame."""
+    once a reader takes it (the policy's thread in the runtime; a loop reader here), the next
+    percept runs on the newest frame."""
 
     async def go() -> list[float]:
         front = ThreadFed[Frame]("frames/front")
-        percepts = Latest[PerceptMsg]("percepts")
+        percepts = ThreadFed[PerceptMsg]("percepts")
         async with anyio.create_task_group() as tg:
             tg.start_soon(perceiving({"front": front}, percepts))
             for t in (1.0, 2.0, 3.0):  # three frames, nobody takes the first percept

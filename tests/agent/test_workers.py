@@ -3,6 +3,7 @@ threads on a real asyncio loop, and anyio's own path on trio)."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -10,7 +11,7 @@ import anyio
 import pytest
 
 from agent.event_loop import EventLoop, run_loop, uses_uvloop
-from agent.workers import StageTimeout, Workers
+from agent.workers import Busy, StageTimeout, Workers, watched
 
 
 def pool_threads(name: str) -> int:
@@ -112,3 +113,41 @@ def test_the_event_loops_the_cli_starts_run_the_workers(choice: EventLoop) -> No
         workers.close()
     assert uses_uvloop(choice) == (choice == "uvloop")
     assert module.startswith("uvloop") == (choice == "uvloop"), module
+
+
+def test_work_inside_a_long_call_is_watched_and_errors_leave_as_they_are() -> None:
+    """`Busy` + `watched` (the perception and policy threads' deadlines): a unit of work that
+    hangs inside a call that runs for the episode is a StageTimeout naming it within
+    `deadline_s`; work that finishes in time is left alone; an error of the call itself leaves
+    as it is, not wrapped in an ExceptionGroup."""
+    release = threading.Event()
+    workers = Workers("watched", 1)
+
+    def loop(busy: Busy, hang_on: int) -> None:
+        for i in range(10):
+            with busy:
+                if i == hang_on:
+                    release.wait(10)
+                time.sleep(0.01)
+        raise ValueError("the loop's own error")
+
+    async def go(hang_on: int) -> float:
+        busy = Busy("perception", 0.2)
+        started = time.monotonic()
+
+        async def body() -> None:
+            await workers.run(loop, busy, hang_on, timeout=math.inf, what="perception")
+
+        with pytest.raises((StageTimeout, ValueError)) as caught:
+            await watched(body, busy)
+        if hang_on < 10:
+            assert isinstance(caught.value, StageTimeout)
+            assert str(caught.value) == "perception did not finish within 0.2 s"
+        else:
+            assert str(caught.value) == "the loop's own error"
+        return time.monotonic() - started
+
+    assert anyio.run(go, 3) < 0.03 + Busy("perception", 0.2).deadline_s + 0.5
+    anyio.run(go, 10)  # nothing hangs: the loop's error comes back
+    release.set()
+    workers.close()
